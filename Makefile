@@ -1,0 +1,34 @@
+# The two commands a user needs: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch/torchvision pinned for this project's machines (served from local disk there);
+# pyproject keeps loose ranges for real users.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e '.[dev]' $(TORCH_PINS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/telemetry demo --out demo-runs --report report.html
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check collector analysis reports telemetry tests benchmarks
+	$(VENV)/bin/ruff format --check collector analysis reports telemetry tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) demo-runs report.html .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,381 @@
+"""The Collector: what a training script attaches to its loop.
+
+Example::
+
+    from collector import Collector
+
+    with Collector("runs", name="digits-cnn", config={"lr": 1e-3},
+                   model=model, optimizer=optimizer) as tel:
+        for epoch in range(epochs):
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                optimizer.step()              # hooks record grads, weights, updates, lr, timing
+                tel.log({"loss": loss}, split="train")
+            tel.log({"loss/val": val_loss, "acc/val": val_acc}, epoch=epoch)
+
+Steps count optimizer steps: after the first ``optimizer.step()`` the step is 1, and
+everything recorded for that iteration (statistics, timing, what ``log()`` gets
+after the step) carries step 1. Without an optimizer, pass ``step=`` to ``log()``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import json
+import logging
+import math
+import os
+import platform
+import socket
+import sys
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from collector import layout
+from collector.compaction import compact_run
+from collector.errors import ConfigError, StoreError
+from collector.guard import GuardCounters, guarded
+from collector.hooks import HookSet
+from collector.params import ParamWatcher, select_parameters
+from collector.records import Rows
+from collector.schema import SCHEMA_VERSION, EventKind, Stream
+from collector.system import StepTimer, peak_host_memory_bytes
+from collector.writer import Writer
+
+log = logging.getLogger(__name__)
+
+_Number = (int, float)
+
+
+class Collector:
+    """Records one training run into the store at ``root``.
+
+    Arguments that are not obvious:
+        stats_every: record per-parameter grad/weight/update statistics every this many
+            optimizer steps (1 = every step, 0 = never).
+        include, exclude: shell-style patterns on parameter names to watch or skip.
+        flush_every_s: at most this many seconds of data are lost if the process dies.
+        heartbeat_every_s: how often a live run says so (runs that stop without a final
+            event and without heartbeats are reported ``crashed``).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        model: torch.nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        stats_every: int = 1,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        flush_every_s: float = 2.0,
+        heartbeat_every_s: float = 15.0,
+    ) -> None:
+        _check_args(name, config, model, optimizer, stats_every, flush_every_s, heartbeat_every_s)
+        self._root = Path(root)
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the store directory {str(self._root)!r}: {e}") from e
+        if not os.access(self._root, os.W_OK):
+            raise StoreError(f"the store directory {str(self._root)!r} is not writable")
+        self._name = name
+        self._run_id = layout.new_run_id(name)
+        self._run_dir = layout.run_dir(self._root, self._run_id)
+        self._run_dir.mkdir()
+        self._model = model
+        self._optimizer = optimizer
+        self._step = 0
+        self._epoch: int | None = None
+        self._closed = False
+        self._writer = Writer(
+            self._root,
+            self._run_id,
+            flush_every_s=flush_every_s,
+            heartbeat_every_s=heartbeat_every_s,
+        )
+        self._hooks = HookSet()
+        self._guard = GuardCounters()
+        self._timer = StepTimer()
+        watched = select_parameters(model, optimizer, include=include, exclude=exclude)
+        self._params = ParamWatcher(watched, every=stats_every)
+        self._device = watched[0][1].device if watched else torch.device("cpu")
+        self._event(EventKind.RUN_STARTED, self._start_payload(config, watched))
+        self._attach()
+        _open_collectors.add(self)
+
+    # -- public face -------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
+    def run_dir(self) -> Path:
+        return self._run_dir
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far (or the last ``step=`` given to ``log()``)."""
+        return self._step
+
+    @property
+    def epoch(self) -> int | None:
+        return self._epoch
+
+    @property
+    def rows_dropped(self) -> int:
+        """Rows the writer could not store (queue full or I/O errors) so far."""
+        return self._writer.rows_dropped
+
+    def log(
+        self,
+        metrics: Mapping[str, float | int | torch.Tensor],
+        *,
+        split: str | None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> None:
+        """Record scalar values. ``{"loss/val": x}`` means name ``loss``, split ``val``.
+
+        Tensor values are moved to the host together, in one transfer per call.
+        """
+        if not isinstance(metrics, Mapping):
+            raise ConfigError(f"log() takes a mapping of name -> value, got {type(metrics).__name__}")
+        _check_optional_int("epoch", epoch)
+        _check_optional_int("step", step)
+        if split is not None and (not isinstance(split, str) or not split):
+            raise ConfigError(f"split must be a non-empty string or None, got {split!r}")
+        if self._closed:
+            log.warning("log() on closed run %s ignored", self._run_id)
+            return
+        names, splits = [], []
+        tensors: list[tuple[int, torch.Tensor]] = []
+        values: list[float] = []
+        for key, value in metrics.items():
+            if not isinstance(key, str) or not key:
+                raise ConfigError(f"metric names must be non-empty strings, got {key!r}")
+            name, row_split = key, split
+            if split is None and "/" in key:
+                name, _, row_split = key.rpartition("/")
+                if not name or not row_split:
+                    raise ConfigError(f"metric {key!r}: expected 'name/split', e.g. 'loss/val'")
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1:
+                    raise ConfigError(
+                        f"metric {key!r} is a tensor of shape {tuple(value.shape)}; "
+                        "log() takes one number per name (reduce it first, e.g. .mean())"
+                    )
+                tensors.append((len(values), value.detach().reshape(())))
+                values.append(math.nan)
+            elif isinstance(value, _Number) and not isinstance(value, bool):
+                values.append(float(value))
+            else:
+                raise ConfigError(
+                    f"metric {key!r} has a value of type {type(value).__name__}; "
+                    "expected a number or a one-element tensor"
+                )
+            names.append(name)
+            splits.append(row_split)
+        if tensors:
+            host = torch.stack([t.to(torch.float64) for _, t in tensors]).cpu().tolist()
+            for (i, _), v in zip(tensors, host, strict=True):
+                values[i] = v
+        if epoch is not None:
+            self._epoch = epoch
+        if step is not None and self._optimizer is None:
+            self._step = max(self._step, step)
+        self._put(
+            Stream.SCALARS,
+            {"name": names, "split": splits, "value": values},
+            step=self._step if step is None else step,
+        )
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Publish everything recorded so far (blocks until written or ``timeout``)."""
+        return self._writer.flush(timeout)
+
+    def close(self, *, error: BaseException | None = None) -> None:
+        """End the run: remove hooks, record how it ended, drain, compact. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._hooks.remove()
+        _open_collectors.discard(self)
+        if error is None:
+            self._event(EventKind.RUN_FINISHED, {"steps": self._step, **self._health()})
+        else:
+            payload = {"type": type(error).__name__, "message": str(error)[:2000]}
+            self._event(EventKind.RUN_FAILED, {**payload, "steps": self._step, **self._health()})
+        self._writer.close()
+        try:
+            compact_run(self._run_dir, rank=self._writer.rank, attempt=self._writer.attempt)
+        except Exception as e:  # the data is on disk either way; compaction is an optimisation
+            log.warning("could not compact run %s (%s); segments left as written", self._run_id, e)
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(error=exc)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"Collector(run_id={self._run_id!r}, step={self._step}, {state})"
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        g = self._guard
+        if self._optimizer is not None:
+            pre = guarded(g, "optimizer_step_pre")(self._on_before_optimizer_step)
+            post = guarded(g, "optimizer_step_post")(self._on_after_optimizer_step)
+            self._hooks.add(self._optimizer.register_step_pre_hook(lambda *a, **k: pre()))
+            self._hooks.add(self._optimizer.register_step_post_hook(lambda *a, **k: post()))
+        if self._model is not None:
+            fwd = guarded(g, "forward_pre")(self._on_forward_start)
+            self._hooks.add(self._model.register_forward_pre_hook(lambda m, args: fwd(m, args)))
+
+    def _on_forward_start(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        first = args[0] if args else None
+        batch = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else None
+        self._timer.on_forward_start(
+            training=module.training and torch.is_grad_enabled(), batch_size=batch
+        )
+
+    def _on_before_optimizer_step(self) -> None:
+        self._params.on_before_optimizer_step(self._step + 1)
+
+    def _on_after_optimizer_step(self) -> None:
+        self._step += 1
+        timing = self._timer.on_after_optimizer_step()
+        tensors = self._params.on_after_optimizer_step()
+        if tensors is not None:
+            self._put(Stream.TENSORS, tensors)
+        assert self._optimizer is not None  # only registered with an optimizer
+        groups = self._optimizer.param_groups
+        lrs = [float(g["lr"]) if "lr" in g else math.nan for g in groups]
+        names = ["lr" if i == 0 else f"lr.group{i}" for i in range(len(groups))]
+        self._put(Stream.SCALARS, {"name": names, "split": ["train"] * len(names), "value": lrs})
+        if timing is not None:
+            self._put(Stream.SYSTEM, {k: [v] for k, v in timing.items()} | self._memory())
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _memory(self) -> dict[str, list[int]]:
+        if self._device.type == "cuda":
+            return {"max_memory_bytes": [torch.cuda.max_memory_allocated(self._device)]}
+        return {"max_memory_bytes": [peak_host_memory_bytes()]}
+
+    def _put(self, stream: Stream, columns: Mapping[str, Sequence[Any]], *, step: int | None = None) -> None:
+        self._writer.put(
+            Rows(
+                stream,
+                step=self._step if step is None else step,
+                epoch=self._epoch,
+                wall_time=time.time(),
+                columns=columns,
+            )
+        )
+
+    def _event(self, kind: EventKind, payload: Mapping[str, Any]) -> None:
+        text = json.dumps(payload, default=repr, allow_nan=True)
+        self._put(Stream.EVENTS, {"kind": [kind.value], "payload": [text]})
+
+    def _health(self) -> dict[str, Any]:
+        return {
+            "rows_dropped": self._writer.rows_dropped,
+            "hook_failures": dict(self._guard.failures),
+        }
+
+    def _start_payload(
+        self, config: Mapping[str, Any] | None, watched: list[tuple[str, torch.nn.Parameter]]
+    ) -> dict[str, Any]:
+        model = self._model
+        return {
+            "name": self._name,
+            "config": dict(config) if config is not None else {},
+            "schema_version": SCHEMA_VERSION,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "host": socket.gethostname(),
+            "user": _user(),
+            "pid": os.getpid(),
+            "argv": sys.argv[:20],
+            "device": str(self._device),
+            "model": type(model).__name__ if model is not None else None,
+            "optimizer": type(self._optimizer).__name__ if self._optimizer is not None else None,
+            "parameters": sum(p.numel() for p in model.parameters()) if model is not None else None,
+            "trainable_parameters": sum(p.numel() for _, p in watched),
+            "watched_parameters": len(watched),
+        }
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return None
+
+
+def _check_optional_int(what: str, value: object) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ConfigError(f"{what} must be a non-negative int or None, got {value!r}")
+
+
+def _check_args(
+    name: object,
+    config: object,
+    model: object,
+    optimizer: object,
+    stats_every: object,
+    flush_every_s: object,
+    heartbeat_every_s: object,
+) -> None:
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"name must be a string or None, got {name!r}")
+    if config is not None:
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"config must be a mapping (e.g. a dict), got {type(config).__name__}")
+        try:
+            json.dumps(dict(config), default=repr)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config cannot be stored as JSON: {e}") from e
+    if model is not None and not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    if not isinstance(stats_every, int) or isinstance(stats_every, bool) or stats_every < 0:
+        raise ConfigError(f"stats_every must be an int >= 0 (0 disables), got {stats_every!r}")
+    for what, value in (("flush_every_s", flush_every_s), ("heartbeat_every_s", heartbeat_every_s)):
+        if not isinstance(value, _Number) or isinstance(value, bool) or not value > 0:
+            raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
+
+
+# Runs still open at interpreter exit are closed (and marked finished) so that their
+# last seconds of data reach the disk; a weak set so we never keep a collector alive.
+_open_collectors: weakref.WeakSet[Collector] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_collectors() -> None:
+    for collector in list(_open_collectors):
+        collector.close()

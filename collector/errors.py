@@ -1,0 +1,23 @@
+"""Errors raised to the user of the collector.
+
+    TelemetryError               base class; never raised from inside a training step
+    ├── ConfigError (ValueError) a bad argument to Collector(...) or log(...)
+    └── StoreError (OSError)     the store directory cannot be created or written at start-up
+
+After start-up nothing raises into the training loop: the writer counts what it
+could not write and records it as a ``dropped`` event instead.
+"""
+
+from __future__ import annotations
+
+
+class TelemetryError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(TelemetryError, ValueError):
+    """An argument has a value we cannot use; the message names it and the fix."""
+
+
+class StoreError(TelemetryError, OSError):
+    """The store cannot be used (not creatable, not writable)."""

@@ -1,0 +1,104 @@
+"""Per-parameter gradient, weight and update statistics on sampled optimizer steps.
+
+On a sampled step, ``on_before_optimizer_step`` queues the gradient reductions and
+keeps a copy of the weights; ``on_after_optimizer_step`` turns the copy into the
+update in place (``w_{t-1} - w_t``, reported negated), queues the weight and update
+reductions, and moves all three to the host in one transfer.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from collector import stats
+from collector.schema import TensorKind
+
+
+def select_parameters(
+    model: torch.nn.Module | None,
+    optimizer: torch.optim.Optimizer | None,
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> list[tuple[str, torch.nn.Parameter]]:
+    """Named parameters to watch, in model order (depth order for sequential models).
+
+    Trainable parameters of the model, plus any optimizer parameter the model does not
+    name (called ``group<g>.<i>``). ``include``/``exclude`` are shell-style patterns
+    matched against the names.
+    """
+    named: list[tuple[str, torch.nn.Parameter]] = []
+    seen: set[int] = set()
+    if model is not None:
+        for name, p in model.named_parameters():
+            if p.requires_grad and id(p) not in seen:
+                named.append((name, p))
+                seen.add(id(p))
+    if optimizer is not None:
+        for g, group in enumerate(optimizer.param_groups):
+            for i, p in enumerate(group["params"]):
+                if id(p) not in seen:
+                    named.append((f"group{g}.{i}", p))
+                    seen.add(id(p))
+
+    def wanted(name: str) -> bool:
+        if include and not any(fnmatch.fnmatchcase(name, pat) for pat in include):
+            return False
+        return not (exclude and any(fnmatch.fnmatchcase(name, pat) for pat in exclude))
+
+    return [(n, p) for n, p in named if wanted(n) and p.numel() > 0]
+
+
+class ParamWatcher:
+    def __init__(self, named: list[tuple[str, torch.nn.Parameter]], *, every: int) -> None:
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.every = every
+        self._grads: tuple[list[str], stats.PendingStats] | None = None
+        self._previous: list[torch.Tensor] | None = None
+
+    def sampled(self, step: int) -> bool:
+        """Steps are counted from 1; the first step is always sampled."""
+        return self.every > 0 and bool(self.params) and (step - 1) % self.every == 0
+
+    @torch.no_grad()
+    def on_before_optimizer_step(self, step: int) -> None:
+        self._grads, self._previous = None, None
+        if not self.sampled(step):
+            return
+        with_grad = [
+            (n, p.grad)
+            for n, p in zip(self.names, self.params, strict=True)
+            if p.grad is not None and not p.grad.is_sparse
+        ]
+        self._grads = ([n for n, _ in with_grad], stats.reduce([g for _, g in with_grad]))
+        self._previous = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def on_after_optimizer_step(self) -> dict[str, list[Any]] | None:
+        """The ``tensors`` stream columns of this step, or None when it was not sampled."""
+        if self._grads is None or self._previous is None:
+            return None
+        grad_names, grad_pending = self._grads
+        previous, self._grads, self._previous = self._previous, None, None
+        current = [p.detach() for p in self.params]
+        torch._foreach_sub_(previous, current)  # previous := w_{t-1} - w_t = -update
+        weights = stats.reduce(current)
+        updates = stats.reduce(previous, negate=True)
+        grad_rows, weight_rows, update_rows = stats.to_host([grad_pending, weights, updates])
+        columns: dict[str, list[Any]] = {"param": [], "kind": []}
+        for kind, names, rows in (
+            (TensorKind.GRAD, grad_names, grad_rows),
+            (TensorKind.WEIGHT, self.names, weight_rows),
+            (TensorKind.UPDATE, self.names, update_rows),
+        ):
+            for name, row in zip(names, rows, strict=True):
+                columns["param"].append(name)
+                columns["kind"].append(kind.value)
+                for key, value in row.items():
+                    columns.setdefault(key, []).append(value)
+        return columns

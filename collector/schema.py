@@ -1,0 +1,183 @@
+"""The store contract: streams, their Arrow schemas, and the schema version.
+
+Every engine (DuckDB views, Polars, pandas, Spark) reads the store through these
+definitions, so this module imports nothing heavier than pyarrow. A segment's
+Parquet metadata carries ``telemetry.schema_version``; readers skip segments
+written by a newer, unknown version instead of misreading them.
+
+Layout of a store (see ``collector.layout``)::
+
+    <root>/<run_id>/<stream>/<rank>-<attempt>-<seq>.parquet
+
+Envelope columns, on every row of every stream:
+
+    run_id     string     the run (a directory name under the root)
+    rank       int32      distributed rank of the writer (0 when not distributed)
+    attempt    int32      0 for a fresh run, +1 for each resume
+    seq        int64      per-writer row number, strictly increasing
+    step       int64      global optimizer step (number of optimizer steps taken)
+    epoch      int64      nullable
+    wall_time  timestamp  microseconds, UTC
+"""
+
+from __future__ import annotations
+
+import enum
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+"""Bumped when a column changes meaning or type; adding a nullable column is not a bump."""
+
+SCHEMA_VERSION_KEY = b"telemetry.schema_version"
+STREAM_KEY = b"telemetry.stream"
+
+
+class Stream(str, enum.Enum):
+    """The streams of a run: one directory and one Arrow schema each."""
+
+    EVENTS = "events"
+    SCALARS = "scalars"
+    TENSORS = "tensors"
+    ACTIVATIONS = "activations"
+    SAMPLES = "samples"
+    MODULES = "modules"
+    SYSTEM = "system"
+    EXPORTS = "exports"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class EventKind(str, enum.Enum):
+    """Values of the ``kind`` column of the ``events`` stream."""
+
+    RUN_STARTED = "run_started"
+    CONFIG = "config"
+    HEARTBEAT = "heartbeat"
+    RUN_FINISHED = "run_finished"
+    RUN_FAILED = "run_failed"
+    CHECKPOINT = "checkpoint"
+    NOTE = "note"
+    DROPPED = "dropped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TensorKind(str, enum.Enum):
+    """Values of the ``kind`` column of the ``tensors`` stream."""
+
+    GRAD = "grad"
+    WEIGHT = "weight"
+    UPDATE = "update"  # the change one optimizer step made: w_t - w_{t-1}
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ENVELOPE: tuple[pa.Field, ...] = (
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("rank", pa.int32(), nullable=False),
+    pa.field("attempt", pa.int32(), nullable=False),
+    pa.field("seq", pa.int64(), nullable=False),
+    pa.field("step", pa.int64(), nullable=False),
+    pa.field("epoch", pa.int64()),
+    pa.field("wall_time", pa.timestamp("us", tz="UTC"), nullable=False),
+)
+ENVELOPE_NAMES = frozenset(f.name for f in ENVELOPE)
+
+_F64 = pa.float64()
+_I64 = pa.int64()
+
+# Summary statistics shared by tensors and activations. `nonfinite` counts NaN/Inf
+# elements; the other statistics are computed over all elements, so one NaN makes
+# mean/std/norm NaN on purpose: the report must not hide it.
+_SUMMARY: tuple[tuple[str, pa.DataType], ...] = (
+    ("numel", _I64),
+    ("mean", _F64),
+    ("std", _F64),
+    ("min", _F64),
+    ("max", _F64),
+)
+
+_STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
+    Stream.EVENTS: (("kind", pa.string()), ("payload", pa.string())),
+    Stream.SCALARS: (("name", pa.string()), ("split", pa.string()), ("value", _F64)),
+    Stream.TENSORS: (
+        ("param", pa.string()),
+        ("kind", pa.string()),
+        ("numel", _I64),
+        ("norm", _F64),
+        ("mean", _F64),
+        ("std", _F64),
+        ("min", _F64),
+        ("max", _F64),
+        ("abs_max", _F64),
+        ("zero_frac", _F64),
+        ("nonfinite", _I64),
+    ),
+    Stream.ACTIVATIONS: (
+        ("module", pa.string()),
+        ("module_type", pa.string()),
+        *_SUMMARY,
+        ("zero_frac", _F64),
+        ("saturated_frac", _F64),
+        ("nonfinite", _I64),
+    ),
+    Stream.SAMPLES: (
+        ("module", pa.string()),
+        ("what", pa.string()),
+        ("shape", pa.list_(pa.int64())),
+        ("dtype", pa.string()),
+        ("data", pa.binary()),
+    ),
+    Stream.MODULES: (
+        ("module", pa.string()),
+        ("module_type", pa.string()),
+        ("parent", pa.string()),
+        ("depth", pa.int32()),
+        ("params", _I64),
+        ("trainable_params", _I64),
+        ("input_shape", pa.string()),
+        ("output_shape", pa.string()),
+    ),
+    Stream.SYSTEM: (
+        ("step_time_s", _F64),
+        ("data_time_s", _F64),
+        ("compute_time_s", _F64),
+        ("samples_per_s", _F64),
+        ("max_memory_bytes", _I64),
+    ),
+    Stream.EXPORTS: (
+        ("format", pa.string()),
+        ("batch_size", _I64),
+        ("latency_p50_ms", _F64),
+        ("latency_p90_ms", _F64),
+        ("throughput", _F64),
+        ("size_bytes", _I64),
+        ("max_abs_diff", _F64),
+        ("metric_name", pa.string()),
+        ("metric_value", _F64),
+        ("status", pa.string()),
+        ("error", pa.string()),
+    ),
+}
+
+
+def schema_for(stream: Stream | str) -> pa.Schema:
+    """The Arrow schema of ``stream``: envelope first, then the stream's own columns."""
+    s = Stream(stream)
+    fields = [*ENVELOPE, *(pa.field(name, typ) for name, typ in _STREAM_COLUMNS[s])]
+    return pa.schema(
+        fields,
+        metadata={SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode(), STREAM_KEY: s.value.encode()},
+    )
+
+
+def stream_columns(stream: Stream | str) -> tuple[str, ...]:
+    """The stream's own column names (without the envelope), in schema order."""
+    return tuple(name for name, _ in _STREAM_COLUMNS[Stream(stream)])
+
+
+SCHEMAS: dict[Stream, pa.Schema] = {s: schema_for(s) for s in Stream}

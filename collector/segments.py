@@ -1,0 +1,51 @@
+"""Segment I/O: publish one immutable Parquet file atomically.
+
+The table is written to a hidden temporary name in the target directory, fsynced,
+then renamed over its final name (atomic on POSIX), and the directory is fsynced so
+the rename survives a power cut. A reader therefore sees either no file or the
+whole file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from collector.layout import TMP_PREFIX
+
+# zstd: ~3-4x smaller than snappy on our statistics columns for a similar write cost.
+_COMPRESSION = "zstd"
+
+
+def write_segment(table: pa.Table, directory: Path, filename: str) -> Path:
+    """Write ``table`` as ``directory/filename`` atomically and return the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / filename
+    tmp = directory / f"{TMP_PREFIX}{filename}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression=_COMPRESSION)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+    return final
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems (e.g. network mounts) refuse fsync on directories
+    finally:
+        os.close(fd)

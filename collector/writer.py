@@ -1,0 +1,266 @@
+"""The asynchronous writer: a bounded queue drained by one named background thread.
+
+The training thread only calls ``put`` (``put_nowait``: a full queue increments a drop
+counter instead of blocking). The thread batches rows per stream and publishes a
+segment per stream every ``flush_every_s`` seconds, when ``max_pending_rows`` rows
+are waiting, on ``flush()`` and on ``close()``. A failed write never propagates:
+its rows are counted as dropped, a warning is logged once, and a ``dropped`` event
+with the counts is written at the next flush that succeeds. The thread also
+writes a ``heartbeat`` event every ``heartbeat_every_s`` so readers can tell a
+live run from a killed one.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+
+from collector.layout import SegmentName, stream_dir
+from collector.records import Rows, build_table
+from collector.schema import EventKind, Stream
+from collector.segments import write_segment
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[pa.Table, Path, str], object]
+"""Publishes a table as ``directory/filename``; ``segments.write_segment`` by default."""
+
+
+class WriterState(str, enum.Enum):
+    ACTIVE = "active"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    FAILED = "failed"  # the thread itself died; puts are counted as dropped
+
+
+class _Flush:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_CLOSE = object()
+
+
+class Writer:
+    """Appends ``Rows`` to the store of one (run, rank, attempt) from a background thread."""
+
+    def __init__(
+        self,
+        root: Path,
+        run_id: str,
+        *,
+        rank: int = 0,
+        attempt: int = 0,
+        flush_every_s: float = 2.0,
+        heartbeat_every_s: float = 15.0,
+        max_queue: int = 10_000,
+        max_pending_rows: int = 200_000,
+        sink: Sink = write_segment,
+    ) -> None:
+        self.root = root
+        self.run_id = run_id
+        self.rank = rank
+        self.attempt = attempt
+        self.flush_every_s = flush_every_s
+        self.heartbeat_every_s = heartbeat_every_s
+        self.max_pending_rows = max_pending_rows
+        self._sink = sink
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()
+        self._state = WriterState.ACTIVE
+        # Counters. `_overflow_rows` is touched by the training thread (under the lock),
+        # everything else only by the writer thread.
+        self._overflow_rows = 0
+        self._failed_rows = 0
+        self._unrecorded_drops: dict[str, int] = {}
+        self._last_error: str | None = None
+        self._warned = False
+        self.rows_written = 0
+        self.rows_dropped = 0
+        self.segments_written = 0
+        self._next_seq = 0
+        self._next_segment = 0
+        self._last_step = 0
+        self._pending: dict[Stream, list[Rows]] = {}
+        self._pending_rows = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"telemetry-writer-{run_id}-{rank}", daemon=True
+        )
+        self._thread.start()
+
+    # -- training-thread side -------------------------------------------------------
+
+    @property
+    def state(self) -> WriterState:
+        return self._state
+
+    def put(self, rows: Rows) -> bool:
+        """Queue ``rows`` without blocking; False (and counted as dropped) if not accepted."""
+        if self._state is WriterState.ACTIVE:
+            try:
+                self._queue.put_nowait(rows)
+                return True
+            except queue.Full:
+                pass
+        with self._lock:
+            self._overflow_rows += len(rows)
+        return False
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Publish everything queued so far; True when done within ``timeout``."""
+        if self._state is not WriterState.ACTIVE:
+            return False
+        request = _Flush()
+        try:
+            self._queue.put(request, timeout=timeout)
+        except queue.Full:
+            return False
+        return request.done.wait(timeout)
+
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Drain the queue, publish the last segments and stop the thread. Idempotent."""
+        with self._lock:
+            first = self._state is WriterState.ACTIVE
+            if first:
+                self._state = WriterState.CLOSING
+        if first and self._thread.is_alive():
+            # A blocking put is fine here: close() is not in the training step and the
+            # thread keeps draining until it meets the sentinel.
+            try:
+                self._queue.put(_CLOSE, timeout=timeout)
+            except queue.Full:
+                log.warning("telemetry writer of run %s did not drain in time", self.run_id)
+            self._thread.join(timeout)
+        if self._state is WriterState.CLOSING:
+            self._state = WriterState.CLOSED
+
+    # -- writer-thread side -----------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # the thread must not die silently
+            self._state = WriterState.FAILED
+            log.error("telemetry writer for run %s stopped: %r", self.run_id, e)
+
+    def _loop(self) -> None:
+        next_flush = time.monotonic() + self.flush_every_s
+        next_heartbeat = time.monotonic() + self.heartbeat_every_s
+        while True:
+            now = time.monotonic()
+            try:
+                item = self._queue.get(timeout=max(0.0, min(next_flush, next_heartbeat) - now))
+            except queue.Empty:
+                item = None
+            if item is _CLOSE or isinstance(item, _Flush):
+                waiting = self._drain()
+                self._flush()
+                for request in waiting if item is _CLOSE else [item, *waiting]:
+                    request.done.set()
+                if item is _CLOSE:
+                    return
+                next_flush = time.monotonic() + self.flush_every_s
+                continue
+            if isinstance(item, Rows):
+                self._add(item)
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._add(self._event(EventKind.HEARTBEAT, {}))
+                next_heartbeat = now + self.heartbeat_every_s
+            if now >= next_flush or self._pending_rows >= self.max_pending_rows:
+                self._flush()
+                next_flush = time.monotonic() + self.flush_every_s
+
+    def _drain(self) -> list[_Flush]:
+        """Move everything queued into pending; return flush requests met on the way."""
+        waiting: list[_Flush] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return waiting
+            if isinstance(item, Rows):
+                self._add(item)
+            elif isinstance(item, _Flush):
+                waiting.append(item)
+
+    def _add(self, rows: Rows) -> None:
+        self._pending.setdefault(rows.stream, []).append(rows)
+        self._pending_rows += len(rows)
+        self._last_step = max(self._last_step, rows.step)
+
+    def _event(self, kind: EventKind, payload: dict[str, object]) -> Rows:
+        return Rows(
+            Stream.EVENTS,
+            step=self._last_step,
+            epoch=None,
+            wall_time=time.time(),
+            columns={"kind": [kind.value], "payload": [json.dumps(payload)]},
+        )
+
+    def _flush(self) -> None:
+        with self._lock:
+            overflow, self._overflow_rows = self._overflow_rows, 0
+        if overflow:
+            self._count_drop("queue_full", overflow)
+        reported = dict(self._unrecorded_drops)
+        if reported:
+            payload = {
+                "rows": sum(self._unrecorded_drops.values()),
+                "reasons": dict(self._unrecorded_drops),
+                "last_error": self._last_error,
+            }
+            self._add(self._event(EventKind.DROPPED, payload))
+        pending, self._pending, self._pending_rows = self._pending, {}, 0
+        # Events last: the `dropped` event is only forgotten once it is on disk.
+        for stream in sorted(pending, key=lambda s: s is Stream.EVENTS):
+            batches = pending[stream]
+            n = sum(len(b) for b in batches)
+            try:
+                table = build_table(
+                    stream,
+                    batches,
+                    run_id=self.run_id,
+                    rank=self.rank,
+                    attempt=self.attempt,
+                    first_seq=self._next_seq,
+                )
+                name = SegmentName(self.rank, self.attempt, self._next_segment, self._next_segment)
+                self._sink(table, stream_dir(self.root, self.run_id, stream), name.filename())
+            except Exception as e:  # I/O or a producer bug: count, warn once, go on
+                self._count_drop(type(e).__name__, n)
+                self._last_error = f"{type(e).__name__}: {e}"
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "telemetry could not write %d %s rows of run %s (%s); training "
+                        "continues and dropped rows are counted in a 'dropped' event",
+                        n,
+                        stream.value,
+                        self.run_id,
+                        self._last_error,
+                    )
+                continue
+            self._next_seq += n
+            self._next_segment += 1
+            self.segments_written += 1
+            self.rows_written += n
+            if stream is Stream.EVENTS:  # the `dropped` event is on disk now
+                for reason, k in reported.items():
+                    left = self._unrecorded_drops.get(reason, 0) - k
+                    if left > 0:
+                        self._unrecorded_drops[reason] = left
+                    else:
+                        self._unrecorded_drops.pop(reason, None)
+
+    def _count_drop(self, reason: str, n: int) -> None:
+        self.rows_dropped += n
+        self._unrecorded_drops[reason] = self._unrecorded_drops.get(reason, 0) + n
