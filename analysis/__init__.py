@@ -1,0 +1,22 @@
+"""analysis: the store as SQL views, diagnostic rules, findings. Never imports torch."""
+
+from __future__ import annotations
+
+from analysis.engine import Diagnosis, diagnose
+from analysis.findings import Finding, NotEvaluated, Severity
+from analysis.rule import Rule, load_rules
+from analysis.store import Store, StoreError, Unreadable, open_store
+
+__all__ = [
+    "Diagnosis",
+    "Finding",
+    "NotEvaluated",
+    "Rule",
+    "Severity",
+    "Store",
+    "StoreError",
+    "Unreadable",
+    "diagnose",
+    "load_rules",
+    "open_store",
+]

@@ -1,0 +1,136 @@
+"""Evaluation: run the rules over a store and collect findings.
+
+Rules are declarative records (``analysis.rule``); this module decides, per run,
+whether a rule has the data it needs (else a ``NotEvaluated`` with the reason),
+runs its query with its parameters, and turns rows into ``Finding`` values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from analysis.findings import Finding, NotEvaluated
+from analysis.rule import Requirement, Rule, load_rules
+from analysis.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Diagnosis:
+    """Everything ``telemetry analyze`` reports: the runs, findings, and gaps."""
+
+    runs: pl.DataFrame
+    findings: list[Finding] = field(default_factory=list)
+    not_evaluated: list[NotEvaluated] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs.to_dicts(),
+            "findings": [f.to_dict() for f in self.findings],
+            "not_evaluated": [n.to_dict() for n in self.not_evaluated],
+        }
+
+
+def diagnose(
+    store: Store,
+    *,
+    run_ids: Iterable[str] | None = None,
+    rules: Iterable[Rule] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Diagnosis:
+    """Evaluate ``rules`` (default: all shipped) on ``run_ids`` (default: every run).
+
+    ``params`` overrides thresholds per rule: ``{"overfitting": {"min_rise": 0.2}}``.
+    """
+    runs = store.sql("SELECT * FROM runs ORDER BY started_at, run_id")
+    if run_ids is not None:
+        wanted = list(run_ids)
+        unknown = sorted(set(wanted) - set(runs["run_id"].to_list()))
+        if unknown:
+            raise KeyError(f"no run(s) {unknown} in {store.path}")
+        runs = runs.filter(pl.col("run_id").is_in(wanted))
+    selected = runs["run_id"].to_list()
+    result = Diagnosis(runs=runs)
+    overrides = params or {}
+    counts: dict[Requirement, dict[str, int]] = {}
+    for rule in rules if rules is not None else load_rules():
+        _check_overrides(rule, overrides.get(rule.id, {}))
+        for req in rule.requires:
+            if req not in counts:
+                counts[req] = _count_rows(store, req)
+        ready = []
+        for run_id in selected:
+            missing = [r for r in rule.requires if counts[r].get(run_id, 0) < r.min_rows]
+            if missing:
+                reason = "needs " + ", ".join(r.describe() for r in missing)
+                result.not_evaluated.append(NotEvaluated(rule.id, run_id, reason))
+            else:
+                ready.append(run_id)
+        if not ready:
+            continue
+        values = {**rule.params, **overrides.get(rule.id, {})}
+        try:
+            rows = store.sql(rule.sql, values)
+        except duckdb.Error as e:
+            log.warning("rule %s failed: %s", rule.id, e)
+            result.not_evaluated.extend(
+                NotEvaluated(rule.id, r, f"the rule's query failed: {e}") for r in ready
+            )
+            continue
+        for row in rows.filter(pl.col("run_id").is_in(ready)).to_dicts():
+            result.findings.append(_finding(rule, row))
+    result.findings.sort(key=lambda f: (f.run_id, -f.severity.rank, f.rule, f.step or 0))
+    return result
+
+
+def _finding(rule: Rule, row: Mapping[str, Any]) -> Finding:
+    evidence = row.get("evidence")
+    parsed = json.loads(evidence) if isinstance(evidence, str) else (evidence or {})
+    step = row.get("step")
+    return Finding(
+        rule=rule.id,
+        severity=rule.severity,
+        run_id=row["run_id"],
+        subject=row.get("subject"),
+        step=int(step) if step is not None else None,
+        message=row["message"],
+        suggestion=rule.suggestion,
+        evidence=parsed,
+    )
+
+
+def _check_overrides(rule: Rule, values: Mapping[str, Any]) -> None:
+    unknown = sorted(set(values) - set(rule.params))
+    if unknown:
+        raise KeyError(
+            f"rule {rule.id!r} has no parameter(s) {unknown}; it has {sorted(rule.params)}"
+        )
+
+
+def _count_rows(store: Store, req: Requirement) -> dict[str, int]:
+    """Rows per run that match ``req`` (one query for all runs)."""
+    where = ["true"]
+    args: dict[str, Any] = {}
+    if req.what is not None:
+        if req.view == "scalars":
+            name, sep, split = req.what.rpartition("/")
+            where.append("name = $name")
+            args["name"] = name if sep else split
+            if sep:
+                where.append("split = $split")
+                args["split"] = split
+        else:  # tensors (the rule loader allows ':' nowhere else)
+            where.append("kind = $kind")
+            args["kind"] = req.what
+    # The view name comes from a validated rule header, never from user input.
+    query = f"SELECT run_id, count(*) AS n FROM {req.view} WHERE {' AND '.join(where)} GROUP BY run_id"
+    df = store.sql(query, args or None)
+    return dict(zip(df["run_id"].to_list(), df["n"].to_list(), strict=True))

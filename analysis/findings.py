@@ -1,0 +1,52 @@
+"""What a diagnosis produces: findings, and the rules that could not be evaluated."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse; used for sorting and ``--fail-on``."""
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a rule found in one run. ``evidence`` holds the numbers that triggered it."""
+
+    rule: str
+    severity: Severity
+    run_id: str
+    subject: str | None
+    step: int | None
+    message: str
+    suggestion: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["severity"] = self.severity.value
+        return d
+
+
+@dataclass(frozen=True)
+class NotEvaluated:
+    """A rule that could not judge a run, and why (it never passes silently)."""
+
+    rule: str
+    run_id: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

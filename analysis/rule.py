@@ -1,0 +1,152 @@
+"""Rules: ``rules/<rule_id>.sql`` files whose comment header is their metadata.
+
+Header fields (one per line, before the query)::
+
+    -- rule: overfitting                   must equal the file name
+    -- severity: warning                   error | warning | info
+    -- title: Overfitting                  a few words for tables
+    -- requires: scalars:loss/val>=3       data a run must have, else "not evaluated"
+    -- param: min_rise = 0.1               a threshold; used in the query as $min_rise
+    -- seed: §1.3, §3.3                    where the seed tutorial discusses it
+    -- suggestion: ...                     what to do (from the seed's tables)
+
+The query returns ``run_id, subject, step, message, evidence`` (evidence: JSON), one
+row per finding. Loading rejects a missing field, a parameter declared but unused
+or used but undeclared, and a rule id that does not match its file, naming
+``file:line``. Parameter values are passed as prepared parameters, never formatted
+into the SQL.
+
+``requires`` items: ``<view>`` (any row for the run), ``scalars:<name>/<split>``,
+``tensors:<kind>``; each optionally ``>=N`` rows.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from analysis.findings import Severity
+
+_FIELD_RE = re.compile(r"^--\s*([a-z_]+):\s*(.*?)\s*$")
+_PARAM_USE_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_REQUIRE_RE = re.compile(
+    r"^(?P<view>[a-z_]+)(?::(?P<what>[^>=\s]+))?(?:\s*>=\s*(?P<n>\d+))?$"
+)
+_REQUIRABLE = ("events", "scalars", "tensors", "activations", "samples", "modules", "system")
+_DETAILED = ("scalars", "tensors")
+_REQUIRED_FIELDS = ("rule", "severity", "title", "seed", "suggestion")
+
+
+class RuleDefinitionError(ValueError):
+    """A rule file is malformed; the message names ``file:line``."""
+
+
+@dataclass(frozen=True)
+class Requirement:
+    view: str
+    what: str | None = None
+    min_rows: int = 1
+
+    def describe(self) -> str:
+        target = f"{self.view}:{self.what}" if self.what else self.view
+        return target if self.min_rows == 1 else f"at least {self.min_rows} rows of {target}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    title: str
+    suggestion: str
+    seed: str
+    params: dict[str, Any]
+    requires: tuple[Requirement, ...]
+    sql: str
+
+
+def parse_rule(text: str, *, filename: str) -> Rule:
+    """Parse and validate one rule file's text."""
+    fields: dict[str, str] = {}
+    params: dict[str, Any] = {}
+    param_lines: dict[str, int] = {}
+    requires: list[Requirement] = []
+    body_lines: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        m = _FIELD_RE.match(line)
+        if m and not body_lines:
+            key, value = m.group(1), m.group(2)
+            if key == "param":
+                name, sep, default = value.partition("=")
+                name = name.strip()
+                if not sep or not name.isidentifier():
+                    raise RuleDefinitionError(f"{filename}:{lineno}: expected 'param: name = value'")
+                try:
+                    params[name] = ast.literal_eval(default.strip())
+                except (ValueError, SyntaxError) as e:
+                    raise RuleDefinitionError(
+                        f"{filename}:{lineno}: parameter {name!r} has no literal default"
+                    ) from e
+                param_lines[name] = lineno
+            elif key == "requires":
+                for item in filter(None, (s.strip() for s in value.split(","))):
+                    r = _REQUIRE_RE.match(item)
+                    if r is None:
+                        raise RuleDefinitionError(f"{filename}:{lineno}: bad requirement {item!r}")
+                    if r["view"] not in _REQUIRABLE or (r["what"] and r["view"] not in _DETAILED):
+                        raise RuleDefinitionError(
+                            f"{filename}:{lineno}: cannot require {item!r}; views: "
+                            f"{', '.join(_REQUIRABLE)} (':' only for {', '.join(_DETAILED)})"
+                        )
+                    requires.append(Requirement(r["view"], r["what"], int(r["n"] or 1)))
+            else:
+                fields[key] = value
+        elif line.startswith("--") and not body_lines:
+            continue  # a plain comment in the header
+        else:
+            body_lines.append(line)
+    for key in _REQUIRED_FIELDS:
+        if not fields.get(key):
+            raise RuleDefinitionError(f"{filename}:1: missing header field '-- {key}:'")
+    stem = filename.rsplit("/", 1)[-1].removesuffix(".sql")
+    if fields["rule"] != stem:
+        raise RuleDefinitionError(f"{filename}:1: rule id {fields['rule']!r} != file name {stem!r}")
+    try:
+        severity = Severity(fields["severity"])
+    except ValueError as e:
+        raise RuleDefinitionError(
+            f"{filename}:1: severity {fields['severity']!r} is not error, warning or info"
+        ) from e
+    sql = "\n".join(body_lines)
+    used = set(_PARAM_USE_RE.findall(_strip_sql_comments(sql)))
+    for name in sorted(set(params) - used):
+        raise RuleDefinitionError(f"{filename}:{param_lines[name]}: parameter {name!r} is never used")
+    for name in sorted(used - set(params)):
+        line = next(i for i, s in enumerate(text.splitlines(), 1) if f"${name}" in s)
+        raise RuleDefinitionError(f"{filename}:{line}: ${name} is used but not declared")
+    return Rule(
+        id=fields["rule"],
+        severity=severity,
+        title=fields["title"],
+        suggestion=fields["suggestion"],
+        seed=fields["seed"],
+        params=params,
+        requires=tuple(requires),
+        sql=sql,
+    )
+
+
+def _strip_sql_comments(sql: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+
+
+def load_rules() -> list[Rule]:
+    """Every rule shipped in ``analysis/rules``, sorted by id."""
+    folder = resources.files("analysis.rules")
+    rules = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            rules.append(parse_rule(entry.read_text(), filename=f"analysis/rules/{entry.name}"))
+    return rules

@@ -1,0 +1,3 @@
+-- view: exports
+-- Export benchmark results, as written.
+SELECT * FROM raw_exports

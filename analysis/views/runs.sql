@@ -1,0 +1,54 @@
+-- view: runs
+-- One row per run. Status is derived at read time, never stored:
+--   finished / failed  the latest attempt wrote run_finished / run_failed
+--   running            otherwise, if something was written in the last stale_after_s seconds
+--   crashed            otherwise (killed, lost power: heartbeats stopped)
+WITH seen AS (
+    SELECT run_id, attempt, step, wall_time FROM raw_events
+    UNION ALL SELECT run_id, attempt, step, wall_time FROM raw_scalars
+    UNION ALL SELECT run_id, attempt, step, wall_time FROM raw_tensors
+    UNION ALL SELECT run_id, attempt, step, wall_time FROM raw_system
+),
+activity AS (
+    SELECT run_id,
+           max(attempt) AS attempt,
+           max(step) AS steps,
+           min(wall_time) AS started_at,
+           max(wall_time) AS last_seen
+    FROM seen GROUP BY run_id
+),
+started AS (
+    SELECT run_id,
+           arg_min(payload, wall_time) AS payload
+    FROM raw_events WHERE kind = 'run_started' GROUP BY run_id
+),
+ended AS (
+    SELECT e.run_id,
+           arg_max(e.kind, e.wall_time) AS kind,
+           arg_max(e.payload, e.wall_time) AS payload,
+           max(e.wall_time) AS ended_at
+    FROM raw_events e JOIN activity a ON e.run_id = a.run_id AND e.attempt = a.attempt
+    WHERE e.kind IN ('run_finished', 'run_failed')
+    GROUP BY e.run_id
+)
+SELECT a.run_id,
+       coalesce(json_extract_string(s.payload, '$.name'), a.run_id) AS name,
+       CASE
+           WHEN e.kind = 'run_finished' THEN 'finished'
+           WHEN e.kind = 'run_failed' THEN 'failed'
+           WHEN a.last_seen >= now() - to_seconds(getvariable('stale_after_s')) THEN 'running'
+           ELSE 'crashed'
+       END AS status,
+       a.steps,
+       a.attempt AS attempts,
+       a.started_at,
+       coalesce(e.ended_at, a.last_seen) AS ended_at,
+       epoch(coalesce(e.ended_at, a.last_seen) - a.started_at) AS duration_s,
+       coalesce(json_extract(s.payload, '$.config'), '{}'::JSON)::VARCHAR AS config,
+       CASE WHEN e.kind = 'run_failed'
+            THEN json_extract_string(e.payload, '$.type') || ': '
+                 || json_extract_string(e.payload, '$.message')
+       END AS error
+FROM activity a
+LEFT JOIN started s USING (run_id)
+LEFT JOIN ended e USING (run_id)

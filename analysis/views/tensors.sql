@@ -1,0 +1,5 @@
+-- view: tensors
+-- One row per recorded tensors value; a resumed run replays steps, so only the latest
+-- attempt of each (run, rank, step) is kept.
+SELECT * FROM raw_tensors
+QUALIFY attempt = max(attempt) OVER (PARTITION BY run_id, rank, step)

@@ -1,0 +1,136 @@
+"""Synthetic stores for tests: write exactly the rows a test describes, synchronously.
+
+Uses the collector's own record builder and segment writer (no torch, no thread), so
+a synthetic store is byte-for-byte what a real run would publish.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from collector.layout import SegmentName, stream_dir
+from collector.records import Rows, build_table
+from collector.schema import Stream
+from collector.segments import write_segment
+
+
+class RunBuilder:
+    """Collects rows of one run; ``write()`` publishes one segment per stream.
+
+    Example::
+
+        run = RunBuilder(tmp_path, "r1", config={"lr": 0.1})
+        run.scalars("loss", "train", [2.0, 1.5, 1.0])
+        run.finish().write()
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        run_id: str,
+        *,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        start: float | None = None,
+        attempt: int = 0,
+        rank: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        self.run_id = run_id
+        self.attempt = attempt
+        self.rank = rank
+        self.t0 = time.time() - 3600 if start is None else start
+        self._rows: dict[Stream, list[Rows]] = {}
+        self._segment = 0
+        self._seq = 0
+        self._last_step = 0
+        self.event("run_started", {"name": name or run_id, "config": dict(config or {})}, step=0)
+
+    def _add(self, stream: Stream, step: int, epoch: int | None, columns: dict[str, list[Any]]) -> None:
+        self._last_step = max(self._last_step, step)
+        rows = Rows(stream, step=step, epoch=epoch, wall_time=self.t0 + step, columns=columns)
+        self._rows.setdefault(stream, []).append(rows)
+
+    def event(self, kind: str, payload: Mapping[str, Any] | None = None, *, step: int | None = None) -> RunBuilder:
+        s = self._last_step if step is None else step
+        self._add(Stream.EVENTS, s, None, {"kind": [kind], "payload": [json.dumps(payload or {})]})
+        return self
+
+    def scalars(
+        self,
+        name: str,
+        split: str | None,
+        values: Sequence[float],
+        *,
+        steps: Sequence[int] | None = None,
+        epochs: Sequence[int | None] | None = None,
+    ) -> RunBuilder:
+        steps = list(steps) if steps is not None else list(range(1, len(values) + 1))
+        epochs = list(epochs) if epochs is not None else [None] * len(values)
+        for v, s, e in zip(values, steps, epochs, strict=True):
+            self._add(Stream.SCALARS, s, e, {"name": [name], "split": [split], "value": [float(v)]})
+        return self
+
+    def tensors(
+        self,
+        param: str,
+        kind: str,
+        norms: Sequence[float],
+        *,
+        steps: Sequence[int] | None = None,
+        numel: int = 100,
+        nonfinite: Sequence[int] | None = None,
+        **columns: Sequence[float],
+    ) -> RunBuilder:
+        """One row per step; stats not given are derived loosely from the norm."""
+        steps = list(steps) if steps is not None else list(range(1, len(norms) + 1))
+        bad = list(nonfinite) if nonfinite is not None else [0] * len(norms)
+        for i, (n, s) in enumerate(zip(norms, steps, strict=True)):
+            row: dict[str, list[Any]] = {
+                "param": [param],
+                "kind": [kind],
+                "numel": [numel],
+                "norm": [float(n)],
+                "mean": [0.0],
+                "std": [float(n) / numel**0.5],
+                "min": [-float(n)],
+                "max": [float(n)],
+                "abs_max": [float(n)],
+                "zero_frac": [0.0],
+                "nonfinite": [bad[i]],
+            }
+            for key, values in columns.items():
+                row[key] = [values[i]]
+            self._add(Stream.TENSORS, s, None, row)
+        return self
+
+    def system(self, step_times: Sequence[float], data_times: Sequence[float]) -> RunBuilder:
+        for i, (t, d) in enumerate(zip(step_times, data_times, strict=True), start=1):
+            cols = {"step_time_s": [t], "data_time_s": [d], "compute_time_s": [t - d]}
+            self._add(Stream.SYSTEM, i, None, cols)
+        return self
+
+    def finish(self) -> RunBuilder:
+        return self.event("run_finished", {"steps": self._last_step})
+
+    def fail(self, type_: str = "RuntimeError", message: str = "boom") -> RunBuilder:
+        return self.event("run_failed", {"type": type_, "message": message})
+
+    def write(self) -> RunBuilder:
+        """Publish everything added since the last write, one segment per stream."""
+        for stream, batches in self._rows.items():
+            batches = sorted(batches, key=lambda r: r.step)
+            table = build_table(
+                stream, batches, run_id=self.run_id, rank=self.rank, attempt=self.attempt,
+                first_seq=self._seq,
+            )
+            self._seq += table.num_rows
+            name = SegmentName(self.rank, self.attempt, self._segment, self._segment)
+            write_segment(table, stream_dir(self.root, self.run_id, stream), name.filename())
+            self._segment += 1
+        self._rows = {}
+        return self
