@@ -90,6 +90,11 @@ def _derive(x: torch.Tensor, v: list[float], *, negate: bool) -> dict[str, float
     if not (math.isfinite(s) and math.isfinite(mn) and math.isfinite(mx)):
         # Rare path (the run is already broken): count exactly, one extra sync.
         nonfinite = int((~torch.isfinite(x)).sum())
+    if not math.isfinite(sq) and nonfinite == 0:
+        # Finite elements whose float32 sum of squares overflowed (norm > ~1.8e19):
+        # redo the two sums in float64, on this tensor only.
+        s = float(x.sum(dtype=torch.float64)) * (-1 if negate else 1)
+        sq = float(torch.linalg.vector_norm(x, dtype=torch.float64)) ** 2
     mean = s / n if n else math.nan
     if n > 1:
         var = max((sq - s * s / n) / (n - 1), 0.0) if math.isfinite(sq) else math.nan

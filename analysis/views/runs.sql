@@ -40,7 +40,7 @@ SELECT a.run_id,
            ELSE 'crashed'
        END AS status,
        a.steps,
-       a.attempt AS attempts,
+       a.attempt + 1 AS attempts,
        a.started_at,
        coalesce(e.ended_at, a.last_seen) AS ended_at,
        epoch(coalesce(e.ended_at, a.last_seen) - a.started_at) AS duration_s,

@@ -1,0 +1,219 @@
+"""The ``telemetry`` command line: one function per verb, heavy imports inside them.
+
+Exit codes:
+    0  done (and no finding reached ``--fail-on``)
+    1  a finding at or above ``--fail-on`` severity
+    2  bad usage (click's own code)
+    3  the store or a run could not be found or read
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from analysis import Diagnosis, Store
+
+EXIT_FINDINGS = 1
+EXIT_STORE = 3
+
+
+class StoreProblem(click.ClickException):
+    exit_code = EXIT_STORE
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="telemetry")
+def main() -> None:
+    """Training telemetry for PyTorch: Parquet event logs, SQL diagnostics, an HTML report.
+
+    \b
+    Example:
+      telemetry demo                       # train 4 small runs, diagnose, write report.html
+      telemetry analyze runs/              # findings for every run in the store
+      telemetry report runs/ -o report.html
+    """
+
+
+def _open(root: Path) -> Store:
+    # analysis pulls in duckdb + polars (~0.3 s); only the verbs that read pay for it.
+    from analysis import StoreError, open_store
+
+    try:
+        return open_store(root)
+    except StoreError as e:
+        raise StoreProblem(str(e)) from e
+
+
+def _diagnose(store: Store, run_ids: tuple[str, ...]) -> Diagnosis:
+    from analysis import diagnose
+
+    try:
+        return diagnose(store, run_ids=run_ids or None)
+    except KeyError as e:
+        known = ", ".join(store.run_ids()) or "none"
+        raise StoreProblem(f"{e.args[0]}; runs in the store: {known}") from e
+
+
+@main.command()
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeatable).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "never"]),
+    default=None,
+    help="Exit with status 1 when a finding is at least this severe "
+    "[default: never for table, error for json].",
+)
+def analyze(root: Path, run_ids: tuple[str, ...], fmt: str, fail_on: str | None) -> None:
+    """Run the diagnostic rules over the runs in ROOT and print the findings.
+
+    \b
+    Example:
+      telemetry analyze runs/
+      telemetry analyze runs/ --run digits-cnn-20261128-101500-ab12cd --format json
+      telemetry analyze runs/ --fail-on warning   # for CI: exit 1 on any warning or error
+    """
+    store = _open(root)
+    diagnosis = _diagnose(store, run_ids)
+    if fmt == "json":
+        payload = diagnosis.to_dict()
+        for run in payload["runs"]:
+            run["config"] = json.loads(run["config"]) if run.get("config") else {}
+        click.echo(json.dumps(_finite(payload), indent=2, default=_json_default, allow_nan=False))
+    else:
+        click.echo(format_diagnosis(diagnosis, store))
+    threshold = fail_on or ("never" if fmt == "table" else "error")
+    if threshold != "never":
+        ranks = {"warning": 1, "error": 2}
+        if any(f.severity.rank >= ranks[threshold] for f in diagnosis.findings):
+            raise SystemExit(EXIT_FINDINGS)
+
+
+@main.command()
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), default=Path("report.html"),
+    show_default=True, help="Where to write the HTML file.",
+)
+@click.option("--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeatable).")
+@click.option("--title", default=None, help="Page title.")
+def report(root: Path, output: Path, run_ids: tuple[str, ...], title: str | None) -> None:
+    """Write one self-contained HTML report (findings, curves, gradients) for ROOT.
+
+    \b
+    Example:
+      telemetry report runs/ -o report.html
+    """
+    from reports import write_report
+
+    store = _open(root)
+    diagnosis = _diagnose(store, run_ids)
+    path = write_report(store, diagnosis, output, title=title)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(diagnosis.runs)} runs)")
+
+
+@main.command()
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("demo-runs"), show_default=True,
+    help="Store to train into (created if missing).",
+)
+@click.option(
+    "--report", "report_path", type=click.Path(path_type=Path), default=Path("report.html"),
+    show_default=True, help="Where to write the HTML report.",
+)
+def demo(out: Path, report_path: Path) -> None:
+    """Train 4 small runs on the bundled digits data, diagnose them, write the report.
+
+    The runs are healthy, overfit, vanishing (deep sigmoid MLP) and exploding
+    (unnormalised inputs, large learning rate); the last three should be flagged.
+
+    \b
+    Example:
+      telemetry demo --out demo-runs --report report.html
+    """
+    from reports import write_report
+    from telemetry.demo import run_demo  # imports torch (~2 s)
+
+    started = time.perf_counter()
+    click.echo(f"training 4 demo runs into {out}/ (digits from scikit-learn, no download)")
+    run_ids = run_demo(out, progress=click.echo)
+    trained = time.perf_counter() - started
+    store = _open(out)
+    diagnosis = _diagnose(store, tuple(run_ids))
+    click.echo("")
+    click.echo(format_diagnosis(diagnosis, store))
+    path = write_report(store, diagnosis, report_path, title="telemetry demo")
+    total = time.perf_counter() - started
+    click.echo(f"\nwrote {path}  (training {trained:.1f} s, total {total:.1f} s)")
+    click.echo(f"next: telemetry analyze {out}   |   open {path} in a browser")
+
+
+def format_diagnosis(diagnosis: Diagnosis, store: Store) -> str:
+    """The findings as a plain-text table, worst first within each run."""
+    lines: list[str] = []
+    runs = diagnosis.runs
+    if store.unreadable:
+        lines.append(f"skipped {len(store.unreadable)} unreadable file(s):")
+        lines += [f"  {u.path}: {u.reason}" for u in store.unreadable]
+    if runs.is_empty():
+        lines.append(f"no runs in {store.path}")
+        return "\n".join(lines)
+    names = dict(zip(runs["run_id"].to_list(), runs["name"].to_list(), strict=True))
+    width = max(len(n) for n in names.values())
+    lines.append(f"{len(runs)} run(s) in {store.path}:")
+    for row in runs.iter_rows(named=True):
+        duration = f"{row['duration_s']:.1f} s" if row["duration_s"] is not None else "?"
+        lines.append(
+            f"  {row['name']:<{width}}  {row['status']:<8}  {row['steps']:>6} steps  "
+            f"{duration:>9}  {row['run_id']}"
+        )
+    lines.append("")
+    by_run: dict[str, list[Any]] = {}
+    for f in diagnosis.findings:
+        by_run.setdefault(f.run_id, []).append(f)
+    lines.append("findings:")
+    for run_id, name in names.items():
+        found = by_run.get(run_id, [])
+        serious = [f for f in found if f.severity.rank >= 1]
+        verdict = "no warnings or errors" if not serious else f"{len(serious)} warning(s)/error(s)"
+        lines.append(f"  {name} ({run_id}): {verdict}")
+        for f in found:
+            where = f" step {f.step}" if f.step is not None else ""
+            subject = f" [{f.subject}]" if f.subject else ""
+            lines.append(f"    {f.severity.value.upper():<7} {f.rule}{where}{subject}")
+            lines.append(f"            {f.message}")
+            lines.append(f"            fix: {f.suggestion}")
+    if diagnosis.not_evaluated:
+        lines.append("")
+        lines.append(f"not evaluated ({len(diagnosis.not_evaluated)}):")
+        for n in diagnosis.not_evaluated:
+            lines.append(f"  {names.get(n.run_id, n.run_id)}: {n.rule}: {n.reason}")
+    return "\n".join(lines)
+
+
+def _finite(value: Any) -> Any:
+    """Strict JSON: NaN/Inf become the strings "NaN", "Infinity", "-Infinity"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
