@@ -4,7 +4,8 @@ The Store lists the published segments itself (instead of a DuckDB glob) so that
 can skip what it cannot read and say so: torn or foreign files, segments of an
 unknown future schema version, and segments covered by a compacted one (which would
 otherwise be read twice). Views are defined once, at open time, from that list;
-reopen the store to see segments published later.
+reopen the store to see segments published later. The segments are loaded into
+in-memory DuckDB tables at open time (see ``_define_raw_view`` for why).
 
 Example::
 
@@ -61,7 +62,9 @@ class Store:
         self.segments: dict[Stream, list[Path]] = {s: [] for s in Stream}
         self._scan()
         self.con = duckdb.connect(":memory:")
-        self.con.execute(f"SET VARIABLE stale_after_s = {float(stale_after_s)!r}")
+        # Settings live in a table, not SET VARIABLE: variables are per connection and
+        # every store.sql() call runs on a cursor of its own.
+        self.con.execute("CREATE TABLE _settings AS SELECT $s::DOUBLE AS stale_after_s", {"s": stale_after_s})
         for stream in Stream:
             self._define_raw_view(stream)
         for view in (*VIEWS, "runs"):
@@ -91,8 +94,11 @@ class Store:
     # -- scanning -----------------------------------------------------------------------
 
     def _scan(self) -> None:
-        for run_dir in sorted(p for p in self.path.iterdir() if p.is_dir()):
+        for run_dir in sorted(self.path.iterdir()):
             if run_dir.name.startswith("."):
+                continue
+            if not run_dir.is_dir():
+                self.unreadable.append(Unreadable(run_dir, "a file where a run directory belongs"))
                 continue
             for entry in sorted(run_dir.iterdir()):
                 if entry.name.startswith("."):
@@ -129,7 +135,10 @@ class Store:
         if files:
             listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
             body += f" UNION ALL BY NAME SELECT * FROM read_parquet([{listed}], union_by_name = true)"
-        self.con.execute(f"CREATE VIEW raw_{stream.value} AS {body}")
+        # Materialised once per open: every rule reads these tables several times, and
+        # DuckDB 2.0.1 mis-evaluates `NOT isnan(x)` when it pushes the filter into a
+        # Parquet scan (NaN rows survive); filters on a table are evaluated correctly.
+        self.con.execute(f"CREATE TABLE raw_{stream.value} AS {body}")
 
 
 def _check_segment(path: Path, stream: Stream) -> str | None:

@@ -36,7 +36,7 @@ SELECT a.run_id,
        CASE
            WHEN e.kind = 'run_finished' THEN 'finished'
            WHEN e.kind = 'run_failed' THEN 'failed'
-           WHEN a.last_seen >= now() - to_seconds(getvariable('stale_after_s')) THEN 'running'
+           WHEN a.last_seen >= now() - to_seconds((SELECT stale_after_s FROM _settings)) THEN 'running'
            ELSE 'crashed'
        END AS status,
        a.steps,

@@ -1,0 +1,90 @@
+"""The rule contract: every shipped rule is well-formed, fires on its labelled run and
+stays silent on a healthy one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analysis import Severity, diagnose, load_rules, open_store
+from tests.analysis import cases
+
+RULES = {r.id: r for r in load_rules()}
+
+
+def test_every_rule_has_a_positive_case() -> None:
+    assert sorted(RULES) == sorted(cases.POSITIVE)
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_header_is_complete(rule_id: str) -> None:
+    rule = RULES[rule_id]
+    assert rule.title and rule.seed and len(rule.suggestion) > 20
+    assert rule.requires, "a rule must say what data it needs"
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_fires_on_its_labelled_run(rule_id: str, tmp_path: Path) -> None:
+    run = cases.POSITIVE[rule_id](tmp_path).write()
+    diagnosis = diagnose(open_store(tmp_path), rules=[RULES[rule_id]])
+    found = [f for f in diagnosis.findings if f.run_id == run.run_id]
+    assert len(found) == 1, diagnosis.not_evaluated
+    finding = found[0]
+    assert finding.rule == rule_id
+    assert finding.severity == RULES[rule_id].severity
+    assert finding.message and finding.suggestion == RULES[rule_id].suggestion
+    assert finding.evidence, "a finding carries the numbers that triggered it"
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_is_silent_on_a_healthy_run(rule_id: str, tmp_path: Path) -> None:
+    cases.NEGATIVE(tmp_path).write()
+    diagnosis = diagnose(open_store(tmp_path), rules=[RULES[rule_id]])
+    assert diagnosis.findings == []
+    assert diagnosis.not_evaluated == [] or rule_id == "early_stopping"
+
+
+def test_healthy_run_gets_no_warning_or_error_from_all_rules(tmp_path: Path) -> None:
+    cases.NEGATIVE(tmp_path).write()
+    diagnosis = diagnose(open_store(tmp_path))
+    assert [f for f in diagnosis.findings if f.severity != Severity.INFO] == []
+
+
+def test_rule_without_its_data_is_reported_not_evaluated(tmp_path: Path) -> None:
+    cases.loss_not_decreasing(tmp_path).write()  # train loss only: no val, no tensors
+    diagnosis = diagnose(open_store(tmp_path))
+    skipped = {n.rule: n.reason for n in diagnosis.not_evaluated}
+    assert "loss/val" in skipped["overfitting"]
+    assert "tensors:grad" in skipped["vanishing_gradients"]
+    assert "exploding_gradients" in skipped
+
+
+def test_thresholds_can_be_overridden_per_rule(tmp_path: Path) -> None:
+    cases.overfitting(tmp_path).write()
+    store = open_store(tmp_path)
+    strict = diagnose(store, rules=[RULES["overfitting"]], params={"overfitting": {"min_rise": 5.0}})
+    assert strict.findings == []
+    with pytest.raises(KeyError, match="no parameter"):
+        diagnose(store, rules=[RULES["overfitting"]], params={"overfitting": {"nope": 1}})
+
+
+def test_findings_name_the_first_nonfinite_tensor_before_the_loss(tmp_path: Path) -> None:
+    cases.nonfinite(tmp_path).write()
+    (finding,) = diagnose(open_store(tmp_path), rules=[RULES["nonfinite"]]).findings
+    assert finding.subject == "grad of fc.weight"
+    assert finding.step == 3
+    assert finding.evidence["first_scalar_step"] == 4
+
+
+def test_vanishing_names_the_shallowest_layer(tmp_path: Path) -> None:
+    cases.vanishing_gradients(tmp_path).write()
+    (finding,) = diagnose(open_store(tmp_path), rules=[RULES["vanishing_gradients"]]).findings
+    assert finding.subject == "layer0.weight"
+    assert finding.evidence["vanishing_params"] == 3
+
+
+def test_diagnose_rejects_unknown_run_ids(tmp_path: Path) -> None:
+    cases.healthy(tmp_path).write()
+    with pytest.raises(KeyError, match="no run"):
+        diagnose(open_store(tmp_path), run_ids=["missing"])

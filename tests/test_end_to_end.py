@@ -1,0 +1,59 @@
+"""From a training loop to findings: the path a user takes, with real torch models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from analysis import Severity, diagnose, open_store
+from collector import Collector
+
+
+def test_tiny_training_run_lands_in_the_store_and_is_analyzed(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    with Collector(tmp_path, name="tiny", config={"lr": 0.1}, model=model, optimizer=opt) as tel:
+        for epoch in range(3):
+            for i in range(0, 64, 16):
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x[i : i + 16]), y[i : i + 16])
+                loss.backward()
+                opt.step()
+                tel.log({"loss": loss}, split="train")
+            with torch.no_grad():
+                tel.log({"loss/val": nn.functional.cross_entropy(model(x), y)}, epoch=epoch)
+
+    store = open_store(tmp_path)
+    assert store.sql("SELECT name, status, steps FROM runs").rows() == [("tiny", "finished", 12)]
+    per_kind = store.sql("SELECT kind, count(*) AS n FROM tensors GROUP BY kind ORDER BY kind")
+    assert per_kind.rows() == [("grad", 48), ("update", 48), ("weight", 48)]  # 4 params x 12
+    assert store.sql("SELECT count(*) AS n FROM scalars WHERE name = 'lr'")["n"][0] == 12
+    # Untimed: the first step (no previous step) and the first step after each validation
+    # pass (its window contains eval forwards): 12 - 1 - 2.
+    assert store.sql("SELECT count(*) AS n FROM system")["n"][0] == 9
+    diagnosis = diagnose(store)
+    assert [f for f in diagnosis.findings if f.severity == Severity.ERROR] == []
+    assert any(n.rule == "loss_not_decreasing" for n in diagnosis.not_evaluated)  # 12 < 20 points
+
+
+@pytest.mark.slow
+def test_demo_flags_each_pathology_and_leaves_the_healthy_run_clean(tmp_path: Path) -> None:
+    from telemetry.demo import run_demo
+
+    run_ids = run_demo(tmp_path)
+    store = open_store(tmp_path)
+    names = dict(store.sql("SELECT run_id, name FROM runs").rows())
+    flagged: dict[str, set[str]] = {names[r]: set() for r in run_ids}
+    for f in diagnose(store).findings:
+        if f.severity != Severity.INFO:
+            flagged[names[f.run_id]].add(f.rule)
+    assert flagged["healthy"] == set()
+    assert "overfitting" in flagged["overfit"]
+    assert "vanishing_gradients" in flagged["vanishing"]
+    assert "exploding_gradients" in flagged["exploding"]
+    assert {"divergence", "nonfinite"} <= flagged["exploding"]
