@@ -131,6 +131,8 @@ def _count_rows(store: Store, req: Requirement) -> dict[str, int]:
             where.append("kind = $kind")
             args["kind"] = req.what
     # The view name comes from a validated rule header, never from user input.
-    query = f"SELECT run_id, count(*) AS n FROM {req.view} WHERE {' AND '.join(where)} GROUP BY run_id"
+    query = (
+        f"SELECT run_id, count(*) AS n FROM {req.view} WHERE {' AND '.join(where)} GROUP BY run_id"
+    )
     df = store.sql(query, args or None)
     return dict(zip(df["run_id"].to_list(), df["n"].to_list(), strict=True))

@@ -32,9 +32,7 @@ from analysis.findings import Severity
 
 _FIELD_RE = re.compile(r"^--\s*([a-z_]+):\s*(.*?)\s*$")
 _PARAM_USE_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-_REQUIRE_RE = re.compile(
-    r"^(?P<view>[a-z_]+)(?::(?P<what>[^>=\s]+))?(?:\s*>=\s*(?P<n>\d+))?$"
-)
+_REQUIRE_RE = re.compile(r"^(?P<view>[a-z_]+)(?::(?P<what>[^>=\s]+))?(?:\s*>=\s*(?P<n>\d+))?$")
 _REQUIRABLE = ("events", "scalars", "tensors", "activations", "samples", "modules", "system")
 _DETAILED = ("scalars", "tensors")
 _REQUIRED_FIELDS = ("rule", "severity", "title", "seed", "suggestion")
@@ -82,7 +80,9 @@ def parse_rule(text: str, *, filename: str) -> Rule:
                 name, sep, default = value.partition("=")
                 name = name.strip()
                 if not sep or not name.isidentifier():
-                    raise RuleDefinitionError(f"{filename}:{lineno}: expected 'param: name = value'")
+                    raise RuleDefinitionError(
+                        f"{filename}:{lineno}: expected 'param: name = value'"
+                    )
                 try:
                     params[name] = ast.literal_eval(default.strip())
                 except (ValueError, SyntaxError) as e:
@@ -122,10 +122,12 @@ def parse_rule(text: str, *, filename: str) -> Rule:
     sql = "\n".join(body_lines)
     used = set(_PARAM_USE_RE.findall(_strip_sql_comments(sql)))
     for name in sorted(set(params) - used):
-        raise RuleDefinitionError(f"{filename}:{param_lines[name]}: parameter {name!r} is never used")
+        raise RuleDefinitionError(
+            f"{filename}:{param_lines[name]}: parameter {name!r} is never used"
+        )
     for name in sorted(used - set(params)):
-        line = next(i for i, s in enumerate(text.splitlines(), 1) if f"${name}" in s)
-        raise RuleDefinitionError(f"{filename}:{line}: ${name} is used but not declared")
+        at = next(i for i, ln in enumerate(text.splitlines(), 1) if f"${name}" in ln)
+        raise RuleDefinitionError(f"{filename}:{at}: ${name} is used but not declared")
     return Rule(
         id=fields["rule"],
         severity=severity,

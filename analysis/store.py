@@ -64,7 +64,9 @@ class Store:
         self.con = duckdb.connect(":memory:")
         # Settings live in a table, not SET VARIABLE: variables are per connection and
         # every store.sql() call runs on a cursor of its own.
-        self.con.execute("CREATE TABLE _settings AS SELECT $s::DOUBLE AS stale_after_s", {"s": stale_after_s})
+        self.con.execute(
+            "CREATE TABLE _settings AS SELECT $s::DOUBLE AS stale_after_s", {"s": stale_after_s}
+        )
         for stream in Stream:
             self._define_raw_view(stream)
         for view in (*VIEWS, "runs"):
@@ -134,7 +136,9 @@ class Store:
         body = f"SELECT * FROM _empty_{stream.value}"
         if files:
             listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-            body += f" UNION ALL BY NAME SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+            body += (
+                f" UNION ALL BY NAME SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+            )
         # Materialised once per open: every rule reads these tables several times, and
         # DuckDB 2.0.1 mis-evaluates `NOT isnan(x)` when it pushes the filter into a
         # Parquet scan (NaN rows survive); filters on a table are evaluated correctly.

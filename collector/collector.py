@@ -152,7 +152,9 @@ class Collector:
         Tensor values are moved to the host together, in one transfer per call.
         """
         if not isinstance(metrics, Mapping):
-            raise ConfigError(f"log() takes a mapping of name -> value, got {type(metrics).__name__}")
+            raise ConfigError(
+                f"log() takes a mapping of name -> value, got {type(metrics).__name__}"
+            )
         _check_optional_int("epoch", epoch)
         _check_optional_int("step", step)
         if split is not None and (not isinstance(split, str) or not split):
@@ -274,7 +276,8 @@ class Collector:
         names = ["lr" if i == 0 else f"lr.group{i}" for i in range(len(groups))]
         self._put(Stream.SCALARS, {"name": names, "split": ["train"] * len(names), "value": lrs})
         if timing is not None:
-            self._put(Stream.SYSTEM, {k: [v] for k, v in timing.items()} | self._memory())
+            columns: dict[str, list[Any]] = {k: [v] for k, v in timing.items()}
+            self._put(Stream.SYSTEM, columns | self._memory())
 
     # -- internals ---------------------------------------------------------------------
 
@@ -283,7 +286,9 @@ class Collector:
             return {"max_memory_bytes": [torch.cuda.max_memory_allocated(self._device)]}
         return {"max_memory_bytes": [peak_host_memory_bytes()]}
 
-    def _put(self, stream: Stream, columns: Mapping[str, Sequence[Any]], *, step: int | None = None) -> None:
+    def _put(
+        self, stream: Stream, columns: Mapping[str, Sequence[Any]], *, step: int | None = None
+    ) -> None:
         self._writer.put(
             Rows(
                 stream,
@@ -352,7 +357,9 @@ def _check_args(
         raise ConfigError(f"name must be a string or None, got {name!r}")
     if config is not None:
         if not isinstance(config, Mapping):
-            raise ConfigError(f"config must be a mapping (e.g. a dict), got {type(config).__name__}")
+            raise ConfigError(
+                f"config must be a mapping (e.g. a dict), got {type(config).__name__}"
+            )
         try:
             json.dumps(dict(config), default=repr)
         except (TypeError, ValueError) as e:

@@ -37,7 +37,8 @@ def guarded(counters: GuardCounters, name: str) -> Callable[[F], F]:
                 counters.failures[name] = seen + 1
                 if not seen:
                     log.warning(
-                        "telemetry hook %s failed; training continues without it", name,
+                        "telemetry hook %s failed; training continues without it",
+                        name,
                         exc_info=True,
                     )
                 return None

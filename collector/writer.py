@@ -163,7 +163,9 @@ class Writer:
             if item is _CLOSE or isinstance(item, _Flush):
                 waiting = self._drain()
                 self._flush()
-                for request in waiting if item is _CLOSE else [item, *waiting]:
+                if isinstance(item, _Flush):
+                    waiting.append(item)
+                for request in waiting:
                     request.done.set()
                 if item is _CLOSE:
                     return

@@ -103,8 +103,12 @@ def analyze(root: Path, run_ids: tuple[str, ...], fmt: str, fail_on: str | None)
 @main.command()
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), default=Path("report.html"),
-    show_default=True, help="Where to write the HTML file.",
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="Where to write the HTML file.",
 )
 @click.option("--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeatable).")
 @click.option("--title", default=None, help="Page title.")
@@ -125,12 +129,19 @@ def report(root: Path, output: Path, run_ids: tuple[str, ...], title: str | None
 
 @main.command()
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("demo-runs"), show_default=True,
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("demo-runs"),
+    show_default=True,
     help="Store to train into (created if missing).",
 )
 @click.option(
-    "--report", "report_path", type=click.Path(path_type=Path), default=Path("report.html"),
-    show_default=True, help="Where to write the HTML report.",
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="Where to write the HTML report.",
 )
 def demo(out: Path, report_path: Path) -> None:
     """Train 4 small runs on the bundled digits data, diagnose them, write the report.

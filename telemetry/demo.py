@@ -65,19 +65,41 @@ class Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
-        "healthy", "cnn", "adam", lr=2e-3, epochs=12, dropout=0.25, weight_decay=1e-4,
+        "healthy",
+        "cnn",
+        "adam",
+        lr=2e-3,
+        epochs=12,
+        dropout=0.25,
+        weight_decay=1e-4,
         description="small CNN, Adam, dropout and weight decay",
     ),
     Scenario(
-        "overfit", "cnn", "adam", lr=3e-3, epochs=60, batch_size=20, train_subset=60,
+        "overfit",
+        "cnn",
+        "adam",
+        lr=3e-3,
+        epochs=60,
+        batch_size=20,
+        train_subset=60,
         description="60 training images, no regularisation, 60 epochs",
     ),
     Scenario(
-        "vanishing", "sigmoid_mlp", "sgd", lr=0.05, epochs=8,
+        "vanishing",
+        "sigmoid_mlp",
+        "sgd",
+        lr=0.05,
+        epochs=8,
         description="12-layer sigmoid MLP, plain SGD",
     ),
     Scenario(
-        "exploding", "cnn", "sgd", lr=0.1, epochs=4, momentum=0.9, input_scale=16.0,
+        "exploding",
+        "cnn",
+        "sgd",
+        lr=0.1,
+        epochs=4,
+        momentum=0.9,
+        input_scale=16.0,
         activation="leaky_relu",
         description="unnormalised inputs, LeakyReLU, large SGD step with momentum",
     ),
@@ -122,8 +144,10 @@ def sigmoid_mlp(depth: int = 12, width: int = 64) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def load_digits_tensors(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x_train, y_train, x_val, y_val): 80/20 split, pixels scaled to [0, 1], shape N x 1 x 8 x 8."""
+def load_digits_tensors(
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_val, y_val): 80/20 split, pixels in [0, 1], shape N x 1 x 8 x 8."""
     from sklearn.datasets import load_digits  # ~0.5 s import; only the demo needs it
 
     digits = load_digits()
@@ -150,7 +174,9 @@ def build(scenario: Scenario) -> tuple[nn.Module, torch.optim.Optimizer]:
         )
     else:
         opt = torch.optim.SGD(
-            model.parameters(), lr=scenario.lr, momentum=scenario.momentum,
+            model.parameters(),
+            lr=scenario.lr,
+            momentum=scenario.momentum,
             weight_decay=scenario.weight_decay,
         )
     return model, opt
@@ -182,7 +208,9 @@ def train(
     model, opt = build(scenario)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
-    with Collector(root, name=scenario.name, config=scenario.config(), model=model, optimizer=opt) as tel:
+    with Collector(
+        root, name=scenario.name, config=scenario.config(), model=model, optimizer=opt
+    ) as tel:
         for epoch in range(scenario.epochs):
             model.train()
             for xb, yb in _batches(x_train, y_train, scenario.batch_size, gen):

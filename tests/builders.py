@@ -50,12 +50,16 @@ class RunBuilder:
         self._last_step = 0
         self.event("run_started", {"name": name or run_id, "config": dict(config or {})}, step=0)
 
-    def _add(self, stream: Stream, step: int, epoch: int | None, columns: dict[str, list[Any]]) -> None:
+    def _add(
+        self, stream: Stream, step: int, epoch: int | None, columns: dict[str, list[Any]]
+    ) -> None:
         self._last_step = max(self._last_step, step)
         rows = Rows(stream, step=step, epoch=epoch, wall_time=self.t0 + step, columns=columns)
         self._rows.setdefault(stream, []).append(rows)
 
-    def event(self, kind: str, payload: Mapping[str, Any] | None = None, *, step: int | None = None) -> RunBuilder:
+    def event(
+        self, kind: str, payload: Mapping[str, Any] | None = None, *, step: int | None = None
+    ) -> RunBuilder:
         s = self._last_step if step is None else step
         self._add(Stream.EVENTS, s, None, {"kind": [kind], "payload": [json.dumps(payload or {})]})
         return self
@@ -125,7 +129,11 @@ class RunBuilder:
         for stream, batches in self._rows.items():
             batches = sorted(batches, key=lambda r: r.step)
             table = build_table(
-                stream, batches, run_id=self.run_id, rank=self.rank, attempt=self.attempt,
+                stream,
+                batches,
+                run_id=self.run_id,
+                rank=self.rank,
+                attempt=self.attempt,
                 first_seq=self._seq,
             )
             self._seq += table.num_rows

@@ -12,8 +12,14 @@ import telemetry
 
 def test_exported_names() -> None:
     assert set(collector.__all__) == {
-        "SCHEMA_VERSION", "Collector", "ConfigError", "EventKind", "StoreError", "Stream",
-        "TelemetryError", "TensorKind",
+        "SCHEMA_VERSION",
+        "Collector",
+        "ConfigError",
+        "EventKind",
+        "StoreError",
+        "Stream",
+        "TelemetryError",
+        "TensorKind",
     }
     assert {"open_store", "diagnose", "Store", "Finding", "Severity", "Diagnosis"} <= set(
         analysis.__all__

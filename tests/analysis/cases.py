@@ -44,7 +44,9 @@ def healthy(root: Path) -> RunBuilder:
 def overfitting(root: Path) -> RunBuilder:
     run = RunBuilder(root, "overfit")
     run.scalars("loss", "train", _train_curve(end=0.001))
-    return _with_val(run, [2.0, 1.5, 1.0, 0.8, 0.7, 0.75, 0.85, 0.95, 1.05, 1.15, 1.25], every=9).finish()
+    return _with_val(
+        run, [2.0, 1.5, 1.0, 0.8, 0.7, 0.75, 0.85, 0.95, 1.05, 1.15, 1.25], every=9
+    ).finish()
 
 
 def loss_not_decreasing(root: Path) -> RunBuilder:

@@ -63,7 +63,9 @@ def test_rule_without_its_data_is_reported_not_evaluated(tmp_path: Path) -> None
 def test_thresholds_can_be_overridden_per_rule(tmp_path: Path) -> None:
     cases.overfitting(tmp_path).write()
     store = open_store(tmp_path)
-    strict = diagnose(store, rules=[RULES["overfitting"]], params={"overfitting": {"min_rise": 5.0}})
+    strict = diagnose(
+        store, rules=[RULES["overfitting"]], params={"overfitting": {"min_rise": 5.0}}
+    )
     assert strict.findings == []
     with pytest.raises(KeyError, match="no parameter"):
         diagnose(store, rules=[RULES["overfitting"]], params={"overfitting": {"nope": 1}})

@@ -43,7 +43,14 @@ def test_analyze_json_has_the_documented_shape(tmp_path: Path) -> None:
     assert data["runs"][1]["config"] == {"lr": 0.001} or data["runs"][0]["config"] == {"lr": 0.001}
     finding = next(f for f in data["findings"] if f["rule"] == "divergence")
     assert set(finding) == {
-        "rule", "severity", "run_id", "subject", "step", "message", "suggestion", "evidence",
+        "rule",
+        "severity",
+        "run_id",
+        "subject",
+        "step",
+        "message",
+        "suggestion",
+        "evidence",
     }
     assert finding["severity"] == "error" and finding["run_id"] == "diverged"
 

@@ -1,0 +1,125 @@
+"""Step-time overhead of the collector on the demo CNN (digits, batch 64, Adam).
+
+Arms run alternately in fresh processes (none, collector, none, collector, ...) so
+that drift of the machine hits both; each process trains `--steps` steps after
+`--warmup` steps and reports its per-step times. Prints the ratio of mean and of
+median step time (collector / none) and writes JSON.
+
+    .venv/bin/python benchmarks/demo_overhead.py --rounds 3 --steps 400 --out bench-demo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _child(arm: str, steps: int, warmup: int, stats_every: int) -> None:
+    import torch
+    from torch import nn
+
+    from telemetry.demo import SmallCNN, load_digits_tensors
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x, y, _, _ = load_digits_tensors()
+    model = SmallCNN(0.25)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(0)
+    times: list[float] = []
+    with tempfile.TemporaryDirectory() as root:
+        tel = None
+        if arm == "collector":
+            from collector import Collector
+
+            tel = Collector(root, name="bench", model=model, optimizer=opt, stats_every=stats_every)
+        for i in range(warmup + steps):
+            t0 = time.perf_counter()
+            idx = torch.randint(0, len(x), (64,), generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            if tel is not None:
+                tel.log({"loss": loss}, split="train")
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        disk = 0
+        if tel is not None:
+            tel.close()
+            disk = sum(p.stat().st_size for p in Path(root).rglob("*.parquet"))
+    print(json.dumps({"arm": arm, "times": times, "bytes_on_disk": disk}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--stats-every", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("bench-demo-overhead.json"))
+    ap.add_argument("--child", choices=["none", "collector"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(args.child, args.steps, args.warmup, args.stats_every)
+        return
+    per_arm: dict[str, list[float]] = {"none": [], "collector": []}
+    disk = 0
+    for r in range(args.rounds):
+        for arm in ("none", "collector") if r % 2 == 0 else ("collector", "none"):
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                arm,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--stats-every",
+                str(args.stats_every),
+            ]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            per_arm[arm] += result["times"]
+            disk = max(disk, result["bytes_on_disk"])
+    summary = {
+        arm: {
+            "mean_ms": 1e3 * statistics.fmean(t),
+            "median_ms": 1e3 * statistics.median(t),
+            "steps": len(t),
+        }
+        for arm, t in per_arm.items()
+    }
+    ratio_mean = summary["collector"]["mean_ms"] / summary["none"]["mean_ms"]
+    ratio_median = summary["collector"]["median_ms"] / summary["none"]["median_ms"]
+    report = {
+        "workload": "demo SmallCNN, digits 8x8, batch 64, Adam, torch 1 thread",
+        "stats_every": args.stats_every,
+        "arms": summary,
+        "ratio_mean": ratio_mean,
+        "ratio_median": ratio_median,
+        "bytes_on_disk_per_run": disk,
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    for arm, s in summary.items():
+        print(
+            f"{arm:<10} mean {s['mean_ms']:.3f} ms/step  "
+            f"median {s['median_ms']:.3f} ms/step  ({s['steps']} steps)"
+        )
+    print(
+        f"collector/none: mean {ratio_mean:.3f}x  median {ratio_median:.3f}x  "
+        f"(stats_every={args.stats_every})"
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
