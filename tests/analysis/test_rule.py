@@ -1,0 +1,62 @@
+"""The rule loader validates each rule's header and names the file and line it rejects."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.findings import Severity
+from analysis.rule import RuleDefinitionError, parse_rule
+
+GOOD = """\
+-- rule: demo_rule
+-- severity: warning
+-- title: A demo
+-- requires: scalars:loss/train>=5, tensors:grad
+-- param: limit = 0.5
+-- seed: part 1 §3
+-- suggestion: Do the thing the seed says.
+SELECT run_id, NULL AS subject, NULL AS step, 'm' AS message, '{}' AS evidence
+FROM scalars WHERE value > $limit
+"""
+
+
+def test_a_well_formed_rule_parses_into_a_record() -> None:
+    rule = parse_rule(GOOD, filename="rules/demo_rule.sql")
+    assert rule.id == "demo_rule" and rule.severity == Severity.WARNING
+    assert rule.params == {"limit": 0.5}
+    assert [r.describe() for r in rule.requires] == [
+        "at least 5 rows of scalars:loss/train",
+        "tensors:grad",
+    ]
+    assert rule.sql.startswith("SELECT")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("-- title: A demo\n", ""), "rules/demo_rule.sql:1: missing header field '-- title:'"),
+        (("severity: warning", "severity: fatal"), "is not error, warning or info"),
+        (("rule: demo_rule", "rule: other"), "!= file name 'demo_rule'"),
+        (("-- param: limit = 0.5\n", ""), "rules/demo_rule.sql:8: $limit is used but not declared"),
+        (("> $limit", "> 1"), "rules/demo_rule.sql:5: parameter 'limit' is never used"),
+        (
+            ("limit = 0.5", "limit = zero"),
+            "rules/demo_rule.sql:5: parameter 'limit' has no literal",
+        ),
+        (("tensors:grad", "nowhere"), "rules/demo_rule.sql:4: cannot require 'nowhere'"),
+        (("tensors:grad", "system:x"), "cannot require 'system:x'"),
+    ],
+)
+def test_malformed_headers_are_rejected_with_file_and_line(
+    change: tuple[str, str], message: str
+) -> None:
+    text = GOOD.replace(*change)
+    with pytest.raises(RuleDefinitionError) as info:
+        parse_rule(text, filename="rules/demo_rule.sql")
+    assert message in str(info.value)
+
+
+def test_a_parameter_mentioned_only_in_a_comment_is_not_used() -> None:
+    text = GOOD.replace("> $limit", "> 1 -- compare with $limit")
+    with pytest.raises(RuleDefinitionError, match="never used"):
+        parse_rule(text, filename="rules/demo_rule.sql")
