@@ -111,8 +111,13 @@ class Collector:
         watched = select_parameters(model, optimizer, include=include, exclude=exclude)
         self._params = ParamWatcher(watched, every=stats_every)
         self._device = watched[0][1].device if watched else torch.device("cpu")
-        self._event(EventKind.RUN_STARTED, self._start_payload(config, watched))
-        self._attach()
+        try:
+            self._event(EventKind.RUN_STARTED, self._start_payload(config, watched))
+            self._attach()
+        except BaseException:
+            self._hooks.remove()
+            self._writer.close()
+            raise
         _open_collectors.add(self)
 
     # -- public face -------------------------------------------------------------------
@@ -377,12 +382,15 @@ def _check_args(
             raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
 
 
-# Runs still open at interpreter exit are closed (and marked finished) so that their
-# last seconds of data reach the disk; a weak set so we never keep a collector alive.
+# Runs still open at interpreter exit are closed so that their last seconds of data
+# reach the disk. An uncaught exception has been printed by then and left in
+# sys.last_value, so such a run is recorded as failed, not finished. A weak set: we
+# never keep a collector alive.
 _open_collectors: weakref.WeakSet[Collector] = weakref.WeakSet()
 
 
 @atexit.register
 def _close_open_collectors() -> None:
+    error = getattr(sys, "last_value", None)
     for collector in list(_open_collectors):
-        collector.close()
+        collector.close(error=error if isinstance(error, BaseException) else None)

@@ -57,3 +57,37 @@ def test_demo_flags_each_pathology_and_leaves_the_healthy_run_clean(tmp_path: Pa
     assert "vanishing_gradients" in flagged["vanishing"]
     assert "exploding_gradients" in flagged["exploding"]
     assert {"divergence", "nonfinite"} <= flagged["exploding"]
+
+
+_SCRIPT = """
+import sys, torch
+from collector import Collector
+model = torch.nn.Linear(2, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+tel = Collector(sys.argv[1], name="script", model=model, optimizer=opt)
+for _ in range(3):
+    opt.zero_grad(); model(torch.ones(4, 2)).sum().backward(); opt.step()
+    tel.log({"loss": 1.0})
+if sys.argv[2] == "raise":
+    raise RuntimeError("out of memory, pretend")
+"""
+
+
+@pytest.mark.parametrize(("ending", "status"), [("exit", "finished"), ("raise", "failed")])
+def test_a_script_that_never_closes_still_records_how_it_ended(
+    tmp_path: Path, ending: str, status: str
+) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(_SCRIPT)
+    store = tmp_path / "runs"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(store), ending], capture_output=True, text=True
+    )
+    assert proc.returncode == (0 if ending == "exit" else 1), proc.stderr
+    runs = open_store(store).sql("SELECT status, steps, error FROM runs")
+    assert runs.rows()[0][:2] == (status, 3)
+    if ending == "raise":
+        assert runs["error"][0] == "RuntimeError: out of memory, pretend"
