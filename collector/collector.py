@@ -27,6 +27,7 @@ import getpass
 import json
 import logging
 import math
+import numbers
 import os
 import platform
 import socket
@@ -46,14 +47,12 @@ from collector.errors import ConfigError, StoreError
 from collector.guard import GuardCounters, guarded
 from collector.hooks import HookSet
 from collector.params import ParamWatcher, select_parameters
-from collector.records import Rows
+from collector.records import Rows, json_safe
 from collector.schema import SCHEMA_VERSION, EventKind, Stream
 from collector.system import StepTimer, peak_host_memory_bytes
 from collector.writer import Writer
 
 log = logging.getLogger(__name__)
-
-_Number = (int, float)
 
 
 class Collector:
@@ -83,6 +82,9 @@ class Collector:
         heartbeat_every_s: float = 15.0,
     ) -> None:
         _check_args(name, config, model, optimizer, stats_every, flush_every_s, heartbeat_every_s)
+        _check_patterns("include", include)
+        _check_patterns("exclude", exclude)
+        watched = select_parameters(model, optimizer, include=include, exclude=exclude)
         self._root = Path(root)
         try:
             self._root.mkdir(parents=True, exist_ok=True)
@@ -91,9 +93,7 @@ class Collector:
         if not os.access(self._root, os.W_OK):
             raise StoreError(f"the store directory {str(self._root)!r} is not writable")
         self._name = name
-        self._run_id = layout.new_run_id(name)
-        self._run_dir = layout.run_dir(self._root, self._run_id)
-        self._run_dir.mkdir()
+        self._run_id, self._run_dir = _claim_run_dir(self._root, name)
         self._model = model
         self._optimizer = optimizer
         self._step = 0
@@ -108,7 +108,6 @@ class Collector:
         self._hooks = HookSet()
         self._guard = GuardCounters()
         self._timer = StepTimer()
-        watched = select_parameters(model, optimizer, include=include, exclude=exclude)
         self._params = ParamWatcher(watched, every=stats_every)
         self._device = watched[0][1].device if watched else torch.device("cpu")
         try:
@@ -186,7 +185,7 @@ class Collector:
                     )
                 tensors.append((len(values), value.detach().reshape(())))
                 values.append(math.nan)
-            elif isinstance(value, _Number) and not isinstance(value, bool):
+            elif isinstance(value, numbers.Real) and not isinstance(value, bool):
                 values.append(float(value))
             else:
                 raise ConfigError(
@@ -305,7 +304,7 @@ class Collector:
         )
 
     def _event(self, kind: EventKind, payload: Mapping[str, Any]) -> None:
-        text = json.dumps(payload, default=repr, allow_nan=True)
+        text = json.dumps(json_safe(payload), default=repr, allow_nan=False)
         self._put(Stream.EVENTS, {"kind": [kind.value], "payload": [text]})
 
     def _health(self) -> dict[str, Any]:
@@ -335,6 +334,34 @@ class Collector:
             "trainable_parameters": sum(p.numel() for _, p in watched),
             "watched_parameters": len(watched),
         }
+
+
+def _claim_run_dir(root: Path, name: str | None) -> tuple[str, Path]:
+    """Create a fresh run directory; ids carry 32 random bits, a clash just draws again."""
+    for _ in range(8):
+        run_id = layout.new_run_id(name)
+        path = layout.run_dir(root, run_id)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise StoreError(f"cannot create the run directory {str(path)!r}: {e}") from e
+        return run_id, path
+    raise StoreError(f"could not find a free run id under {str(root)!r} after 8 tries")
+
+
+def _check_patterns(what: str, patterns: object) -> None:
+    if patterns is None:
+        return
+    if isinstance(patterns, str) or not isinstance(patterns, list | tuple | set | frozenset):
+        raise ConfigError(
+            f"{what} must be a list of shell-style name patterns (e.g. [{'*.bias'!r}]), "
+            f"got {patterns!r}"
+        )
+    bad = [p for p in patterns if not isinstance(p, str) or not p]
+    if bad:
+        raise ConfigError(f"{what} patterns must be non-empty strings, got {bad!r}")
 
 
 def _user() -> str | None:
@@ -378,7 +405,7 @@ def _check_args(
     if not isinstance(stats_every, int) or isinstance(stats_every, bool) or stats_every < 0:
         raise ConfigError(f"stats_every must be an int >= 0 (0 disables), got {stats_every!r}")
     for what, value in (("flush_every_s", flush_every_s), ("heartbeat_every_s", heartbeat_every_s)):
-        if not isinstance(value, _Number) or isinstance(value, bool) or not value > 0:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
             raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
 
 

@@ -22,9 +22,10 @@ SEGMENT_SUFFIX = ".parquet"
 TMP_PREFIX = "."
 _SEQ_WIDTH = 6
 
-_SEGMENT_RE = re.compile(r"^(\d+)-(\d+)-(\d+)(?:_(\d+))?\.parquet$")
+_SEGMENT_RE = re.compile(r"(\d+)-(\d+)-(\d+)(?:_(\d+))?\.parquet")
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+"""What every run id looks like: safe as a directory name on any filesystem."""
 
 
 @dataclass(frozen=True, order=True)
@@ -58,7 +59,7 @@ class SegmentName:
 
 def parse_segment_name(name: str) -> SegmentName | None:
     """The parsed name, or None for anything that is not a published segment."""
-    m = _SEGMENT_RE.match(name)
+    m = _SEGMENT_RE.fullmatch(name)
     if m is None:
         return None
     rank, attempt, first = int(m[1]), int(m[2]), int(m[3])
@@ -76,7 +77,7 @@ def new_run_id(name: str | None, *, now: _dt.datetime | None = None) -> str:
     now = now or _dt.datetime.now(_dt.timezone.utc)
     stem = _NAME_OK.sub("-", name).strip("-._")[:64] if name else ""
     stamp = now.strftime("%Y%m%d-%H%M%S")
-    suffix = secrets.token_hex(3)
+    suffix = secrets.token_hex(4)
     return f"{stem}-{stamp}-{suffix}" if stem else f"run-{stamp}-{suffix}"
 
 

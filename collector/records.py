@@ -7,6 +7,7 @@ with the envelope filled in. No torch here: values are already on the host.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,3 +86,17 @@ def build_table(
         for field in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/Inf floats replaced by "NaN", "Infinity", "-Infinity".
+
+    Event payloads are strict JSON (readers other than DuckDB reject bare NaN).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

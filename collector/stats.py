@@ -41,7 +41,11 @@ class PendingStats:
 
 def reduce(tensors: Sequence[torch.Tensor], *, negate: bool = False) -> PendingStats:
     """Queue the reductions of ``tensors`` on their device; no host synchronisation."""
-    xs = [_as_float(t.detach()) for t in tensors]
+    all_xs = [_as_float(t.detach()) for t in tensors]
+    xs = [x for x in all_xs if x.numel()]
+    if len(xs) < len(all_xs):  # empty tensors (a batch of 0): reduce the rest, NaN rows later
+        full = reduce(xs, negate=negate)
+        return PendingStats(all_xs, _scatter_columns(full.reduced, all_xs), negate)
     if not xs:
         return PendingStats([], torch.zeros(5, 0, dtype=torch.float64), negate)
     sums = torch.stack([x.sum() for x in xs])
@@ -81,8 +85,29 @@ def to_host(pending: Sequence[PendingStats]) -> list[list[dict[str, float | int]
     return out
 
 
+def _scatter_columns(reduced: torch.Tensor, xs: list[torch.Tensor]) -> torch.Tensor:
+    """Spread the columns of the non-empty tensors over all of ``xs`` (NaN for empty ones)."""
+    out = torch.full((5, len(xs)), math.nan, dtype=torch.float64, device=reduced.device)
+    keep = [i for i, x in enumerate(xs) if x.numel()]
+    if keep:
+        out[:, keep] = reduced
+    return out
+
+
 def _derive(x: torch.Tensor, v: list[float], *, negate: bool) -> dict[str, float | int]:
     n = x.numel()
+    if n == 0:
+        return {
+            "numel": 0,
+            "norm": math.nan,
+            "mean": math.nan,
+            "std": math.nan,
+            "min": math.nan,
+            "max": math.nan,
+            "abs_max": math.nan,
+            "zero_frac": math.nan,
+            "nonfinite": 0,
+        }
     s, sq, mn, mx, nz = v
     if negate:
         s, mn, mx = -s, -mx, -mn
@@ -90,16 +115,18 @@ def _derive(x: torch.Tensor, v: list[float], *, negate: bool) -> dict[str, float
     if not (math.isfinite(s) and math.isfinite(mn) and math.isfinite(mx)):
         # Rare path (the run is already broken): count exactly, one extra sync.
         nonfinite = int((~torch.isfinite(x)).sum())
-    if not math.isfinite(sq) and nonfinite == 0:
-        # Finite elements whose float32 sum of squares overflowed (norm > ~1.8e19):
-        # redo the two sums in float64, on this tensor only.
+    overflowed = not math.isfinite(sq) and nonfinite == 0
+    underflowed = nz > 0 and sq < 1e-30  # squares of |x| < ~1e-19 vanish in float32
+    if overflowed or underflowed:
+        # Finite elements whose float32 sum of squares overflowed (norm > ~1.8e19) or
+        # underflowed: redo the two sums in float64, on this tensor only (rare).
         s = float(x.sum(dtype=torch.float64)) * (-1 if negate else 1)
         sq = float(torch.linalg.vector_norm(x, dtype=torch.float64)) ** 2
-    mean = s / n if n else math.nan
+    mean = s / n
     if n > 1:
         var = max((sq - s * s / n) / (n - 1), 0.0) if math.isfinite(sq) else math.nan
     else:
-        var = 0.0 if n == 1 else math.nan
+        var = 0.0
     return {
         "numel": n,
         "norm": math.sqrt(sq) if sq >= 0 else math.nan,
@@ -108,7 +135,7 @@ def _derive(x: torch.Tensor, v: list[float], *, negate: bool) -> dict[str, float
         "min": mn,
         "max": mx,
         "abs_max": max(-mn, mx) if not (math.isnan(mn) or math.isnan(mx)) else math.nan,
-        "zero_frac": (n - nz) / n if n else math.nan,
+        "zero_frac": (n - nz) / n,
         "nonfinite": nonfinite,
     }
 

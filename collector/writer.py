@@ -104,6 +104,8 @@ class Writer:
 
     def put(self, rows: Rows) -> bool:
         """Queue ``rows`` without blocking; False (and counted as dropped) if not accepted."""
+        if not len(rows):
+            return True  # nothing pending, no file
         if self._state is WriterState.ACTIVE:
             try:
                 self._queue.put_nowait(rows)
@@ -111,7 +113,10 @@ class Writer:
             except queue.Full:
                 pass
         with self._lock:
-            self._overflow_rows += len(rows)
+            if self._state is WriterState.ACTIVE:
+                self._overflow_rows += len(rows)  # recorded in a `dropped` event at next flush
+            else:
+                self.rows_dropped += len(rows)  # closed or dead: nothing left to record it
         return False
 
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -123,7 +128,14 @@ class Writer:
             self._queue.put(request, timeout=timeout)
         except queue.Full:
             return False
-        return request.done.wait(timeout)
+        # Wait in slices so a writer thread that dies meanwhile does not cost the full timeout.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not request.done.wait(0.05):
+            if not self._thread.is_alive():
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
 
     def close(self, timeout: float | None = 60.0) -> None:
         """Drain the queue, publish the last segments and stop the thread. Idempotent."""
@@ -150,6 +162,13 @@ class Writer:
         except BaseException as e:  # the thread must not die silently
             self._state = WriterState.FAILED
             log.error("telemetry writer for run %s stopped: %r", self.run_id, e)
+            while True:  # release anyone waiting in flush(); later puts count as dropped
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Flush):
+                    item.done.set()
 
     def _loop(self) -> None:
         next_flush = time.monotonic() + self.flush_every_s

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,10 +86,12 @@ def analyze(root: Path, run_ids: tuple[str, ...], fmt: str, fail_on: str | None)
     store = _open(root)
     diagnosis = _diagnose(store, run_ids)
     if fmt == "json":
+        from collector.records import json_safe  # strict JSON: NaN/Inf become strings
+
         payload = diagnosis.to_dict()
         for run in payload["runs"]:
             run["config"] = json.loads(run["config"]) if run.get("config") else {}
-        click.echo(json.dumps(_finite(payload), indent=2, default=_json_default, allow_nan=False))
+        click.echo(json.dumps(json_safe(payload), indent=2, default=_json_default, allow_nan=False))
     else:
         click.echo(format_diagnosis(diagnosis, store))
     threshold = fail_on or ("never" if fmt == "table" else "error")
@@ -211,17 +212,6 @@ def format_diagnosis(diagnosis: Diagnosis, store: Store) -> str:
         for n in diagnosis.not_evaluated:
             lines.append(f"  {names.get(n.run_id, n.run_id)}: {n.rule}: {n.reason}")
     return "\n".join(lines)
-
-
-def _finite(value: Any) -> Any:
-    """Strict JSON: NaN/Inf become the strings "NaN", "Infinity", "-Infinity"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _json_default(value: object) -> object:

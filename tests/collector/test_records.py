@@ -1,0 +1,116 @@
+"""Record builders: host values -> one Arrow table per stream (golden tests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pyarrow as pa
+import pytest
+
+from collector.records import Rows, build_table
+from collector.schema import SCHEMAS, Stream
+
+UTC = dt.timezone.utc
+T0 = 1_700_000_000.25  # 2023-11-14 22:13:20.250000 UTC
+T1 = 1_700_000_001.123456
+
+
+def _scalars() -> list[Rows]:
+    return [
+        Rows(
+            Stream.SCALARS,
+            step=1,
+            epoch=None,
+            wall_time=T0,
+            columns={"name": ["loss", "acc"], "split": ["train", "train"], "value": [2.5, 0.5]},
+        ),
+        # No "split" column: null-filled. Non-finite values stay values.
+        Rows(
+            Stream.SCALARS,
+            step=2,
+            epoch=0,
+            wall_time=T1,
+            columns={"name": ["loss", "grad", "neg"], "value": [math.nan, math.inf, -math.inf]},
+        ),
+    ]
+
+
+def test_build_table_golden_scalars() -> None:
+    table = build_table(Stream.SCALARS, _scalars(), run_id="r1", rank=2, attempt=1, first_seq=10)
+    assert table.schema.equals(SCHEMAS[Stream.SCALARS], check_metadata=True)
+    got = table.to_pydict()
+    value = got.pop("value")
+    assert got == {
+        "run_id": ["r1"] * 5,
+        "rank": [2] * 5,
+        "attempt": [1] * 5,
+        "seq": [10, 11, 12, 13, 14],
+        "step": [1, 1, 2, 2, 2],
+        "epoch": [None, None, 0, 0, 0],
+        "wall_time": [
+            dt.datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=UTC),
+            dt.datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=UTC),
+            dt.datetime(2023, 11, 14, 22, 13, 21, 123456, tzinfo=UTC),
+            dt.datetime(2023, 11, 14, 22, 13, 21, 123456, tzinfo=UTC),
+            dt.datetime(2023, 11, 14, 22, 13, 21, 123456, tzinfo=UTC),
+        ],
+        "name": ["loss", "acc", "loss", "grad", "neg"],
+        "split": ["train", "train", None, None, None],
+    }
+    assert value[:2] == [2.5, 0.5]
+    assert math.isnan(value[2])
+    assert value[3:] == [math.inf, -math.inf]
+
+
+def test_non_finite_values_are_values_not_nulls() -> None:
+    table = build_table(Stream.SCALARS, _scalars(), run_id="r1", rank=0, attempt=0, first_seq=0)
+    assert table.column("value").null_count == 0
+    assert table.column("split").null_count == 3
+
+
+def test_wall_time_is_microseconds_since_the_epoch_in_utc() -> None:
+    table = build_table(Stream.SCALARS, _scalars(), run_id="r", rank=0, attempt=0, first_seq=0)
+    assert table.schema.field("wall_time").type == pa.timestamp("us", tz="UTC")
+    micros = table.column("wall_time").cast(pa.int64()).to_pylist()
+    assert micros[0] == 1_700_000_000_250_000
+    assert micros[-1] == 1_700_000_001_123_456
+
+
+def test_missing_stream_columns_are_null_filled() -> None:
+    rows = Rows(Stream.TENSORS, step=3, epoch=1, wall_time=T0, columns={"param": ["w"]})
+    table = build_table(Stream.TENSORS, [rows], run_id="r", rank=0, attempt=0, first_seq=0)
+    assert table.num_rows == 1
+    row = table.to_pylist()[0]
+    assert row["param"] == "w"
+    for column in ("kind", "numel", "norm", "mean", "std", "nonfinite"):
+        assert row[column] is None
+
+
+def test_no_batches_build_an_empty_table_of_the_stream_schema() -> None:
+    table = build_table(Stream.EVENTS, [], run_id="r", rank=0, attempt=0, first_seq=7)
+    assert table.num_rows == 0
+    assert table.schema.equals(SCHEMAS[Stream.EVENTS], check_metadata=True)
+
+
+def test_unknown_column_raises_value_error_naming_it() -> None:
+    rows = Rows(Stream.SCALARS, step=0, epoch=None, wall_time=T0, columns={"nmae": ["loss"]})
+    with pytest.raises(ValueError, match="nmae"):
+        build_table(Stream.SCALARS, [rows], run_id="r", rank=0, attempt=0, first_seq=0)
+
+
+def test_ragged_column_lengths_raise_value_error_naming_the_column() -> None:
+    rows = Rows(
+        Stream.SCALARS,
+        step=0,
+        epoch=None,
+        wall_time=T0,
+        columns={"name": ["a", "b"], "split": ["train", "train"], "value": [1.0]},
+    )
+    with pytest.raises(ValueError, match="'value'"):
+        build_table(Stream.SCALARS, [rows], run_id="r", rank=0, attempt=0, first_seq=0)
+
+
+def test_rows_length_is_the_length_of_its_columns() -> None:
+    assert len(_scalars()[1]) == 3
+    assert len(Rows(Stream.EVENTS, step=0, epoch=None, wall_time=T0, columns={})) == 0
