@@ -63,20 +63,27 @@ def diagnose(
     counts: dict[Requirement, dict[str, int]] = {}
     for rule in rules if rules is not None else load_rules():
         _check_overrides(rule, overrides.get(rule.id, {}))
-        for req in rule.requires:
+        values = {**rule.params, **overrides.get(rule.id, {})}
+        needs = [tuple(r.resolve(values) for r in need) for need in rule.requires]
+        for req in (r for need in needs for r in need):
             if req not in counts:
                 counts[req] = _count_rows(store, req)
         ready = []
         for run_id in selected:
-            missing = [r for r in rule.requires if counts[r].get(run_id, 0) < r.min_rows]
+            missing = [
+                need
+                for need in needs
+                if not any(counts[r].get(run_id, 0) >= r.min_rows for r in need)
+            ]
             if missing:
-                reason = "needs " + ", ".join(r.describe() for r in missing)
+                reason = "needs " + ", ".join(
+                    " or ".join(r.describe() for r in need) for need in missing
+                )
                 result.not_evaluated.append(NotEvaluated(rule.id, run_id, reason))
             else:
                 ready.append(run_id)
         if not ready:
             continue
-        values = {**rule.params, **overrides.get(rule.id, {})}
         try:
             rows = store.sql(rule.sql, values)
         except duckdb.Error as e:

@@ -16,8 +16,10 @@ or used but undeclared, and a rule id that does not match its file, naming
 ``file:line``. Parameter values are passed as prepared parameters, never formatted
 into the SQL.
 
-``requires`` items: ``<view>`` (any row for the run), ``scalars:<name>/<split>``,
-``tensors:<kind>``; each optionally ``>=N`` rows.
+``requires`` is a comma-separated list of needs, all of which must hold; a need is
+one or more alternatives separated by ``|``. An alternative is ``<view>`` (any row
+for the run), ``scalars:<name>/<split>`` or ``tensors:<kind>``, optionally with
+``>=N`` rows; ``$param`` in it takes the parameter's value (``scalars:$metric/val``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ class Requirement:
         target = f"{self.view}:{self.what}" if self.what else self.view
         return target if self.min_rows == 1 else f"at least {self.min_rows} rows of {target}"
 
+    def resolve(self, params: dict[str, Any]) -> Requirement:
+        """This requirement with ``$param`` references replaced by their values."""
+        if self.what is None or "$" not in self.what:
+            return self
+        what = _PARAM_USE_RE.sub(lambda m: str(params[m.group(1)]), self.what)
+        return Requirement(self.view, what, self.min_rows)
+
+
+Need = tuple[Requirement, ...]
+"""Alternatives: a need is met when any of them is."""
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -61,7 +74,7 @@ class Rule:
     suggestion: str
     seed: str
     params: dict[str, Any]
-    requires: tuple[Requirement, ...]
+    requires: tuple[Need, ...]
     sql: str
 
 
@@ -70,7 +83,8 @@ def parse_rule(text: str, *, filename: str) -> Rule:
     fields: dict[str, str] = {}
     params: dict[str, Any] = {}
     param_lines: dict[str, int] = {}
-    requires: list[Requirement] = []
+    requires: list[Need] = []
+    header_uses: dict[str, int] = {}
     body_lines: list[str] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         m = _FIELD_RE.match(line)
@@ -91,16 +105,13 @@ def parse_rule(text: str, *, filename: str) -> Rule:
                     ) from e
                 param_lines[name] = lineno
             elif key == "requires":
-                for item in filter(None, (s.strip() for s in value.split(","))):
-                    r = _REQUIRE_RE.match(item)
-                    if r is None:
-                        raise RuleDefinitionError(f"{filename}:{lineno}: bad requirement {item!r}")
-                    if r["view"] not in _REQUIRABLE or (r["what"] and r["view"] not in _DETAILED):
-                        raise RuleDefinitionError(
-                            f"{filename}:{lineno}: cannot require {item!r}; views: "
-                            f"{', '.join(_REQUIRABLE)} (':' only for {', '.join(_DETAILED)})"
-                        )
-                    requires.append(Requirement(r["view"], r["what"], int(r["n"] or 1)))
+                for need in filter(None, (s.strip() for s in value.split(","))):
+                    alternatives = []
+                    for item in (a.strip() for a in need.split("|")):
+                        alternatives.append(_parse_requirement(item, f"{filename}:{lineno}"))
+                        for name in _PARAM_USE_RE.findall(item):
+                            header_uses.setdefault(name, lineno)
+                    requires.append(tuple(alternatives))
             else:
                 fields[key] = value
         elif line.startswith("--") and not body_lines:
@@ -120,7 +131,7 @@ def parse_rule(text: str, *, filename: str) -> Rule:
             f"{filename}:1: severity {fields['severity']!r} is not error, warning or info"
         ) from e
     sql = "\n".join(body_lines)
-    used = set(_PARAM_USE_RE.findall(_strip_sql_comments(sql)))
+    used = set(_PARAM_USE_RE.findall(_strip_sql_comments(sql))) | set(header_uses)
     for name in sorted(set(params) - used):
         raise RuleDefinitionError(
             f"{filename}:{param_lines[name]}: parameter {name!r} is never used"
@@ -138,6 +149,18 @@ def parse_rule(text: str, *, filename: str) -> Rule:
         requires=tuple(requires),
         sql=sql,
     )
+
+
+def _parse_requirement(item: str, where: str) -> Requirement:
+    r = _REQUIRE_RE.match(item)
+    if r is None:
+        raise RuleDefinitionError(f"{where}: bad requirement {item!r}")
+    if r["view"] not in _REQUIRABLE or (r["what"] and r["view"] not in _DETAILED):
+        raise RuleDefinitionError(
+            f"{where}: cannot require {item!r}; views: "
+            f"{', '.join(_REQUIRABLE)} (':' only for {', '.join(_DETAILED)})"
+        )
+    return Requirement(r["view"], r["what"], int(r["n"] or 1))
 
 
 def _strip_sql_comments(sql: str) -> str:

@@ -1,7 +1,7 @@
 -- rule: divergence
 -- severity: error
 -- title: Divergence
--- requires: scalars:loss/train>=2
+-- requires: scalars:$metric/train>=2
 -- param: metric = 'loss'
 -- param: ratio = 2.0
 -- param: window = 5
@@ -28,14 +28,14 @@ levels AS (
            max(step) AS last_step
     FROM train WHERE isfinite(value) GROUP BY run_id
 )
-SELECT run_id, 'train/' || $metric AS subject, step,
+SELECT run_id, $metric || '/train' AS subject, step,
        printf('training %s became %s at step %d (%d of %d points non-finite)',
               $metric, what, step, bad_points, points) AS message,
        json_object('first_nonfinite_step', step, 'value', what,
                    'nonfinite_points', bad_points, 'points', points)::VARCHAR AS evidence
 FROM first_bad
 UNION ALL
-SELECT l.run_id, 'train/' || $metric, l.last_step,
+SELECT l.run_id, $metric || '/train', l.last_step,
        printf('training %s ended at %.4g, %.1fx its starting level %.4g',
               $metric, l.end_level, l.end_level / l.start_level, l.start_level),
        json_object('start_level', l.start_level, 'end_level', l.end_level,

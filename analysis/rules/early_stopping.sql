@@ -1,7 +1,7 @@
 -- rule: early_stopping
 -- severity: info
 -- title: Early stopping point
--- requires: scalars:loss/val>=3
+-- requires: scalars:$metric/val>=3
 -- param: metric = 'loss'
 -- param: patience = 5
 -- param: min_delta = 0.01
@@ -38,7 +38,7 @@ last_steps AS (
     SELECT run_id, max(step) AS last_step FROM scalars GROUP BY run_id
 )
 SELECT s.run_id,
-       'val/' || $metric AS subject,
+       $metric || '/val' AS subject,
        m.step AS step,
        printf('patience-based early stopping (patience %d) would have stopped at step %d, best at step %d (%.4g): %d of %d steps (%.0f%%) saved',
               $patience, m.step, b.step, b.value, l.last_step - m.step, l.last_step,

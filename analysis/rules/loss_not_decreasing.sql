@@ -1,7 +1,7 @@
 -- rule: loss_not_decreasing
 -- severity: warning
 -- title: Loss not decreasing
--- requires: scalars:loss/train>=20
+-- requires: scalars:$metric/train>=20
 -- param: metric = 'loss'
 -- param: warmup_frac = 0.1
 -- param: window_frac = 0.2
@@ -39,7 +39,7 @@ levels AS (
     GROUP BY t.run_id
 )
 SELECT run_id,
-       'train/' || $metric AS subject,
+       $metric || '/train' AS subject,
        to_step AS step,
        printf('training %s did not decrease meaningfully: median %.4g over the first window after warm-up, %.4g over the last (%+.1f%%, steps %d-%d)',
               $metric, first_level, last_level, 100 * (last_level / first_level - 1), from_step, to_step) AS message,

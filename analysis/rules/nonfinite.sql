@@ -1,7 +1,7 @@
 -- rule: nonfinite
 -- severity: error
 -- title: Non-finite values
--- requires: scalars
+-- requires: scalars | tensors
 -- seed: part 3 §2 (exploding gradients), part 6 §2
 -- suggestion: Find the first non-finite tensor named here: clip gradients, lower the learning rate, normalise inputs, and guard log/sqrt/division in the loss (e.g. add an epsilon); torch.autograd.detect_anomaly() pinpoints the operation.
 -- The first NaN/Inf in the run: the earliest step at which a parameter's gradient,
@@ -16,7 +16,7 @@ WITH tensor_hits AS (
 ),
 scalar_hits AS (
     SELECT run_id, step, seq, 1 AS source_order,
-           coalesce(split || '/', '') || name AS subject,
+           name || coalesce('/' || split, '') AS subject,
            CASE WHEN isnan(value) THEN 'NaN' WHEN value > 0 THEN '+Inf' ELSE '-Inf' END AS detail
     FROM scalars
     WHERE NOT isfinite(value)

@@ -1,7 +1,7 @@
 -- rule: overfitting
 -- severity: warning
 -- title: Overfitting
--- requires: scalars:loss/val>=4, scalars:loss/train
+-- requires: scalars:$metric/val>=4, scalars:$metric/train
 -- param: metric = 'loss'
 -- param: min_rise = 0.10
 -- param: patience = 3
@@ -50,7 +50,7 @@ train_levels AS (  -- the training loss over the interval that ends at each val 
     GROUP BY b.run_id
 )
 SELECT b.run_id,
-       'val/' || $metric AS subject,
+       $metric || '/val' AS subject,
        b.best_step AS step,
        printf('validation %s rose %.0f%% above its best (%.4g at step %d) while training %s fell %.0f%% (%.4g -> %.4g)',
               $metric, 100 * (t.tail_value / b.best_value - 1), b.best_value, b.best_step,

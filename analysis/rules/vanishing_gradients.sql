@@ -16,12 +16,15 @@ WITH g AS (
     SELECT run_id, param, step, norm, seq FROM tensors
     WHERE kind = 'grad' AND isfinite(norm)
 ),
+all_grads AS (  -- depth comes from every gradient row, finite or not
+    SELECT run_id, param, step, seq FROM tensors WHERE kind = 'grad'
+),
 first_step AS (
-    SELECT run_id, min(step) AS step FROM g GROUP BY run_id
+    SELECT run_id, min(step) AS step FROM all_grads GROUP BY run_id
 ),
 depth AS (
-    SELECT g.run_id, g.param, row_number() OVER (PARTITION BY g.run_id ORDER BY g.seq) AS depth
-    FROM g JOIN first_step f ON f.run_id = g.run_id AND f.step = g.step
+    SELECT a.run_id, a.param, row_number() OVER (PARTITION BY a.run_id ORDER BY a.seq) AS depth
+    FROM all_grads a JOIN first_step f ON f.run_id = a.run_id AND f.step = a.step
 ),
 per_param AS (
     SELECT run_id, param, median(norm) AS grad_norm, count(*) AS samples, min(step) AS from_step

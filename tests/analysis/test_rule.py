@@ -11,8 +11,9 @@ GOOD = """\
 -- rule: demo_rule
 -- severity: warning
 -- title: A demo
--- requires: scalars:loss/train>=5, tensors:grad
+-- requires: scalars:$metric/train>=5, tensors:grad | system
 -- param: limit = 0.5
+-- param: metric = 'loss'
 -- seed: part 1 §3
 -- suggestion: Do the thing the seed says.
 SELECT run_id, NULL AS subject, NULL AS step, 'm' AS message, '{}' AS evidence
@@ -23,11 +24,11 @@ FROM scalars WHERE value > $limit
 def test_a_well_formed_rule_parses_into_a_record() -> None:
     rule = parse_rule(GOOD, filename="rules/demo_rule.sql")
     assert rule.id == "demo_rule" and rule.severity == Severity.WARNING
-    assert rule.params == {"limit": 0.5}
-    assert [r.describe() for r in rule.requires] == [
-        "at least 5 rows of scalars:loss/train",
-        "tensors:grad",
-    ]
+    assert rule.params == {"limit": 0.5, "metric": "loss"}
+    described = [" or ".join(r.describe() for r in need) for need in rule.requires]
+    assert described == ["at least 5 rows of scalars:$metric/train", "tensors:grad or system"]
+    resolved = rule.requires[0][0].resolve({"metric": "mse"})
+    assert resolved.describe() == "at least 5 rows of scalars:mse/train"
     assert rule.sql.startswith("SELECT")
 
 
@@ -37,13 +38,14 @@ def test_a_well_formed_rule_parses_into_a_record() -> None:
         (("-- title: A demo\n", ""), "rules/demo_rule.sql:1: missing header field '-- title:'"),
         (("severity: warning", "severity: fatal"), "is not error, warning or info"),
         (("rule: demo_rule", "rule: other"), "!= file name 'demo_rule'"),
-        (("-- param: limit = 0.5\n", ""), "rules/demo_rule.sql:8: $limit is used but not declared"),
+        (("-- param: limit = 0.5\n", ""), "rules/demo_rule.sql:9: $limit is used but not declared"),
+        (("-- param: metric = 'loss'\n", ""), "demo_rule.sql:4: $metric is used but not declared"),
         (("> $limit", "> 1"), "rules/demo_rule.sql:5: parameter 'limit' is never used"),
         (
             ("limit = 0.5", "limit = zero"),
             "rules/demo_rule.sql:5: parameter 'limit' has no literal",
         ),
-        (("tensors:grad", "nowhere"), "rules/demo_rule.sql:4: cannot require 'nowhere'"),
+        (("| system", "| nowhere"), "rules/demo_rule.sql:4: cannot require 'nowhere'"),
         (("tensors:grad", "system:x"), "cannot require 'system:x'"),
     ],
 )

@@ -9,6 +9,7 @@ import pytest
 
 from analysis import Severity, diagnose, load_rules, open_store
 from tests.analysis import cases
+from tests.builders import RunBuilder
 
 RULES = {r.id: r for r in load_rules()}
 
@@ -90,3 +91,22 @@ def test_diagnose_rejects_unknown_run_ids(tmp_path: Path) -> None:
     cases.healthy(tmp_path).write()
     with pytest.raises(KeyError, match="no run"):
         diagnose(open_store(tmp_path), run_ids=["missing"])
+
+
+def test_requirements_follow_an_overridden_metric(tmp_path: Path) -> None:
+    RunBuilder(tmp_path, "mse-run").scalars("mse", "train", [1.0] * 30).finish().write()
+    store = open_store(tmp_path)
+    rule = [RULES["loss_not_decreasing"]]
+    default = diagnose(store, rules=rule)
+    assert [n.reason for n in default.not_evaluated] == [
+        "needs at least 20 rows of scalars:loss/train"
+    ]
+    custom = diagnose(store, rules=rule, params={"loss_not_decreasing": {"metric": "mse"}})
+    assert custom.not_evaluated == []
+    assert [f.subject for f in custom.findings] == ["mse/train"]
+
+
+def test_nonfinite_checks_a_run_that_only_has_tensor_statistics(tmp_path: Path) -> None:
+    RunBuilder(tmp_path, "t").tensors("w", "grad", [1.0, 2.0], nonfinite=[0, 3]).write()
+    (finding,) = diagnose(open_store(tmp_path), rules=[RULES["nonfinite"]]).findings
+    assert finding.subject == "grad of w" and finding.step == 2

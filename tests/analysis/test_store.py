@@ -103,3 +103,11 @@ def test_nan_filters_are_exact(tmp_path: Path) -> None:
     run.finish().write()
     store = open_store(tmp_path)
     assert store.sql("SELECT count(*) AS n FROM tensors WHERE NOT isnan(norm)")["n"][0] == 2
+
+
+def test_a_resumed_attempt_replaces_only_what_it_records_again(tmp_path: Path) -> None:
+    first = RunBuilder(tmp_path, "r1").scalars("loss", "train", [3.0, 2.0])
+    first.scalars("acc", "train", [0.1, 0.2]).write()
+    RunBuilder(tmp_path, "r1", attempt=1).scalars("loss", "train", [1.5], steps=[2]).write()
+    df = open_store(tmp_path).sql("SELECT name, step, value FROM scalars ORDER BY name, step")
+    assert df.rows() == [("acc", 1, 0.1), ("acc", 2, 0.2), ("loss", 1, 3.0), ("loss", 2, 1.5)]

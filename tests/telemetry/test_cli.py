@@ -80,3 +80,21 @@ def test_analyze_empty_store_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["analyze", str(tmp_path)])
     assert result.exit_code == 0
     assert "no runs" in result.output
+
+
+def test_report_writes_one_self_contained_file(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "report.html"
+    result = CliRunner().invoke(main, ["report", str(_store(tmp_path / "runs")), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output and "2 runs" in result.output
+    html = out.read_text()
+    assert "diverged" in html and "divergence" in html
+    assert "<script src" not in html
+
+
+def test_report_of_one_run_leaves_the_others_out(tmp_path: Path) -> None:
+    out = tmp_path / "one.html"
+    store = str(_store(tmp_path / "runs"))
+    result = CliRunner().invoke(main, ["report", store, "--run", "healthy", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "diverged" not in out.read_text()

@@ -1,0 +1,44 @@
+"""reports: one self-contained HTML report of a store's runs. Never imports torch.
+
+The report is a single static file (Vega, Vega-Lite and Vega-Embed inlined) that
+opens from ``file://`` with the network off: findings first, then the runs, their
+training curves and their gradients. Everything a run wrote is escaped.
+
+``import reports`` stays light: the entry points below import the page machinery
+(DuckDB via analysis, Polars, Jinja2; Altair, ~0.5 s, only when there are charts)
+on first call.
+
+Example::
+
+    from analysis import diagnose, open_store
+    from reports import write_report
+
+    store = open_store("runs")
+    write_report(store, diagnose(store), "report.html", title="nightly")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analysis import Diagnosis, Store
+
+__all__ = ["render_report", "write_report"]
+
+
+def render_report(store: Store, diagnosis: Diagnosis, *, title: str | None = None) -> str:
+    """The report as HTML text, for the runs of ``diagnosis`` (see ``reports.page``)."""
+    from reports.page import render_report as render
+
+    return render(store, diagnosis, title=title)
+
+
+def write_report(
+    store: Store, diagnosis: Diagnosis, out: str | Path, *, title: str | None = None
+) -> Path:
+    """Write the report to ``out`` and return its path (see ``reports.page``)."""
+    from reports.page import write_report as write
+
+    return write(store, diagnosis, out, title=title)

@@ -1,0 +1,111 @@
+"""Training curves: one metric's splits over steps, and the learning rate.
+
+Validation is typically logged once per epoch, a handful of points against
+hundreds of training steps, so sparse series get a dot per point as well as a
+line: a reader must see that "val" is five measurements, not a smooth curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import polars as pl
+
+from reports.charts.steps import nonfinite_layer, step_x
+from reports.theme import HEIGHT, OTHER_COLORS, SMALL_HEIGHT, SPLIT_COLORS, WIDTH
+
+NO_SPLIT = "(no split)"
+"""Legend entry for values logged without a split."""
+
+SPARSE = 200
+"""Series with at most this many points are drawn with a dot per point."""
+
+_VALUE_FORMAT = ".4~g"
+
+
+def metric_chart(
+    *,
+    points: pl.DataFrame,
+    markers: pl.DataFrame,
+    metric: str,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> alt.LayerChart:
+    """``metric`` per split over ``step``: a line per split, dots on sparse ones, red NaN/Inf marks.
+
+    ``points``: split, step, epoch, value (finite). ``markers``: split, step, epoch, label.
+    """
+    pts = points.with_columns(pl.col("split").fill_null(NO_SPLIT))
+    bad = markers.with_columns(pl.col("split").fill_null(NO_SPLIT))
+    splits = _ordered_splits([*pts["split"].to_list(), *bad["split"].to_list()])
+    color = alt.Color(
+        "split:N", scale=alt.Scale(domain=splits, range=_colors(splits)), title="split"
+    )
+    encoding = {
+        "x": step_x(),
+        "y": alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        "color": color,
+        "tooltip": [
+            alt.Tooltip("split:N", title="split"),
+            alt.Tooltip("step:Q", title="step"),
+            alt.Tooltip("epoch:Q", title="epoch"),
+            alt.Tooltip("value:Q", title=metric, format=_VALUE_FORMAT),
+        ],
+    }
+    layers: list[alt.Chart | alt.LayerChart] = [
+        alt.Chart(pts).mark_line(strokeWidth=1.5).encode(**encoding)
+    ]
+    counts = pts.group_by("split").len()
+    sparse = counts.filter(pl.col("len") <= SPARSE)["split"].to_list()
+    if sparse:
+        dots = pts.filter(pl.col("split").is_in(sparse))
+        layers.append(
+            alt.Chart(dots).mark_point(filled=True, size=36, opacity=1).encode(**encoding)
+        )
+    if bad.height:
+        layers.append(nonfinite_layer(bad, tooltip=[alt.Tooltip("split:N", title="split")]))
+    return alt.LayerChart(layer=layers).properties(title=metric, width=width, height=height)
+
+
+def lr_chart(
+    *,
+    points: pl.DataFrame,
+    markers: pl.DataFrame,
+    width: int = WIDTH,
+    height: int = SMALL_HEIGHT,
+) -> alt.LayerChart:
+    """Learning rate over ``step``, one line per parameter group (``lr``, ``lr.group1``, ...).
+
+    ``points``: name, step, value. ``markers``: name, step, label.
+    """
+    encoding = {
+        "x": step_x(),
+        "y": alt.Y("value:Q", title="learning rate", axis=alt.Axis(format="~g")),
+        "color": alt.Color("name:N", title="param group"),
+        "tooltip": [
+            alt.Tooltip("name:N", title="group"),
+            alt.Tooltip("step:Q", title="step"),
+            alt.Tooltip("value:Q", title="lr", format=_VALUE_FORMAT),
+        ],
+    }
+    layers: list[alt.Chart | alt.LayerChart] = [
+        alt.Chart(points).mark_line(strokeWidth=1.5, interpolate="step-after").encode(**encoding)
+    ]
+    if markers.height:
+        layers.append(nonfinite_layer(markers, tooltip=[alt.Tooltip("name:N", title="group")]))
+    return alt.LayerChart(layer=layers).properties(
+        title="learning rate", width=width, height=height
+    )
+
+
+def _ordered_splits(splits: Sequence[str]) -> list[str]:
+    """Known splits first in their usual order (train, val, test), then others as seen."""
+    seen = list(dict.fromkeys(splits))
+    known = [s for s in SPLIT_COLORS if s in seen]
+    return known + [s for s in seen if s not in SPLIT_COLORS]
+
+
+def _colors(splits: Sequence[str]) -> list[str]:
+    others = iter(OTHER_COLORS * (len(splits) // len(OTHER_COLORS) + 1))
+    return [SPLIT_COLORS.get(s) or next(others) for s in splits]

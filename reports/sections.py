@@ -1,0 +1,261 @@
+"""The report's sections as plain values: what the template lays out, already decided.
+
+``build`` turns ``reports.data.ReportData`` into a ``Page``: header facts, findings
+grouped per run (worst first, as the diagnosis sorted them), the runs table, and
+chart blocks (a Vega-Lite spec plus the sentences under it). A section or a run
+without data gets no block; the run names that lacked it are listed instead, so
+an absent chart is never mistaken for a clean one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from reports.data import LABEL, ReportData, RunData, Series
+
+if TYPE_CHECKING:
+    import altair as alt
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("error", "warning", "info")
+"""Worst first; also the CSS classes of the badges (nothing else reaches a class name)."""
+
+
+@dataclass(frozen=True)
+class Header:
+    title: str
+    store_path: str
+    runs: int
+    generated_at: str
+    schema_version: int
+    package_version: str
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    severity: str
+    rule: str
+    subject: str
+    step: str
+    message: str
+    suggestion: str
+
+
+@dataclass(frozen=True)
+class RunFindings:
+    """One run's findings table, and the rules that could not judge it (rule, reason)."""
+
+    run_id: str
+    name: str
+    rows: list[FindingRow]
+    not_evaluated: list[tuple[str, str]]
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    name: str
+    run_id: str
+    status: str
+    steps: str
+    duration: str
+    config: list[str]
+    error: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One embedded chart: its element id (never derived from run data) and its sentences."""
+
+    id: str
+    spec: dict[str, Any]
+    note: str | None = None
+    """How many points were drawn, when the series were decimated."""
+    caption: str | None = None
+    """What the red marks are, when there are any."""
+
+
+@dataclass(frozen=True)
+class RunCharts:
+    run_id: str
+    name: str
+    charts: list[Chart]
+
+
+@dataclass(frozen=True)
+class Page:
+    header: Header
+    findings: list[RunFindings]
+    overview: list[OverviewRow]
+    curves: list[RunCharts] = field(default_factory=list)
+    gradients: list[RunCharts] = field(default_factory=list)
+    without_curves: list[str] = field(default_factory=list)
+    without_gradients: list[str] = field(default_factory=list)
+
+    @property
+    def has_charts(self) -> bool:
+        return bool(self.curves or self.gradients)
+
+
+def build(data: ReportData, *, title: str | None = None) -> Page:
+    """Decide everything the page shows; the template only lays it out."""
+    ids = (f"chart-{i}" for i in itertools.count(1))
+    curves = [_curves(run, ids) for run in data.per_run]
+    grads = [_gradients(run, ids) for run in data.per_run]
+    return Page(
+        header=Header(
+            title=title or "Training report",
+            store_path=data.store_path,
+            runs=len(data.per_run),
+            generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            schema_version=data.schema_version,
+            package_version=_package_version(),
+        ),
+        findings=[_findings(data, run) for run in data.per_run],
+        overview=[_overview(row) for row in data.runs.to_dicts()],
+        curves=[c for c in curves if c.charts],
+        gradients=[g for g in grads if g.charts],
+        without_curves=[c.name for c in curves if not c.charts],
+        without_gradients=[g.name for g in grads if not g.charts],
+    )
+
+
+def display_name(name: str, run_id: str) -> str:
+    return name if name == run_id else f"{name} ({run_id})"
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("telemetry")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _findings(data: ReportData, run: RunData) -> RunFindings:
+    found = data.findings.get(run.run_id, [])
+    rows = [
+        FindingRow(
+            severity=f.severity.value if f.severity.value in SEVERITIES else "info",
+            rule=f.rule,
+            subject=f.subject or "",
+            step="" if f.step is None else str(f.step),
+            message=f.message,
+            suggestion=f.suggestion,
+        )
+        for f in found
+    ]
+    counts = {s: sum(r.severity == s for r in rows) for s in SEVERITIES}
+    skipped = [(n.rule, n.reason) for n in data.not_evaluated.get(run.run_id, [])]
+    return RunFindings(run.run_id, display_name(run.name, run.run_id), rows, skipped, counts)
+
+
+def _overview(row: dict[str, Any]) -> OverviewRow:
+    steps = row.get("steps")
+    return OverviewRow(
+        name=str(row.get("name") or ""),
+        run_id=str(row.get("run_id") or ""),
+        status=str(row.get("status") or ""),
+        steps="" if steps is None else f"{steps:,}",
+        duration=format_duration(row.get("duration_s")),
+        config=config_items(row.get("config")),
+        error=str(row.get("error") or ""),
+    )
+
+
+def format_duration(seconds: float | None) -> str:
+    """``42.0 s``, ``3m 07s``, ``2h 05m``: precise where it matters, short everywhere."""
+    if seconds is None:
+        return ""
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)}m {int(s % 60):02d}s"
+    return f"{int(s // 3600)}h {int(s % 3600 // 60):02d}m"
+
+
+def config_items(config: str | None) -> list[str]:
+    """The run's config (JSON text) as ``key=value`` strings; nested values stay JSON."""
+    if not config:
+        return []
+    try:
+        parsed = json.loads(config)
+    except ValueError:
+        return [config]
+    if not isinstance(parsed, dict):
+        return [json.dumps(parsed)]
+    return [
+        f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True)}"
+        for k, v in parsed.items()
+    ]
+
+
+def _curves(run: RunData, ids: Iterator[str]) -> RunCharts:
+    from reports.charts.curves import lr_chart, metric_chart  # deferred: imports altair
+
+    charts = [
+        _chart(
+            next(ids),
+            metric_chart(points=s.points, markers=s.markers, metric=metric),
+            s,
+        )
+        for metric, s in run.metrics.items()
+    ]
+    if run.lr is not None:
+        charts.append(
+            _chart(next(ids), lr_chart(points=run.lr.points, markers=run.lr.markers), run.lr)
+        )
+    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
+
+
+def _gradients(run: RunData, ids: Iterator[str]) -> RunCharts:
+    from reports.charts.gradients import global_norm_chart, layer_norms_chart
+
+    charts = []
+    if run.layer_norms is not None:
+        s = run.layer_norms
+        chart = layer_norms_chart(points=s.points, markers=s.markers, order=run.param_order)
+        charts.append(_chart(next(ids), chart, s))
+    if run.global_norm is not None:
+        s = run.global_norm
+        charts.append(_chart(next(ids), global_norm_chart(points=s.points, markers=s.markers), s))
+    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
+
+
+def _chart(chart_id: str, chart: alt.TopLevelMixin, series: Series) -> Chart:
+    return Chart(chart_id, to_spec(chart), note=series.note, caption=_caption(series))
+
+
+def to_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
+    """The chart as a Vega-Lite dict, its frames inlined as top-level ``datasets``.
+
+    Altair's default transformer refuses frames over 5,000 rows (ten parameters x
+    500 steps); ``reports.data`` bounds the sizes instead (``reports.decimate``), so
+    the limit is lifted for this one call. Frames rather than inline dicts because
+    Altair deep-copies dicts on every layer and validates ``InlineData`` row by row
+    (~3x slower on a 4-run report).
+    """
+    import altair as alt
+
+    with alt.data_transformers.enable("default", max_rows=None):
+        return chart.to_dict()
+
+
+def _caption(series: Series) -> str | None:
+    """``2 values could not be drawn (NaN, +Inf; first at step 41): red marks.``"""
+    markers = series.markers
+    if not markers.height:
+        return None
+    labels = ", ".join(sorted(set(markers[LABEL].to_list())))
+    first = min(markers["step"].to_list())
+    n = markers.height
+    noun = "value" if n == 1 else "values"
+    return f"{n:,} {noun} could not be drawn ({labels}; first at step {first}): red marks."
