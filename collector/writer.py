@@ -1,7 +1,7 @@
 """The asynchronous writer: a bounded queue drained by one named background thread.
 
-The training thread only calls ``put`` (``put_nowait``: a full queue increments a drop
-counter instead of blocking). The thread batches rows per stream and publishes a
+The training thread only calls ``put`` (a deque append; a full queue increments a
+drop counter instead of blocking). The thread batches rows per stream and publishes a
 segment per stream every ``flush_every_s`` seconds, when ``max_pending_rows`` rows
 are waiting, on ``flush()`` and on ``close()``. A failed write never propagates:
 its rows are counted as dropped, a warning is logged once, and a ``dropped`` event
@@ -12,10 +12,10 @@ live run from a killed one.
 
 from __future__ import annotations
 
+import collections
 import enum
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -73,7 +73,11 @@ class Writer:
         self.heartbeat_every_s = heartbeat_every_s
         self.max_pending_rows = max_pending_rows
         self._sink = sink
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        self._items: collections.deque[object] = collections.deque()
+        self._max_queue = max_queue
+        self._wake_at = max(1, max_queue // 2)
+        self._wake = threading.Event()
+        self._queued_rows = 0
         self._lock = threading.Lock()
         self._state = WriterState.ACTIVE
         # Counters. `_overflow_rows` is touched by the training thread (under the lock),
@@ -103,15 +107,23 @@ class Writer:
         return self._state
 
     def put(self, rows: Rows) -> bool:
-        """Queue ``rows`` without blocking; False (and counted as dropped) if not accepted."""
+        """Queue ``rows`` without blocking; False (and counted as dropped) if not accepted.
+
+        A deque append, not a ``queue.Queue``: no lock and no wake-up of the writer
+        thread per call (waking it on every put cost ~50 us of GIL hand-offs per step).
+        The thread drains on its own timer, or early once the queue is half full or
+        ``max_pending_rows`` rows wait.
+        """
         if not len(rows):
             return True  # nothing pending, no file
-        if self._state is WriterState.ACTIVE:
-            try:
-                self._queue.put_nowait(rows)
-                return True
-            except queue.Full:
-                pass
+        if self._state is WriterState.ACTIVE and len(self._items) < self._max_queue:
+            self._items.append(rows)
+            # A heuristic count (the thread resets it without a lock): it only decides when
+            # to wake the thread early, never what gets written.
+            self._queued_rows += len(rows)
+            if len(self._items) >= self._wake_at or self._queued_rows >= self.max_pending_rows:
+                self._wake.set()
+            return True
         with self._lock:
             if self._state is WriterState.ACTIVE:
                 self._overflow_rows += len(rows)  # recorded in a `dropped` event at next flush
@@ -124,10 +136,8 @@ class Writer:
         if self._state is not WriterState.ACTIVE:
             return False
         request = _Flush()
-        try:
-            self._queue.put(request, timeout=timeout)
-        except queue.Full:
-            return False
+        self._items.append(request)
+        self._wake.set()
         # Wait in slices so a writer thread that dies meanwhile does not cost the full timeout.
         deadline = None if timeout is None else time.monotonic() + timeout
         while not request.done.wait(0.05):
@@ -144,13 +154,11 @@ class Writer:
             if first:
                 self._state = WriterState.CLOSING
         if first and self._thread.is_alive():
-            # A blocking put is fine here: close() is not in the training step and the
-            # thread keeps draining until it meets the sentinel.
-            try:
-                self._queue.put(_CLOSE, timeout=timeout)
-            except queue.Full:
-                log.warning("telemetry writer of run %s did not drain in time", self.run_id)
+            self._items.append(_CLOSE)
+            self._wake.set()
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("telemetry writer of run %s did not drain in time", self.run_id)
         if self._state is WriterState.CLOSING:
             self._state = WriterState.CLOSED
 
@@ -162,11 +170,8 @@ class Writer:
         except BaseException as e:  # the thread must not die silently
             self._state = WriterState.FAILED
             log.error("telemetry writer for run %s stopped: %r", self.run_id, e)
-            while True:  # release anyone waiting in flush(); later puts count as dropped
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            while self._items:  # release anyone waiting in flush(); later puts count as dropped
+                item = self._items.popleft()
                 if isinstance(item, _Flush):
                     item.done.set()
 
@@ -174,44 +179,36 @@ class Writer:
         next_flush = time.monotonic() + self.flush_every_s
         next_heartbeat = time.monotonic() + self.heartbeat_every_s
         while True:
-            now = time.monotonic()
-            try:
-                item = self._queue.get(timeout=max(0.0, min(next_flush, next_heartbeat) - now))
-            except queue.Empty:
-                item = None
-            if item is _CLOSE or isinstance(item, _Flush):
-                waiting = self._drain()
-                self._flush()
-                if isinstance(item, _Flush):
-                    waiting.append(item)
-                for request in waiting:
-                    request.done.set()
-                if item is _CLOSE:
-                    return
-                next_flush = time.monotonic() + self.flush_every_s
-                continue
-            if isinstance(item, Rows):
-                self._add(item)
+            self._wake.wait(max(0.0, min(next_flush, next_heartbeat) - time.monotonic()))
+            self._wake.clear()  # before draining: a put racing with us is drained now or wakes us
+            requests, closing = self._drain()
             now = time.monotonic()
             if now >= next_heartbeat:
                 self._add(self._event(EventKind.HEARTBEAT, {}))
                 next_heartbeat = now + self.heartbeat_every_s
-            if now >= next_flush or self._pending_rows >= self.max_pending_rows:
+            due = now >= next_flush or self._pending_rows >= self.max_pending_rows
+            if due or requests or closing:
                 self._flush()
                 next_flush = time.monotonic() + self.flush_every_s
+            for request in requests:
+                request.done.set()
+            if closing:
+                return
 
-    def _drain(self) -> list[_Flush]:
-        """Move everything queued into pending; return flush requests met on the way."""
-        waiting: list[_Flush] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return waiting
+    def _drain(self) -> tuple[list[_Flush], bool]:
+        """Move everything queued into pending; return the flush requests and whether to stop."""
+        requests: list[_Flush] = []
+        closing = False
+        self._queued_rows = 0
+        while self._items:
+            item = self._items.popleft()
             if isinstance(item, Rows):
                 self._add(item)
             elif isinstance(item, _Flush):
-                waiting.append(item)
+                requests.append(item)
+            elif item is _CLOSE:
+                closing = True
+        return requests, closing
 
     def _add(self, rows: Rows) -> None:
         self._pending.setdefault(rows.stream, []).append(rows)
