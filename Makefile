@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
-	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/demo_overhead.py --rounds 4 --steps 400 --out bench-demo-overhead.json
 
 clean:
 	rm -rf $(VENV) demo-runs report.html .pytest_cache .mypy_cache .ruff_cache
