@@ -60,6 +60,9 @@ class EventKind(str, enum.Enum):
     CHECKPOINT = "checkpoint"
     NOTE = "note"
     DROPPED = "dropped"
+    # The first module whose forward output held NaN/Inf, found by the per-step check;
+    # payload: {"module", "module_type", "nonfinite", "numel"}. Added with issue 3.
+    NONFINITE_ORIGIN = "nonfinite_origin"
 
     def __str__(self) -> str:
         return self.value
@@ -117,6 +120,11 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("zero_frac", _F64),
         ("nonfinite", _I64),
     ),
+    # One row per leaf module per sampled training forward. `saturated_frac`: share of
+    # outputs within 1e-3 (relative to the range) of a bounded activation's bounds (null
+    # for unbounded ones); `dead_frac`: for ReLU-family outputs, the share of units
+    # (channels of a conv output, features of a linear one) that were <= 0 for every
+    # example of the batch (null for other modules).
     Stream.ACTIVATIONS: (
         ("module", pa.string()),
         ("module_type", pa.string()),
@@ -124,14 +132,25 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("zero_frac", _F64),
         ("saturated_frac", _F64),
         ("nonfinite", _I64),
+        ("dead_frac", _F64),
     ),
+    # Image-like tensors. `data` holds `shape` (maps x H x W) as uint8 (`dtype`), each
+    # map min-max scaled on its own: value = lo + byte / 255 * (hi - lo), with the
+    # per-map `lo` and `hi` recorded.
     Stream.SAMPLES: (
         ("module", pa.string()),
         ("what", pa.string()),
         ("shape", pa.list_(pa.int64())),
         ("dtype", pa.string()),
         ("data", pa.binary()),
+        ("lo", pa.list_(_F64)),
+        ("hi", pa.list_(_F64)),
     ),
+    # The model summary, written once from the first training forward. `params`
+    # counts the module and its descendants (torchinfo's total), `own_params` only
+    # what it registers itself; a module called several times (shared weights) has
+    # one row and `calls` > 1, with the shapes of its first call. Shapes are JSON
+    # text: a list of ints, or nested lists for tuple/dict inputs and outputs.
     Stream.MODULES: (
         ("module", pa.string()),
         ("module_type", pa.string()),
@@ -141,6 +160,8 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("trainable_params", _I64),
         ("input_shape", pa.string()),
         ("output_shape", pa.string()),
+        ("own_params", _I64),
+        ("calls", _I64),
     ),
     Stream.SYSTEM: (
         ("step_time_s", _F64),
