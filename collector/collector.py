@@ -23,6 +23,7 @@ after the step) carries step 1. Without an optimizer, pass ``step=`` to ``log()`
 from __future__ import annotations
 
 import atexit
+import functools
 import getpass
 import json
 import logging
@@ -42,12 +43,15 @@ from typing import Any
 import torch
 
 from collector import layout
+from collector.activations import ActivationWatcher, leaf_modules
 from collector.compaction import compact_run
 from collector.errors import ConfigError, StoreError
 from collector.guard import GuardCounters, guarded
 from collector.hooks import HookSet
+from collector.modules import ModelSummary
 from collector.params import ParamWatcher, select_parameters
 from collector.records import Rows, json_safe
+from collector.samples import SampleWatcher
 from collector.schema import SCHEMA_VERSION, EventKind, Stream
 from collector.system import StepTimer, peak_host_memory_bytes
 from collector.writer import Writer
@@ -62,6 +66,12 @@ class Collector:
         stats_every: record per-parameter grad/weight/update statistics every this many
             optimizer steps (1 = every step, 0 = never).
         include, exclude: shell-style patterns on parameter names to watch or skip.
+        activations_every: activation statistics of leaf modules every this many steps
+            (0 = never); see ``collector.activations`` for the exact definitions.
+        samples_every, samples_budget_bytes: feature maps of conv layers and the first
+            conv layer's filters every this many steps, up to this many bytes per run.
+        module_include, module_exclude: shell-style patterns on module names.
+        nan_check: look for the first module whose output turns NaN/Inf, every step.
         flush_every_s: at most this many seconds of data are lost if the process dies.
         heartbeat_every_s: how often a live run says so (runs that stop without a final
             event and without heartbeats are reported ``crashed``).
@@ -78,12 +88,28 @@ class Collector:
         stats_every: int = 1,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
+        activations_every: int = 10,
+        samples_every: int = 100,
+        samples_budget_bytes: int = 8 * 2**20,
+        module_include: Sequence[str] | None = None,
+        module_exclude: Sequence[str] | None = None,
+        nan_check: bool = True,
         flush_every_s: float = 2.0,
         heartbeat_every_s: float = 15.0,
     ) -> None:
         _check_args(name, config, model, optimizer, stats_every, flush_every_s, heartbeat_every_s)
+        for what, value in (
+            ("activations_every", activations_every),
+            ("samples_every", samples_every),
+            ("samples_budget_bytes", samples_budget_bytes),
+        ):
+            _check_count(what, value)
+        if not isinstance(nan_check, bool):
+            raise ConfigError(f"nan_check must be True or False, got {nan_check!r}")
         _check_patterns("include", include)
         _check_patterns("exclude", exclude)
+        _check_patterns("module_include", module_include)
+        _check_patterns("module_exclude", module_exclude)
         watched = select_parameters(model, optimizer, include=include, exclude=exclude)
         self._root = Path(root)
         try:
@@ -109,6 +135,18 @@ class Collector:
         self._guard = GuardCounters()
         self._timer = StepTimer()
         self._params = ParamWatcher(watched, every=stats_every)
+        leaves = (
+            leaf_modules(model, include=module_include, exclude=module_exclude)
+            if model is not None
+            else []
+        )
+        self._leaves = leaves
+        self._activations = ActivationWatcher(leaves, every=activations_every, nan_check=nan_check)
+        self._samples = SampleWatcher(
+            leaves, every=samples_every, budget_bytes=samples_budget_bytes
+        )
+        self._summary = ModelSummary(model) if model is not None else None
+        self._summary_written = model is None
         self._device = watched[0][1].device if watched else torch.device("cpu")
         try:
             self._event(EventKind.RUN_STARTED, self._start_payload(config, watched))
@@ -218,6 +256,7 @@ class Collector:
             return
         self._closed = True
         self._hooks.remove()
+        self._write_summary()  # if no optimizer step came after the first forward
         _open_collectors.discard(self)
         if error is None:
             self._event(EventKind.RUN_FINISHED, {"steps": self._step, **self._health()})
@@ -257,13 +296,26 @@ class Collector:
         if self._model is not None:
             fwd = guarded(g, "forward_pre")(self._on_forward_start)
             self._hooks.add(self._model.register_forward_pre_hook(lambda m, args: fwd(m, args)))
+            for name, module in self._leaves:
+                out = guarded(g, "forward_output")(functools.partial(self._on_module_output, name))
+                self._hooks.add(module.register_forward_hook(out))
+        if self._summary is not None:
+            self._summary.attach(lambda name: guarded(g, name))
 
     def _on_forward_start(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
         first = args[0] if args else None
         batch = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else None
-        self._timer.on_forward_start(
-            training=module.training and torch.is_grad_enabled(), batch_size=batch
-        )
+        training = module.training and torch.is_grad_enabled()
+        self._timer.on_forward_start(training=training, batch_size=batch)
+        step = self._step + 1  # the forward belongs to the step in progress
+        self._activations.on_forward_start(step, training=training, first_input=first)
+        self._samples.on_forward_start(step, training=training)
+
+    def _on_module_output(
+        self, name: str, module: torch.nn.Module, args: tuple[Any, ...], output: Any
+    ) -> None:
+        self._activations.on_output(name, module, output)
+        self._samples.on_output(name, output)
 
     def _on_before_optimizer_step(self) -> None:
         self._params.on_before_optimizer_step(self._step + 1)
@@ -282,6 +334,23 @@ class Collector:
         if timing is not None:
             columns: dict[str, list[Any]] = {k: [v] for k, v in timing.items()}
             self._put(Stream.SYSTEM, columns | self._memory())
+        activations, origin = self._activations.on_after_optimizer_step()
+        if activations is not None:
+            self._put(Stream.ACTIVATIONS, activations)
+        if origin is not None:
+            self._event(EventKind.NONFINITE_ORIGIN, origin)
+        samples = self._samples.on_after_optimizer_step()
+        if samples is not None:
+            self._put(Stream.SAMPLES, samples)
+        if self._summary is not None and self._summary.done:
+            self._write_summary()
+
+    def _write_summary(self) -> None:
+        if self._summary is None or self._summary_written:
+            return
+        self._summary_written = True
+        self._summary.detach()
+        self._put(Stream.MODULES, self._summary.rows())
 
     # -- internals ---------------------------------------------------------------------
 
@@ -349,6 +418,11 @@ def _claim_run_dir(root: Path, name: str | None) -> tuple[str, Path]:
             raise StoreError(f"cannot create the run directory {str(path)!r}: {e}") from e
         return run_id, path
     raise StoreError(f"could not find a free run id under {str(root)!r} after 8 tries")
+
+
+def _check_count(what: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{what} must be an int >= 0 (0 disables), got {value!r}")
 
 
 def _check_patterns(what: str, patterns: object) -> None:

@@ -35,7 +35,7 @@ def main() -> None:
 
     \b
     Example:
-      telemetry demo                       # train 4 small runs, diagnose, write report.html
+      telemetry demo                       # train 5 small runs, diagnose, write report.html
       telemetry analyze runs/              # findings for every run in the store
       telemetry report runs/ -o report.html
     """
@@ -145,20 +145,23 @@ def report(root: Path, output: Path, run_ids: tuple[str, ...], title: str | None
     help="Where to write the HTML report.",
 )
 def demo(out: Path, report_path: Path) -> None:
-    """Train 4 small runs on the bundled digits data, diagnose them, write the report.
+    """Train 5 small runs on the bundled digits data, diagnose them, write the report.
 
-    The runs are healthy, overfit, vanishing (deep sigmoid MLP) and exploding
-    (unnormalised inputs, large learning rate); the last three should be flagged.
+    The runs are healthy, overfit, vanishing (deep sigmoid MLP), dead_relu (a large
+    negative bias on most hidden units) and exploding (unnormalised inputs, large
+    learning rate); all but the first should be flagged.
 
     \b
     Example:
       telemetry demo --out demo-runs --report report.html
     """
     from reports import write_report
-    from telemetry.demo import run_demo  # imports torch (~2 s)
+    from telemetry.demo import SCENARIOS, run_demo  # imports torch (~2 s)
 
     started = time.perf_counter()
-    click.echo(f"training 4 demo runs into {out}/ (digits from scikit-learn, no download)")
+    click.echo(
+        f"training {len(SCENARIOS)} demo runs into {out}/ (digits from scikit-learn, no download)"
+    )
     run_ids = run_demo(out, progress=click.echo)
     trained = time.perf_counter() - started
     store = _open(out)

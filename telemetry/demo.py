@@ -1,4 +1,4 @@
-"""The demo: four small runs on scikit-learn's bundled handwritten digits.
+"""The demo: five small runs on scikit-learn's bundled handwritten digits.
 
 ``healthy`` trains a small CNN well; the other three are broken on purpose, each
 in the way the seed tutorial describes, so that the diagnostics have something
@@ -6,6 +6,8 @@ to find:
 
     overfit     60 training images, no dropout or weight decay, many epochs
     vanishing   a 12-layer sigmoid MLP (gradients shrink layer by layer)
+    dead_relu   the CNN with a -4 bias on 3/4 of the hidden linear layer's units: those
+                ReLU units never fire, get no gradient and stay dead
     exploding   the CNN on raw 0-16 pixel values (no input normalisation), LeakyReLU,
                 a large SGD step with momentum: gradients grow, then overflow to NaN
 
@@ -42,6 +44,8 @@ class Scenario:
     momentum: float = 0.0
     input_scale: float = 1.0  # 16.0 feeds raw 0-16 pixel values: no input normalisation
     activation: str = "relu"
+    dead_bias: float = 0.0  # added to 3/4 of the hidden linear units' bias (the CNN only)
+    he_init: bool = True
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -60,6 +64,8 @@ class Scenario:
             "momentum": self.momentum,
             "input_scale": self.input_scale,
             "activation": self.activation,
+            "dead_bias": self.dead_bias,
+            "he_init": self.he_init,
         }
 
 
@@ -93,6 +99,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         description="12-layer sigmoid MLP, plain SGD",
     ),
     Scenario(
+        "dead_relu",
+        "cnn",
+        "adam",
+        lr=2e-3,
+        epochs=6,
+        dead_bias=-4.0,
+        description="-4 bias on 3/4 of the hidden units: their ReLUs never fire",
+    ),
+    Scenario(
         "exploding",
         "cnn",
         "sgd",
@@ -101,6 +116,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         momentum=0.9,
         input_scale=16.0,
         activation="leaky_relu",
+        he_init=False,
         description="unnormalised inputs, LeakyReLU, large SGD step with momentum",
     ),
 )
@@ -109,7 +125,9 @@ SCENARIOS: tuple[Scenario, ...] = (
 class SmallCNN(nn.Module):
     """Two 3x3 conv layers and two linear layers: ~42k parameters, ~4 ms/step at batch 64."""
 
-    def __init__(self, dropout: float = 0.0, activation: str = "relu") -> None:
+    def __init__(
+        self, dropout: float = 0.0, activation: str = "relu", he_init: bool = True
+    ) -> None:
         super().__init__()
 
         def act() -> nn.Module:
@@ -129,6 +147,13 @@ class SmallCNN(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(64, 10),
         )
+
+        # He initialisation (seed part 3): PyTorch's default leaves ~40% of the hidden
+        # ReLUs silent on every example from step 1, which dead_relu rightly reports.
+        for m in self.modules() if he_init else ():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -160,10 +185,15 @@ def load_digits_tensors(
 
 def build(scenario: Scenario) -> tuple[nn.Module, torch.optim.Optimizer]:
     model: nn.Module = (
-        SmallCNN(scenario.dropout, scenario.activation)
+        SmallCNN(scenario.dropout, scenario.activation, scenario.he_init)
         if scenario.model == "cnn"
         else sigmoid_mlp()
     )
+    if scenario.dead_bias and isinstance(model, SmallCNN):
+        hidden = model.classifier[1]
+        assert isinstance(hidden, nn.Linear)
+        with torch.no_grad():
+            hidden.bias[: hidden.out_features * 3 // 4] += scenario.dead_bias
     if scenario.init_gain != 1.0:
         with torch.no_grad():
             for p in model.parameters():

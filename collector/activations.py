@@ -1,0 +1,204 @@
+"""Activation statistics of leaf modules, and the per-step NaN/Inf origin check.
+
+Forward hooks on the leaf modules (modules without children) look at the first
+*training* forward of an optimizer step; evaluation passes (eval mode or
+``torch.no_grad()``) are not recorded. Step numbering follows the collector: the
+forward of the step in progress ``s`` is recorded under step ``s``.
+
+* Every ``every`` steps: ``numel, mean, std, min, max, zero_frac, nonfinite`` of the
+  module's output (its first floating tensor, for tuple/dict outputs), plus
+  - ``saturated_frac`` for bounded activations: the share of outputs within
+    ``1e-3 * max(1, (hi - lo) / 2)`` of a saturating bound, i.e. within 1e-3 of 0
+    or 1 for Sigmoid/Hardsigmoid, of -1 or 1 for Tanh/Softsign/Hardtanh, of 6 for
+    ReLU6 (its lower bound 0 is ReLU's normal zero, not saturation);
+  - ``dead_frac`` for ReLU/ReLU6: the share of units (dim 1: channels of a conv
+    output, features of a linear one) that are <= 0 for every example and position
+    of the batch. Only ``nn.ReLU`` modules are seen; ``F.relu`` inside a module is not.
+  Reductions are queued on the device inside the hook (in-place layers that run
+  later cannot change them) and moved to the host in one transfer after the step.
+* Every step (``nan_check``): the count of NaN/Inf elements of each leaf output is
+  queued; after the step one transfer tells whether any was non-zero, and the first
+  such module in forward order (or the model's input) is reported once, as the
+  origin. Counting (not summing) never mistakes a float32 overflow of finite values
+  for a NaN, and keeps no reference to the activations.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from collector import stats
+
+INPUT = "(input)"
+"""The module name reported when the model's input itself is non-finite."""
+
+_SATURATION_TOLERANCE = 1e-3
+# (low, high, which bounds saturate) of the outputs of bounded activations.
+_BOUNDS: dict[type[nn.Module], tuple[float, float, str]] = {
+    nn.Sigmoid: (0.0, 1.0, "both"),
+    nn.Hardsigmoid: (0.0, 1.0, "both"),
+    nn.Tanh: (-1.0, 1.0, "both"),
+    nn.Softsign: (-1.0, 1.0, "both"),
+    nn.ReLU6: (0.0, 6.0, "high"),
+}
+_DEAD_TYPES = (nn.ReLU, nn.ReLU6)
+
+
+def leaf_modules(
+    model: nn.Module, *, include: Sequence[str] | None, exclude: Sequence[str] | None
+) -> list[tuple[str, nn.Module]]:
+    """Leaf modules in registration order, filtered by shell-style name patterns."""
+    out = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is not None:
+            continue
+        if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
+            continue
+        if exclude and any(fnmatch.fnmatchcase(name, p) for p in exclude):
+            continue
+        out.append((name, module))
+    return out
+
+
+def first_float_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value if value.is_floating_point() else None
+    if isinstance(value, list | tuple):
+        for v in value:
+            t = first_float_tensor(v)
+            if t is not None:
+                return t
+    if isinstance(value, dict):
+        for v in value.values():
+            t = first_float_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+def _bounds(module: nn.Module) -> tuple[float, float, str] | None:
+    if isinstance(module, nn.Hardtanh) and not isinstance(module, nn.ReLU6):
+        return (float(module.min_val), float(module.max_val), "both")
+    for kind, bounds in _BOUNDS.items():
+        if isinstance(module, kind):
+            return bounds
+    return None
+
+
+class ActivationWatcher:
+    def __init__(
+        self,
+        leaves: list[tuple[str, nn.Module]],
+        *,
+        every: int,
+        nan_check: bool,
+    ) -> None:
+        self.leaves = leaves
+        self.every = every
+        self.nan_check = nan_check
+        self.origin_found = False
+        self._forward_step = -1
+        self._sampling = False
+        self._checking = False
+        # Per step, in forward order: (module, type, stats, saturated, dead) and sums.
+        self._pending: list[tuple[str, str, stats.PendingStats, Any, Any]] = []
+        self._sums: list[tuple[str, str, int, torch.Tensor]] = []  # name, type, numel, count
+        self._input_sum: tuple[int, torch.Tensor] | None = None
+
+    def sampled(self, step: int) -> bool:
+        return self.every > 0 and (step - 1) % self.every == 0
+
+    def on_forward_start(self, step: int, *, training: bool, first_input: Any) -> None:
+        """Called by the model's forward pre-hook with the step in progress."""
+        first = step != self._forward_step
+        if training and first:
+            self._forward_step = step
+            self._pending, self._sums, self._input_sum = [], [], None
+        self._sampling = training and first and self.sampled(step)
+        self._checking = training and first and self.nan_check and not self.origin_found
+        tensor_input = isinstance(first_input, torch.Tensor) and first_input.is_floating_point()
+        if self._checking and tensor_input:
+            self._input_sum = (first_input.numel(), _count_nonfinite(first_input.detach()))
+
+    def on_output(self, name: str, module: nn.Module, output: Any) -> None:
+        if not (self._sampling or self._checking):
+            return
+        y = first_float_tensor(output)
+        if y is None or y.numel() == 0:
+            return
+        y = y.detach()
+        kind = type(module).__name__
+        if self._checking:
+            self._sums.append((name, kind, y.numel(), _count_nonfinite(y)))
+        if self._sampling:
+            self._pending.append(
+                (name, kind, stats.reduce([y]), _saturated(module, y), _dead(module, y))
+            )
+
+    @torch.no_grad()
+    def on_after_optimizer_step(self) -> tuple[dict[str, list[Any]] | None, dict[str, Any] | None]:
+        """(``activations`` columns of a sampled step or None, origin payload or None)."""
+        columns = self._collect_stats() if self._pending else None
+        origin = self._find_origin() if self._sums or self._input_sum is not None else None
+        self._pending, self._sums, self._input_sum = [], [], None
+        self._sampling = self._checking = False
+        return columns, origin
+
+    def _collect_stats(self) -> dict[str, list[Any]]:
+        pending = self._pending
+        rows = stats.to_host([p for _, _, p, _, _ in pending])
+        extras = [e for _, _, _, sat, dead in pending for e in (sat, dead)]
+        present = [e for e in extras if e is not None]
+        values = torch.stack([e.double() for e in present]).cpu().tolist() if present else []
+        it = iter(values)
+        host_extras = [None if e is None else next(it) for e in extras]
+        columns: dict[str, list[Any]] = {"module": [], "module_type": []}
+        for i, (name, kind, _, _, _) in enumerate(pending):
+            columns["module"].append(name)
+            columns["module_type"].append(kind)
+            row: dict[str, Any] = dict(rows[i][0])
+            row.pop("norm")
+            row.pop("abs_max")
+            row["saturated_frac"] = host_extras[2 * i]
+            row["dead_frac"] = host_extras[2 * i + 1]
+            for key, value in row.items():
+                columns.setdefault(key, []).append(value)
+        return columns
+
+    def _find_origin(self) -> dict[str, Any] | None:
+        named = [(INPUT, "input", *self._input_sum)] if self._input_sum is not None else []
+        named += self._sums
+        counts = torch.stack([c for _, _, _, c in named]).cpu().tolist()
+        for (name, kind, numel, _), bad in zip(named, counts, strict=True):
+            if bad:
+                self.origin_found = True
+                return {"module": name, "module_type": kind, "nonfinite": bad, "numel": numel}
+        return None
+
+
+def _count_nonfinite(y: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(y).logical_not().sum()
+
+
+def _saturated(module: nn.Module, y: torch.Tensor) -> torch.Tensor | None:
+    bounds = _bounds(module)
+    if bounds is None:
+        return None
+    lo, hi, sides = bounds
+    tol = _SATURATION_TOLERANCE * max(1.0, (hi - lo) / 2)
+    near = y >= hi - tol
+    if sides == "both":
+        near = near | (y <= lo + tol)
+    return near.float().mean()
+
+
+def _dead(module: nn.Module, y: torch.Tensor) -> torch.Tensor | None:
+    if not isinstance(module, _DEAD_TYPES) or y.dim() < 2:
+        return None
+    dims = [d for d in range(y.dim()) if d != 1]
+    return (y.amax(dim=dims) <= 0).float().mean()

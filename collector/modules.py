@@ -1,0 +1,120 @@
+"""The model summary: every module's place, parameters and shapes, from one forward pass.
+
+Temporary hooks on every module watch the first *training* forward of the model
+(like torchinfo, but on the user's real batch instead of a dummy input), then
+remove themselves. A module called several times (shared weights) gets one row
+with ``calls`` > 1 and the shapes of its first call; a module never called gets
+``calls`` = 0 and no shapes (an unused branch).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from torch import nn
+
+from collector.hooks import HookSet
+
+ROOT = ""
+"""The module name of the model itself (PyTorch's own name for the root module)."""
+
+
+def describe(value: Any) -> Any:
+    """A JSON-able shape description: [dims] for a tensor, lists/dicts of them, None."""
+    if isinstance(value, torch.Tensor):
+        return list(value.shape)
+    if isinstance(value, list | tuple):
+        return [describe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): describe(v) for k, v in value.items()}
+    if value is None:
+        return None
+    return type(value).__name__
+
+
+class ModelSummary:
+    """Records the summary during the first training forward; ``rows()`` when complete."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._model = model
+        self._names = {id(m): name for name, m in model.named_modules()}
+        self._inputs: dict[str, Any] = {}
+        self._outputs: dict[str, Any] = {}
+        self._calls: dict[str, int] = {}
+        self._hooks = HookSet()
+        self.done = False
+
+    def attach(self, guard: Any) -> None:
+        """Hook every module; ``guard`` wraps each callback (see collector.guard)."""
+        for module in self._model.modules():
+            pre = guard("summary_pre")(self._on_input)
+            post = guard("summary_post")(self._on_output)
+            self._hooks.add(module.register_forward_pre_hook(pre, with_kwargs=True))
+            self._hooks.add(module.register_forward_hook(post))
+
+    def detach(self) -> None:
+        self._hooks.remove()
+
+    def watching(self) -> bool:
+        return len(self._hooks) > 0
+
+    def _on_input(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            return  # an evaluation pass: wait for a training forward
+        name = self._names.get(id(module))
+        if name is None:
+            return
+        self._calls[name] = self._calls.get(name, 0) + 1
+        if name not in self._inputs:
+            described = describe(args[0]) if len(args) == 1 else describe(args)
+            self._inputs[name] = (
+                {"args": described, "kwargs": describe(kwargs)} if kwargs else described
+            )
+
+    def _on_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        name = self._names.get(id(module))
+        if name is not None and name not in self._outputs:
+            self._outputs[name] = describe(output)
+        if module is self._model:
+            self.done = True
+            self.detach()
+
+    def rows(self) -> dict[str, list[Any]]:
+        """The ``modules`` stream columns: one row per module, in registration order."""
+        columns: dict[str, list[Any]] = {
+            k: []
+            for k in (
+                "module",
+                "module_type",
+                "parent",
+                "depth",
+                "params",
+                "own_params",
+                "trainable_params",
+                "calls",
+                "input_shape",
+                "output_shape",
+            )
+        }
+        for name, module in self._model.named_modules():
+            total = list(module.parameters())
+            own = list(module.parameters(recurse=False))
+            columns["module"].append(name)
+            columns["module_type"].append(type(module).__name__)
+            columns["parent"].append(None if name == ROOT else name.rpartition(".")[0])
+            columns["depth"].append(0 if name == ROOT else name.count(".") + 1)
+            columns["params"].append(sum(p.numel() for p in total))
+            columns["own_params"].append(sum(p.numel() for p in own))
+            columns["trainable_params"].append(sum(p.numel() for p in total if p.requires_grad))
+            columns["calls"].append(self._calls.get(name, 0))
+            columns["input_shape"].append(_json(self._inputs.get(name)))
+            columns["output_shape"].append(_json(self._outputs.get(name)))
+        return columns
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
