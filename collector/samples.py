@@ -47,6 +47,7 @@ class SampleWatcher:
         max_maps: int = 16,
     ) -> None:
         self.convs = [(n, m) for n, m in convs if isinstance(m, nn.Conv2d)]
+        self._conv_names = {n for n, _ in self.convs}
         self.every = every
         self.budget_bytes = budget_bytes
         self.max_maps = max_maps
@@ -55,10 +56,6 @@ class SampleWatcher:
         self._forward_step = -1
         self._sampling = False
         self._queued: list[tuple[str, str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
-
-    @property
-    def conv_names(self) -> set[str]:
-        return {n for n, _ in self.convs}
 
     def sampled(self, step: int) -> bool:
         return self.every > 0 and bool(self.convs) and (step - 1) % self.every == 0
@@ -71,7 +68,7 @@ class SampleWatcher:
         self._sampling = training and first and not self._exhausted and self.sampled(step)
 
     def on_output(self, name: str, output: Any) -> None:
-        if not self._sampling:
+        if not self._sampling or name not in self._conv_names:
             return
         y = first_float_tensor(output)
         if y is None or y.dim() != 4 or y.shape[0] == 0:
