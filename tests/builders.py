@@ -17,6 +17,18 @@ from collector.records import Rows, build_table
 from collector.schema import Stream
 from collector.segments import write_segment
 
+_ACTIVATION_DEFAULTS: dict[str, float | None] = {
+    "numel": 1024,
+    "mean": 0.0,
+    "std": 1.0,
+    "min": -3.0,
+    "max": 3.0,
+    "zero_frac": 0.0,
+    "saturated_frac": None,
+    "nonfinite": 0,
+    "dead_frac": None,
+}
+
 
 class RunBuilder:
     """Collects rows of one run; ``write()`` publishes one segment per stream.
@@ -110,6 +122,34 @@ class RunBuilder:
             for key, values in columns.items():
                 row[key] = [values[i]]
             self._add(Stream.TENSORS, s, None, row)
+        return self
+
+    def activations(
+        self,
+        module: str,
+        module_type: str,
+        steps: Sequence[int],
+        **columns: float | None | Sequence[float | None],
+    ) -> RunBuilder:
+        """One ``activations`` row of ``module`` per step in ``steps``.
+
+        A column is one value for every step or a sequence with one per step; columns
+        not given take ``_ACTIVATION_DEFAULTS`` (a unit-variance output, no saturation
+        or dead-unit statistics). Add a run's modules in forward order: within a step,
+        rows keep the order they were added in, so ``seq`` follows depth as it does in
+        a real run.
+        """
+        steps = list(steps)
+        unknown = set(columns) - set(_ACTIVATION_DEFAULTS)
+        if unknown:
+            raise TypeError(f"activations() got unknown column(s) {sorted(unknown)}")
+        values = {**_ACTIVATION_DEFAULTS, **columns}
+        for i, s in enumerate(steps):
+            row: dict[str, list[Any]] = {"module": [module], "module_type": [module_type]}
+            for key, value in values.items():
+                v = value[i] if isinstance(value, Sequence) else value
+                row[key] = [v]
+            self._add(Stream.ACTIVATIONS, s, None, row)
         return self
 
     def system(self, step_times: Sequence[float], data_times: Sequence[float]) -> RunBuilder:

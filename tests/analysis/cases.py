@@ -30,14 +30,47 @@ def _with_val(run: RunBuilder, val: list[float], every: int = 10) -> RunBuilder:
     return run.scalars("loss", "val", val, steps=steps, epochs=list(range(len(val))))
 
 
+SAMPLED = list(range(1, 100, 10))
+"""Steps with activation statistics (``activations_every=10`` over 100 steps)."""
+
+
+def cnn_activations(run: RunBuilder, dead: dict[str, list[float]] | None = None) -> RunBuilder:
+    """A small CNN's leaves in forward order, std roughly constant with depth.
+
+    ``dead`` overrides the dead-unit fraction of a ReLU by name (default ~0.05).
+    """
+    layers = [
+        ("features.0", "Conv2d"),
+        ("features.1", "ReLU"),
+        ("features.2", "Conv2d"),
+        ("features.3", "ReLU"),
+        ("features.4", "MaxPool2d"),
+        ("classifier.0", "Flatten"),
+        ("classifier.1", "Linear"),
+        ("classifier.2", "ReLU"),
+        ("classifier.3", "Linear"),
+    ]
+    n = len(SAMPLED)
+    for depth, (module, kind) in enumerate(layers):
+        std = _noisy([0.8] * n, 0.2, seed=depth)
+        if kind == "ReLU":
+            frac = (dead or {}).get(module) or _noisy([0.05] * n, 0.5, seed=depth)
+            run.activations(module, kind, SAMPLED, std=std, zero_frac=0.5, dead_frac=frac)
+        else:
+            run.activations(module, kind, SAMPLED, std=std)
+    return run
+
+
 def healthy(root: Path) -> RunBuilder:
-    """Falls smoothly, validation follows; gradients steady across five layers."""
+    """Falls smoothly, validation follows; gradients steady across five layers; a CNN's
+    activations keep their scale with depth and only a few ReLU units are dead."""
     run = RunBuilder(root, "healthy", config={"lr": 1e-3})
     run.scalars("loss", "train", _train_curve())
     _with_val(run, [1.8, 1.2, 0.8, 0.5, 0.35, 0.25, 0.2, 0.17, 0.15, 0.14])
     for depth, scale in enumerate([0.8, 1.2, 0.6, 1.0, 0.9]):
         run.tensors(f"layer{depth}.weight", "grad", _noisy([scale] * 40, 0.3, seed=depth))
         run.tensors(f"layer{depth}.weight", "weight", [5.0] * 40)
+    cnn_activations(run)
     return run.finish()
 
 
@@ -84,6 +117,39 @@ def exploding_gradients(root: Path) -> RunBuilder:
     return run.finish()
 
 
+def dead_relu(root: Path) -> RunBuilder:
+    """The hidden ReLU loses 70% of its units after step 20 and never recovers."""
+    run = RunBuilder(root, "dead")
+    run.scalars("loss", "train", _train_curve())
+    dying = [0.05, 0.3] + _noisy([0.7] * (len(SAMPLED) - 2), 0.05, seed=7)
+    return cnn_activations(run, dead={"classifier.2": dying}).finish()
+
+
+def saturated_activations(root: Path) -> RunBuilder:
+    """A tanh MLP whose hidden units drift into saturation; its linear head is the output."""
+    run = RunBuilder(root, "saturated")
+    run.scalars("loss", "train", _train_curve())
+    n = len(SAMPLED)
+    for i in range(3):
+        sat = _noisy([0.05] * n, 0.3, seed=i) if i < 2 else [0.1, 0.3] + [0.75] * (n - 2)
+        run.activations(f"net.{2 * i}", "Linear", SAMPLED, std=1.0)
+        run.activations(f"net.{2 * i + 1}", "Tanh", SAMPLED, std=0.6, saturated_frac=sat)
+    run.activations("net.6", "Linear", SAMPLED, std=1.0)
+    return run.finish()
+
+
+def poor_initialization(root: Path) -> RunBuilder:
+    """Default-initialised deep ReLU MLP: each Linear+ReLU block shrinks the std ~3x."""
+    run = RunBuilder(root, "poor-init")
+    run.scalars("loss", "train", _train_curve())
+    steps = SAMPLED[:4]
+    for i in range(6):
+        std = 0.35**i
+        run.activations(f"net.{2 * i}", "Linear", steps, std=_noisy([std] * 4, 0.1, seed=i))
+        run.activations(f"net.{2 * i + 1}", "ReLU", steps, std=0.6 * std, dead_frac=0.1)
+    return run.finish()
+
+
 POSITIVE: dict[str, Case] = {
     "overfitting": overfitting,
     "early_stopping": overfitting,
@@ -92,6 +158,9 @@ POSITIVE: dict[str, Case] = {
     "nonfinite": nonfinite,
     "vanishing_gradients": vanishing_gradients,
     "exploding_gradients": exploding_gradients,
+    "dead_relu": dead_relu,
+    "saturated_activations": saturated_activations,
+    "poor_initialization": poor_initialization,
 }
 """A run each rule must flag."""
 

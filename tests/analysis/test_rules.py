@@ -59,6 +59,9 @@ def test_rule_without_its_data_is_reported_not_evaluated(tmp_path: Path) -> None
     assert "loss/val" in skipped["overfitting"]
     assert "tensors:grad" in skipped["vanishing_gradients"]
     assert "exploding_gradients" in skipped
+    assert skipped["dead_relu"] == "needs at least 3 rows of activations"
+    assert "saturated_activations" in skipped
+    assert "poor_initialization" not in skipped  # its flat-loss form needs only the loss
 
 
 def test_thresholds_can_be_overridden_per_rule(tmp_path: Path) -> None:
@@ -110,3 +113,48 @@ def test_nonfinite_checks_a_run_that_only_has_tensor_statistics(tmp_path: Path) 
     RunBuilder(tmp_path, "t").tensors("w", "grad", [1.0, 2.0], nonfinite=[0, 3]).write()
     (finding,) = diagnose(open_store(tmp_path), rules=[RULES["nonfinite"]]).findings
     assert finding.subject == "grad of w" and finding.step == 2
+
+
+_NEW_PAYLOAD = {"module_type": "Linear", "numel": 640, "min": "NaN", "max": "Infinity"}
+_COUNT_PAYLOAD = {"module_type": "Linear", "numel": 640, "nonfinite": 12}
+
+
+def _origin(
+    run: RunBuilder, module: str, step: int, payload: dict[str, object] = _NEW_PAYLOAD
+) -> RunBuilder:
+    return run.event("nonfinite_origin", {"module": module, **payload}, step=step)
+
+
+@pytest.mark.parametrize(
+    ("payload", "detail"),
+    [(_NEW_PAYLOAD, "min NaN, max Infinity"), (_COUNT_PAYLOAD, "12 non-finite")],
+)
+def test_nonfinite_names_the_forward_origin_before_gradients_and_loss(
+    tmp_path: Path, payload: dict[str, object], detail: str
+) -> None:
+    run = cases.nonfinite(tmp_path)  # grad of fc.weight at step 3, the loss at step 4
+    _origin(run, "encoder.fc2", 3, payload).write()
+    (finding,) = diagnose(open_store(tmp_path), rules=[RULES["nonfinite"]]).findings
+    assert finding.subject == "encoder.fc2" and finding.step == 3
+    assert f"forward output of a Linear (640 elements): {detail}" in finding.message
+    assert finding.evidence["origin_module"] == "encoder.fc2"
+    assert finding.evidence["first_tensor_step"] == 3
+
+
+def test_nonfinite_earliest_step_wins_over_a_later_forward_origin(tmp_path: Path) -> None:
+    run = RunBuilder(tmp_path, "t").tensors("w", "update", [1.0, 1.0], nonfinite=[0, 4])
+    _origin(run, "fc", 3).write()
+    (finding,) = diagnose(open_store(tmp_path), rules=[RULES["nonfinite"]]).findings
+    assert finding.subject == "update of w" and finding.step == 2
+    assert finding.evidence["origin_module"] == "fc"
+    assert finding.evidence["first_forward_step"] == 3
+
+
+def test_nonfinite_names_a_sampled_activation_without_the_origin_event(tmp_path: Path) -> None:
+    run = RunBuilder(tmp_path, "a")  # activation statistics only: nan_check was off
+    run.activations("fc1", "Linear", [1, 11, 21], nonfinite=[0, 0, 0])
+    run.activations("fc2", "Linear", [1, 11, 21], nonfinite=[0, 0, 7])
+    run.activations("fc3", "Linear", [1, 11, 21], nonfinite=[0, 3, 9]).write()
+    (finding,) = diagnose(open_store(tmp_path), rules=[RULES["nonfinite"]]).findings
+    assert finding.subject == "fc3" and finding.step == 11
+    assert finding.evidence["origin_module_type"] == "Linear"
