@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from collector import layout
-from collector.activations import ActivationWatcher, leaf_modules
+from collector.activations import ActivationWatcher, can_create_nonfinite, leaf_modules
 from collector.compaction import compact_run
 from collector.errors import ConfigError, StoreError
 from collector.guard import GuardCounters, guarded
@@ -132,6 +132,7 @@ class Collector:
             heartbeat_every_s=heartbeat_every_s,
         )
         self._hooks = HookSet()
+        self._sample_hooks = HookSet()
         self._guard = GuardCounters()
         self._timer = StepTimer()
         self._params = ParamWatcher(watched, every=stats_every)
@@ -145,6 +146,7 @@ class Collector:
         self._samples = SampleWatcher(
             leaves, every=samples_every, budget_bytes=samples_budget_bytes
         )
+        self._nan_check = nan_check
         self._summary = ModelSummary(model) if model is not None else None
         self._summary_written = model is None
         self._device = watched[0][1].device if watched else torch.device("cpu")
@@ -256,6 +258,7 @@ class Collector:
             return
         self._closed = True
         self._hooks.remove()
+        self._sample_hooks.remove()
         self._write_summary()  # if no optimizer step came after the first forward
         _open_collectors.discard(self)
         if error is None:
@@ -296,9 +299,13 @@ class Collector:
         if self._model is not None:
             fwd = guarded(g, "forward_pre")(self._on_forward_start)
             self._hooks.add(self._model.register_forward_pre_hook(lambda m, args: fwd(m, args)))
-            for name, module in self._leaves:
-                out = guarded(g, "forward_output")(functools.partial(self._on_module_output, name))
-                self._hooks.add(module.register_forward_hook(out))
+            if self._nan_check:
+                for name, module in self._leaves:
+                    if can_create_nonfinite(module):
+                        check = guarded(g, "forward_check")(
+                            self._activations.check_hook(name, module)
+                        )
+                        self._hooks.add(module.register_forward_hook(check))
         if self._summary is not None:
             self._summary.attach(lambda name: guarded(g, name))
 
@@ -310,11 +317,17 @@ class Collector:
         step = self._step + 1  # the forward belongs to the step in progress
         self._activations.on_forward_start(step, training=training, first_input=first)
         self._samples.on_forward_start(step, training=training)
+        sampled = self._activations.sampling or self._samples.sampling
+        if sampled and not len(self._sample_hooks):
+            g = self._guard
+            for name, module in self._leaves:
+                out = guarded(g, "forward_output")(functools.partial(self._on_sampled_output, name))
+                self._sample_hooks.add(module.register_forward_hook(out))
 
-    def _on_module_output(
+    def _on_sampled_output(
         self, name: str, module: torch.nn.Module, args: tuple[Any, ...], output: Any
     ) -> None:
-        self._activations.on_output(name, module, output)
+        self._activations.on_sampled_output(name, module, output)
         self._samples.on_output(name, output)
 
     def _on_before_optimizer_step(self) -> None:
@@ -334,6 +347,7 @@ class Collector:
         if timing is not None:
             columns: dict[str, list[Any]] = {k: [v] for k, v in timing.items()}
             self._put(Stream.SYSTEM, columns | self._memory())
+        self._sample_hooks.remove()  # leaf hooks live for one sampled step only
         activations, origin = self._activations.on_after_optimizer_step()
         if activations is not None:
             self._put(Stream.ACTIVATIONS, activations)

@@ -57,6 +57,10 @@ class SampleWatcher:
         self._sampling = False
         self._queued: list[tuple[str, str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
+    @property
+    def sampling(self) -> bool:
+        return self._sampling
+
     def sampled(self, step: int) -> bool:
         return self.every > 0 and bool(self.convs) and (step - 1) % self.every == 0
 
