@@ -20,9 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
-def _interleaved(steps: int, warmup: int, stats_every: int) -> dict[str, list[float]]:
+def _interleaved(steps: int, warmup: int, options: dict[str, Any]) -> dict[str, list[float]]:
     import torch
     from torch import nn
 
@@ -41,7 +42,7 @@ def _interleaved(steps: int, warmup: int, stats_every: int) -> dict[str, list[fl
     gen = torch.Generator().manual_seed(0)
     with tempfile.TemporaryDirectory() as root:
         model, opt = arms["collector"]
-        tel = Collector(root, name="bench", model=model, optimizer=opt, stats_every=stats_every)
+        tel = Collector(root, name="bench", model=model, optimizer=opt, **options)
         for i in range(warmup + steps):
             idx = torch.randint(0, len(x), (64,), generator=gen)
             for arm in ("none", "collector") if i % 2 == 0 else ("collector", "none"):
@@ -59,14 +60,14 @@ def _interleaved(steps: int, warmup: int, stats_every: int) -> dict[str, list[fl
     return times
 
 
-def _child(arm: str, steps: int, warmup: int, stats_every: int) -> None:
+def _child(arm: str, steps: int, warmup: int, options: dict[str, Any]) -> None:
     import torch
     from torch import nn
 
     from telemetry.demo import SmallCNN, load_digits_tensors
 
     if arm == "interleaved":
-        print(json.dumps({"arm": arm, "times": _interleaved(steps, warmup, stats_every)}))
+        print(json.dumps({"arm": arm, "times": _interleaved(steps, warmup, options)}))
         return
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -81,7 +82,7 @@ def _child(arm: str, steps: int, warmup: int, stats_every: int) -> None:
         if arm == "collector":
             from collector import Collector
 
-            tel = Collector(root, name="bench", model=model, optimizer=opt, stats_every=stats_every)
+            tel = Collector(root, name="bench", model=model, optimizer=opt, **options)
         for i in range(warmup + steps):
             t0 = time.perf_counter()
             idx = torch.randint(0, len(x), (64,), generator=gen)
@@ -100,85 +101,83 @@ def _child(arm: str, steps: int, warmup: int, stats_every: int) -> None:
     print(json.dumps({"arm": arm, "times": times, "bytes_on_disk": disk}))
 
 
+def _run_child(arm: str, args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", arm, "--steps", str(args.steps)]
+    cmd += ["--warmup", str(args.warmup), "--options", json.dumps(options)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="fresh-process rounds (0: skip)")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--stats-every", type=int, default=1)
+    ap.add_argument("--activations-every", type=int, default=10)
+    ap.add_argument("--samples-every", type=int, default=100)
+    ap.add_argument("--no-nan-check", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("bench-demo-overhead.json"))
     ap.add_argument("--child", choices=["none", "collector", "interleaved"], help=argparse.SUPPRESS)
+    ap.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        _child(args.child, args.steps, args.warmup, args.stats_every)
+        _child(args.child, args.steps, args.warmup, json.loads(args.options))
         return
+    options = {
+        "stats_every": args.stats_every,
+        "activations_every": args.activations_every,
+        "samples_every": args.samples_every,
+        "nan_check": not args.no_nan_check,
+    }
     per_arm: dict[str, list[float]] = {"none": [], "collector": []}
     disk = 0
     for r in range(args.rounds):
         for arm in ("none", "collector") if r % 2 == 0 else ("collector", "none"):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--child",
-                arm,
-                "--steps",
-                str(args.steps),
-                "--warmup",
-                str(args.warmup),
-                "--stats-every",
-                str(args.stats_every),
-            ]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            result = json.loads(out.strip().splitlines()[-1])
+            result = _run_child(arm, args, options)
             per_arm[arm] += result["times"]
             disk = max(disk, result["bytes_on_disk"])
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        "interleaved",
-        "--steps",
-        str(args.steps),
-        "--warmup",
-        str(args.warmup),
-        "--stats-every",
-        str(args.stats_every),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    inter = json.loads(out.strip().splitlines()[-1])["times"]
-    inter_mean = statistics.fmean(inter["collector"]) / statistics.fmean(inter["none"])
-    inter_median = statistics.median(inter["collector"]) / statistics.median(inter["none"])
-    summary = {
-        arm: {
-            "mean_ms": 1e3 * statistics.fmean(t),
-            "median_ms": 1e3 * statistics.median(t),
-            "steps": len(t),
-        }
-        for arm, t in per_arm.items()
-    }
-    ratio_mean = summary["collector"]["mean_ms"] / summary["none"]["mean_ms"]
-    ratio_median = summary["collector"]["median_ms"] / summary["none"]["median_ms"]
-    report = {
+    inter = _run_child("interleaved", args, options)["times"]
+    report: dict[str, Any] = {
         "workload": "demo SmallCNN, digits 8x8, batch 64, Adam, torch 1 thread",
-        "stats_every": args.stats_every,
-        "arms": summary,
-        "ratio_mean": ratio_mean,
-        "ratio_median": ratio_median,
-        "interleaved_ratio_mean": inter_mean,
-        "interleaved_ratio_median": inter_median,
-        "bytes_on_disk_per_run": disk,
+        "collector_options": options,
+        "interleaved_ratio_mean": statistics.fmean(inter["collector"])
+        / statistics.fmean(inter["none"]),
+        "interleaved_ratio_median": statistics.median(inter["collector"])
+        / statistics.median(inter["none"]),
+        "interleaved_none_mean_ms": 1e3 * statistics.fmean(inter["none"]),
     }
-    args.out.write_text(json.dumps(report, indent=2))
-    for arm, s in summary.items():
+    print(f"collector options: {options}")
+    if args.rounds:
+        summary = {
+            arm: {
+                "mean_ms": 1e3 * statistics.fmean(t),
+                "median_ms": 1e3 * statistics.median(t),
+                "steps": len(t),
+            }
+            for arm, t in per_arm.items()
+        }
+        report |= {
+            "arms": summary,
+            "ratio_mean": summary["collector"]["mean_ms"] / summary["none"]["mean_ms"],
+            "ratio_median": summary["collector"]["median_ms"] / summary["none"]["median_ms"],
+            "bytes_on_disk_per_run": disk,
+        }
+        for arm, st in summary.items():
+            print(
+                f"{arm:<10} mean {st['mean_ms']:.3f} ms/step  "
+                f"median {st['median_ms']:.3f} ms/step  ({st['steps']} steps)"
+            )
         print(
-            f"{arm:<10} mean {s['mean_ms']:.3f} ms/step  "
-            f"median {s['median_ms']:.3f} ms/step  ({s['steps']} steps)"
+            f"fresh processes, collector/none: mean {report['ratio_mean']:.3f}x  "
+            f"median {report['ratio_median']:.3f}x"
         )
     print(
-        f"collector/none: mean {ratio_mean:.3f}x  median {ratio_median:.3f}x  "
-        f"(stats_every={args.stats_every})"
+        f"interleaved in one process, collector/none: mean "
+        f"{report['interleaved_ratio_mean']:.3f}x  median {report['interleaved_ratio_median']:.3f}x"
     )
-    print(f"interleaved in one process: mean {inter_mean:.3f}x  median {inter_median:.3f}x")
+    args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
 
 

@@ -55,8 +55,15 @@ def test_demo_flags_each_pathology_and_leaves_the_healthy_run_clean(tmp_path: Pa
     assert flagged["healthy"] == set()
     assert "overfitting" in flagged["overfit"]
     assert "vanishing_gradients" in flagged["vanishing"]
+    assert "dead_relu" in flagged["dead_relu"]
     assert "exploding_gradients" in flagged["exploding"]
     assert {"divergence", "nonfinite"} <= flagged["exploding"]
+    origin = store.sql("SELECT payload FROM events WHERE kind = 'nonfinite_origin'")
+    assert len(origin) == 1  # only the exploding run, named once
+    modules = store.sql("SELECT DISTINCT run_id FROM modules")
+    assert len(modules) == len(run_ids)  # every run has its model summary
+    samples = store.sql("SELECT DISTINCT what FROM samples ORDER BY what")["what"].to_list()
+    assert samples == ["feature_map", "filter"]
 
 
 _SCRIPT = """

@@ -203,7 +203,13 @@ def test_nan_origin_is_the_first_module_at_the_first_step(tmp_path: Path) -> Non
     assert len(events) == 1  # reported once
     assert events[0]["step"] == 4
     payload = json.loads(events[0]["payload"])
-    assert payload == {"module": "bad", "module_type": "Linear", "nonfinite": 6, "numel": 6}
+    assert payload == {
+        "module": "bad",
+        "module_type": "Linear",
+        "numel": 6,
+        "min": "Infinity",
+        "max": "Infinity",
+    }
 
 
 def test_nan_in_the_input_is_reported_as_the_input(tmp_path: Path) -> None:
