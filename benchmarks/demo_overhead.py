@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--stats-every", type=int, default=1)
-    ap.add_argument("--activations-every", type=int, default=10)
+    ap.add_argument("--activations-every", type=int, default=20)
     ap.add_argument("--samples-every", type=int, default=100)
     ap.add_argument("--no-nan-check", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("bench-demo-overhead.json"))

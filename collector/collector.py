@@ -88,7 +88,7 @@ class Collector:
         stats_every: int = 1,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
-        activations_every: int = 10,
+        activations_every: int = 20,
         samples_every: int = 100,
         samples_budget_bytes: int = 8 * 2**20,
         module_include: Sequence[str] | None = None,
