@@ -2,7 +2,9 @@
 
 The report is a single static file (Vega, Vega-Lite and Vega-Embed inlined) that
 opens from ``file://`` with the network off: findings first, then the runs, their
-training curves and their gradients. Everything a run wrote is escaped.
+training curves and gradients, the model summary, activation statistics, feature
+maps and filters, and where the first NaN/Inf appeared. Everything a run wrote is
+escaped.
 
 ``import reports`` stays light: the entry points below import the page machinery
 (DuckDB via analysis, Polars, Jinja2; Altair, ~0.5 s, only when there are charts)

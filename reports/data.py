@@ -1,13 +1,16 @@
 """What the report reads from a store: the only module of ``reports`` that talks to analysis.
 
 All SQL text of the report lives here, as queries over the store's views
-(``scalars``, ``tensors``), one run at a time. The results are shaped into small
-frames that the chart functions draw without further thought:
+(``scalars``, ``tensors``, ``modules``, ``activations``, ``samples``, ``events``),
+one run at a time. The results are shaped into small frames that the chart
+functions draw without further thought:
 
 * long series are decimated (``reports.decimate``) and say so;
+* activation statistics become bounded module x step grids (``reports.heatmap``),
+  and feature maps and filters small per-map byte grids (``reports.samples``);
 * values Vega-Lite cannot plot are cut out into a separate *marker* frame with a
-  ``label`` ("NaN", "+Inf", "-Inf", "null", and "0" on a log scale), so a chart
-  shows a red mark where a naive chart would leave a silent gap.
+  ``label`` (``reports.series``), so a chart shows a red mark where a naive chart
+  would leave a silent gap.
 
 When a run was recorded by several ranks, the lowest rank present is drawn: with
 data-parallel training the ranks see the same gradients and log the same metrics.
@@ -18,32 +21,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from collector.schema import SCHEMA_VERSION
-from reports.decimate import MAX_POINTS, decimate, note
+from reports import activations, samples
+from reports.activations import Activations
+from reports.decimate import MAX_POINTS
+from reports.origin import NanOrigin, first_origin
+from reports.samples import WHAT, Image, SampleSet
+from reports.series import Series, first_order, series
 
 if TYPE_CHECKING:
     from analysis import Diagnosis, Finding, NotEvaluated, Store
 
 log = logging.getLogger(__name__)
 
-LABEL = "label"
-"""Column of a marker frame: why the value could not be drawn."""
-
 PREFERRED_METRICS = ("loss", "acc", "accuracy")
 """Drawn first, in this order; other metrics follow alphabetically."""
-
-SIG_DIGITS = 6
-"""Values are drawn with this many significant digits (decimation picks on full precision)."""
-
-CHART_BUDGET = 20_000
-"""Points one chart may draw across its series before each series gets fewer than MAX_POINTS."""
-
-MIN_PER_SERIES = 100
-"""Floor of the per-series share of CHART_BUDGET: a line keeps its shape at this many."""
 
 _SCALARS = """
 SELECT name, split, step, epoch, value
@@ -61,25 +57,66 @@ QUALIFY rank = min(rank) OVER ()
 ORDER BY step, seq
 """
 
+_MODULES = """
+SELECT module, module_type, parent, depth, params, own_params, trainable_params, calls,
+       input_shape, output_shape
+FROM modules
+WHERE run_id = $run_id
+QUALIFY rank = min(rank) OVER ()
+ORDER BY seq
+"""
 
-@dataclass(frozen=True)
-class Series:
-    """One chart's worth of data: drawable points, markers for the rest, and counts.
+# A module called twice in one forward (shared weights) has two rows per step: the
+# first call is the one in forward order.
+_ACTIVATIONS = """
+SELECT module, module_type, step, seq, std, zero_frac, dead_frac, saturated_frac
+FROM activations
+WHERE run_id = $run_id
+QUALIFY rank = min(rank) OVER ()
+    AND row_number() OVER (PARTITION BY rank, step, module ORDER BY seq) = 1
+ORDER BY step, seq
+"""
 
-    ``points`` holds the rows whose value can be drawn; ``markers`` holds the
-    other rows with the value replaced by ``label``. ``drawn`` counts both after
-    decimation, ``total`` counts the rows read.
-    """
+_SAMPLED = """
+WITH s AS (
+    SELECT module, what, step, seq, shape, dtype, data, lo, hi
+    FROM samples
+    WHERE run_id = $run_id
+    QUALIFY rank = min(rank) OVER ()
+        AND row_number() OVER (PARTITION BY rank, module, what, step ORDER BY seq) = 1
+)
+"""
 
-    points: pl.DataFrame
-    markers: pl.DataFrame
-    drawn: int
-    total: int
+_SAMPLE_INDEX = (
+    _SAMPLED
+    + """
+SELECT module, what, list(step ORDER BY step) AS steps, min(seq) AS first_seq
+FROM s GROUP BY module, what
+ORDER BY first_seq
+"""
+)
 
-    @property
-    def note(self) -> str | None:
-        """The sentence under a decimated chart, or None when every point is drawn."""
-        return note(self.drawn, self.total)
+_SAMPLE_IMAGES = (
+    _SAMPLED
+    + """
+SELECT s.module, s.what, s.step, s.shape, s.dtype, s.data, s.lo, s.hi
+FROM s
+JOIN (SELECT module, what, min(step) AS first_step, max(step) AS last_step
+      FROM s GROUP BY module, what) b USING (module, what)
+WHERE s.step = b.first_step OR s.step = b.last_step
+ORDER BY s.step
+"""
+)
+
+_NAN_ORIGIN = """
+SELECT step, payload
+FROM events
+WHERE run_id = $run_id AND kind = 'nonfinite_origin'
+ORDER BY step, attempt, seq
+"""
+
+MAX_SAMPLED_MODULES = 6
+"""Sampled tensors (module x feature maps/filters) drawn per run, filters first."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +135,13 @@ class RunData:
     """Parameters by depth: their order (``seq``) within the first step they appear."""
     global_norm: Series | None = None
     """sqrt of the sum of squared per-parameter norms per step: step, norm, params."""
+    modules: pl.DataFrame | None = None
+    """The model summary in registration order (the ``modules`` view's columns)."""
+    activations: Activations | None = None
+    samples: list[SampleSet] = field(default_factory=list)
+    samples_left_out: int = 0
+    """Sampled module/kind pairs beyond ``MAX_SAMPLED_MODULES``."""
+    nan_origin: NanOrigin | None = None
 
 
 @dataclass(frozen=True)
@@ -154,26 +198,90 @@ def _run_data(store: Store, run_id: str, name: str, *, max_points: int) -> RunDa
         else None
     )
     grads = store.sql(_GRADIENTS, {"run_id": run_id})
-    if not grads.height:
-        return RunData(run_id, name, metrics, lr)
-    order = param_order(grads)
-    layers = series(
-        grads.select("param", "step", "norm"),
-        value="norm",
-        by=["param"],
-        positive=True,
-        max_points=max_points,
-    )
-    total = global_norm(grads)
+    gradients: dict[str, Any] = {}
+    if grads.height:
+        gradients = {
+            "layer_norms": series(
+                grads.select("param", "step", "norm"),
+                value="norm",
+                by=["param"],
+                positive=True,
+                max_points=max_points,
+            ),
+            "param_order": param_order(grads),
+            "global_norm": series(
+                global_norm(grads), value="norm", positive=True, max_points=max_points
+            ),
+        }
+    modules = store.sql(_MODULES, {"run_id": run_id})
+    sample_sets, left_out = _samples(store, run_id)
     return RunData(
         run_id,
         name,
         metrics,
         lr,
-        layer_norms=layers,
-        param_order=order,
-        global_norm=series(total, value="norm", positive=True, max_points=max_points),
+        **gradients,
+        modules=modules if modules.height else None,
+        activations=_activations(store, run_id, max_points=max_points),
+        samples=sample_sets,
+        samples_left_out=left_out,
+        nan_origin=_nan_origin(store, run_id),
     )
+
+
+def _activations(store: Store, run_id: str, *, max_points: int) -> Activations | None:
+    acts = store.sql(_ACTIVATIONS, {"run_id": run_id})
+    return activations.summarize(acts, max_points=max_points) if acts.height else None
+
+
+def _samples(store: Store, run_id: str) -> tuple[list[SampleSet], int]:
+    """Filters first, then feature maps in forward order; at most MAX_SAMPLED_MODULES."""
+    index = store.sql(_SAMPLE_INDEX, {"run_id": run_id})
+    if not index.height:
+        return [], 0
+    rank = {w: i for i, w in enumerate(WHAT)}
+    groups = sorted(
+        index.iter_rows(named=True), key=lambda r: (rank.get(r["what"], len(rank)), r["first_seq"])
+    )
+    drawn = groups[:MAX_SAMPLED_MODULES]
+    images: dict[tuple[str, str], list[Image]] = {}
+    problems: dict[tuple[str, str], list[str]] = {}
+    wanted = {(g["module"], g["what"]) for g in drawn}
+    for row in store.sql(_SAMPLE_IMAGES, {"run_id": run_id}).iter_rows(named=True):
+        key = (row["module"], row["what"])
+        if key not in wanted:
+            continue
+        try:
+            image = samples.image(
+                module=row["module"],
+                what=row["what"],
+                step=row["step"],
+                data=row["data"] or b"",
+                shape=row["shape"] or [],
+                lo=row["lo"] or [],
+                hi=row["hi"] or [],
+                dtype=row["dtype"],
+            )
+        except samples.SampleError as e:
+            problems.setdefault(key, []).append(f"step {row['step']}: {e}")
+            continue
+        images.setdefault(key, []).append(image)
+    sets = [
+        SampleSet(
+            g["module"],
+            g["what"],
+            [int(s) for s in g["steps"]],
+            images.get((g["module"], g["what"]), []),
+            problems.get((g["module"], g["what"]), []),
+        )
+        for g in drawn
+    ]
+    return sets, len(groups) - len(drawn)
+
+
+def _nan_origin(store: Store, run_id: str) -> NanOrigin | None:
+    events = store.sql(_NAN_ORIGIN, {"run_id": run_id}).iter_rows()
+    return first_origin(events, run_id=run_id)
 
 
 def _metric_order(names: Sequence[str]) -> list[str]:
@@ -183,11 +291,7 @@ def _metric_order(names: Sequence[str]) -> list[str]:
 
 def param_order(grads: pl.DataFrame) -> list[str]:
     """Parameters by depth: first step they appear in, then ``seq`` within that step."""
-    firsts = grads.group_by("param").agg(
-        pl.col("step").min().alias("first_step"),
-        pl.col("seq").sort_by("step", "seq").first().alias("first_seq"),
-    )
-    return [str(p) for p in firsts.sort("first_step", "first_seq")["param"].to_list()]
+    return first_order(grads, "param")
 
 
 def global_norm(grads: pl.DataFrame) -> pl.DataFrame:
@@ -201,57 +305,3 @@ def global_norm(grads: pl.DataFrame) -> pl.DataFrame:
         .agg((pl.col("norm") ** 2).sum().sqrt().alias("norm"), pl.len().alias("params"))
         .sort("step")
     )
-
-
-def series(
-    df: pl.DataFrame,
-    *,
-    value: str,
-    by: Sequence[str] = (),
-    positive: bool = False,
-    max_points: int = MAX_POINTS,
-) -> Series:
-    """Decimate ``df`` per series (rows sharing ``by``, ordered by ``step``), then cut out markers.
-
-    ``positive`` is for log-scale charts: values <= 0 cannot be drawn there, so they
-    become markers too (a gradient norm of exactly 0 is a finding, not a gap).
-    """
-    # A chart of many series (a deep model's parameters) shares one budget, so a
-    # chart stays a few MB at most; a single series still gets max_points.
-    n_series = df.select(by).n_unique() if by and df.height else 1
-    per_series = min(max_points, max(MIN_PER_SERIES, CHART_BUDGET // n_series))
-    reduced = decimate(df, x="step", y=value, by=by, max_points=per_series)
-    points, markers = split_drawable(reduced.frame, value=value, positive=positive)
-    # 17-digit floats are most of a report's bytes; 6 significant digits are finer
-    # than any axis or tooltip (4 digits) shows, and halve the size.
-    points = points.with_columns(pl.col(value).round_sig_figs(SIG_DIGITS))
-    return Series(points, markers, reduced.drawn, reduced.total)
-
-
-def split_drawable(
-    df: pl.DataFrame, *, value: str, positive: bool = False
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows Vega-Lite can draw, and the others as markers with ``value`` replaced by a label.
-
-    Vega-Lite drops NaN and null silently (and JSON cannot even carry NaN/Inf), so
-    the non-finite rows must leave the data before the chart sees them.
-    """
-    v = pl.col(value)
-    drawable = v.is_finite().fill_null(False)
-    if positive:
-        drawable = drawable & (v > 0)
-    label = (
-        pl.when(v.is_null())
-        .then(pl.lit("null"))
-        .when(v.is_nan())
-        .then(pl.lit("NaN"))
-        .when(v.is_infinite() & (v > 0))
-        .then(pl.lit("+Inf"))
-        .when(v.is_infinite())
-        .then(pl.lit("-Inf"))
-        .when(v == 0)
-        .then(pl.lit("0 (off the log scale)"))
-        .otherwise(pl.lit("negative (off the log scale)"))
-    )
-    markers = df.filter(~drawable).with_columns(label.alias(LABEL)).drop(value)
-    return df.filter(drawable), markers

@@ -2,9 +2,11 @@
 
 ``build`` turns ``reports.data.ReportData`` into a ``Page``: header facts, findings
 grouped per run (worst first, as the diagnosis sorted them), the runs table, and
-chart blocks (a Vega-Lite spec plus the sentences under it). A section or a run
-without data gets no block; the run names that lacked it are listed instead, so
-an absent chart is never mistaken for a clean one.
+chart blocks (``reports.blocks``: a Vega-Lite spec plus the sentences under it),
+and the sections about the model's inside (``reports.internals``: summary table,
+activations, feature maps and filters, NaN origin). A section or a run without
+data gets no block; the run names that lacked it are listed instead, so an absent
+chart is never mistaken for a clean one.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reports.data import LABEL, ReportData, RunData, Series
-
-if TYPE_CHECKING:
-    import altair as alt
+from reports import internals
+from reports.blocks import RunCharts, display_name, series_chart
+from reports.data import ReportData, RunData
+from reports.internals import ModelTable, OriginBox, RunImages
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,12 @@ class FindingRow:
     step: str
     message: str
     suggestion: str
+    origin: OriginBox | None = None
+    """The run's NaN-origin box, linked from a ``nonfinite`` finding."""
+
+
+NONFINITE_RULE = "nonfinite"
+"""The rule whose findings link to the NaN-origin box."""
 
 
 @dataclass(frozen=True)
@@ -72,25 +80,6 @@ class OverviewRow:
 
 
 @dataclass(frozen=True)
-class Chart:
-    """One embedded chart: its element id (never derived from run data) and its sentences."""
-
-    id: str
-    spec: dict[str, Any]
-    note: str | None = None
-    """How many points were drawn, when the series were decimated."""
-    caption: str | None = None
-    """What the red marks are, when there are any."""
-
-
-@dataclass(frozen=True)
-class RunCharts:
-    run_id: str
-    name: str
-    charts: list[Chart]
-
-
-@dataclass(frozen=True)
 class Page:
     header: Header
     findings: list[RunFindings]
@@ -99,17 +88,29 @@ class Page:
     gradients: list[RunCharts] = field(default_factory=list)
     without_curves: list[str] = field(default_factory=list)
     without_gradients: list[str] = field(default_factory=list)
+    models: list[ModelTable] = field(default_factory=list)
+    activations: list[RunCharts] = field(default_factory=list)
+    images: list[RunImages] = field(default_factory=list)
+    origins: list[OriginBox] = field(default_factory=list)
+    without_models: list[str] = field(default_factory=list)
+    without_activations: list[str] = field(default_factory=list)
+    without_images: list[str] = field(default_factory=list)
 
     @property
     def has_charts(self) -> bool:
-        return bool(self.curves or self.gradients)
+        return bool(self.curves or self.gradients or self.activations or self.images)
 
 
 def build(data: ReportData, *, title: str | None = None) -> Page:
     """Decide everything the page shows; the template only lays it out."""
     ids = (f"chart-{i}" for i in itertools.count(1))
-    curves = [_curves(run, ids) for run in data.per_run]
-    grads = [_gradients(run, ids) for run in data.per_run]
+    runs = data.per_run
+    curves = [_curves(run, ids) for run in runs]
+    grads = [_gradients(run, ids) for run in runs]
+    models = [internals.model_table(run) for run in runs]
+    acts = [internals.activation_charts(run, ids) for run in runs]
+    images = [internals.image_blocks(run, ids) for run in runs]
+    origins = [internals.origin_box(run, i) for i, run in enumerate(runs, start=1)]
     return Page(
         header=Header(
             title=title or "Training report",
@@ -119,17 +120,22 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
             schema_version=data.schema_version,
             package_version=_package_version(),
         ),
-        findings=[_findings(data, run) for run in data.per_run],
+        findings=[_findings(data, run, origin) for run, origin in zip(runs, origins, strict=True)],
         overview=[_overview(row) for row in data.runs.to_dicts()],
         curves=[c for c in curves if c.charts],
         gradients=[g for g in grads if g.charts],
         without_curves=[c.name for c in curves if not c.charts],
         without_gradients=[g.name for g in grads if not g.charts],
+        models=[m for m in models if m is not None],
+        activations=[a for a in acts if a.charts],
+        images=[i for i in images if i.blocks],
+        origins=[o for o in origins if o is not None],
+        without_models=[
+            display_name(r.name, r.run_id) for r, m in zip(runs, models, strict=True) if m is None
+        ],
+        without_activations=[a.name for a in acts if not a.charts],
+        without_images=[i.name for i in images if not i.blocks],
     )
-
-
-def display_name(name: str, run_id: str) -> str:
-    return name if name == run_id else f"{name} ({run_id})"
 
 
 def _package_version() -> str:
@@ -139,7 +145,7 @@ def _package_version() -> str:
         return "unknown"
 
 
-def _findings(data: ReportData, run: RunData) -> RunFindings:
+def _findings(data: ReportData, run: RunData, origin: OriginBox | None) -> RunFindings:
     found = data.findings.get(run.run_id, [])
     rows = [
         FindingRow(
@@ -149,6 +155,7 @@ def _findings(data: ReportData, run: RunData) -> RunFindings:
             step="" if f.step is None else str(f.step),
             message=f.message,
             suggestion=f.suggestion,
+            origin=origin if f.rule == NONFINITE_RULE else None,
         )
         for f in found
     ]
@@ -202,7 +209,7 @@ def _curves(run: RunData, ids: Iterator[str]) -> RunCharts:
     from reports.charts.curves import lr_chart, metric_chart  # deferred: imports altair
 
     charts = [
-        _chart(
+        series_chart(
             next(ids),
             metric_chart(points=s.points, markers=s.markers, metric=metric),
             s,
@@ -211,7 +218,7 @@ def _curves(run: RunData, ids: Iterator[str]) -> RunCharts:
     ]
     if run.lr is not None:
         charts.append(
-            _chart(next(ids), lr_chart(points=run.lr.points, markers=run.lr.markers), run.lr)
+            series_chart(next(ids), lr_chart(points=run.lr.points, markers=run.lr.markers), run.lr)
         )
     return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
 
@@ -223,39 +230,10 @@ def _gradients(run: RunData, ids: Iterator[str]) -> RunCharts:
     if run.layer_norms is not None:
         s = run.layer_norms
         chart = layer_norms_chart(points=s.points, markers=s.markers, order=run.param_order)
-        charts.append(_chart(next(ids), chart, s))
+        charts.append(series_chart(next(ids), chart, s))
     if run.global_norm is not None:
         s = run.global_norm
-        charts.append(_chart(next(ids), global_norm_chart(points=s.points, markers=s.markers), s))
+        charts.append(
+            series_chart(next(ids), global_norm_chart(points=s.points, markers=s.markers), s)
+        )
     return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
-
-
-def _chart(chart_id: str, chart: alt.TopLevelMixin, series: Series) -> Chart:
-    return Chart(chart_id, to_spec(chart), note=series.note, caption=_caption(series))
-
-
-def to_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
-    """The chart as a Vega-Lite dict, its frames inlined as top-level ``datasets``.
-
-    Altair's default transformer refuses frames over 5,000 rows (ten parameters x
-    500 steps); ``reports.data`` bounds the sizes instead (``reports.decimate``), so
-    the limit is lifted for this one call. Frames rather than inline dicts because
-    Altair deep-copies dicts on every layer and validates ``InlineData`` row by row
-    (~3x slower on a 4-run report).
-    """
-    import altair as alt
-
-    with alt.data_transformers.enable("default", max_rows=None):
-        return chart.to_dict()
-
-
-def _caption(series: Series) -> str | None:
-    """``2 values could not be drawn (NaN, +Inf; first at step 41): red marks.``"""
-    markers = series.markers
-    if not markers.height:
-        return None
-    labels = ", ".join(sorted(set(markers[LABEL].to_list())))
-    first = min(markers["step"].to_list())
-    n = markers.height
-    noun = "value" if n == 1 else "values"
-    return f"{n:,} {noun} could not be drawn ({labels}; first at step {first}): red marks."

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 from analysis import Diagnosis, Store, diagnose, open_store
+from collector.layout import SegmentName, stream_dir
+from collector.records import Rows, build_table
+from collector.schema import Stream, stream_columns
+from collector.segments import write_segment
 from tests.builders import RunBuilder
 
 HOSTILE = "<script>alert(1)</script>"
@@ -35,6 +40,12 @@ def trained(root: Path, run_id: str = "r1", *, name: str | None = None, steps: i
 def open_diagnosed(root: Path) -> tuple[Store, Diagnosis]:
     store = open_store(root)
     return store, diagnose(store)
+
+
+def open_undiagnosed(root: Path) -> tuple[Store, Diagnosis]:
+    """The store and a diagnosis without findings: for page tests that need no rules (faster)."""
+    store = open_store(root)
+    return store, Diagnosis(store.sql("SELECT * FROM runs ORDER BY started_at, run_id"))
 
 
 class Parts(HTMLParser):
@@ -96,3 +107,106 @@ def marks(spec: dict[str, Any]) -> list[dict[str, Any]]:
             mark = layer["mark"]
             out.append(mark if isinstance(mark, dict) else {"type": mark})
     return out
+
+
+# -- streams that tests.builders.RunBuilder does not write ------------------------------------
+
+_SEGMENT = 900
+"""Segment numbers of these helpers: far from RunBuilder's 0, 1, 2, ... in any directory."""
+
+
+def write_stream(root: Path, run_id: str, stream: Stream, batches: Sequence[Rows]) -> None:
+    """Publish ``batches`` as one segment of ``stream`` (rank 0, attempt 0), as a writer would."""
+    directory = stream_dir(root, run_id, stream)
+    segment = _SEGMENT + (len(list(directory.iterdir())) if directory.exists() else 0)
+    table = build_table(
+        stream,
+        sorted(batches, key=lambda r: r.step),
+        run_id=run_id,
+        rank=0,
+        attempt=0,
+        first_seq=segment * 1_000_000,
+    )
+    write_segment(table, directory, SegmentName(0, 0, segment, segment).filename())
+
+
+def _rows(stream: Stream, step: int, columns: dict[str, list[Any]]) -> Rows:
+    return Rows(stream, step=step, epoch=None, wall_time=1_700_000_000.0 + step, columns=columns)
+
+
+def activations(
+    root: Path,
+    run_id: str,
+    modules: Sequence[tuple[str, str]],
+    steps: Sequence[int],
+    **columns: Callable[[str, int], float | None] | float | None,
+) -> None:
+    """One ``activations`` row per (module, type) per step, modules in forward order.
+
+    A column is a constant or a function of (module, step); the rest are a plain
+    unit-variance output without dead or saturation statistics.
+    """
+    defaults: dict[str, Any] = {
+        "numel": 1024,
+        "mean": 0.0,
+        "std": 1.0,
+        "min": -3.0,
+        "max": 3.0,
+        "zero_frac": 0.0,
+        "saturated_frac": None,
+        "nonfinite": 0,
+        "dead_frac": None,
+    }
+    spec = {**defaults, **columns}
+    batches = []
+    for step in steps:
+        cols: dict[str, list[Any]] = {"module": [m for m, _ in modules]}
+        cols["module_type"] = [t for _, t in modules]
+        for name, value in spec.items():
+            cols[name] = [value(m, step) if callable(value) else value for m, _ in modules]
+        batches.append(_rows(Stream.ACTIVATIONS, step, cols))
+    write_stream(root, run_id, Stream.ACTIVATIONS, batches)
+
+
+def modules(root: Path, run_id: str, rows: Sequence[Mapping[str, Any]], *, step: int = 1) -> None:
+    """The model summary: ``rows`` in registration order (stream columns; missing ones null)."""
+    names = stream_columns(Stream.MODULES)
+    cols = {n: [r.get(n) for r in rows] for n in names}
+    write_stream(root, run_id, Stream.MODULES, [_rows(Stream.MODULES, step, cols)])
+
+
+def sample(
+    module: str,
+    what: str,
+    maps: Sequence[Sequence[Sequence[int]]],
+    lo: Sequence[float],
+    hi: Sequence[float],
+) -> dict[str, Any]:
+    """One ``samples`` row: ``maps`` [maps][H][W] of bytes, stored row-major as uint8."""
+    h, w = len(maps[0]), len(maps[0][0])
+    data = bytes(b for m in maps for row in m for b in row)
+    return {
+        "module": module,
+        "what": what,
+        "shape": [len(maps), h, w],
+        "dtype": "uint8",
+        "data": data,
+        "lo": list(lo),
+        "hi": list(hi),
+    }
+
+
+def samples(root: Path, run_id: str, by_step: Mapping[int, Sequence[Mapping[str, Any]]]) -> None:
+    """``samples`` rows per step (see ``sample``), in the order given."""
+    names = stream_columns(Stream.SAMPLES)
+    batches = [
+        _rows(Stream.SAMPLES, step, {n: [r.get(n) for r in rows] for n in names})
+        for step, rows in by_step.items()
+    ]
+    write_stream(root, run_id, Stream.SAMPLES, batches)
+
+
+def event(root: Path, run_id: str, kind: str, payload: Mapping[str, Any], *, step: int) -> None:
+    """One event of the run's first attempt (RunBuilder would start a new attempt's events)."""
+    cols = {"kind": [kind], "payload": [json.dumps(payload)]}
+    write_stream(root, run_id, Stream.EVENTS, [_rows(Stream.EVENTS, step, cols)])

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 import vl_convert
 
+from reports.blocks import to_spec
 from reports.charts.curves import NO_SPLIT, lr_chart, metric_chart
 from reports.charts.gradients import global_norm_chart, layer_norms_chart
-from reports.sections import to_spec
 from reports.theme import NONFINITE, SPLIT_COLORS
 from tests.reports.pages import marks
 

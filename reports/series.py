@@ -1,0 +1,120 @@
+"""A chart's series: drawable points, markers for the values a chart cannot draw, and counts.
+
+Vega-Lite drops NaN and null silently and JSON cannot carry NaN/Inf at all, so a
+naive chart shows a silent gap exactly where a reader should look. ``series``
+decimates a frame per series (``reports.decimate``) and cuts such rows out into a
+*marker* frame with a ``label`` ("NaN", "+Inf", "-Inf", "null", and "0" on a log
+scale); the charts draw the markers in red.
+
+Pure Polars, no I/O: ``reports.data`` applies it to what it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from reports.decimate import MAX_POINTS, decimate, note
+
+LABEL = "label"
+"""Column of a marker frame: why the value could not be drawn."""
+
+SIG_DIGITS = 6
+"""Values are drawn with this many significant digits (decimation picks on full precision)."""
+
+CHART_BUDGET = 20_000
+"""Points one chart may draw across its series before each series gets fewer than MAX_POINTS."""
+
+MIN_PER_SERIES = 100
+"""Floor of the per-series share of CHART_BUDGET: a line keeps its shape at this many."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One chart's worth of data: drawable points, markers for the rest, and counts.
+
+    ``points`` holds the rows whose value can be drawn; ``markers`` holds the
+    other rows with the value replaced by ``label``. ``drawn`` counts both after
+    decimation, ``total`` counts the rows read.
+    """
+
+    points: pl.DataFrame
+    markers: pl.DataFrame
+    drawn: int
+    total: int
+
+    @property
+    def note(self) -> str | None:
+        """The sentence under a decimated chart, or None when every point is drawn."""
+        return note(self.drawn, self.total)
+
+
+def series(
+    df: pl.DataFrame,
+    *,
+    value: str,
+    by: Sequence[str] = (),
+    positive: bool = False,
+    max_points: int = MAX_POINTS,
+    budget: int = CHART_BUDGET,
+) -> Series:
+    """Decimate ``df`` per series (rows sharing ``by``, ordered by ``step``), then cut out markers.
+
+    ``positive`` is for log-scale charts: values <= 0 cannot be drawn there, so they
+    become markers too (a gradient norm of exactly 0 is a finding, not a gap).
+    ``budget`` is the points the chart's series share (each keeps ``MIN_PER_SERIES``).
+    """
+    # A chart of many series (a deep model's parameters) shares one budget, so a
+    # chart stays a few MB at most; a single series still gets max_points.
+    n_series = df.select(by).n_unique() if by and df.height else 1
+    per_series = min(max_points, max(MIN_PER_SERIES, budget // n_series))
+    reduced = decimate(df, x="step", y=value, by=by, max_points=per_series)
+    points, markers = split_drawable(reduced.frame, value=value, positive=positive)
+    # 17-digit floats are most of a report's bytes; 6 significant digits are finer
+    # than any axis or tooltip (4 digits) shows, and halve the size.
+    points = points.with_columns(pl.col(value).round_sig_figs(SIG_DIGITS))
+    return Series(points, markers, reduced.drawn, reduced.total)
+
+
+def split_drawable(
+    df: pl.DataFrame, *, value: str, positive: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows Vega-Lite can draw, and the others as markers with ``value`` replaced by a label.
+
+    Vega-Lite drops NaN and null silently (and JSON cannot even carry NaN/Inf), so
+    the non-finite rows must leave the data before the chart sees them.
+    """
+    v = pl.col(value)
+    drawable = v.is_finite().fill_null(False)
+    if positive:
+        drawable = drawable & (v > 0)
+    label = (
+        pl.when(v.is_null())
+        .then(pl.lit("null"))
+        .when(v.is_nan())
+        .then(pl.lit("NaN"))
+        .when(v.is_infinite() & (v > 0))
+        .then(pl.lit("+Inf"))
+        .when(v.is_infinite())
+        .then(pl.lit("-Inf"))
+        .when(v == 0)
+        .then(pl.lit("0 (off the log scale)"))
+        .otherwise(pl.lit("negative (off the log scale)"))
+    )
+    markers = df.filter(~drawable).with_columns(label.alias(LABEL)).drop(value)
+    return df.filter(drawable), markers
+
+
+def first_order(df: pl.DataFrame, key: str) -> list[str]:
+    """Values of ``key`` by the first step they appear in, then ``seq`` within that step.
+
+    Parameters are written in registration order and activations in forward order,
+    so this is depth order for both.
+    """
+    firsts = df.group_by(key).agg(
+        pl.col("step").min().alias("first_step"),
+        pl.col("seq").sort_by("step", "seq").first().alias("first_seq"),
+    )
+    return [str(p) for p in firsts.sort("first_step", "first_seq")[key].to_list()]
