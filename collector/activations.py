@@ -21,10 +21,11 @@ forward of the step in progress ``s`` is recorded under step ``s``.
   a non-finite value (parametric layers and unknown modules; ReLU, pooling, dropout
   and the like cannot from finite inputs, so they are skipped) is queued (NaN
   propagates into it, Inf shows as a bound; unlike a sum it cannot overflow, and on
-  this CPU it costs ~1/20 of ``isfinite(y).sum()``); after the step one transfer
-  tells whether any was non-finite, and the first such module in forward order (or
-  the model's input) is reported once, as the origin, with that min and max. No
-  reference to the activations is kept.
+  this CPU it costs ~1/20 of ``isfinite(y).sum()``); the results are
+  read in batches of ``CHECK_BATCH`` steps (one transfer), and the first module in
+  forward order (or the model's input) whose output was non-finite at the first such
+  step is reported once, as the origin, with that min and max. No reference to the
+  activations is kept.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ import torch
 from torch import nn
 
 from collector import stats
+
+CHECK_BATCH = 16
+"""Steps of NaN-check results read together (see ActivationWatcher.find_origin)."""
 
 INPUT = "(input)"
 """The module name reported when the model's input itself is non-finite."""
@@ -153,6 +157,7 @@ class ActivationWatcher:
         # name, type, numel, (min, max): appended by the check hooks, cleared in place.
         self._sums: list[tuple[str, str, int, Any]] = []
         self._input_sum: tuple[int, Any] | None = None
+        self._unchecked: list[tuple[int, list[tuple[str, str, int, Any]], torch.Tensor]] = []
 
     def sampled(self, step: int) -> bool:
         return self.every > 0 and (step - 1) % self.every == 0
@@ -186,26 +191,36 @@ class ActivationWatcher:
             (name, kind, stats.reduce([y]), _saturated(module, y), _dead(module, y))
         )
 
-    def check_hook(self, name: str, module: nn.Module) -> Callable[..., None]:
-        """A forward hook for the NaN check of one module, as lean as a hook can be:
-        it runs on every training step."""
+    def check_hook(
+        self, name: str, module: nn.Module, failures: dict[str, int]
+    ) -> Callable[..., None]:
+        """A forward hook for the NaN check of one module, as lean as a hook can be: it
+        runs on every training step. It guards itself (counting into ``failures``, as
+        ``collector.guard`` does) to save the wrapper's call."""
         kind = type(module).__name__
         pending = self._sums
 
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not self._checking:
                 return
-            y = output if isinstance(output, torch.Tensor) else first_float_tensor(output)
-            if y is not None and y.is_floating_point() and y.numel():
-                pending.append((name, kind, y.numel(), torch.aminmax(y.detach().reshape(-1))))
+            try:
+                y = output if isinstance(output, torch.Tensor) else first_float_tensor(output)
+                if y is not None and y.is_floating_point() and y.numel():
+                    pending.append((name, kind, y.numel(), torch.aminmax(y.detach().reshape(-1))))
+            except Exception:
+                failures["forward_check"] = failures.get("forward_check", 0) + 1
 
         return hook
 
     @torch.no_grad()
-    def on_after_optimizer_step(self) -> tuple[dict[str, list[Any]] | None, dict[str, Any] | None]:
-        """(``activations`` columns of a sampled step or None, origin payload or None)."""
+    def on_after_optimizer_step(
+        self, step: int
+    ) -> tuple[dict[str, list[Any]] | None, tuple[int, dict[str, Any]] | None]:
+        """(``activations`` columns of a sampled step or None, (step, origin) or None)."""
         columns = self._collect_stats() if self._pending else None
-        origin = self._find_origin() if self._sums or self._input_sum is not None else None
+        if self._checking:
+            self._queue_check(step)
+        origin = self.find_origin() if len(self._unchecked) >= CHECK_BATCH else None
         self._pending, self._input_sum = [], None
         self._sums.clear()
         self._sampling = self._checking = False
@@ -232,21 +247,37 @@ class ActivationWatcher:
                 columns.setdefault(key, []).append(value)
         return columns
 
-    def _find_origin(self) -> dict[str, Any] | None:
+    def _queue_check(self, step: int) -> None:
+        """Keep this step's bounds on the device; they are read in batches (see find_origin)."""
         named = [(INPUT, "input", *self._input_sum)] if self._input_sum is not None else []
-        named += self._sums
-        flat = torch.stack([t.float() for _, _, _, b in named for t in b]).cpu().tolist()
-        bounds = zip(flat[0::2], flat[1::2], strict=True)
-        for (name, kind, numel, _), (low, high) in zip(named, bounds, strict=True):
-            if not (math.isfinite(low) and math.isfinite(high)):
-                self.origin_found = True
-                return {
-                    "module": name,
-                    "module_type": kind,
-                    "numel": numel,
-                    "min": low,
-                    "max": high,
-                }
+        named += self._sums  # a new list: self._sums is cleared in place after the step
+        if not named:
+            return
+        parts = [t for _, _, _, b in named for t in b]
+        if any(t.dtype != torch.float32 for t in parts):
+            parts = [t.float() for t in parts]
+        self._unchecked.append((step, named, torch.stack(parts)))
+
+    def find_origin(self) -> tuple[int, dict[str, Any]] | None:
+        """Read the queued bounds in one transfer; the first non-finite output, with its step.
+
+        The check runs every step, but its result is read only every ``CHECK_BATCH``
+        steps (and on close): one transfer and one Python scan instead of one per step.
+        The origin is exact; it is merely recorded up to that many steps later.
+        """
+        queued, self._unchecked = self._unchecked, []
+        if not queued or self.origin_found:
+            return None
+        flat = torch.cat([b for _, _, b in queued]).cpu().tolist()
+        at = 0
+        for step, named, _ in queued:
+            for name, kind, numel, _ in named:
+                low, high = flat[at], flat[at + 1]
+                at += 2
+                if not (math.isfinite(low) and math.isfinite(high)):
+                    self.origin_found = True
+                    payload = {"module": name, "module_type": kind, "numel": numel}
+                    return step, payload | {"min": low, "max": high}
         return None
 
 

@@ -260,6 +260,10 @@ class Collector:
         self._hooks.remove()
         self._sample_hooks.remove()
         self._write_summary()  # if no optimizer step came after the first forward
+        try:
+            self._record_origin(self._activations.find_origin())  # the last, unread steps
+        except Exception as e:  # never lose the run's ending over a diagnostic
+            log.warning("NaN origin check failed at close: %s", e)
         _open_collectors.discard(self)
         if error is None:
             self._event(EventKind.RUN_FINISHED, {"steps": self._step, **self._health()})
@@ -302,9 +306,7 @@ class Collector:
             if self._nan_check:
                 for name, module in self._leaves:
                     if can_create_nonfinite(module):
-                        check = guarded(g, "forward_check")(
-                            self._activations.check_hook(name, module)
-                        )
+                        check = self._activations.check_hook(name, module, g.failures)
                         self._hooks.add(module.register_forward_hook(check))
         if self._summary is not None:
             self._summary.attach(lambda name: guarded(g, name))
@@ -348,16 +350,20 @@ class Collector:
             columns: dict[str, list[Any]] = {k: [v] for k, v in timing.items()}
             self._put(Stream.SYSTEM, columns | self._memory())
         self._sample_hooks.remove()  # leaf hooks live for one sampled step only
-        activations, origin = self._activations.on_after_optimizer_step()
+        activations, origin = self._activations.on_after_optimizer_step(self._step)
         if activations is not None:
             self._put(Stream.ACTIVATIONS, activations)
-        if origin is not None:
-            self._event(EventKind.NONFINITE_ORIGIN, origin)
+        self._record_origin(origin)
         samples = self._samples.on_after_optimizer_step()
         if samples is not None:
             self._put(Stream.SAMPLES, samples)
         if self._summary is not None and self._summary.done:
             self._write_summary()
+
+    def _record_origin(self, origin: tuple[int, dict[str, Any]] | None) -> None:
+        if origin is not None:
+            step, payload = origin
+            self._event(EventKind.NONFINITE_ORIGIN, payload, step=step)
 
     def _write_summary(self) -> None:
         if self._summary is None or self._summary_written:
@@ -386,9 +392,11 @@ class Collector:
             )
         )
 
-    def _event(self, kind: EventKind, payload: Mapping[str, Any]) -> None:
+    def _event(
+        self, kind: EventKind, payload: Mapping[str, Any], *, step: int | None = None
+    ) -> None:
         text = json.dumps(json_safe(payload), default=repr, allow_nan=False)
-        self._put(Stream.EVENTS, {"kind": [kind.value], "payload": [text]})
+        self._put(Stream.EVENTS, {"kind": [kind.value], "payload": [text]}, step=step)
 
     def _health(self) -> dict[str, Any]:
         return {
