@@ -31,11 +31,12 @@ from importlib import resources
 from typing import Any
 
 from analysis.findings import Severity
+from analysis.store import VIEWS
 
 _FIELD_RE = re.compile(r"^--\s*([a-z_]+):\s*(.*?)\s*$")
 _PARAM_USE_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _REQUIRE_RE = re.compile(r"^(?P<view>[a-z_]+)(?::(?P<what>[^>=\s]+))?(?:\s*>=\s*(?P<n>\d+))?$")
-_REQUIRABLE = ("events", "scalars", "tensors", "activations", "samples", "modules", "system")
+_REQUIRABLE = VIEWS
 _DETAILED = ("scalars", "tensors")
 _REQUIRED_FIELDS = ("rule", "severity", "title", "seed", "suggestion")
 

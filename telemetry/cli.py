@@ -28,6 +28,12 @@ class StoreProblem(click.ClickException):
     exit_code = EXIT_STORE
 
 
+_root_argument = click.argument("root", type=click.Path(path_type=Path))
+_run_option = click.option(
+    "--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeatable)."
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="telemetry")
 def main() -> None:
@@ -62,8 +68,8 @@ def _diagnose(store: Store, run_ids: tuple[str, ...]) -> Diagnosis:
 
 
 @main.command()
-@click.argument("root", type=click.Path(path_type=Path))
-@click.option("--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeatable).")
+@_root_argument
+@_run_option
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
@@ -102,7 +108,7 @@ def analyze(root: Path, run_ids: tuple[str, ...], fmt: str, fail_on: str | None)
 
 
 @main.command()
-@click.argument("root", type=click.Path(path_type=Path))
+@_root_argument
 @click.option(
     "-o",
     "--output",
@@ -111,7 +117,7 @@ def analyze(root: Path, run_ids: tuple[str, ...], fmt: str, fail_on: str | None)
     show_default=True,
     help="Where to write the HTML file.",
 )
-@click.option("--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeatable).")
+@_run_option
 @click.option("--title", default=None, help="Page title.")
 def report(root: Path, output: Path, run_ids: tuple[str, ...], title: str | None) -> None:
     """Write one self-contained HTML report (findings, curves, gradients) for ROOT.

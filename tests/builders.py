@@ -30,6 +30,31 @@ _ACTIVATION_DEFAULTS: dict[str, float | None] = {
 }
 
 
+def publish(
+    root: Path,
+    run_id: str,
+    stream: Stream,
+    batches: Sequence[Rows],
+    *,
+    segment: int,
+    first_seq: int,
+    rank: int = 0,
+    attempt: int = 0,
+) -> int:
+    """Publish ``batches`` (sorted by step) as segment number ``segment``; returns the rows."""
+    table = build_table(
+        stream,
+        sorted(batches, key=lambda r: r.step),
+        run_id=run_id,
+        rank=rank,
+        attempt=attempt,
+        first_seq=first_seq,
+    )
+    name = SegmentName(rank, attempt, segment, segment)
+    write_segment(table, stream_dir(root, run_id, stream), name.filename())
+    return int(table.num_rows)
+
+
 class RunBuilder:
     """Collects rows of one run; ``write()`` publishes one segment per stream.
 
@@ -167,18 +192,16 @@ class RunBuilder:
     def write(self) -> RunBuilder:
         """Publish everything added since the last write, one segment per stream."""
         for stream, batches in self._rows.items():
-            batches = sorted(batches, key=lambda r: r.step)
-            table = build_table(
+            self._seq += publish(
+                self.root,
+                self.run_id,
                 stream,
                 batches,
-                run_id=self.run_id,
+                segment=self._segment,
+                first_seq=self._seq,
                 rank=self.rank,
                 attempt=self.attempt,
-                first_seq=self._seq,
             )
-            self._seq += table.num_rows
-            name = SegmentName(self.rank, self.attempt, self._segment, self._segment)
-            write_segment(table, stream_dir(self.root, self.run_id, stream), name.filename())
             self._segment += 1
         self._rows = {}
         return self

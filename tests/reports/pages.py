@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from analysis import Diagnosis, Store, diagnose, open_store
-from collector.layout import SegmentName, stream_dir
-from collector.records import Rows, build_table
+from collector.layout import stream_dir
+from collector.records import Rows
 from collector.schema import Stream, stream_columns
-from collector.segments import write_segment
-from tests.builders import RunBuilder
+from tests.builders import RunBuilder, publish
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -119,15 +118,7 @@ def write_stream(root: Path, run_id: str, stream: Stream, batches: Sequence[Rows
     """Publish ``batches`` as one segment of ``stream`` (rank 0, attempt 0), as a writer would."""
     directory = stream_dir(root, run_id, stream)
     segment = _SEGMENT + (len(list(directory.iterdir())) if directory.exists() else 0)
-    table = build_table(
-        stream,
-        sorted(batches, key=lambda r: r.step),
-        run_id=run_id,
-        rank=0,
-        attempt=0,
-        first_seq=segment * 1_000_000,
-    )
-    write_segment(table, directory, SegmentName(0, 0, segment, segment).filename())
+    publish(root, run_id, stream, batches, segment=segment, first_seq=segment * 1_000_000)
 
 
 def _rows(stream: Stream, step: int, columns: dict[str, list[Any]]) -> Rows:
