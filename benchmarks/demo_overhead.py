@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--stats-every", type=int, default=1)
     ap.add_argument("--activations-every", type=int, default=20)
     ap.add_argument("--samples-every", type=int, default=100)
-    ap.add_argument("--no-nan-check", action="store_true")
+    ap.add_argument("--nan-check", type=int, default=1, help="every N steps (0: off)")
     ap.add_argument("--out", type=Path, default=Path("bench-demo-overhead.json"))
     ap.add_argument("--child", choices=["none", "collector", "interleaved"], help=argparse.SUPPRESS)
     ap.add_argument("--options", default="{}", help=argparse.SUPPRESS)
@@ -129,7 +129,7 @@ def main() -> None:
         "stats_every": args.stats_every,
         "activations_every": args.activations_every,
         "samples_every": args.samples_every,
-        "nan_check": not args.no_nan_check,
+        "nan_check": args.nan_check,
     }
     per_arm: dict[str, list[float]] = {"none": [], "collector": []}
     disk = 0

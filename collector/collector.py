@@ -71,7 +71,11 @@ class Collector:
         samples_every, samples_budget_bytes: feature maps of conv layers and the first
             conv layer's filters every this many steps, up to this many bytes per run.
         module_include, module_exclude: shell-style patterns on module names.
-        nan_check: look for the first module whose output turns NaN/Inf, every step.
+        nan_check: look for the first module whose output turns NaN/Inf every this many
+            steps (True = 1 = every step, False = 0 = never). Every step is exact; a
+            larger value divides the cost (see README) but reports an origin only at
+            the next checked step, when NaN weights may already point at the first
+            layer, and can miss a NaN that lasts one step (a bad batch).
         flush_every_s: at most this many seconds of data are lost if the process dies.
         heartbeat_every_s: how often a live run says so (runs that stop without a final
             event and without heartbeats are reported ``crashed``).
@@ -93,7 +97,7 @@ class Collector:
         samples_budget_bytes: int = 8 * 2**20,
         module_include: Sequence[str] | None = None,
         module_exclude: Sequence[str] | None = None,
-        nan_check: bool = True,
+        nan_check: int = 1,
         flush_every_s: float = 2.0,
         heartbeat_every_s: float = 15.0,
     ) -> None:
@@ -104,8 +108,11 @@ class Collector:
             ("samples_budget_bytes", samples_budget_bytes),
         ):
             _check_count(what, value)
-        if not isinstance(nan_check, bool):
-            raise ConfigError(f"nan_check must be True or False, got {nan_check!r}")
+        if not isinstance(nan_check, int) or nan_check < 0:
+            raise ConfigError(
+                f"nan_check must be True, False or an int >= 0 (check every N steps), "
+                f"got {nan_check!r}"
+            )
         _check_patterns("include", include)
         _check_patterns("exclude", exclude)
         _check_patterns("module_include", module_include)
@@ -142,11 +149,13 @@ class Collector:
             else []
         )
         self._leaves = leaves
-        self._activations = ActivationWatcher(leaves, every=activations_every, nan_check=nan_check)
+        self._activations = ActivationWatcher(
+            leaves, every=activations_every, nan_check_every=int(nan_check)
+        )
         self._samples = SampleWatcher(
             leaves, every=samples_every, budget_bytes=samples_budget_bytes
         )
-        self._nan_check = nan_check
+        self._nan_check = int(nan_check)
         self._summary = ModelSummary(model) if model is not None else None
         self._summary_written = model is None
         self._device = watched[0][1].device if watched else torch.device("cpu")

@@ -61,8 +61,9 @@ class EventKind(str, enum.Enum):
     NOTE = "note"
     DROPPED = "dropped"
     # The first module whose forward output held NaN/Inf, found by the per-step check;
-    # payload: {"module", "module_type", "numel", "min", "max"} (min/max of that output,
-    # "NaN"/"Infinity" as strings); module "(input)" means the model's input. Issue 3.
+    # payload: {"module", "module_type", "numel", "sum"} (the sum of that output:
+    # "NaN", "Infinity" or "-Infinity" as strings; NaN also when it held +Inf and -Inf);
+    # module "(input)" means the model's input. Issue 3.
     NONFINITE_ORIGIN = "nonfinite_origin"
 
     def __str__(self) -> str:

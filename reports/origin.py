@@ -29,8 +29,9 @@ INPUT = "(input)"
 class NanOrigin:
     """The first module whose forward output held NaN/Inf (the collector's per-step check).
 
-    The payload's fields beyond ``module`` are optional: older and newer collectors
-    record the count of non-finite elements, or the output's min and max.
+    The payload's fields beyond ``module`` are optional: the collector records the
+    output's sum; other versions recorded the count of non-finite elements, or the
+    output's min and max.
     """
 
     module: str
@@ -41,12 +42,14 @@ class NanOrigin:
     minimum: str | None = None
     maximum: str | None = None
     """The output's min and max as the payload spelled them ("-Infinity", "NaN", 1e+38)."""
+    total: str | None = None
+    """The output's sum as the payload spelled it ("NaN", "Infinity", "-Infinity")."""
     later: list[int] = field(default_factory=list)
     """Steps of further reports (a resumed attempt checks again)."""
 
     @property
     def detail(self) -> str:
-        """``12 of 512 elements non-finite``, or ``131,072 elements, min -Infinity, max Inf``."""
+        """``12 of 512 elements non-finite``, or ``131,072 elements, holds +Inf``."""
         parts = []
         if self.nonfinite is not None:
             of = f" of {self.numel:,}" if self.numel is not None else ""
@@ -57,7 +60,16 @@ class NanOrigin:
             parts.append(f"min {self.minimum}")
         if self.maximum is not None:
             parts.append(f"max {self.maximum}")
+        if self.total is not None:
+            parts.append(_HOLDS.get(self.total, f"sum {self.total}"))
         return ", ".join(parts)
+
+
+_HOLDS = {
+    "Infinity": "holds +Inf",
+    "-Infinity": "holds -Inf",
+    "NaN": "holds NaN (or both +Inf and -Inf)",
+}
 
 
 def first_origin(events: Iterable[tuple[int, str | None]], *, run_id: str) -> NanOrigin | None:
@@ -86,6 +98,7 @@ def first_origin(events: Iterable[tuple[int, str | None]], *, run_id: str) -> Na
         numel=_int_or_none(first.get("numel")),
         minimum=_text_or_none(first.get("min")),
         maximum=_text_or_none(first.get("max")),
+        total=_text_or_none(first.get("sum")),
         later=sorted({s for s, _ in found[1:] if s != step}),
     )
 

@@ -13,12 +13,13 @@
 -- the forward origin even when an earlier tensor or scalar is the first hit.
 -- `events` is not a requirement: every run has events (run_started), and the origin
 -- event is written together with the step's scalars.
-WITH origins AS (  -- payload keys: module, module_type, numel, and nonfinite or min/max
+WITH origins AS (  -- payload keys: module, module_type, numel, and sum (or older: min/max)
     SELECT run_id, step, seq,
            coalesce(json_extract_string(payload, '$.module'), '(unknown module)') AS module,
            json_extract_string(payload, '$.module_type') AS module_type,
            json_extract_string(payload, '$.numel') AS numel,
            json_extract_string(payload, '$.nonfinite') AS nonfinite,
+           json_extract_string(payload, '$.sum') AS total,
            json_extract_string(payload, '$.min') AS lo,
            json_extract_string(payload, '$.max') AS hi
     FROM events
@@ -30,6 +31,9 @@ origin_hits AS (
                 ELSE 'forward output of a ' || coalesce(module_type, 'module') END
            || coalesce(' (' || numel || ' elements)', '')
            || CASE WHEN nonfinite IS NOT NULL THEN ': ' || nonfinite || ' non-finite'
+                   WHEN total = 'Infinity' THEN ': holds +Inf'
+                   WHEN total = '-Infinity' THEN ': holds -Inf'
+                   WHEN total IS NOT NULL THEN ': holds NaN (or both +Inf and -Inf)'
                    WHEN lo IS NOT NULL OR hi IS NOT NULL
                    THEN ': min ' || coalesce(lo, '?') || ', max ' || coalesce(hi, '?')
                    ELSE '' END AS detail

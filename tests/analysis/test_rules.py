@@ -115,7 +115,8 @@ def test_nonfinite_checks_a_run_that_only_has_tensor_statistics(tmp_path: Path) 
     assert finding.subject == "grad of w" and finding.step == 2
 
 
-_NEW_PAYLOAD = {"module_type": "Linear", "numel": 640, "min": "NaN", "max": "Infinity"}
+_NEW_PAYLOAD = {"module_type": "Linear", "numel": 640, "sum": "NaN"}
+_MIN_MAX_PAYLOAD = {"module_type": "Linear", "numel": 640, "min": "NaN", "max": "Infinity"}
 _COUNT_PAYLOAD = {"module_type": "Linear", "numel": 640, "nonfinite": 12}
 
 
@@ -127,7 +128,12 @@ def _origin(
 
 @pytest.mark.parametrize(
     ("payload", "detail"),
-    [(_NEW_PAYLOAD, "min NaN, max Infinity"), (_COUNT_PAYLOAD, "12 non-finite")],
+    [
+        (_NEW_PAYLOAD, "holds NaN (or both +Inf and -Inf)"),
+        ({**_NEW_PAYLOAD, "sum": "-Infinity"}, "holds -Inf"),
+        (_MIN_MAX_PAYLOAD, "min NaN, max Infinity"),
+        (_COUNT_PAYLOAD, "12 non-finite"),
+    ],
 )
 def test_nonfinite_names_the_forward_origin_before_gradients_and_loss(
     tmp_path: Path, payload: dict[str, object], detail: str

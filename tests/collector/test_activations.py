@@ -207,9 +207,20 @@ def test_nan_origin_is_the_first_module_at_the_first_step(tmp_path: Path) -> Non
         "module": "bad",
         "module_type": "Linear",
         "numel": 6,
-        "min": "Infinity",
-        "max": "Infinity",
+        "sum": "Infinity",
     }
+
+
+def test_large_finite_half_precision_outputs_are_not_reported(tmp_path: Path) -> None:
+    # 4096 outputs of 60000 each: finite in float16, but their float16 sum would be Inf.
+    model = nn.Sequential(nn.Linear(1, 4096)).half()
+    with torch.no_grad():
+        model[0].weight.fill_(0.0)
+        model[0].bias.fill_(60000.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with Collector(tmp_path, model=model, optimizer=opt, activations_every=0) as tel:
+        train(model, opt, torch.ones(1, 1, dtype=torch.float16), steps=2)
+    assert not [r for r in rows(tel.run_dir, Stream.EVENTS) if r["kind"] == "nonfinite_origin"]
 
 
 def test_nan_in_the_input_is_reported_as_the_input(tmp_path: Path) -> None:
@@ -227,6 +238,31 @@ def test_nan_check_can_be_turned_off(tmp_path: Path) -> None:
     with Collector(tmp_path, model=model, optimizer=opt, nan_check=False) as tel:
         train(model, opt, torch.randn(2, 3), steps=2)
     assert not [r for r in rows(tel.run_dir, Stream.EVENTS) if r["kind"] == "nonfinite_origin"]
+
+
+def origins(run_dir: Path) -> list[tuple[int, str]]:
+    found = [r for r in rows(run_dir, Stream.EVENTS) if r["kind"] == "nonfinite_origin"]
+    return [(r["step"], json.loads(r["payload"])["module"]) for r in found]
+
+
+def test_a_sampled_nan_check_finds_an_origin_on_a_checked_step(tmp_path: Path) -> None:
+    model = Breaks(at=4)  # checked steps: 1, 4, 7
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Collector(tmp_path, model=model, optimizer=opt, nan_check=3) as tel:
+        train(model, opt, torch.randn(2, 3), steps=8)
+    assert origins(tel.run_dir) == [(4, "bad")]
+
+
+def test_a_sampled_nan_check_reports_late_when_the_origin_falls_between_checks(
+    tmp_path: Path,
+) -> None:
+    # The documented trade-off: Inf appears at step 4, but the next checked step is 5,
+    # when the Inf loss has made every weight NaN, so the first layer looks guilty.
+    model = Breaks(at=4)  # checked steps: 1, 3, 5
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Collector(tmp_path, model=model, optimizer=opt, nan_check=2) as tel:
+        train(model, opt, torch.randn(2, 3), steps=6)
+    assert origins(tel.run_dir) == [(5, "good")]
 
 
 def test_quantize_round_trips_within_one_level() -> None:

@@ -469,6 +469,9 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("name not a string", {"name": 3}, "name.*3"),
     ("zero flush interval", {"flush_every_s": 0}, "flush_every_s.*0"),
     ("negative heartbeat", {"heartbeat_every_s": -1.0}, "heartbeat_every_s"),
+    ("negative nan_check", {"nan_check": -2}, "nan_check.*-2"),
+    ("string nan_check", {"nan_check": "yes"}, "nan_check.*'yes'"),
+    ("float nan_check", {"nan_check": 0.5}, "nan_check.*0.5"),
 ]
 
 

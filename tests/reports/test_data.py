@@ -188,6 +188,15 @@ def test_samples_keep_their_first_and_latest_step_and_list_every_step(tmp_path: 
     assert sampled.problems == ["step 31: dtype 'float32' (only uint8 samples can be drawn)"]
 
 
+def test_a_nan_origin_with_the_output_sum_is_described(tmp_path: Path) -> None:
+    RunBuilder(tmp_path, "r").finish().write()
+    payload = {"module": "fc", "module_type": "Linear", "numel": 640, "sum": "Infinity"}
+    pages.event(tmp_path, "r", "nonfinite_origin", payload, step=7)
+    store, diagnosis = pages.open_undiagnosed(tmp_path)
+    box = internals.origin_box(data.load(store, diagnosis).per_run[0], 1)
+    assert box is not None and box.detail == "640 elements, holds +Inf"
+
+
 def test_a_nan_origin_with_min_and_max_instead_of_a_count_is_described(tmp_path: Path) -> None:
     RunBuilder(tmp_path, "r").finish().write()
     payload = {"module": "f.2", "module_type": "Conv2d", "numel": 131072, "min": "-Infinity"}
