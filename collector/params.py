@@ -1,9 +1,14 @@
 """Per-parameter gradient, weight and update statistics on sampled optimizer steps.
 
 On a sampled step, ``on_before_optimizer_step`` queues the gradient reductions and
-keeps a copy of the weights; ``on_after_optimizer_step`` turns the copy into the
-update in place (``w_{t-1} - w_t``, reported negated), queues the weight and update
-reductions, and moves all three to the host in one transfer.
+copies the weights into a kept buffer; ``on_after_optimizer_step`` turns the copy into
+the update in place (``w_{t-1} - w_t``, reported negated), queues the weight and
+update reductions, and moves all three to the host in one transfer.
+
+The buffer (one copy of the watched weights, on their device) is allocated once and
+reused: allocating it on every sampled step costs more than all the reductions on a
+CPU (a fresh 44 MB block faults in its pages: ~41 ms for resnet18's 11M weights
+against ~7 ms to copy into an existing one).
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ class ParamWatcher:
         self.params = [p for _, p in named]
         self.every = every
         self._grads: tuple[list[str], stats.PendingStats] | None = None
-        self._previous: list[torch.Tensor] | None = None
+        self._previous: list[torch.Tensor] | None = None  # holds w_{t-1} on a sampled step
+        self._buffer: list[torch.Tensor] = []
 
     def sampled(self, step: int) -> bool:
         """Steps are counted from 1; the first step is always sampled."""
@@ -76,7 +82,20 @@ class ParamWatcher:
             if p.grad is not None and not p.grad.is_sparse
         ]
         self._grads = ([n for n, _ in with_grad], stats.reduce([g for _, g in with_grad]))
-        self._previous = [p.detach().clone() for p in self.params]
+        self._previous = self._copy_weights()
+
+    def _copy_weights(self) -> list[torch.Tensor]:
+        """The weights copied into the kept buffer (re-allocated if a parameter moved)."""
+        current = [p.detach() for p in self.params]
+        if len(self._buffer) != len(current) or any(
+            b.shape != p.shape or b.dtype != p.dtype or b.device != p.device
+            for b, p in zip(self._buffer, current, strict=True)
+        ):
+            self._buffer = [
+                torch.empty_like(p, memory_format=torch.contiguous_format) for p in current
+            ]
+        torch._foreach_copy_(self._buffer, current)
+        return self._buffer
 
     @torch.no_grad()
     def on_after_optimizer_step(self) -> dict[str, list[Any]] | None:
