@@ -255,9 +255,7 @@ def main() -> None:
     results = []
     for workload in args.workloads:
         _, steps, warmup = WORKLOADS[workload]
-        res = measure(
-            workload, args.rounds, args.steps or steps, args.warmup or warmup, arms
-        )
+        res = measure(workload, args.rounds, args.steps or steps, args.warmup or warmup, arms)
         results.append(res)
         print(markdown([res]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,191 @@
+"""Analysis at sweep scale: a synthetic store, then `analyze` and the `runs` view timed.
+
+Generates stores in the collector's own layout and schema (one compacted segment per
+run and stream, written with pyarrow, no torch): runs x steps x parameters of
+``tensors`` rows (grad, weight and update per parameter and step) plus train/val loss
+scalars and lifecycle events per run. Then, each in a fresh process (for an honest
+peak RSS): opening the store and diagnosing every run with every shipped rule (what
+`telemetry analyze` does), and listing the ``runs`` view. A second store holds
+``--small-runs`` tiny runs to time the ``runs`` listing at sweep width.
+
+    .venv/bin/python benchmarks/store_scale.py --rows 1e6 1e7 1e8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from collector.layout import SegmentName, stream_dir
+from collector.schema import Stream, schema_for
+
+PARAMS = 60
+KINDS = ("grad", "weight", "update")
+
+
+def _table(stream: Stream, n: int, run_id: str, columns: dict[str, Any]) -> pa.Table:
+    schema = schema_for(stream)
+    envelope: dict[str, Any] = {
+        "run_id": pa.array(np.full(n, run_id, dtype=object), pa.string()),
+        "rank": np.zeros(n, dtype=np.int64),
+        "attempt": np.zeros(n, dtype=np.int64),
+        "seq": np.arange(n, dtype=np.int64),
+        "epoch": np.zeros(n, dtype=np.int64),
+        "wall_time": np.arange(n, dtype=np.int64) + 1_700_000_000_000_000,
+    }
+    data = {**envelope, **columns}
+    arrays = [
+        pa.array(data[f.name], f.type) if f.name in data else pa.nulls(n, f.type) for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _write(root: Path, run_id: str, stream: Stream, table: pa.Table) -> None:
+    directory = stream_dir(root, run_id, stream)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = SegmentName(0, 0, 0, 1).filename()  # a compacted segment: as after close()
+    pq.write_table(table, directory / name, compression="zstd")
+
+
+def write_run(root: Path, run_id: str, steps: int, params: int, rng: np.random.Generator) -> int:
+    """One finished run; returns its number of ``tensors`` rows."""
+    per_step = params * len(KINDS)
+    n = steps * per_step
+    step = np.repeat(np.arange(1, steps + 1, dtype=np.int64), per_step)
+    names = np.array([f"layer{i}.weight" for i in range(params)], dtype=object)
+    decay = np.exp(-step / max(steps, 1)).astype(np.float64)
+    norm = rng.lognormal(0.0, 0.3, n) * decay
+    tensors = {
+        "step": step,
+        "param": pa.array(np.tile(np.repeat(names, len(KINDS)), steps), pa.string()),
+        "kind": pa.array(np.tile(np.array(KINDS, dtype=object), steps * params), pa.string()),
+        "numel": np.full(n, 4096, dtype=np.int64),
+        "norm": norm,
+        "mean": rng.normal(0, 1e-3, n),
+        "std": norm / 64,
+        "min": -norm / 10,
+        "max": norm / 10,
+        "abs_max": norm / 10,
+        "zero_frac": np.zeros(n),
+        "nonfinite": np.zeros(n, dtype=np.int64),
+    }
+    _write(root, run_id, Stream.TENSORS, _table(Stream.TENSORS, n, run_id, tensors))
+    loss_steps = np.arange(1, steps + 1, dtype=np.int64)
+    train = 2.0 * np.exp(-loss_steps / steps * 3) + rng.normal(0, 0.02, steps)
+    val_steps = loss_steps[:: max(steps // 20, 1)]
+    val = 2.0 * np.exp(-val_steps / steps * 2.5) + 0.05
+    m = steps + len(val_steps)
+    scalars = {
+        "step": np.concatenate([loss_steps, val_steps]),
+        "name": pa.array(np.full(m, "loss", dtype=object), pa.string()),
+        "split": pa.array(
+            np.array(["train"] * steps + ["val"] * len(val_steps), dtype=object), pa.string()
+        ),
+        "value": np.concatenate([train, val]),
+    }
+    _write(root, run_id, Stream.SCALARS, _table(Stream.SCALARS, m, run_id, scalars))
+    events = {
+        "step": np.array([0, steps], dtype=np.int64),
+        "kind": pa.array(["run_started", "run_finished"], pa.string()),
+        "payload": pa.array(
+            [json.dumps({"name": run_id, "config": {"lr": float(rng.uniform(1e-4, 1e-1))}}), "{}"],
+            pa.string(),
+        ),
+    }
+    _write(root, run_id, Stream.EVENTS, _table(Stream.EVENTS, 2, run_id, events))
+    return n
+
+
+def make_store(root: Path, rows: int, params: int = PARAMS) -> dict[str, Any]:
+    """About ``rows`` tensors rows in runs of at most ~1M rows each."""
+    per_step = params * len(KINDS)
+    steps_total = max(rows // per_step, 1)
+    runs = max(1, round(rows / 1_000_000))
+    steps = max(steps_total // runs, 1)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    total = sum(write_run(root, f"sweep-{i:05d}", steps, params, rng) for i in range(runs))
+    disk = sum(p.stat().st_size for p in root.rglob("*.parquet"))
+    return {
+        "runs": runs,
+        "steps": steps,
+        "tensors_rows": total,
+        "bytes_on_disk": disk,
+        "generate_s": time.perf_counter() - t0,
+    }
+
+
+_PROBE = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from analysis import diagnose, open_store
+store = open_store(sys.argv[1])
+t_open = time.perf_counter() - t0
+if sys.argv[2] == "analyze":
+    d = diagnose(store)
+    out = {"findings": len(d.findings), "not_evaluated": len(d.not_evaluated)}
+else:
+    out = {"runs": store.sql("SELECT * FROM runs").height}
+out.update(open_s=t_open, total_s=time.perf_counter() - t0,
+           peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(json.dumps(out))
+"""
+
+
+def probe(root: Path, what: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(root), what], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--rows", nargs="+", type=float, default=[1e6, 1e7])
+    ap.add_argument("--small-runs", type=int, default=10_000)
+    ap.add_argument("--dir", type=Path, help="where to build the stores (default: a temp dir)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/store_scale.json"))
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(dir=args.dir))
+    results: dict[str, Any] = {"stores": []}
+    try:
+        for rows in args.rows:
+            root = base / f"rows-{int(rows)}"
+            info = make_store(root, int(rows))
+            info["analyze"] = probe(root, "analyze")
+            info["runs_view"] = probe(root, "runs")
+            results["stores"].append(info)
+            print(json.dumps(info), flush=True)
+            shutil.rmtree(root)
+        if args.small_runs:
+            root = base / "small-runs"
+            rng = np.random.default_rng(1)
+            t0 = time.perf_counter()
+            for i in range(args.small_runs):
+                write_run(root, f"small-{i:05d}", 5, 2, rng)
+            small = {"runs": args.small_runs, "generate_s": time.perf_counter() - t0}
+            small["runs_view"] = probe(root, "runs")
+            results["small_runs"] = small
+            print(json.dumps(small), flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
