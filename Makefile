@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e '.[dev]' $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e '.[dev,export]' $(TORCH_PINS)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -81,6 +81,16 @@ class TensorKind(str, enum.Enum):
         return self.value
 
 
+class ExportStatus(str, enum.Enum):
+    """Values of the ``status`` column of the ``exports`` stream."""
+
+    OK = "ok"
+    FAILED = "failed"  # `error` says why; one format failing never stops the others
+
+    def __str__(self) -> str:
+        return self.value
+
+
 ENVELOPE: tuple[pa.Field, ...] = (
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("rank", pa.int32(), nullable=False),
@@ -172,6 +182,23 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("samples_per_s", _F64),
         ("max_memory_bytes", _I64),
     ),
+    # One row per (format, batch size) of an export benchmark (``collector.export``), all
+    # rows of one benchmark at the same step; a format that failed before it could be
+    # timed has one row with a null batch size. Format-level facts (size, load time,
+    # parity, metric, sparsity) repeat on each batch size's row. Latencies are per call
+    # after warm-up; `throughput` is samples per second over the timed calls. Parity is
+    # measured on one fixed batch against eager: `max_abs_diff` = max |out - eager|,
+    # `max_rel_diff` = that divided by max |eager| (scale-free, no blow-up near zero).
+    # `metric_value` is the task metric (higher is better, e.g. accuracy) on eval data.
+    # Added for issue 6 (nullable: older segments read as null, no version bump):
+    #   load_time_ms  time to get a runnable model back from the saved file(s)
+    #   max_rel_diff  see above
+    #   sparsity      share of zero parameters (eager and pruned formats; else null)
+    #   device        where the format ran ("cpu", "cuda:0"): ONNX Runtime's CPU provider
+    #                 and dynamic int8 kernels run on the CPU whatever the model's device
+    #   threads       intra-op threads of torch and ONNX Runtime during the measurement
+    #   env           JSON text: torch/onnx/onnxruntime versions, python, platform, CPU
+    #                 capability or GPU name, quantized engine, input shapes and dtypes
     Stream.EXPORTS: (
         ("format", pa.string()),
         ("batch_size", _I64),
@@ -184,6 +211,12 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("metric_value", _F64),
         ("status", pa.string()),
         ("error", pa.string()),
+        ("load_time_ms", _F64),
+        ("max_rel_diff", _F64),
+        ("sparsity", _F64),
+        ("device", pa.string()),
+        ("threads", _I64),
+        ("env", pa.string()),
     ),
 }
 

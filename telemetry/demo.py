@@ -19,12 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from collector import Collector
+
+if TYPE_CHECKING:
+    from collector.export import ExportBenchmark
 
 Progress = Callable[[str], None]
 
@@ -46,6 +49,7 @@ class Scenario:
     activation: str = "relu"
     dead_bias: float = 0.0  # added to 3/4 of the hidden linear units' bias (the CNN only)
     he_init: bool = True
+    export_bench: bool = False  # benchmark the trained model's export formats into the run
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -78,7 +82,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         epochs=12,
         dropout=0.25,
         weight_decay=1e-4,
-        description="small CNN, Adam, dropout and weight decay",
+        export_bench=True,
+        description="small CNN, Adam, dropout and weight decay; then an export benchmark",
     ),
     Scenario(
         "overfit",
@@ -265,7 +270,34 @@ def train(
                     f"step {tel.step:>4}  train loss {float(loss.detach()):8.4f}  "
                     f"val loss {float(val_loss):8.4f}  val acc {float(val_acc):.3f}"
                 )
+        if scenario.export_bench:
+            export_benchmark(model, tel, x_val, y_val, progress=progress)
         return tel.run_id
+
+
+def export_benchmark(
+    model: nn.Module,
+    run: Collector,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    *,
+    progress: Progress | None = None,
+    **options: Any,
+) -> ExportBenchmark:
+    """Benchmark the trained model's export formats into ``run`` (accuracy on the val set).
+
+    ``options`` go to ``collector.export.benchmark`` (formats, batch_sizes, repeats...).
+    """
+    from collector.export import benchmark  # the exporters import onnx and friends lazily
+
+    if progress is not None:
+        progress("  export benchmark: eager, TorchScript, torch.export, ONNX Runtime, int8...")
+    result = benchmark(model, x_val[:32], run=run, eval_data=(x_val, y_val), **options)
+    if progress is not None:
+        failed = ", ".join(sorted({r.format for r in result.failed()})) or "none"
+        formats = len({r.format for r in result.results})
+        progress(f"  export benchmark: {formats} formats measured, failed: {failed}")
+    return result
 
 
 def run_demo(
