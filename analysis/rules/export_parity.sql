@@ -44,7 +44,7 @@ SELECT run_id,
        CASE
            WHEN NOT isfinite(max_rel_diff) THEN
                printf('%s produces non-finite outputs where eager does not (max |diff| %s on a fixed batch)',
-                      format, max_abs_diff)
+                      format, max_abs_diff::VARCHAR)
            WHEN metric_drop > $max_metric_drop THEN
                printf('%s loses %s: %.4g against eager''s %.4g (%.1f%% lower); its outputs differ by up to %.3g (%.2f%% of their scale)',
                       format, metric_name, metric_value, eager_metric, 100 * metric_drop,
