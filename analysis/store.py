@@ -2,10 +2,16 @@
 
 The Store lists the published segments itself (instead of a DuckDB glob) so that it
 can skip what it cannot read and say so: torn or foreign files, segments of an
-unknown future schema version, and segments covered by a compacted one (which would
-otherwise be read twice). Views are defined once, at open time, from that list;
-reopen the store to see segments published later. The segments are loaded into
-in-memory DuckDB tables at open time (see ``_define_raw_view`` for why).
+unknown future schema version, stray files, empty run directories, and segments
+covered by a compacted one (which would otherwise be read twice). Views are defined
+once, at open time, from that list; reopen the store to see segments published
+later. The segments are loaded into in-memory DuckDB tables at open time (see
+``_load`` for why).
+
+Writers keep writing while a store is opened: a segment listed here may be deleted
+by a compaction (its rows moved to a merged file published just before) before it
+is read. Then the whole listing is taken again, so a reader sees every row exactly
+once, never half a compaction.
 
 Example::
 
@@ -28,13 +34,17 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collector.compaction import live_segments
+from collector.compaction import split_covered
+from collector.layout import SegmentName, parse_segment_name
 from collector.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, SCHEMAS, STREAM_KEY, Stream
 
 log = logging.getLogger(__name__)
 
 VIEWS = ("events", "scalars", "tensors", "activations", "samples", "modules", "system", "exports")
 """Stream views, one per stream (latest attempt per step). ``runs`` is derived from them."""
+
+_SCAN_TRIES = 5
+"""Listings retried when segments vanish under the reader (compactions running)."""
 
 STALE_AFTER_S = 60.0
 """A run with no final event and nothing written for this long is reported ``crashed``
@@ -60,7 +70,7 @@ class Store:
         self.path = path
         self.unreadable: list[Unreadable] = []
         self.segments: dict[Stream, list[Path]] = {s: [] for s in Stream}
-        self._scan()
+        self._last_try = False
         self.con = duckdb.connect(":memory:")
         # Settings live in a table, not SET VARIABLE: variables are per connection and
         # every store.sql() call runs on a cursor of its own.
@@ -68,7 +78,12 @@ class Store:
             "CREATE TABLE _settings AS SELECT $s::DOUBLE AS stale_after_s", {"s": stale_after_s}
         )
         for stream in Stream:
-            self._define_raw_view(stream)
+            self._create_empty(stream)
+        for last_try in [False] * (_SCAN_TRIES - 1) + [True]:
+            if self._scan_and_load(last_try=last_try):
+                break
+        for item in self.unreadable:
+            log.warning("skipping %s: %s", item.path, item.reason)
         for view in (*VIEWS, "runs"):
             sql = resources.files("analysis.views").joinpath(f"{view}.sql").read_text()
             self.con.execute(f"CREATE VIEW {view} AS {sql}")
@@ -95,6 +110,25 @@ class Store:
 
     # -- scanning -----------------------------------------------------------------------
 
+    def _scan_and_load(self, *, last_try: bool) -> bool:
+        """List and load every readable segment; False if files vanished meanwhile.
+
+        On the last try, files that vanish are listed as unreadable instead.
+        """
+        self.unreadable = []
+        self.segments = {s: [] for s in Stream}
+        self._last_try = last_try
+        try:
+            self._scan()
+        except _Vanished:
+            return False
+        for stream in Stream:
+            try:
+                self._load(stream, last_try=last_try)
+            except _Vanished:
+                return False
+        return True
+
     def _scan(self) -> None:
         for run_dir in sorted(self.path.iterdir()):
             if run_dir.name.startswith("."):
@@ -102,47 +136,118 @@ class Store:
             if not run_dir.is_dir():
                 self.unreadable.append(Unreadable(run_dir, "a file where a run directory belongs"))
                 continue
-            for entry in sorted(run_dir.iterdir()):
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    stream = Stream(entry.name)
-                except ValueError:
-                    self.unreadable.append(Unreadable(entry, "not a stream of this store"))
-                    continue
-                live, _covered = live_segments(entry)
-                for path in sorted(entry.iterdir()):
-                    if path.name.startswith("."):
-                        continue  # a temporary file being written, or left by a crash
-                    if path not in live and path not in _covered:
-                        self.unreadable.append(Unreadable(path, "not a segment file name"))
-                for path in sorted(live):
-                    reason = _check_segment(path, stream)
-                    if reason:
-                        self.unreadable.append(Unreadable(path, reason))
-                    else:
-                        self.segments[stream].append(path)
-        for item in self.unreadable:
-            log.warning("skipping %s: %s", item.path, item.reason)
+            if not self._scan_run(run_dir):
+                self.unreadable.append(
+                    Unreadable(
+                        run_dir,
+                        "an empty run directory: no segment published yet (a run starting "
+                        "now, or one killed before its first write)",
+                    )
+                )
 
-    def _define_raw_view(self, stream: Stream) -> None:
+    def _scan_run(self, run_dir: Path) -> bool:
+        """Add the run's segments; False when it has nothing at all to read or to skip."""
+        before = len(self.unreadable)
+        found = False
+        for entry in sorted(self._listdir(run_dir)):
+            if entry.name.startswith("."):
+                continue
+            try:
+                stream = Stream(entry.name)
+            except ValueError:
+                self.unreadable.append(Unreadable(entry, "not a stream of this store"))
+                continue
+            named: dict[Path, SegmentName] = {}
+            for path in sorted(self._listdir(entry)):
+                if path.name.startswith("."):
+                    continue  # a temporary file being written, or left by a crash
+                seg = parse_segment_name(path.name)
+                if seg is None:
+                    self.unreadable.append(Unreadable(path, "not a segment file name"))
+                else:
+                    named[path] = seg
+            live, _covered = split_covered(named)  # one listing: never half a compaction
+            for path in sorted(live):
+                try:
+                    reason = _check_segment(path, stream)
+                except _Vanished:
+                    if not self._last_try:
+                        raise
+                    reason = _REMOVED
+                if reason:
+                    self.unreadable.append(Unreadable(path, reason))
+                else:
+                    self.segments[stream].append(path)
+                    found = True
+        return found or len(self.unreadable) > before
+
+    def _create_empty(self, stream: Stream) -> None:
         empty = pa.Table.from_batches([], schema=SCHEMAS[stream])
         # A real (empty, typed) table, not a registered Arrow object: registrations are
         # local to one connection and store.sql() runs on a cursor of its own.
         self.con.register("_arrow_empty", empty)
         self.con.execute(f"CREATE TABLE _empty_{stream.value} AS SELECT * FROM _arrow_empty")
         self.con.unregister("_arrow_empty")
+
+    def _load(self, stream: Stream, *, last_try: bool) -> None:
+        """(Re)create ``raw_<stream>`` from the listed segments.
+
+        Materialised once per open: every rule reads these tables several times, and
+        DuckDB 2.0.1 mis-evaluates `NOT isnan(x)` when it pushes the filter into a
+        Parquet scan (NaN rows survive); filters on a table are evaluated correctly.
+        A file whose footer read well but whose data does not is found by reading the
+        files one by one, and listed as unreadable.
+        """
         files = self.segments[stream]
+        try:
+            self._create_raw(stream, files)
+            return
+        except duckdb.Error:
+            if not files:
+                raise
+        good: list[Path] = []
+        for path in files:
+            try:
+                self.con.execute(f"SELECT count(*) FROM read_parquet({_sql_list([path])})")
+                good.append(path)
+            except duckdb.Error as e:
+                if not path.exists():
+                    if not last_try:
+                        raise _Vanished(path) from e
+                    reason = _REMOVED
+                else:
+                    reason = f"not readable ({type(e).__name__}: {e})"
+                self.unreadable.append(Unreadable(path, reason))
+        self.segments[stream] = good
+        self._create_raw(stream, good)
+
+    def _create_raw(self, stream: Stream, files: list[Path]) -> None:
         body = f"SELECT * FROM _empty_{stream.value}"
         if files:
-            listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
             body += (
-                f" UNION ALL BY NAME SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+                " UNION ALL BY NAME SELECT * FROM "
+                f"read_parquet({_sql_list(files)}, union_by_name = true)"
             )
-        # Materialised once per open: every rule reads these tables several times, and
-        # DuckDB 2.0.1 mis-evaluates `NOT isnan(x)` when it pushes the filter into a
-        # Parquet scan (NaN rows survive); filters on a table are evaluated correctly.
-        self.con.execute(f"CREATE TABLE raw_{stream.value} AS {body}")
+        self.con.execute(f"CREATE OR REPLACE TABLE raw_{stream.value} AS {body}")
+
+    def _listdir(self, directory: Path) -> list[Path]:
+        try:
+            return list(directory.iterdir())
+        except FileNotFoundError as e:
+            if self._last_try:
+                return []  # gone for good: nothing to read there
+            raise _Vanished(directory) from e
+
+
+class _Vanished(Exception):
+    """A listed file or directory disappeared before it was read (a compaction ran)."""
+
+
+_REMOVED = "removed while the store was being read (by a compaction or a cleanup)"
+
+
+def _sql_list(paths: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
 def _check_segment(path: Path, stream: Stream) -> str | None:
@@ -151,6 +256,8 @@ def _check_segment(path: Path, stream: Stream) -> str | None:
         meta = pq.read_metadata(path)
         schema = meta.schema.to_arrow_schema()
     except Exception as e:  # truncated, garbage, permission: all mean "skip and say"
+        if not path.exists():
+            raise _Vanished(path) from e
         return f"not a readable Parquet file ({type(e).__name__}: {e})"
     kv = schema.metadata or {}
     version = kv.get(SCHEMA_VERSION_KEY)

@@ -18,11 +18,20 @@ Example::
 Steps count optimizer steps: after the first ``optimizer.step()`` the step is 1, and
 everything recorded for that iteration (statistics, timing, what ``log()`` gets
 after the step) carries step 1. Without an optimizer, pass ``step=`` to ``log()``.
+
+A run restarted from a checkpoint continues as a new attempt of the same run::
+
+    tel = Collector("runs", resume=run_id, start_step=checkpoint["step"],
+                    model=model, optimizer=optimizer)
+
+One collector per model and optimizer: a second one on the same model or optimizer
+while the first is open raises ``ConfigError`` (its hooks would record everything
+twice). How a run ends when its process does (exit, exception, SIGTERM, SIGKILL)
+is described in ``collector.shutdown``.
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
 import getpass
 import json
@@ -42,15 +51,17 @@ from typing import Any
 
 import torch
 
-from collector import layout
+from collector import layout, shutdown
 from collector.activations import ActivationWatcher, can_create_nonfinite, leaf_modules
 from collector.compaction import compact_run
+from collector.distributed import Placement, placement, shared_run_id
 from collector.errors import ConfigError, StoreError
 from collector.guard import GuardCounters, guarded
 from collector.hooks import HookSet
 from collector.modules import ModelSummary
 from collector.params import ParamWatcher, select_parameters
-from collector.records import Rows, json_safe
+from collector.records import Rows, json_safe, plain_json
+from collector.resume import claim_attempt, last_recorded_step
 from collector.samples import SampleWatcher
 from collector.schema import SCHEMA_VERSION, EventKind, Stream
 from collector.system import StepTimer, peak_host_memory_bytes
@@ -79,6 +90,14 @@ class Collector:
         flush_every_s: at most this many seconds of data are lost if the process dies.
         heartbeat_every_s: how often a live run says so (runs that stop without a final
             event and without heartbeats are reported ``crashed``).
+        resume: the id of an existing run to continue, e.g. after a restart from a
+            checkpoint: this process appends a new attempt to it (nothing written is
+            touched; views keep the latest attempt of each step).
+        start_step: the optimizer step to count from (a checkpoint's step). Default: 0,
+            or when resuming the last step this rank recorded in the run.
+
+    The rank comes from torch.distributed (or the ``RANK`` variable launchers set);
+    see ``collector.distributed`` for how ranks share one run.
     """
 
     def __init__(
@@ -100,8 +119,16 @@ class Collector:
         nan_check: int = 1,
         flush_every_s: float = 2.0,
         heartbeat_every_s: float = 15.0,
+        resume: str | None = None,
+        start_step: int | None = None,
     ) -> None:
         _check_args(name, config, model, optimizer, stats_every, flush_every_s, heartbeat_every_s)
+        _check_optional_int("start_step", start_step)
+        if resume is not None and (
+            not isinstance(resume, str) or not layout.RUN_ID_RE.match(resume)
+        ):
+            raise ConfigError(f"resume must be the id of a run in the store, got {resume!r}")
+        _check_not_watched(model, optimizer)
         for what, value in (
             ("activations_every", activations_every),
             ("samples_every", samples_every),
@@ -126,15 +153,30 @@ class Collector:
         if not os.access(self._root, os.W_OK):
             raise StoreError(f"the store directory {str(self._root)!r} is not writable")
         self._name = name
-        self._run_id, self._run_dir = _claim_run_dir(self._root, name)
+        self._placement = placement()
+        if resume is not None:
+            self._run_id, self._run_dir = resume, _existing_run_dir(self._root, resume)
+        else:
+            run_id = shared_run_id(self._placement, lambda: _claim_run_dir(self._root, name))
+            self._run_id, self._run_dir = run_id, layout.run_dir(self._root, run_id)
+        rank = self._placement.rank
+        try:
+            attempt = claim_attempt(self._run_dir, rank)
+        except OSError as e:
+            where = f"run {self._run_id!r} in {str(self._root)!r}"
+            raise StoreError(f"cannot start {where}: {e}") from e
+        if start_step is None:
+            start_step = last_recorded_step(self._run_dir, rank) if resume is not None else 0
         self._model = model
         self._optimizer = optimizer
-        self._step = 0
+        self._step = start_step
         self._epoch: int | None = None
         self._closed = False
         self._writer = Writer(
             self._root,
             self._run_id,
+            rank=rank,
+            attempt=attempt,
             flush_every_s=flush_every_s,
             heartbeat_every_s=heartbeat_every_s,
         )
@@ -160,13 +202,19 @@ class Collector:
         self._summary_written = model is None
         self._device = watched[0][1].device if watched else torch.device("cpu")
         try:
-            self._event(EventKind.RUN_STARTED, self._start_payload(config, watched))
+            self._event(EventKind.RUN_STARTED, self._start_payload(config, watched, resume))
             self._attach()
         except BaseException:
             self._hooks.remove()
             self._writer.close()
             raise
-        _open_collectors.add(self)
+        # On disk before training starts (one write, a few ms): a run killed in its
+        # first seconds still exists, with a status, instead of an empty directory.
+        self._writer.flush(timeout=5.0)
+        for watched_object in (model, optimizer):
+            if watched_object is not None:
+                _watched[watched_object] = self._run_id
+        shutdown.register(self)
 
     # -- public face -------------------------------------------------------------------
 
@@ -177,6 +225,15 @@ class Collector:
     @property
     def run_dir(self) -> Path:
         return self._run_dir
+
+    @property
+    def rank(self) -> int:
+        return self._writer.rank
+
+    @property
+    def attempt(self) -> int:
+        """0 for a fresh run, then 1, 2... for each ``resume`` of this rank."""
+        return self._writer.attempt
 
     @property
     def step(self) -> int:
@@ -232,6 +289,11 @@ class Collector:
                         f"metric {key!r} is a tensor of shape {tuple(value.shape)}; "
                         "log() takes one number per name (reduce it first, e.g. .mean())"
                     )
+                if value.is_complex() or value.dtype is torch.bool:
+                    raise ConfigError(
+                        f"metric {key!r} is a {value.dtype} tensor; log() takes real numbers "
+                        "(log .real and .imag, or .abs(), of a complex value; .float() of a flag)"
+                    )
                 tensors.append((len(values), value.detach().reshape(())))
                 values.append(math.nan)
             elif isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -239,7 +301,7 @@ class Collector:
             else:
                 raise ConfigError(
                     f"metric {key!r} has a value of type {type(value).__name__}; "
-                    "expected a number or a one-element tensor"
+                    "expected a real number or a one-element tensor"
                 )
             names.append(name)
             splits.append(row_split)
@@ -268,12 +330,15 @@ class Collector:
         self._closed = True
         self._hooks.remove()
         self._sample_hooks.remove()
+        for watched_object in (self._model, self._optimizer):
+            if watched_object is not None and _watched.get(watched_object) == self._run_id:
+                del _watched[watched_object]
         self._write_summary()  # if no optimizer step came after the first forward
         try:
             self._record_origin(self._activations.find_origin())  # the last, unread steps
         except Exception as e:  # never lose the run's ending over a diagnostic
             log.warning("NaN origin check failed at close: %s", e)
-        _open_collectors.discard(self)
+        shutdown.unregister(self)
         if error is None:
             self._event(EventKind.RUN_FINISHED, {"steps": self._step, **self._health()})
         else:
@@ -283,7 +348,9 @@ class Collector:
         try:
             compact_run(self._run_dir, rank=self._writer.rank, attempt=self._writer.attempt)
         except Exception as e:  # the data is on disk either way; compaction is an optimisation
-            log.warning("could not compact run %s (%s); segments left as written", self._run_id, e)
+            # One warning per failing disk: the writer has said so already if it failed too.
+            level = logging.DEBUG if self._writer.warned else logging.WARNING
+            log.log(level, "could not compact run %s (%s); segments kept", self._run_id, e)
 
     def __enter__(self) -> Collector:
         return self
@@ -414,12 +481,29 @@ class Collector:
         }
 
     def _start_payload(
-        self, config: Mapping[str, Any] | None, watched: list[tuple[str, torch.nn.Parameter]]
+        self,
+        config: Mapping[str, Any] | None,
+        watched: list[tuple[str, torch.nn.Parameter]],
+        resume: str | None,
     ) -> dict[str, Any]:
         model = self._model
+        stored, converted = plain_json(dict(config) if config is not None else {})
+        if converted:
+            shown = ", ".join(converted[:8]) + (", ..." if len(converted) > 8 else "")
+            log.warning(
+                "run %s: config values that are not JSON were stored as their repr(): %s",
+                self._run_id,
+                shown,
+            )
+        where: Placement = self._placement
         return {
             "name": self._name,
-            "config": dict(config) if config is not None else {},
+            "config": stored,
+            "rank": where.rank,
+            "world_size": where.world_size,
+            "attempt": self._writer.attempt,
+            "resumed": resume is not None,
+            "start_step": self._step,
             "schema_version": SCHEMA_VERSION,
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -436,7 +520,7 @@ class Collector:
         }
 
 
-def _claim_run_dir(root: Path, name: str | None) -> tuple[str, Path]:
+def _claim_run_dir(root: Path, name: str | None) -> str:
     """Create a fresh run directory; ids carry 32 random bits, a clash just draws again."""
     for _ in range(8):
         run_id = layout.new_run_id(name)
@@ -447,8 +531,36 @@ def _claim_run_dir(root: Path, name: str | None) -> tuple[str, Path]:
             continue
         except OSError as e:
             raise StoreError(f"cannot create the run directory {str(path)!r}: {e}") from e
-        return run_id, path
+        return run_id
     raise StoreError(f"could not find a free run id under {str(root)!r} after 8 tries")
+
+
+def _existing_run_dir(root: Path, run_id: str) -> Path:
+    path = layout.run_dir(root, run_id)
+    if not path.is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        listed = ", ".join(known[-5:]) if known else "none"
+        raise ConfigError(
+            f"resume={run_id!r}: there is no such run in {str(root)!r} "
+            f"(latest runs there: {listed})"
+        )
+    return path
+
+
+# Models and optimizers an open collector has hooks on -> its run id. Weak keys: a
+# model that is garbage-collected is forgotten.
+_watched: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+
+
+def _check_not_watched(*objects: object) -> None:
+    for obj in objects:
+        if obj is not None and obj in _watched:
+            what = "model" if isinstance(obj, torch.nn.Module) else "optimizer"
+            raise ConfigError(
+                f"this {what} is already watched by the open Collector of run "
+                f"{_watched[obj]!r}; close() that one first (two collectors on one "
+                f"{what} would record every statistic twice)"
+            )
 
 
 def _check_count(what: str, value: object) -> None:
@@ -492,15 +604,8 @@ def _check_args(
 ) -> None:
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"name must be a string or None, got {name!r}")
-    if config is not None:
-        if not isinstance(config, Mapping):
-            raise ConfigError(
-                f"config must be a mapping (e.g. a dict), got {type(config).__name__}"
-            )
-        try:
-            json.dumps(dict(config), default=repr)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"config cannot be stored as JSON: {e}") from e
+    if config is not None and not isinstance(config, Mapping):
+        raise ConfigError(f"config must be a mapping (e.g. a dict), got {type(config).__name__}")
     if model is not None and not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -512,17 +617,3 @@ def _check_args(
     for what, value in (("flush_every_s", flush_every_s), ("heartbeat_every_s", heartbeat_every_s)):
         if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
             raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
-
-
-# Runs still open at interpreter exit are closed so that their last seconds of data
-# reach the disk. An uncaught exception has been printed by then and left in
-# sys.last_value, so such a run is recorded as failed, not finished. A weak set: we
-# never keep a collector alive.
-_open_collectors: weakref.WeakSet[Collector] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_open_collectors() -> None:
-    error = getattr(sys, "last_value", None)
-    for collector in list(_open_collectors):
-        collector.close(error=error if isinstance(error, BaseException) else None)

@@ -42,6 +42,13 @@ def live_segments(directory: Path) -> tuple[dict[Path, SegmentName], list[Path]]
             seg = parse_segment_name(path.name)
             if seg is not None:
                 named[path] = seg
+    return split_covered(named)
+
+
+def split_covered(
+    named: dict[Path, SegmentName],
+) -> tuple[dict[Path, SegmentName], list[Path]]:
+    """``(live, covered)`` of segments listed once (``live_segments`` lists the directory)."""
     compacted = [s for s in named.values() if s.compacted]
     live: dict[Path, SegmentName] = {}
     covered: list[Path] = []

@@ -7,7 +7,10 @@ with the envelope filled in. No torch here: values are already on the host.
 
 from __future__ import annotations
 
+import json
 import math
+import numbers
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,3 +103,53 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def plain_json(value: Any, path: str = "config") -> tuple[Any, list[str]]:
+    """``value`` as data ``json.dumps`` takes, and the paths of what had to be repr()'d.
+
+    Mappings become dicts with string keys, lists and tuples lists, numbers (numpy's
+    too) ``int``/``float`` (NaN/Inf kept: ``json_safe`` spells them at write time),
+    ``os.PathLike`` a string. Anything else, a key that is not a plain value, and a
+    container that contains itself become their ``repr`` and are listed, so the
+    caller can say which ones once.
+    """
+    converted: list[str] = []
+    out = _plain(value, path, converted, set())
+    return out, converted
+
+
+def _plain(value: Any, path: str, converted: list[str], active: set[int]) -> Any:
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping | list | tuple):
+        if id(value) in active:
+            converted.append(path)
+            return repr(value)
+        active.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                out: dict[str, Any] = {}
+                for key, item in value.items():
+                    if isinstance(key, str):
+                        name = key
+                    elif key is None or isinstance(key, bool):
+                        name = json.dumps(key)  # what json.dumps itself does with such keys
+                    elif isinstance(key, int | float):
+                        name = str(key)
+                    else:
+                        name = repr(key)
+                        converted.append(f"{path}[{name}]")
+                    out[name] = _plain(item, f"{path}.{name}", converted, active)
+                return out
+            return [_plain(v, f"{path}[{i}]", converted, active) for i, v in enumerate(value)]
+        finally:
+            active.discard(id(value))
+    converted.append(path)
+    return repr(value)

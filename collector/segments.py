@@ -20,9 +20,13 @@ from collector.layout import TMP_PREFIX
 _COMPRESSION = "zstd"
 
 
-def write_segment(table: pa.Table, directory: Path, filename: str) -> Path:
-    """Write ``table`` as ``directory/filename`` atomically and return the path."""
-    directory.mkdir(parents=True, exist_ok=True)
+def write_segment(table: pa.Table, directory: Path, filename: str, *, parents: bool = True) -> Path:
+    """Write ``table`` as ``directory/filename`` atomically and return the path.
+
+    ``directory`` is created if missing; its parents too unless ``parents`` is False
+    (then a missing parent raises ``FileNotFoundError``).
+    """
+    directory.mkdir(parents=parents, exist_ok=True)
     final = directory / filename
     tmp = directory / f"{TMP_PREFIX}{filename}.{os.getpid()}.tmp"
     try:

@@ -2,10 +2,11 @@
 
 The training thread only calls ``put`` (a deque append; a full queue increments a
 drop counter instead of blocking). The thread batches rows per stream and publishes a
-segment per stream every ``flush_every_s`` seconds, when ``max_pending_rows`` rows
-are waiting, on ``flush()`` and on ``close()``. A failed write never propagates:
-its rows are counted as dropped, a warning is logged once, and a ``dropped`` event
-with the counts is written at the next flush that succeeds. The thread also
+segment per stream on a fixed ``flush_every_s`` cadence (so a row waits at most
+``flush_every_s`` plus the time of one write before it is on disk), when
+``max_pending_rows`` rows are waiting, on ``flush()`` and on ``close()``. A failed
+write never propagates: its rows are counted as dropped, a warning is logged once,
+and a ``dropped`` event with the counts is written at the next flush that succeeds. The thread also
 writes a ``heartbeat`` event every ``heartbeat_every_s`` so readers can tell a
 live run from a killed one.
 """
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[pa.Table, Path, str], object]
 """Publishes a table as ``directory/filename``; ``segments.write_segment`` by default."""
+
+
+def _publish(table: pa.Table, directory: Path, filename: str) -> object:
+    # parents=False: a run directory removed under a live run is not silently recreated
+    # (half a run with no run_started); its rows are counted as dropped instead.
+    return write_segment(table, directory, filename, parents=False)
 
 
 class WriterState(str, enum.Enum):
@@ -63,7 +70,7 @@ class Writer:
         heartbeat_every_s: float = 15.0,
         max_queue: int = 10_000,
         max_pending_rows: int = 200_000,
-        sink: Sink = write_segment,
+        sink: Sink | None = None,
     ) -> None:
         self.root = root
         self.run_id = run_id
@@ -72,13 +79,15 @@ class Writer:
         self.flush_every_s = flush_every_s
         self.heartbeat_every_s = heartbeat_every_s
         self.max_pending_rows = max_pending_rows
-        self._sink = sink
+        self._sink = sink or _publish
         self._items: collections.deque[object] = collections.deque()
         self._max_queue = max_queue
         self._wake_at = max(1, max_queue // 2)
         self._wake = threading.Event()
         self._queued_rows = 0
-        self._lock = threading.Lock()
+        # Re-entrant: a SIGTERM handler (collector.shutdown) may close the writer from the
+        # training thread while that thread holds the lock in put().
+        self._lock = threading.RLock()
         self._state = WriterState.ACTIVE
         # Counters. `_overflow_rows` is touched by the training thread (under the lock),
         # everything else only by the writer thread.
@@ -86,7 +95,7 @@ class Writer:
         self._failed_rows = 0
         self._unrecorded_drops: dict[str, int] = {}
         self._last_error: str | None = None
-        self._warned = False
+        self._warned: set[str] = set()  # "io", "queue": one warning each per writer
         self.rows_written = 0
         self.rows_dropped = 0
         self.segments_written = 0
@@ -95,6 +104,7 @@ class Writer:
         self._last_step = 0
         self._pending: dict[Stream, list[Rows]] = {}
         self._pending_rows = 0
+        (root / run_id).mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(
             target=self._run, name=f"telemetry-writer-{run_id}-{rank}", daemon=True
         )
@@ -105,6 +115,11 @@ class Writer:
     @property
     def state(self) -> WriterState:
         return self._state
+
+    @property
+    def warned(self) -> bool:
+        """Whether this writer has already warned about dropped rows."""
+        return bool(self._warned)
 
     def put(self, rows: Rows) -> bool:
         """Queue ``rows`` without blocking; False (and counted as dropped) if not accepted.
@@ -132,7 +147,10 @@ class Writer:
         return False
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Publish everything queued so far; True when done within ``timeout``."""
+        """Publish everything queued so far; True when done within ``timeout``.
+
+        ``timeout=0`` asks for a flush without waiting for it.
+        """
         if self._state is not WriterState.ACTIVE:
             return False
         request = _Flush()
@@ -140,12 +158,14 @@ class Writer:
         self._wake.set()
         # Wait in slices so a writer thread that dies meanwhile does not cost the full timeout.
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not request.done.wait(0.05):
+        while True:
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if request.done.wait(max(0.0, left)):
+                return True
             if not self._thread.is_alive():
                 return False
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-        return True
 
     def close(self, timeout: float | None = 60.0) -> None:
         """Drain the queue, publish the last segments and stop the thread. Idempotent."""
@@ -186,10 +206,13 @@ class Writer:
             if now >= next_heartbeat:
                 self._add(self._event(EventKind.HEARTBEAT, {}))
                 next_heartbeat = now + self.heartbeat_every_s
-            due = now >= next_flush or self._pending_rows >= self.max_pending_rows
-            if due or requests or closing:
+            due = now >= next_flush
+            if due or requests or closing or self._pending_rows >= self.max_pending_rows:
                 self._flush()
-                next_flush = time.monotonic() + self.flush_every_s
+            if due:
+                # A fixed cadence, not "flush_every_s after the last write ended": a row
+                # waits at most one interval before it is taken, whatever writes took.
+                next_flush = max(next_flush + self.flush_every_s, time.monotonic())
             for request in requests:
                 request.done.set()
             if closing:
@@ -229,6 +252,15 @@ class Writer:
             overflow, self._overflow_rows = self._overflow_rows, 0
         if overflow:
             self._count_drop("queue_full", overflow)
+            self._warn_once(
+                "queue",
+                "telemetry of run %s is produced faster than it can be written: %d rows "
+                "dropped (queue of %d batches full); training continues, drops are counted "
+                "in a 'dropped' event",
+                self.run_id,
+                overflow,
+                self._max_queue,
+            )
         reported = dict(self._unrecorded_drops)
         if reported:
             payload = {
@@ -256,16 +288,17 @@ class Writer:
             except Exception as e:  # I/O or a producer bug: count, warn once, go on
                 self._count_drop(type(e).__name__, n)
                 self._last_error = f"{type(e).__name__}: {e}"
-                if not self._warned:
-                    self._warned = True
-                    log.warning(
-                        "telemetry could not write %d %s rows of run %s (%s); training "
-                        "continues and dropped rows are counted in a 'dropped' event",
-                        n,
-                        stream.value,
-                        self.run_id,
-                        self._last_error,
-                    )
+                self._warn_once(
+                    "io",
+                    "telemetry could not write %d %s rows of run %s to %s (%s); training "
+                    "continues, rows that cannot be written are counted and recorded in a "
+                    "'dropped' event once the store is writable again",
+                    n,
+                    stream.value,
+                    self.run_id,
+                    self.root,
+                    self._last_error,
+                )
                 continue
             self._next_seq += n
             self._next_segment += 1
@@ -278,6 +311,11 @@ class Writer:
                         self._unrecorded_drops[reason] = left
                     else:
                         self._unrecorded_drops.pop(reason, None)
+
+    def _warn_once(self, kind: str, message: str, *args: object) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning(message, *args)
 
     def _count_drop(self, reason: str, n: int) -> None:
         self.rows_dropped += n
