@@ -11,11 +11,17 @@ to find:
     exploding   the CNN on raw 0-16 pixel values (no input normalisation), LeakyReLU,
                 a large SGD step with momentum: gradients grow, then overflow to NaN
 
+After training, the healthy CNN's export formats are benchmarked into its run
+(``collector.export``: TorchScript, torch.export, ONNX Runtime, int8, pruned, bf16),
+with the validation accuracy of each; ``train_and_benchmark`` does only that run
+(``telemetry export-bench --demo``).
+
 The digits (1,797 8x8 images) ship inside scikit-learn: nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +242,35 @@ def train(
     progress: Progress | None = None,
 ) -> str:
     """Train one scenario with the collector attached; return its run id."""
+    with _trained(scenario, root, data=data, seed=seed, progress=progress) as (model, tel, val):
+        if scenario.export_bench:
+            export_benchmark(model, tel, *val, progress=progress)
+        return tel.run_id
+
+
+def train_and_benchmark(
+    root: Path, *, seed: int = 0, progress: Progress | None = None, **options: Any
+) -> ExportBenchmark:
+    """Train the healthy demo CNN into ``root``, then benchmark its exports into that run.
+
+    ``options`` go to ``collector.export.benchmark`` (formats, batch_sizes, repeats...).
+    """
+    scenario = SCENARIOS[0]
+    data = load_digits_tensors(seed)
+    with _trained(scenario, root, data=data, seed=seed, progress=progress) as (model, tel, val):
+        return export_benchmark(model, tel, *val, progress=progress, **options)
+
+
+@contextlib.contextmanager
+def _trained(
+    scenario: Scenario,
+    root: Path,
+    *,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    seed: int,
+    progress: Progress | None,
+) -> Iterator[tuple[nn.Module, Collector, tuple[torch.Tensor, torch.Tensor]]]:
+    """The trained model, its still-open collector and the (scaled) validation set."""
     torch.manual_seed(seed)
     x_train, y_train, x_val, y_val = data
     x_train, x_val = x_train * scenario.input_scale, x_val * scenario.input_scale
@@ -270,9 +305,7 @@ def train(
                     f"step {tel.step:>4}  train loss {float(loss.detach()):8.4f}  "
                     f"val loss {float(val_loss):8.4f}  val acc {float(val_acc):.3f}"
                 )
-        if scenario.export_bench:
-            export_benchmark(model, tel, x_val, y_val, progress=progress)
-        return tel.run_id
+        yield model, tel, (x_val, y_val)
 
 
 def export_benchmark(
