@@ -1,7 +1,8 @@
 """What the report reads from a store: the only module of ``reports`` that talks to analysis.
 
 All SQL text of the report lives here, as queries over the store's views
-(``scalars``, ``tensors``, ``modules``, ``activations``, ``samples``, ``events``),
+(``scalars``, ``tensors``, ``modules``, ``activations``, ``samples``, ``events``,
+``exports``),
 one run at a time. The results are shaped into small frames that the chart
 functions draw without further thought:
 
@@ -115,6 +116,18 @@ WHERE run_id = $run_id AND kind = 'nonfinite_origin'
 ORDER BY step, attempt, seq
 """
 
+# The run's latest export benchmark (a run benchmarked twice shows its last one), as
+# written: one row per format and batch size, and one per format that failed outright.
+_EXPORTS = """
+SELECT format, batch_size, status, error, latency_p50_ms, latency_p90_ms, throughput,
+       size_bytes, load_time_ms, max_abs_diff, max_rel_diff, metric_name, metric_value,
+       sparsity, device, threads, env, step
+FROM exports
+WHERE run_id = $run_id
+QUALIFY dense_rank() OVER (ORDER BY step DESC, attempt DESC, rank) = 1
+ORDER BY seq
+"""
+
 MAX_SAMPLED_MODULES = 6
 """Sampled tensors (module x feature maps/filters) drawn per run, filters first."""
 
@@ -142,6 +155,8 @@ class RunData:
     samples_left_out: int = 0
     """Sampled module/kind pairs beyond ``MAX_SAMPLED_MODULES``."""
     nan_origin: NanOrigin | None = None
+    exports: pl.DataFrame | None = None
+    """The latest export benchmark's rows (the ``exports`` view's columns), in written order."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +241,7 @@ def _run_data(store: Store, run_id: str, name: str, *, max_points: int) -> RunDa
         samples=sample_sets,
         samples_left_out=left_out,
         nan_origin=_nan_origin(store, run_id),
+        exports=_exports(store, run_id),
     )
 
 
@@ -277,6 +293,11 @@ def _samples(store: Store, run_id: str) -> tuple[list[SampleSet], int]:
         for g in drawn
     ]
     return sets, len(groups) - len(drawn)
+
+
+def _exports(store: Store, run_id: str) -> pl.DataFrame | None:
+    rows = store.sql(_EXPORTS, {"run_id": run_id})
+    return rows if rows.height else None
 
 
 def _nan_origin(store: Store, run_id: str) -> NanOrigin | None:

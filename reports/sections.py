@@ -3,10 +3,11 @@
 ``build`` turns ``reports.data.ReportData`` into a ``Page``: header facts, findings
 grouped per run (worst first, as the diagnosis sorted them), the runs table, and
 chart blocks (``reports.blocks``: a Vega-Lite spec plus the sentences under it),
-and the sections about the model's inside (``reports.internals``: summary table,
-activations, feature maps and filters, NaN origin). A section or a run without
-data gets no block; the run names that lacked it are listed instead, so an absent
-chart is never mistaken for a clean one.
+the sections about the model's inside (``reports.internals``: summary table,
+activations, feature maps and filters, NaN origin), and the export benchmarks
+(``reports.exports``). A section or a run without data gets no block; the run
+names that lacked it are listed instead, so an absent chart is never mistaken for
+a clean one.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from reports import internals
+from reports import exports, internals
 from reports.blocks import RunCharts, display_name, series_chart
 from reports.data import ReportData, RunData
+from reports.exports import RunExports
 from reports.internals import ModelTable, OriginBox, RunImages
 
 log = logging.getLogger(__name__)
@@ -95,10 +97,13 @@ class Page:
     without_models: list[str] = field(default_factory=list)
     without_activations: list[str] = field(default_factory=list)
     without_images: list[str] = field(default_factory=list)
+    exports: list[RunExports] = field(default_factory=list)
+    without_exports: list[str] = field(default_factory=list)
 
     @property
     def has_charts(self) -> bool:
-        return bool(self.curves or self.gradients or self.activations or self.images)
+        drawn = self.curves or self.gradients or self.activations or self.images
+        return bool(drawn) or any(e.chart for e in self.exports)
 
 
 def build(data: ReportData, *, title: str | None = None) -> Page:
@@ -111,6 +116,7 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
     acts = [internals.activation_charts(run, ids) for run in runs]
     images = [internals.image_blocks(run, ids) for run in runs]
     origins = [internals.origin_box(run, i) for i, run in enumerate(runs, start=1)]
+    benchmarks = [exports.export_block(r, data.findings.get(r.run_id, []), ids) for r in runs]
     return Page(
         header=Header(
             title=title or "Training report",
@@ -135,6 +141,12 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
         ],
         without_activations=[a.name for a in acts if not a.charts],
         without_images=[i.name for i in images if not i.blocks],
+        exports=[b for b in benchmarks if b is not None],
+        without_exports=[
+            display_name(r.name, r.run_id)
+            for r, b in zip(runs, benchmarks, strict=True)
+            if b is None
+        ],
     )
 
 
