@@ -177,10 +177,18 @@ class RunBuilder:
             self._add(Stream.ACTIVATIONS, s, None, row)
         return self
 
-    def system(self, step_times: Sequence[float], data_times: Sequence[float]) -> RunBuilder:
-        for i, (t, d) in enumerate(zip(step_times, data_times, strict=True), start=1):
+    def system(
+        self,
+        step_times: Sequence[float],
+        data_times: Sequence[float],
+        *,
+        steps: Sequence[int] | None = None,
+    ) -> RunBuilder:
+        """One ``system`` row per step (steps 1, 2, ... unless given); compute is the rest."""
+        steps = list(steps) if steps is not None else list(range(1, len(step_times) + 1))
+        for s, t, d in zip(steps, step_times, data_times, strict=True):
             cols = {"step_time_s": [t], "data_time_s": [d], "compute_time_s": [t - d]}
-            self._add(Stream.SYSTEM, i, None, cols)
+            self._add(Stream.SYSTEM, s, None, cols)
         return self
 
     def finish(self) -> RunBuilder:

@@ -16,16 +16,16 @@ from tests.builders import RunBuilder
 Case = Callable[[Path], RunBuilder]
 
 
-def _noisy(values: list[float], rel: float = 0.05, seed: int = 0) -> list[float]:
+def noisy(values: list[float], rel: float = 0.05, seed: int = 0) -> list[float]:
     rng = random.Random(seed)
     return [v * (1 + rng.uniform(-rel, rel)) for v in values]
 
 
-def _train_curve(n: int = 100, start: float = 2.0, end: float = 0.05) -> list[float]:
-    return _noisy([end + (start - end) * math.exp(-4 * i / n) for i in range(n)])
+def train_curve(n: int = 100, start: float = 2.0, end: float = 0.05) -> list[float]:
+    return noisy([end + (start - end) * math.exp(-4 * i / n) for i in range(n)])
 
 
-def _with_val(run: RunBuilder, val: list[float], every: int = 10) -> RunBuilder:
+def with_val(run: RunBuilder, val: list[float], every: int = 10) -> RunBuilder:
     steps = [every * (i + 1) for i in range(len(val))]
     return run.scalars("loss", "val", val, steps=steps, epochs=list(range(len(val))))
 
@@ -52,44 +52,66 @@ def cnn_activations(run: RunBuilder, dead: dict[str, list[float]] | None = None)
     ]
     n = len(SAMPLED)
     for depth, (module, kind) in enumerate(layers):
-        std = _noisy([0.8] * n, 0.2, seed=depth)
+        std = noisy([0.8] * n, 0.2, seed=depth)
         if kind == "ReLU":
-            frac = (dead or {}).get(module) or _noisy([0.05] * n, 0.5, seed=depth)
+            frac = (dead or {}).get(module) or noisy([0.05] * n, 0.5, seed=depth)
             run.activations(module, kind, SAMPLED, std=std, zero_frac=0.5, dead_frac=frac)
         else:
             run.activations(module, kind, SAMPLED, std=std)
     return run
 
 
+def acc_curve(n: int = 100, start: float = 0.1, end: float = 0.97, seed: int = 0) -> list[float]:
+    """Per-batch training accuracy rising like ``train_curve`` falls (noisy, <= 1)."""
+    rng = random.Random(seed)
+    return [
+        min(1.0, end - (end - start) * math.exp(-4 * i / n) + rng.uniform(-0.03, 0.03))
+        for i in range(n)
+    ]
+
+
+def epochs_of(n: int, per_epoch: int = 10) -> list[int | None]:
+    """The epoch of each of ``n`` consecutive training points."""
+    return [i // per_epoch for i in range(n)]
+
+
 def healthy(root: Path) -> RunBuilder:
-    """Falls smoothly, validation follows; gradients steady across five layers; a CNN's
-    activations keep their scale with depth and only a few ReLU units are dead."""
+    """Falls smoothly, validation follows, accuracy rises on both splits at a constant
+    learning rate; gradients steady across five layers whose weights move ~1e-3 of
+    their norm per step; a CNN's activations keep their scale with depth and only a
+    few ReLU units are dead; data loading takes ~10% of a step."""
     run = RunBuilder(root, "healthy", config={"lr": 1e-3})
-    run.scalars("loss", "train", _train_curve())
-    _with_val(run, [1.8, 1.2, 0.8, 0.5, 0.35, 0.25, 0.2, 0.17, 0.15, 0.14])
+    run.scalars("loss", "train", train_curve())
+    run.scalars("acc", "train", acc_curve(), epochs=epochs_of(100))
+    run.scalars("lr", "train", [1e-3] * 100)
+    with_val(run, [1.8, 1.2, 0.8, 0.5, 0.35, 0.25, 0.2, 0.17, 0.15, 0.14])
+    val_acc = [0.45, 0.62, 0.74, 0.82, 0.87, 0.9, 0.92, 0.93, 0.94, 0.945]
+    run.scalars("acc", "val", val_acc, steps=[10 * (i + 1) for i in range(10)])
     for depth, scale in enumerate([0.8, 1.2, 0.6, 1.0, 0.9]):
-        run.tensors(f"layer{depth}.weight", "grad", _noisy([scale] * 40, 0.3, seed=depth))
+        run.tensors(f"layer{depth}.weight", "grad", noisy([scale] * 40, 0.3, seed=depth))
         run.tensors(f"layer{depth}.weight", "weight", [5.0] * 40)
+        run.tensors(f"layer{depth}.weight", "update", noisy([5e-3] * 40, 0.5, seed=depth))
     cnn_activations(run)
+    run.system(noisy([0.1] * 100, 0.2, seed=1), noisy([0.01] * 100, 0.5, seed=2))
     return run.finish()
 
 
 def overfitting(root: Path) -> RunBuilder:
     run = RunBuilder(root, "overfit")
-    run.scalars("loss", "train", _train_curve(end=0.001))
-    return _with_val(
+    run.scalars("loss", "train", train_curve(end=0.001))
+    return with_val(
         run, [2.0, 1.5, 1.0, 0.8, 0.7, 0.75, 0.85, 0.95, 1.05, 1.15, 1.25], every=9
     ).finish()
 
 
 def loss_not_decreasing(root: Path) -> RunBuilder:
     run = RunBuilder(root, "flat")
-    return run.scalars("loss", "train", _noisy([2.3] * 80, 0.02)).finish()
+    return run.scalars("loss", "train", noisy([2.3] * 80, 0.02)).finish()
 
 
 def divergence(root: Path) -> RunBuilder:
     run = RunBuilder(root, "diverged")
-    values = _train_curve(60)[:40] + [5.0, 40.0, 900.0, math.inf] + [math.nan] * 16
+    values = train_curve(60)[:40] + [5.0, 40.0, 900.0, math.inf] + [math.nan] * 16
     return run.scalars("loss", "train", values).fail("FloatingPointError", "loss is NaN")
 
 
@@ -102,17 +124,17 @@ def nonfinite(root: Path) -> RunBuilder:
 
 def vanishing_gradients(root: Path) -> RunBuilder:
     run = RunBuilder(root, "vanishing")
-    run.scalars("loss", "train", _noisy([2.3] * 40, 0.01))
+    run.scalars("loss", "train", noisy([2.3] * 40, 0.01))
     for depth, scale in enumerate([1e-11, 1e-8, 1e-5, 1e-2, 0.5]):
-        run.tensors(f"layer{depth}.weight", "grad", _noisy([scale] * 40, 0.2, seed=depth))
+        run.tensors(f"layer{depth}.weight", "grad", noisy([scale] * 40, 0.2, seed=depth))
         run.tensors(f"layer{depth}.weight", "weight", [4.0] * 40)
     return run.finish()
 
 
 def exploding_gradients(root: Path) -> RunBuilder:
     run = RunBuilder(root, "exploding")
-    norms = _noisy([1.0] * 30, 0.3) + [3.0, 20.0, 150.0, 2e3, 5e4, math.inf]
-    run.scalars("loss", "train", _train_curve(36))
+    norms = noisy([1.0] * 30, 0.3) + [3.0, 20.0, 150.0, 2e3, 5e4, math.inf]
+    run.scalars("loss", "train", train_curve(36))
     run.tensors("fc.weight", "grad", norms)
     return run.finish()
 
@@ -120,18 +142,18 @@ def exploding_gradients(root: Path) -> RunBuilder:
 def dead_relu(root: Path) -> RunBuilder:
     """The hidden ReLU loses 70% of its units after step 20 and never recovers."""
     run = RunBuilder(root, "dead")
-    run.scalars("loss", "train", _train_curve())
-    dying = [0.05, 0.3] + _noisy([0.7] * (len(SAMPLED) - 2), 0.05, seed=7)
+    run.scalars("loss", "train", train_curve())
+    dying = [0.05, 0.3] + noisy([0.7] * (len(SAMPLED) - 2), 0.05, seed=7)
     return cnn_activations(run, dead={"classifier.2": dying}).finish()
 
 
 def saturated_activations(root: Path) -> RunBuilder:
     """A tanh MLP whose hidden units drift into saturation; its linear head is the output."""
     run = RunBuilder(root, "saturated")
-    run.scalars("loss", "train", _train_curve())
+    run.scalars("loss", "train", train_curve())
     n = len(SAMPLED)
     for i in range(3):
-        sat = _noisy([0.05] * n, 0.3, seed=i) if i < 2 else [0.1, 0.3] + [0.75] * (n - 2)
+        sat = noisy([0.05] * n, 0.3, seed=i) if i < 2 else [0.1, 0.3] + [0.75] * (n - 2)
         run.activations(f"net.{2 * i}", "Linear", SAMPLED, std=1.0)
         run.activations(f"net.{2 * i + 1}", "Tanh", SAMPLED, std=0.6, saturated_frac=sat)
     run.activations("net.6", "Linear", SAMPLED, std=1.0)
@@ -141,13 +163,98 @@ def saturated_activations(root: Path) -> RunBuilder:
 def poor_initialization(root: Path) -> RunBuilder:
     """Default-initialised deep ReLU MLP: each Linear+ReLU block shrinks the std ~3x."""
     run = RunBuilder(root, "poor-init")
-    run.scalars("loss", "train", _train_curve())
+    run.scalars("loss", "train", train_curve())
     steps = SAMPLED[:4]
     for i in range(6):
         std = 0.35**i
-        run.activations(f"net.{2 * i}", "Linear", steps, std=_noisy([std] * 4, 0.1, seed=i))
+        run.activations(f"net.{2 * i}", "Linear", steps, std=noisy([std] * 4, 0.1, seed=i))
         run.activations(f"net.{2 * i + 1}", "ReLU", steps, std=0.6 * std, dead_frac=0.1)
     return run.finish()
+
+
+def underfitting(root: Path) -> RunBuilder:
+    """Learns a little, then levels off at ~70% of its starting loss with validation
+    right behind and training accuracy ~0.4: the model is too small for the task."""
+    run = RunBuilder(root, "underfit")
+    run.scalars("loss", "train", noisy([1.5 + 0.8 * math.exp(-5 * i / 100) for i in range(100)]))
+    run.scalars("acc", "train", acc_curve(start=0.1, end=0.42), epochs=epochs_of(100))
+    val = [1.56 + 0.8 * math.exp(-5 * (i + 1) / 10) for i in range(10)]
+    return with_val(run, val).finish()
+
+
+def loss_spike(root: Path) -> RunBuilder:
+    """A healthy curve that jumps ~4x at step 61 (2.5x at 62) and is back by step 63."""
+    run = RunBuilder(root, "spike")
+    values = train_curve()
+    values[60], values[61] = 4 * values[59], 2.5 * values[59]
+    return run.scalars("loss", "train", values).finish()
+
+
+def loss_oscillation(root: Path) -> RunBuilder:
+    """Comes down at first, then bounces +-40% around a level of ~1 (a learning rate
+    too large to settle)."""
+    run = RunBuilder(root, "oscillating")
+    rng = random.Random(3)
+    values = [
+        (1.0 + 1.3 * math.exp(-8 * i / 120)) * (1 + 0.4 * (-1) ** i * rng.uniform(0.5, 1.0))
+        for i in range(120)
+    ]
+    return run.scalars("loss", "train", values).finish()
+
+
+def accuracy_plateau(root: Path) -> RunBuilder:
+    """Validation accuracy climbs to ~0.6 in five evaluations and stays there for
+    fifteen more; the learning rate was cut 100x at step 46, just before."""
+    run = RunBuilder(root, "acc-plateau")
+    run.scalars("loss", "train", noisy([1.2 + 1.1 * math.exp(-i / 30) for i in range(200)]))
+    run.scalars("lr", "train", [0.1 if s <= 45 else 1e-3 for s in range(1, 201)])
+    val = [0.2, 0.35, 0.48, 0.56, 0.6] + noisy([0.6] * 15, 0.004, seed=5)
+    run.scalars("acc", "val", val, steps=[10 * (i + 1) for i in range(20)])
+    train = noisy([0.62] * 200, 0.03, seed=6)
+    return run.scalars("acc", "train", train, epochs=epochs_of(200)).finish()
+
+
+def param_stats(run: RunBuilder, ratios: dict[str, float], steps: int = 40) -> RunBuilder:
+    """Parameters in depth order with steady gradients, weights of norm 5 and updates of
+    ``ratio`` times that norm (0: the weight never moves)."""
+    for depth, (param, ratio) in enumerate(ratios.items()):
+        run.tensors(param, "grad", noisy([0.5] * steps, 0.3, seed=depth))
+        run.tensors(param, "weight", [5.0] * steps)
+        run.tensors(param, "update", noisy([5.0 * ratio] * steps, 0.3, seed=depth))
+    return run
+
+
+def update_ratio(root: Path) -> RunBuilder:
+    """Two layers move ~30% of their norm every step: a learning rate ~100x too large."""
+    run = RunBuilder(root, "update-ratio")
+    run.scalars("loss", "train", train_curve(40))
+    ratios = {"fc1.weight": 1e-3, "fc1.bias": 2e-3, "fc2.weight": 0.3, "fc2.bias": 0.5}
+    return param_stats(run, ratios).finish()
+
+
+def stalled_parameters(root: Path) -> RunBuilder:
+    """The head gets gradients but its weights never change: it is not in the optimizer."""
+    run = RunBuilder(root, "stalled")
+    run.scalars("loss", "train", train_curve(40))
+    ratios = {"body.weight": 1e-3, "body.bias": 1e-3, "head.weight": 0.0, "head.bias": 0.0}
+    return param_stats(run, ratios).finish()
+
+
+def unused_parameters(root: Path) -> RunBuilder:
+    """An auxiliary layer built in __init__ but never called: weight rows, no gradients."""
+    run = RunBuilder(root, "unused")
+    run.scalars("loss", "train", train_curve(40))
+    param_stats(run, {"fc1.weight": 1e-3, "fc2.weight": 1e-3})
+    run.tensors("aux.weight", "weight", [3.0] * 40)
+    run.tensors("aux.weight", "update", [0.0] * 40)
+    return run.finish()
+
+
+def data_bottleneck(root: Path) -> RunBuilder:
+    """Each 0.2 s step waits ~0.14 s for its batch (a single-process DataLoader)."""
+    run = RunBuilder(root, "data-bound")
+    run.scalars("loss", "train", train_curve(60))
+    return run.system(noisy([0.2] * 60, 0.1), noisy([0.14] * 60, 0.15, seed=1)).finish()
 
 
 POSITIVE: dict[str, Case] = {
@@ -161,6 +268,14 @@ POSITIVE: dict[str, Case] = {
     "dead_relu": dead_relu,
     "saturated_activations": saturated_activations,
     "poor_initialization": poor_initialization,
+    "underfitting": underfitting,
+    "loss_spike": loss_spike,
+    "loss_oscillation": loss_oscillation,
+    "accuracy_plateau": accuracy_plateau,
+    "update_ratio": update_ratio,
+    "stalled_parameters": stalled_parameters,
+    "unused_parameters": unused_parameters,
+    "data_bottleneck": data_bottleneck,
 }
 """A run each rule must flag."""
 
