@@ -36,7 +36,6 @@ import logging
 import os
 import platform
 import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -50,40 +49,16 @@ from collector import export_formats as formats_
 from collector import export_measure as measure
 from collector.collector import Collector
 from collector.errors import ConfigError
+from collector.export_measure import ExportResult
 from collector.records import json_safe
 from collector.schema import ExportStatus, Stream
 
+__all__ = ["ExportBenchmark", "ExportResult", "benchmark", "environment"]
+
 log = logging.getLogger(__name__)
 
-MAX_ERROR_CHARS = 2000
 _PARITY_ROWS = 64
 """Rows of the fixed parity batch: the first of ``eval_data``'s when it is given."""
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """One row of the ``exports`` stream: a format at one batch size (see collector.schema)."""
-
-    format: str
-    batch_size: int | None
-    status: ExportStatus
-    error: str | None = None
-    latency_p50_ms: float | None = None
-    latency_p90_ms: float | None = None
-    throughput: float | None = None
-    size_bytes: int | None = None
-    load_time_ms: float | None = None
-    max_abs_diff: float | None = None
-    max_rel_diff: float | None = None
-    metric_name: str | None = None
-    metric_value: float | None = None
-    sparsity: float | None = None
-    device: str | None = None
-    threads: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == ExportStatus.OK
 
 
 @dataclass(frozen=True)
@@ -159,7 +134,7 @@ def benchmark(
         torch.set_num_threads(threads)
         model.eval()
         reference = measure.outputs(model, parity_batch)
-        bench = _FormatBench(
+        bench = measure.FormatBench(
             model=model,
             # Exported with >= 2 rows: torch.export specialises a batch of 1 to a constant.
             export_inputs=measure.tile(inputs, max(2, int(inputs[0].shape[0]))),
@@ -189,85 +164,6 @@ def benchmark(
         else:
             sink.flush()
     return ExportBenchmark(sink.run_id, results, env)
-
-
-@dataclass(frozen=True)
-class _FormatBench:
-    """Everything shared by the formats of one benchmark; ``one_format`` measures one."""
-
-    model: nn.Module
-    export_inputs: measure.Batch
-    timing_inputs: dict[int, measure.Batch]
-    parity_batch: measure.Batch
-    reference: list[torch.Tensor]
-    batches: list[tuple[measure.Batch, torch.Tensor]] | None
-    metric_name: str | None
-    metric: measure.Metric | None
-    warmup: int
-    repeats: int
-    threads: int
-    device: torch.device
-
-    def one_format(self, fmt: str, work: Path) -> list[ExportResult]:
-        base = ExportResult(
-            fmt, None, ExportStatus.FAILED, device=str(self.device), threads=self.threads
-        )
-        # Exporters warn a lot (deprecations, tracer notes): logged, never raised, so that
-        # an application's warning filters cannot turn a warning into a failed format.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                ctx = formats_.Context(work, self.device, self.threads)
-                loaded = formats_.lookup(fmt)(self.model, self.export_inputs, ctx)
-                base = dataclasses.replace(
-                    base,
-                    size_bytes=loaded.size_bytes,
-                    load_time_ms=loaded.load_time_ms,
-                    sparsity=loaded.sparsity,
-                    device=str(loaded.device),
-                )
-                base = self._quality(loaded, base)
-            except Exception as e:
-                log.info("export format %s failed: %s", fmt, _describe(e))
-                rows = [dataclasses.replace(base, error=_describe(e))]
-            else:
-                rows = [self._latency(loaded, base, b, x) for b, x in self.timing_inputs.items()]
-        for w in caught:
-            log.debug("export format %s warned: %s", fmt, w.message)
-        return rows
-
-    def _quality(self, loaded: formats_.Loaded, base: ExportResult) -> ExportResult:
-        on_device = tuple(x.to(loaded.device) for x in self.parity_batch)
-        abs_diff, rel_diff = measure.parity(measure.outputs(loaded.run, on_device), self.reference)
-        base = dataclasses.replace(base, max_abs_diff=abs_diff, max_rel_diff=rel_diff)
-        if self.batches is None or self.metric is None:
-            return base
-        value = measure.evaluate(loaded.run, self.batches, self.metric, device=loaded.device)
-        return dataclasses.replace(base, metric_name=self.metric_name, metric_value=value)
-
-    def _latency(
-        self, loaded: formats_.Loaded, base: ExportResult, batch_size: int, inputs: measure.Batch
-    ) -> ExportResult:
-        row = dataclasses.replace(base, batch_size=batch_size)
-        try:
-            on_device = tuple(x.to(loaded.device) for x in inputs)
-            latency = measure.time_calls(
-                loaded.run,
-                on_device,
-                warmup=self.warmup,
-                repeats=self.repeats,
-                device=loaded.device,
-            )
-        except Exception as e:
-            log.info("format %s at batch size %d failed: %s", base.format, batch_size, e)
-            return dataclasses.replace(row, error=_describe(e))
-        return dataclasses.replace(
-            row,
-            status=ExportStatus.OK,
-            latency_p50_ms=latency.p50_ms,
-            latency_p90_ms=latency.p90_ms,
-            throughput=latency.throughput,
-        )
 
 
 def environment(
@@ -431,11 +327,6 @@ def _device_of(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
-
-
-def _describe(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}".strip()
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _version(package: str) -> str | None:

@@ -1,8 +1,9 @@
 """What an export benchmark measures on a loaded format: latency, parity, the task metric.
 
 Every format is measured the same way, on the same inputs (same values, dtype and
-device), with the same thread count: ``collector.export`` sets that up once and
-calls these functions per format.
+device), with the same thread count: ``collector.export`` sets that up once in a
+``FormatBench``, whose ``one_format`` builds a format (``collector.export_formats``)
+and turns what it measures into ``ExportResult`` rows, one per batch size.
 
 * Latency: ``warmup`` untimed calls, then ``repeats`` timed ones; p50 and p90 of the
   per-call wall time (``time.perf_counter``; on CUDA each call is synchronised, so a
@@ -16,17 +17,55 @@ calls these functions per format.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from collector import export_formats
+from collector.schema import ExportStatus
+
+log = logging.getLogger(__name__)
 
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
 Batch = tuple[torch.Tensor, ...]
+
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One row of the ``exports`` stream: a format at one batch size (see collector.schema)."""
+
+    format: str
+    batch_size: int | None
+    status: ExportStatus
+    error: str | None = None
+    latency_p50_ms: float | None = None
+    latency_p90_ms: float | None = None
+    throughput: float | None = None
+    size_bytes: int | None = None
+    load_time_ms: float | None = None
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    metric_name: str | None = None
+    metric_value: float | None = None
+    sparsity: float | None = None
+    device: str | None = None
+    threads: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == ExportStatus.OK
 
 
 @dataclass(frozen=True)
@@ -150,6 +189,90 @@ def eval_batches(eval_data: Any, *, chunk: int) -> list[tuple[Batch, torch.Tenso
             )
         batches.append((_as_batch(item[0]), item[1]))
     return batches
+
+
+@dataclass(frozen=True)
+class FormatBench:
+    """Everything shared by the formats of one benchmark; ``one_format`` measures one."""
+
+    model: nn.Module
+    export_inputs: Batch
+    timing_inputs: dict[int, Batch]
+    parity_batch: Batch
+    reference: list[torch.Tensor]
+    batches: list[tuple[Batch, torch.Tensor]] | None
+    metric_name: str | None
+    metric: Metric | None
+    warmup: int
+    repeats: int
+    threads: int
+    device: torch.device
+
+    def one_format(self, fmt: str, work: Path) -> list[ExportResult]:
+        base = ExportResult(
+            fmt, None, ExportStatus.FAILED, device=str(self.device), threads=self.threads
+        )
+        # Exporters warn a lot (deprecations, tracer notes): logged, never raised, so that
+        # an application's warning filters cannot turn a warning into a failed format.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                ctx = export_formats.Context(work, self.device, self.threads)
+                loaded = export_formats.lookup(fmt)(self.model, self.export_inputs, ctx)
+                base = dataclasses.replace(
+                    base,
+                    size_bytes=loaded.size_bytes,
+                    load_time_ms=loaded.load_time_ms,
+                    sparsity=loaded.sparsity,
+                    device=str(loaded.device),
+                )
+                base = self._quality(loaded, base)
+            except Exception as e:
+                log.info("export format %s failed: %s", fmt, _describe(e))
+                rows = [dataclasses.replace(base, error=_describe(e))]
+            else:
+                rows = [self._latency(loaded, base, b, x) for b, x in self.timing_inputs.items()]
+        for w in caught:
+            log.debug("export format %s warned: %s", fmt, w.message)
+        return rows
+
+    def _quality(self, loaded: export_formats.Loaded, base: ExportResult) -> ExportResult:
+        on_device = tuple(x.to(loaded.device) for x in self.parity_batch)
+        abs_diff, rel_diff = parity(outputs(loaded.run, on_device), self.reference)
+        base = dataclasses.replace(base, max_abs_diff=abs_diff, max_rel_diff=rel_diff)
+        if self.batches is None or self.metric is None:
+            return base
+        value = evaluate(loaded.run, self.batches, self.metric, device=loaded.device)
+        return dataclasses.replace(base, metric_name=self.metric_name, metric_value=value)
+
+    def _latency(
+        self, loaded: export_formats.Loaded, base: ExportResult, batch_size: int, inputs: Batch
+    ) -> ExportResult:
+        row = dataclasses.replace(base, batch_size=batch_size)
+        try:
+            on_device = tuple(x.to(loaded.device) for x in inputs)
+            latency = time_calls(
+                loaded.run,
+                on_device,
+                warmup=self.warmup,
+                repeats=self.repeats,
+                device=loaded.device,
+            )
+        except Exception as e:
+            log.info("format %s at batch size %d failed: %s", base.format, batch_size, e)
+            return dataclasses.replace(row, error=_describe(e))
+        return dataclasses.replace(
+            row,
+            status=ExportStatus.OK,
+            latency_p50_ms=latency.p50_ms,
+            latency_p90_ms=latency.p90_ms,
+            throughput=latency.throughput,
+        )
+
+
+def _describe(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".strip()
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _is_inputs(x: Any) -> bool:
