@@ -67,7 +67,13 @@ _COLUMNS = (
     help="Store to write the run into (created if missing).",
 )
 @click.option("--name", default=None, help="Run name [default: the model's class name].")
-@click.option("--formats", metavar="F1,F2,...", help="[default: every format the device runs]")
+@click.option(
+    "--formats",
+    metavar="F1,F2,...",
+    help="Of eager (always measured: the baseline), torchscript_trace, torchscript_script, "
+    "torch_export, onnxruntime, dynamic_int8, pruned_l1_<amount> (e.g. pruned_l1_0.5), "
+    "fp16 (CUDA), bf16 [default: every format the device runs, with pruned_l1_0.3].",
+)
 @click.option("--batch-sizes", default="1,32", show_default=True, metavar="B1,B2,...")
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True)
 @click.option("--repeats", type=click.IntRange(2), default=30, show_default=True)
