@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from analysis.engine import Diagnosis, diagnose
 from analysis.findings import Finding, NotEvaluated, Severity
+from analysis.overrides import OverrideError, parse_overrides, read_config
 from analysis.rule import Rule, load_rules
 from analysis.store import Store, StoreError, Unreadable, open_store
 
@@ -11,6 +12,7 @@ __all__ = [
     "Diagnosis",
     "Finding",
     "NotEvaluated",
+    "OverrideError",
     "Rule",
     "Severity",
     "Store",
@@ -19,4 +21,6 @@ __all__ = [
     "diagnose",
     "load_rules",
     "open_store",
+    "parse_overrides",
+    "read_config",
 ]

@@ -48,8 +48,21 @@ def diagnose(
 ) -> Diagnosis:
     """Evaluate ``rules`` (default: all shipped) on ``run_ids`` (default: every run).
 
-    ``params`` overrides thresholds per rule: ``{"overfitting": {"min_rise": 0.2}}``.
+    ``params`` overrides thresholds per rule: ``{"overfitting": {"min_rise": 0.2}}``
+    (``analysis.parse_overrides`` builds it from ``rule.param=value`` text or TOML, typed
+    and checked). A rule or parameter it names that is not evaluated is a ``KeyError``:
+    a misspelt threshold never passes silently.
     """
+    chosen = list(rules) if rules is not None else load_rules()
+    overrides = params or {}
+    unknown_rules = sorted(set(overrides) - {rule.id for rule in chosen})
+    if unknown_rules:
+        raise KeyError(
+            f"params name rule(s) {unknown_rules} that are not evaluated; "
+            f"rules: {sorted(rule.id for rule in chosen)}"
+        )
+    for rule in chosen:
+        _check_overrides(rule, overrides.get(rule.id, {}))
     runs = store.sql("SELECT * FROM runs ORDER BY started_at, run_id")
     if run_ids is not None:
         wanted = list(run_ids)
@@ -59,10 +72,8 @@ def diagnose(
         runs = runs.filter(pl.col("run_id").is_in(wanted))
     selected = runs["run_id"].to_list()
     result = Diagnosis(runs=runs)
-    overrides = params or {}
     counts: dict[Requirement, dict[str, int]] = {}
-    for rule in rules if rules is not None else load_rules():
-        _check_overrides(rule, overrides.get(rule.id, {}))
+    for rule in chosen:
         values = {**rule.params, **overrides.get(rule.id, {})}
         needs = [tuple(r.resolve(values) for r in need) for need in rule.requires]
         for req in (r for need in needs for r in need):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from analysis import Diagnosis, Store
+    from analysis import Diagnosis, Finding, Rule, Store
 
 EXIT_FINDINGS = 1
 EXIT_STORE = 3
@@ -57,14 +57,48 @@ def _open(root: Path) -> Store:
         raise StoreProblem(str(e)) from e
 
 
-def _diagnose(store: Store, run_ids: tuple[str, ...]) -> Diagnosis:
+def _diagnose(
+    store: Store, run_ids: tuple[str, ...], params: dict[str, dict[str, Any]] | None = None
+) -> Diagnosis:
     from analysis import diagnose
 
     try:
-        return diagnose(store, run_ids=run_ids or None)
+        return diagnose(store, run_ids=run_ids or None, params=params)
     except KeyError as e:
         known = ", ".join(store.run_ids()) or "none"
         raise StoreProblem(f"{e.args[0]}; runs in the store: {known}") from e
+
+
+def _overrides(assignments: tuple[str, ...], config: Path | None) -> dict[str, dict[str, Any]]:
+    """``--config`` then ``--set`` as typed ``diagnose`` params; bad input is a usage error."""
+    if not assignments and config is None:
+        return {}
+    from analysis import OverrideError, load_rules, parse_overrides, read_config
+
+    try:
+        table = read_config(config) if config is not None else None
+        return parse_overrides(
+            load_rules(), config=table, source=str(config), assignments=assignments
+        )
+    except OverrideError as e:
+        raise click.BadParameter(
+            str(e), param_hint="'--config'" if e.in_config else "'--set'"
+        ) from e
+
+
+def _explain(ctx: click.Context, param: click.Parameter, rule_id: str | None) -> None:
+    """``--explain RULE``: eager, like ``--help``, so it prints and exits before ROOT is needed."""
+    if rule_id is None or ctx.resilient_parsing:
+        return
+    from analysis import load_rules
+
+    rules = {r.id: r for r in load_rules()}
+    if rule_id not in rules:
+        raise click.BadParameter(
+            f"no rule {rule_id!r}; rules: {', '.join(sorted(rules))}", ctx=ctx, param=param
+        )
+    click.echo(explain_rule(rules[rule_id]))
+    ctx.exit(0)
 
 
 @main.command()
@@ -80,17 +114,54 @@ def _diagnose(store: Store, run_ids: tuple[str, ...]) -> Diagnosis:
     help="Exit with status 1 when a finding is at least this severe "
     "[default: never for table, error for json].",
 )
-def analyze(root: Path, run_ids: tuple[str, ...], fmt: str, fail_on: str | None) -> None:
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="RULE.PARAM=VALUE",
+    help="Override a rule's threshold, typed like its default (repeatable; wins over --config).",
+)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="TOML file of thresholds, one table per rule: '[overfitting]' then 'patience = 5'.",
+)
+@click.option(
+    "--explain",
+    metavar="RULE",
+    is_eager=True,
+    expose_value=False,
+    callback=_explain,
+    help="Print what RULE checks (severity, suggestion, data it needs, parameters "
+    "and defaults, SQL) and exit; no ROOT needed.",
+)
+def analyze(
+    root: Path,
+    run_ids: tuple[str, ...],
+    fmt: str,
+    fail_on: str | None,
+    assignments: tuple[str, ...],
+    config: Path | None,
+) -> None:
     """Run the diagnostic rules over the runs in ROOT and print the findings.
+
+    Thresholds come from each rule's header; --config and --set override them
+    (--explain RULE lists a rule's parameters and defaults).
 
     \b
     Example:
       telemetry analyze runs/
       telemetry analyze runs/ --run digits-cnn-20261128-101500-ab12cd --format json
       telemetry analyze runs/ --fail-on warning   # for CI: exit 1 on any warning or error
+      telemetry analyze runs/ --set overfitting.patience=5 --set loss_not_decreasing.metric=nll
+      telemetry analyze runs/ --config thresholds.toml
+      telemetry analyze --explain overfitting
     """
+    params = _overrides(assignments, config)
     store = _open(root)
-    diagnosis = _diagnose(store, run_ids)
+    diagnosis = _diagnose(store, run_ids, params)
     if fmt == "json":
         from collector.records import json_safe  # strict JSON: NaN/Inf become strings
 
@@ -180,8 +251,17 @@ def demo(out: Path, report_path: Path) -> None:
     click.echo(f"next: telemetry analyze {out}   |   open {path} in a browser")
 
 
+_BADGES = {"error": ("ERROR", "red"), "warning": ("WARNING", "yellow"), "info": ("INFO", "blue")}
+_SUBJECT_WIDTH = 32  # longer subjects (deep parameter names) push their line out
+
+
 def format_diagnosis(diagnosis: Diagnosis, store: Store) -> str:
-    """The findings as a plain-text table, worst first within each run."""
+    """The runs, then the findings grouped by run, worst first: one line each
+    (severity, rule, subject, step, message) and the suggestion under it.
+
+    Colour comes from ``click.style``; ``click.echo`` strips it where the output is not
+    a terminal, so files, pipes and tests get plain text.
+    """
     lines: list[str] = []
     runs = diagnosis.runs
     if store.unreadable:
@@ -200,26 +280,64 @@ def format_diagnosis(diagnosis: Diagnosis, store: Store) -> str:
             f"{duration:>9}  {row['run_id']}"
         )
     lines.append("")
-    by_run: dict[str, list[Any]] = {}
+    by_run: dict[str, list[Finding]] = {}
     for f in diagnosis.findings:
         by_run.setdefault(f.run_id, []).append(f)
+    found_all = diagnosis.findings
+    rule_w = max((len(f.rule) for f in found_all), default=0)
+    subject_w = min(max((len(f.subject or "") for f in found_all), default=0), _SUBJECT_WIDTH)
+    step_w = max((len(_step(f)) for f in found_all), default=0)
+    indent = " " * (4 + 7 + 2)
     lines.append("findings:")
     for run_id, name in names.items():
-        found = by_run.get(run_id, [])
+        found = sorted(by_run.get(run_id, []), key=lambda f: -f.severity.rank)
         serious = [f for f in found if f.severity.rank >= 1]
         verdict = "no warnings or errors" if not serious else f"{len(serious)} warning(s)/error(s)"
-        lines.append(f"  {name} ({run_id}): {verdict}")
+        lines.append(f"  {click.style(name, bold=True)} ({run_id}): {verdict}")
         for f in found:
-            where = f" step {f.step}" if f.step is not None else ""
-            subject = f" [{f.subject}]" if f.subject else ""
-            lines.append(f"    {f.severity.value.upper():<7} {f.rule}{where}{subject}")
-            lines.append(f"            {f.message}")
-            lines.append(f"            fix: {f.suggestion}")
+            label, colour = _BADGES[f.severity.value]
+            badge = click.style(f"{label:<7}", fg=colour, bold=f.severity.rank == 2)
+            cells = f"{f.rule:<{rule_w}}  {f.subject or '':<{subject_w}}  {_step(f):<{step_w}}"
+            message = f.message if f.severity.rank else click.style(f.message, dim=True)
+            lines.append(f"    {badge}  {cells}  {message}")
+            lines.append(click.style(f"{indent}fix: {f.suggestion}", dim=True))
     if diagnosis.not_evaluated:
         lines.append("")
         lines.append(f"not evaluated ({len(diagnosis.not_evaluated)}):")
         for n in diagnosis.not_evaluated:
             lines.append(f"  {names.get(n.run_id, n.run_id)}: {n.rule}: {n.reason}")
+    return "\n".join(lines)
+
+
+def _step(finding: Finding) -> str:
+    return f"step {finding.step}" if finding.step is not None else ""
+
+
+def explain_rule(rule: Rule) -> str:
+    """What ``--explain`` prints: the rule's record, then its file (header comments and SQL)."""
+    from importlib import resources
+
+    needs = ", ".join(" or ".join(r.describe() for r in need) for need in rule.requires)
+    lines = [
+        f"{rule.id}  ({rule.severity.value})  {rule.title}",
+        f"seed:        {rule.seed}",
+        f"suggestion:  {rule.suggestion}",
+        f"requires:    {needs or 'nothing'}",
+    ]
+    if rule.params:
+        lines.append(
+            f"parameters:  (override: --set {rule.id}.PARAM=VALUE, or [{rule.id}] in --config)"
+        )
+        width = max(len(f"{n} = {v!r}") for n, v in rule.params.items())
+        for name, default in rule.params.items():
+            lines.append(f"  {f'{name} = {default!r}':<{width}}  {type(default).__name__}")
+    else:
+        lines.append("parameters:  none")
+    # The file, not rule.sql: its free comments say how the thresholds are used.
+    source = resources.files("analysis.rules").joinpath(f"{rule.id}.sql")
+    text = source.read_text() if source.is_file() else rule.sql
+    lines += ["", f"sql (analysis/rules/{rule.id}.sql):", ""]
+    lines += [f"  {line}".rstrip() for line in text.rstrip().splitlines()]
     return "\n".join(lines)
 
 

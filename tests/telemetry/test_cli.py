@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from analysis import Rule, load_rules
 from telemetry.cli import EXIT_FINDINGS, EXIT_STORE, main
 from tests.analysis import cases
 
@@ -29,8 +31,14 @@ def test_analyze_table_lists_runs_and_findings(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["analyze", str(_store(tmp_path))])
     assert result.exit_code == 0, result.output
     assert "healthy (healthy): no warnings or errors" in result.output
-    assert "ERROR   divergence step 44" in result.output
-    assert "fix: Lower the learning rate" in result.output
+    lines = result.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if "divergence" in line and "ERROR" in line)
+    # one line: badge, rule, subject, step, message; the suggestion indented under it
+    assert lines[at].split()[:5] == ["ERROR", "divergence", "loss/train", "step", "44"]
+    assert "training loss became" in lines[at]
+    assert lines[at + 1].lstrip().startswith("fix: Lower the learning rate")
+    assert lines[at + 1].startswith("      ")
+    assert "\x1b[" not in result.output  # no colour where the output is not a terminal
 
 
 def test_analyze_json_has_the_documented_shape(tmp_path: Path) -> None:
@@ -98,3 +106,120 @@ def test_report_of_one_run_leaves_the_others_out(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", store, "--run", "healthy", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "diverged" not in out.read_text()
+
+
+def test_analyze_colours_severities_on_a_terminal(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["analyze", str(_store(tmp_path))], color=True)
+    assert result.exit_code == 0, result.output
+    assert "\x1b[31m\x1b[1mERROR" in result.output  # errors red and bold
+
+
+def test_analyze_lists_the_most_severe_finding_of_a_run_first(tmp_path: Path) -> None:
+    cases.overfitting(tmp_path).write()
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path)])
+    badges = [line.split()[0] for line in result.output.splitlines() if line.startswith("    ")]
+    ranks = {"ERROR": 0, "WARNING": 1, "INFO": 2}
+    found = [ranks[b] for b in badges if b in ranks]
+    assert found and found == sorted(found)
+
+
+def _findings(root: Path, *args: str) -> set[str]:
+    result = CliRunner().invoke(main, ["analyze", str(root), "--format", "json", *args])
+    assert result.exit_code in (0, EXIT_FINDINGS), result.output
+    return {f["rule"] for f in json.loads(result.output)["findings"]}
+
+
+def test_set_overrides_a_threshold(tmp_path: Path) -> None:
+    cases.overfitting(tmp_path).write()
+    assert "overfitting" in _findings(tmp_path)
+    assert "overfitting" not in _findings(tmp_path, "--set", "overfitting.min_rise=5")
+    # a string parameter: the rule now needs a metric the run does not have
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path), "--set", "overfitting.metric=nll"])
+    assert "overfitting: needs at least 4 rows of scalars:nll/val" in result.output
+
+
+def test_config_file_sets_thresholds_and_set_wins_over_it(tmp_path: Path) -> None:
+    cases.overfitting(tmp_path / "runs").write()
+    config = tmp_path / "thresholds.toml"
+    config.write_text("[overfitting]\nmin_rise = 5\npatience = 3\n")
+    assert "overfitting" not in _findings(tmp_path / "runs", "--config", str(config))
+    flags = ["--config", str(config), "--set", "overfitting.min_rise=0.1"]
+    assert "overfitting" in _findings(tmp_path / "runs", *flags)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "overfitting.patience"], "no '='"),
+        (["--set", "overfitting.patience=five"], "'five' is not an integer like the default"),
+        (["--set", "overfitting.patiense=5"], "did you mean 'patience'?"),
+        (["--set", "overfitting.nope=5"], "its parameters: metric = 'loss'"),
+        (["--set", "loss_not_decreasing.metric="], "empty"),
+    ],
+)
+def test_bad_set_is_a_usage_error_naming_the_problem(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    # checked before the store is opened: a usage error, even for a missing store
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path / "missing"), *args])
+    assert result.exit_code == 2
+    assert "Invalid value for '--set'" in result.output
+    assert message in result.output
+
+
+def test_unknown_rule_in_set_lists_every_rule(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path), "--set", "overfit.patience=5"])
+    assert result.exit_code == 2
+    assert "no rule 'overfit'" in result.output
+    flat = " ".join(result.output.split())  # click wraps long messages
+    assert all(rule.id in flat for rule in load_rules())
+
+
+def test_bad_config_is_a_usage_error_naming_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "thresholds.toml"
+    for text, message in [
+        ('[overfitting]\npatience = "5"\n', "[overfitting] patience: '5' is not an integer"),
+        ("[overfiting]\npatience = 5\n", "no rule 'overfiting'"),
+        ("[overfitting\n", "not valid TOML"),
+    ]:
+        config.write_text(text)
+        result = CliRunner().invoke(main, ["analyze", str(tmp_path), "--config", str(config)])
+        assert result.exit_code == 2, result.output
+        flat = " ".join(result.output.split())
+        assert "Invalid value for '--config'" in flat
+        assert str(config) in flat and message in flat
+    missing = CliRunner().invoke(main, ["analyze", str(tmp_path), "--config", "nope.toml"])
+    assert missing.exit_code == 2 and "nope.toml" in missing.output
+
+
+@pytest.mark.parametrize("rule", load_rules(), ids=lambda r: r.id)
+def test_explain_prints_a_rule_without_a_store(rule: Rule) -> None:
+    result = CliRunner().invoke(main, ["analyze", "--explain", rule.id])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.startswith(f"{rule.id}  ({rule.severity.value})  {rule.title}")
+    assert rule.seed in out and rule.suggestion in out and "requires:" in out
+    for name, default in rule.params.items():
+        assert f"{name} = {default!r}" in out
+    assert rule.sql.strip().splitlines()[-1].strip() in out
+    assert f"-- rule: {rule.id}" in out  # the file, comments included
+
+
+def test_explain_of_an_unknown_rule_lists_the_rules() -> None:
+    result = CliRunner().invoke(main, ["analyze", "--explain", "nope"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--explain'" in result.output and "no rule 'nope'" in result.output
+    flat = " ".join(result.output.split())
+    assert all(rule.id in flat for rule in load_rules())
+
+
+def test_analyze_without_root_or_explain_still_needs_root() -> None:
+    result = CliRunner().invoke(main, ["analyze"])
+    assert result.exit_code == 2 and "Missing argument 'ROOT'" in result.output
+
+
+def test_analyze_help_documents_the_threshold_options() -> None:
+    result = CliRunner().invoke(main, ["analyze", "--help"])
+    assert result.exit_code == 0
+    for text in ("--set RULE.PARAM=VALUE", "--config FILE", "--explain RULE", "no ROOT needed"):
+        assert text in result.output
