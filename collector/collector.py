@@ -210,7 +210,7 @@ class Collector:
             raise
         # On disk before training starts (one write, a few ms): a run killed in its
         # first seconds still exists, with a status, instead of an empty directory.
-        self._writer.flush(timeout=5.0)
+        self._writer.flush(timeout=1.0)  # a hung disk costs start-up 1 s, never more
         for watched_object in (model, optimizer):
             if watched_object is not None:
                 _watched[watched_object] = self._run_id
@@ -456,7 +456,12 @@ class Collector:
         return {"max_memory_bytes": [peak_host_memory_bytes()]}
 
     def _put(
-        self, stream: Stream, columns: Mapping[str, Sequence[Any]], *, step: int | None = None
+        self,
+        stream: Stream,
+        columns: Mapping[str, Sequence[Any]],
+        *,
+        step: int | None = None,
+        essential: bool = False,
     ) -> None:
         self._writer.put(
             Rows(
@@ -465,14 +470,19 @@ class Collector:
                 epoch=self._epoch,
                 wall_time=time.time(),
                 columns=columns,
-            )
+            ),
+            essential=essential,
         )
 
     def _event(
         self, kind: EventKind, payload: Mapping[str, Any], *, step: int | None = None
     ) -> None:
         text = json.dumps(json_safe(payload), default=repr, allow_nan=False)
-        self._put(Stream.EVENTS, {"kind": [kind.value], "payload": [text]}, step=step)
+        # Events are rare (start, end, NaN origin) and say how the run went: never dropped
+        # for a full queue.
+        self._put(
+            Stream.EVENTS, {"kind": [kind.value], "payload": [text]}, step=step, essential=True
+        )
 
     def _health(self) -> dict[str, Any]:
         return {

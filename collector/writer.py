@@ -97,7 +97,7 @@ class Writer:
         self._last_error: str | None = None
         self._warned: set[str] = set()  # "io", "queue": one warning each per writer
         self.rows_written = 0
-        self.rows_dropped = 0
+        self._dropped = 0
         self.segments_written = 0
         self._next_seq = 0
         self._next_segment = 0
@@ -117,12 +117,20 @@ class Writer:
         return self._state
 
     @property
+    def rows_dropped(self) -> int:
+        """Rows not stored so far, including a full queue's not yet seen by the thread."""
+        return self._dropped + self._overflow_rows
+
+    @property
     def warned(self) -> bool:
         """Whether this writer has already warned about dropped rows."""
         return bool(self._warned)
 
-    def put(self, rows: Rows) -> bool:
+    def put(self, rows: Rows, *, essential: bool = False) -> bool:
         """Queue ``rows`` without blocking; False (and counted as dropped) if not accepted.
+
+        ``essential`` rows (the few lifecycle events: a run's start and end) are taken
+        even when the queue is full, so back-pressure never costs a run its status.
 
         A deque append, not a ``queue.Queue``: no lock and no wake-up of the writer
         thread per call (waking it on every put cost ~50 us of GIL hand-offs per step).
@@ -131,7 +139,7 @@ class Writer:
         """
         if not len(rows):
             return True  # nothing pending, no file
-        if self._state is WriterState.ACTIVE and len(self._items) < self._max_queue:
+        if self._state is WriterState.ACTIVE and (essential or len(self._items) < self._max_queue):
             self._items.append(rows)
             # A heuristic count (the thread resets it without a lock): it only decides when
             # to wake the thread early, never what gets written.
@@ -143,7 +151,7 @@ class Writer:
             if self._state is WriterState.ACTIVE:
                 self._overflow_rows += len(rows)  # recorded in a `dropped` event at next flush
             else:
-                self.rows_dropped += len(rows)  # closed or dead: nothing left to record it
+                self._dropped += len(rows)  # closed or dead: nothing left to record it
         return False
 
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -318,5 +326,5 @@ class Writer:
             log.warning(message, *args)
 
     def _count_drop(self, reason: str, n: int) -> None:
-        self.rows_dropped += n
+        self._dropped += n
         self._unrecorded_drops[reason] = self._unrecorded_drops.get(reason, 0) + n

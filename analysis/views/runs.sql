@@ -4,15 +4,22 @@
 --   running            otherwise, if something was written in the last stale_after_s seconds
 --   crashed            otherwise (killed, lost power: heartbeats stopped)
 WITH seen AS (
-    SELECT run_id, attempt, step, wall_time FROM raw_events
-    UNION ALL SELECT run_id, attempt, step, wall_time FROM raw_scalars
-    UNION ALL SELECT run_id, attempt, step, wall_time FROM raw_tensors
-    UNION ALL SELECT run_id, attempt, step, wall_time FROM raw_system
+    SELECT run_id, rank, attempt, step, wall_time FROM raw_events
+    UNION ALL SELECT run_id, rank, attempt, step, wall_time FROM raw_scalars
+    UNION ALL SELECT run_id, rank, attempt, step, wall_time FROM raw_tensors
+    UNION ALL SELECT run_id, rank, attempt, step, wall_time FROM raw_system
+),
+-- steps: how far the latest attempt of each rank got. A run resumed from an older
+-- checkpoint replays steps; the abandoned attempt's later steps do not count.
+latest AS (
+    SELECT run_id, max(step) AS steps
+    FROM seen
+    GROUP BY run_id, rank, attempt
+    QUALIFY attempt = max(attempt) OVER (PARTITION BY run_id, rank)
 ),
 activity AS (
     SELECT run_id,
            max(attempt) AS attempt,
-           max(step) AS steps,
            min(wall_time) AS started_at,
            max(wall_time) AS last_seen
     FROM seen GROUP BY run_id
@@ -39,7 +46,7 @@ SELECT a.run_id,
            WHEN a.last_seen >= now() - to_seconds((SELECT stale_after_s FROM _settings)) THEN 'running'
            ELSE 'crashed'
        END AS status,
-       a.steps,
+       (SELECT max(l.steps) FROM latest l WHERE l.run_id = a.run_id) AS steps,
        a.attempt + 1 AS attempts,
        a.started_at,
        coalesce(e.ended_at, a.last_seen) AS ended_at,
