@@ -136,6 +136,7 @@ def test_help_shows_an_example() -> None:
     assert "telemetry export-bench --demo" in result.output
 
 
+@pytest.mark.slow
 def test_demo_trains_the_cnn_and_measures_its_accuracy(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     result = _invoke(
