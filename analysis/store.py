@@ -141,7 +141,8 @@ class Store:
         for run in runs:
             for path in list(run.segments[stream]):
                 try:
-                    self.con.execute(f"SELECT count(*) FROM read_parquet({_sql_list([path])})")
+                    # Every column read (count(*) would only read the footer).
+                    self.con.execute(f"SELECT * FROM read_parquet({_sql_list([path])})").fetchall()
                     good.append(path)
                 except duckdb.Error as e:
                     run.segments[stream].remove(path)

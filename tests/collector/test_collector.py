@@ -437,6 +437,9 @@ BAD_LOG_CALLS: list[tuple[str, Callable[[Collector], object], str]] = [
     ("empty split in key", lambda t: t.log({"loss/": 1.0}), "'loss/'"),
     ("empty name in key", lambda t: t.log({"/val": 1.0}), "'/val'"),
     ("bad value after good ones", lambda t: t.log({"a": 1.0, "b": [2.0]}), "'b'.*list"),
+    ("complex value", lambda t: t.log({"z": 1 + 2j}), "'z'.*complex"),
+    ("complex tensor", lambda t: t.log({"z": torch.tensor(1 + 2j)}), "'z'.*complex"),
+    ("bool tensor", lambda t: t.log({"ok": torch.tensor(True)}), "'ok'.*bool"),
 ]
 
 
@@ -573,3 +576,137 @@ def test_import_collector_does_not_import_torch_until_collector_is_touched() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+# -- hostile input at the door ---------------------------------------------------------------
+
+
+def test_config_values_that_are_not_json_are_stored_as_repr_with_one_warning(
+    make: Callable[..., Collector], caplog: pytest.LogCaptureFixture
+) -> None:
+    np = pytest.importorskip("numpy")
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<Opaque>"
+
+    cyclic: list[object] = [1]
+    cyclic.append(cyclic)
+    config = {
+        "lr": np.float32(0.5),
+        "steps": np.int64(3),
+        "data": Path("data/train"),
+        "model": Opaque(),
+        ("a", "b"): 1,
+        7: "seven",
+        "nested": {"fn": Opaque(), "ok": [1, None, True]},
+        "cyclic": cyclic,
+    }
+    with caplog.at_level(logging.WARNING, logger="collector.collector"):
+        tel = make(config=config)
+    tel.close()
+    warnings = [r for r in caplog.records if r.name == "collector.collector"]
+    assert len(warnings) == 1
+    for path in ("config.model", "config[('a', 'b')]", "config.nested.fn", "config.cyclic[1]"):
+        assert path in warnings[0].getMessage()
+    stored = events(tel.run_dir)[0][1]["config"]
+    assert stored == {
+        "lr": 0.5,
+        "steps": 3,
+        "data": "data/train",
+        "model": "<Opaque>",
+        "('a', 'b')": 1,
+        "7": "seven",
+        "nested": {"fn": "<Opaque>", "ok": [1, None, True]},
+        "cyclic": [1, "[1, [...]]"],
+    }
+
+
+def test_a_root_that_is_a_file_is_a_store_error_and_the_file_is_untouched(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "runs"
+    root.write_text("not a directory")
+    with pytest.raises(collector.StoreError, match="runs"):
+        Collector(root)
+    assert root.read_text() == "not a directory"
+    with pytest.raises(collector.StoreError):
+        Collector(root / "below")
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["../../escape", "a/b/../../..", "..", "/etc/passwd", "tab\tnew\nline\x00nul\x1b[31m"],
+)
+def test_hostile_run_names_stay_inside_the_root_and_are_stored_as_given(
+    make: Callable[..., Collector], tmp_path: Path, hostile: str
+) -> None:
+    tel = make(hostile)
+    tel.close()
+    root = (tmp_path / "runs").resolve()
+    assert tel.run_dir.resolve().parent == root
+    assert [p.name for p in root.iterdir()] == [tel.run_id]
+    assert all(c.isalnum() or c in "._-" for c in tel.run_id)
+    assert events(tel.run_dir)[0][1]["name"] == hostile
+
+
+def test_a_second_collector_on_a_watched_model_or_optimizer_is_refused_until_close(
+    make: Callable[..., Collector], model: nn.Sequential, opt: torch.optim.Optimizer, batch: Any
+) -> None:
+    first = make("first", model=model, optimizer=opt)
+    other = tiny_model(1)
+    with pytest.raises(ConfigError, match=f"model is already watched.*{first.run_id}"):
+        make("second", model=model)
+    with pytest.raises(ConfigError, match=f"optimizer is already watched.*{first.run_id}"):
+        make("second", model=other, optimizer=opt)
+    train_step(model, opt, batch)
+    first.close()
+    second = make("second", model=model, optimizer=opt)  # allowed once the first is closed
+    train_step(model, opt, batch)
+    second.close()
+    assert [s for s, _, _ in scalar(first.run_dir, "lr")] == [1]
+    assert [s for s, _, _ in scalar(second.run_dir, "lr")] == [1]
+
+
+def test_rank_comes_from_the_rank_variable_of_launchers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "runs"
+    with Collector(root, name="ddp") as rank0:
+        rank0.log({"loss": 1.0}, step=1)
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ConfigError, match="rank 1.*init_process_group.*resume="):
+        Collector(root, name="ddp")  # cannot learn rank 0's run id on its own
+    with Collector(root, resume=rank0.run_id) as rank1:
+        rank1.log({"loss": 2.0}, step=1)
+    assert (rank1.rank, rank1.attempt, rank1.run_id) == (1, 0, rank0.run_id)
+    names = sorted(p.name for p in (rank0.run_dir / "scalars").iterdir())
+    assert [n.split("-")[:2] for n in names] == [["0", "0"], ["1", "0"]]
+    monkeypatch.setenv("RANK", "one")
+    with pytest.raises(ConfigError, match="RANK='one'"):
+        Collector(root)
+
+
+def test_sigterm_handler_is_installed_only_over_the_default_and_removed_at_close(
+    make: Callable[..., Collector],
+) -> None:
+    import signal
+
+    from collector import shutdown
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    tel = make()
+    assert signal.getsignal(signal.SIGTERM) is shutdown._on_sigterm
+    tel.close()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def own(signum: int, frame: object) -> None: ...
+
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        tel = make()
+        assert signal.getsignal(signal.SIGTERM) is own  # the program's own plan wins
+        tel.close()
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -54,9 +53,9 @@ class Worker:
                 raise AssertionError(self._story(f"exited before {event!r}"))
 
     def kill(self, sig: int = signal.SIGKILL) -> float:
-        """Send ``sig``; the wall time just before it was sent."""
+        """Send ``sig`` unless the worker has ended; the wall time just before it was sent."""
         sent = time.time()
-        os.kill(self.pid, sig)
+        self.server.send({"kill": self.id, "signal": int(sig)})
         return sent
 
     def wait(self, timeout: float = 60.0) -> int:
@@ -104,12 +103,14 @@ class Server:
     def start(self, scenario: str = "train", **request: Any) -> Worker:
         worker = Worker(self, f"w{next(self._ids)}")
         self._workers[worker.id] = worker
-        line = json.dumps({"id": worker.id, "scenario": scenario, **request}) + "\n"
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode())
-        self.proc.stdin.flush()
+        self.send({"id": worker.id, "scenario": scenario, **request})
         worker.pid = worker.expect("forked", 30)["pid"]
         return worker
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.flush()
 
     def stderr_tail(self, n: int = 3000) -> str:
         self._log.flush()
@@ -160,8 +161,7 @@ def spawn(server: Server) -> Iterator[Callable[..., Worker]]:
     yield start
     for worker in mine:
         if not worker.exited():
-            with contextlib.suppress(ProcessLookupError):
-                worker.kill()
+            worker.kill()
 
 
 # -- checks on a store -------------------------------------------------------------------

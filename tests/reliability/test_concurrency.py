@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import analysis
@@ -18,8 +20,9 @@ from .conftest import Worker, duplicated_rows, report
 
 RUNS = 8
 READS_WHILE_WRITING = 2
-# Many small segments, so compactions (which delete files) run while the reader reads.
-FAST = {"flush_every_s": 0.5, "heartbeat_every_s": 0.2}
+# Several segments per stream, so compactions (which delete files) run while the reader
+# reads; not too many: each read lists and loads every one of them.
+FAST = {"flush_every_s": 1.0, "heartbeat_every_s": 0.5}
 PACE_S = 0.01  # per step: writers that leave the 2 CPUs to the reader now and then
 
 
@@ -30,8 +33,9 @@ def _free_port() -> int:
 
 
 def test_concurrent_writers_and_a_reader_see_every_row_exactly_once(
-    spawn: Callable[..., Worker], tmp_path: Path
+    spawn: Callable[..., Worker], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="analysis.store")
     root = tmp_path / "runs"
     root.mkdir()
     runner = CliRunner()
@@ -64,9 +68,8 @@ def test_concurrent_writers_and_a_reader_see_every_row_exactly_once(
         reads += 1
         if result.exit_code != 0:
             failures.append(f"exit {result.exit_code}: {result.output}\n{result.exception!r}")
-        with analysis.open_store(root) as store:
-            skipped |= {u.reason for u in store.unreadable}
-            assert duplicated_rows(store) == {}
+        skipped |= {r.getMessage().split(": ", 1)[1] for r in caplog.records}
+        caplog.clear()
         if reads == READS_WHILE_WRITING:
             stop.touch()
     seconds = time.monotonic() - began
@@ -74,6 +77,7 @@ def test_concurrent_writers_and_a_reader_see_every_row_exactly_once(
         assert worker.wait() == 0
     assert failures == []
     # A run directory seen before its first segment is the only thing a reader may skip.
+    # (That no row is read twice mid-compaction is pinned down in test_reader_races.)
     assert all(reason.startswith("an empty run directory") for reason in skipped), skipped
 
     started = [w.event("started") for w in ranks]
@@ -105,8 +109,8 @@ def test_concurrent_writers_and_a_reader_see_every_row_exactly_once(
         [
             f"{RUNS} runs + 2 ranks of one run (gloo) into one root, "
             f"flush every {FAST['flush_every_s']} s",
-            f"{reads} `telemetry analyze` reads (+ store checks) during {seconds:.1f} s: "
-            f"0 reader errors, 0 duplicated rows; skipped only: {sorted(skipped) or 'nothing'}",
+            f"{reads} `telemetry analyze` reads during {seconds:.1f} s (writing, then closing "
+            f"and compacting): 0 reader errors; skipped: {sorted(skipped) or 'nothing'}",
             f"at the end: {len(per_writer)} writers, {rows} scalar rows, every row exactly "
             "once, all runs finished",
         ],

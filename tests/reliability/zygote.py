@@ -3,7 +3,9 @@ one worker per request. Dozens of killed children then cost milliseconds each
 instead of a fresh interpreter (importing torch takes ~3 s on a small machine).
 
 Protocol, JSON lines. stdin: one request per line, ``{"id": ..., "scenario": ...}``
-(see ``scenarios.py``). stdout: ``{"event": "ready"}`` once, then per worker
+(see ``scenarios.py``), or ``{"kill": id, "signal": n}``: signals go through the
+server because only it knows whether the worker is still unreaped (its pid cannot
+have been reused by an unrelated process). stdout: ``{"event": "ready"}`` once, then per worker
 ``{"id", "event": "forked", "pid"}``, whatever the worker emits, and
 ``{"id", "event": "exit", "status"}`` when it is reaped (status < 0: killed by
 signal -status). EOF on stdin kills the remaining workers and ends the server.
@@ -70,6 +72,11 @@ def serve() -> dict[str, Any] | None:
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             request = json.loads(line)
+            if "kill" in request:
+                for pid, worker in children.items():
+                    if worker == request["kill"]:
+                        os.kill(pid, request["signal"])
+                continue
             pid = os.fork()
             if pid == 0:
                 signal.set_wakeup_fd(-1)
