@@ -43,7 +43,6 @@ import platform
 import socket
 import sys
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -51,17 +50,16 @@ from typing import Any
 
 import torch
 
-from collector import layout, shutdown
+from collector import arguments, claims, shutdown
 from collector.activations import ActivationWatcher, can_create_nonfinite, leaf_modules
 from collector.compaction import compact_run
-from collector.distributed import Placement, placement, shared_run_id
+from collector.distributed import Placement, placement
 from collector.errors import ConfigError, StoreError
 from collector.guard import GuardCounters, guarded
 from collector.hooks import HookSet
 from collector.modules import ModelSummary
 from collector.params import ParamWatcher, select_parameters
 from collector.records import Rows, json_safe, plain_json
-from collector.resume import claim_attempt, last_recorded_step
 from collector.samples import SampleWatcher
 from collector.schema import SCHEMA_VERSION, EventKind, Stream
 from collector.system import StepTimer, peak_host_memory_bytes
@@ -122,28 +120,25 @@ class Collector:
         resume: str | None = None,
         start_step: int | None = None,
     ) -> None:
-        _check_args(name, config, model, optimizer, stats_every, flush_every_s, heartbeat_every_s)
-        _check_optional_int("start_step", start_step)
-        if resume is not None and (
-            not isinstance(resume, str) or not layout.RUN_ID_RE.match(resume)
-        ):
-            raise ConfigError(f"resume must be the id of a run in the store, got {resume!r}")
-        _check_not_watched(model, optimizer)
-        for what, value in (
-            ("activations_every", activations_every),
-            ("samples_every", samples_every),
-            ("samples_budget_bytes", samples_budget_bytes),
-        ):
-            _check_count(what, value)
-        if not isinstance(nan_check, int) or nan_check < 0:
-            raise ConfigError(
-                f"nan_check must be True, False or an int >= 0 (check every N steps), "
-                f"got {nan_check!r}"
-            )
-        _check_patterns("include", include)
-        _check_patterns("exclude", exclude)
-        _check_patterns("module_include", module_include)
-        _check_patterns("module_exclude", module_exclude)
+        arguments.check(
+            name=name,
+            config=config,
+            model=model,
+            optimizer=optimizer,
+            stats_every=stats_every,
+            include=include,
+            exclude=exclude,
+            activations_every=activations_every,
+            samples_every=samples_every,
+            samples_budget_bytes=samples_budget_bytes,
+            module_include=module_include,
+            module_exclude=module_exclude,
+            nan_check=nan_check,
+            flush_every_s=flush_every_s,
+            heartbeat_every_s=heartbeat_every_s,
+            resume=resume,
+            start_step=start_step,
+        )
         watched = select_parameters(model, optimizer, include=include, exclude=exclude)
         self._root = Path(root)
         try:
@@ -153,20 +148,12 @@ class Collector:
         if not os.access(self._root, os.W_OK):
             raise StoreError(f"the store directory {str(self._root)!r} is not writable")
         self._name = name
+        self._resumed = resume is not None
         self._placement = placement()
-        if resume is not None:
-            self._run_id, self._run_dir = resume, _existing_run_dir(self._root, resume)
-        else:
-            run_id = shared_run_id(self._placement, lambda: _claim_run_dir(self._root, name))
-            self._run_id, self._run_dir = run_id, layout.run_dir(self._root, run_id)
-        rank = self._placement.rank
-        try:
-            attempt = claim_attempt(self._run_dir, rank)
-        except OSError as e:
-            where = f"run {self._run_id!r} in {str(self._root)!r}"
-            raise StoreError(f"cannot start {where}: {e}") from e
-        if start_step is None:
-            start_step = last_recorded_step(self._run_dir, rank) if resume is not None else 0
+        place = claims.claim(self._root, self._placement, name=name, resume=resume)
+        self._run_id, self._run_dir = place.run_id, place.run_dir
+        if start_step is None:  # resumed: where this rank stopped; fresh: 0
+            start_step = place.last_step
         self._model = model
         self._optimizer = optimizer
         self._step = start_step
@@ -175,8 +162,8 @@ class Collector:
         self._writer = Writer(
             self._root,
             self._run_id,
-            rank=rank,
-            attempt=attempt,
+            rank=self._placement.rank,
+            attempt=place.attempt,
             flush_every_s=flush_every_s,
             heartbeat_every_s=heartbeat_every_s,
         )
@@ -202,7 +189,7 @@ class Collector:
         self._summary_written = model is None
         self._device = watched[0][1].device if watched else torch.device("cpu")
         try:
-            self._event(EventKind.RUN_STARTED, self._start_payload(config, watched, resume))
+            self._event(EventKind.RUN_STARTED, self._start_payload(config, watched))
             self._attach()
         except BaseException:
             self._hooks.remove()
@@ -211,9 +198,7 @@ class Collector:
         # On disk before training starts (one write, a few ms): a run killed in its
         # first seconds still exists, with a status, instead of an empty directory.
         self._writer.flush(timeout=1.0)  # a hung disk costs start-up 1 s, never more
-        for watched_object in (model, optimizer):
-            if watched_object is not None:
-                _watched[watched_object] = self._run_id
+        arguments.watch(self._run_id, model, optimizer)
         shutdown.register(self)
 
     # -- public face -------------------------------------------------------------------
@@ -265,8 +250,8 @@ class Collector:
             raise ConfigError(
                 f"log() takes a mapping of name -> value, got {type(metrics).__name__}"
             )
-        _check_optional_int("epoch", epoch)
-        _check_optional_int("step", step)
+        arguments.check_optional_int("epoch", epoch)
+        arguments.check_optional_int("step", step)
         if split is not None and (not isinstance(split, str) or not split):
             raise ConfigError(f"split must be a non-empty string or None, got {split!r}")
         if self._closed:
@@ -330,9 +315,7 @@ class Collector:
         self._closed = True
         self._hooks.remove()
         self._sample_hooks.remove()
-        for watched_object in (self._model, self._optimizer):
-            if watched_object is not None and _watched.get(watched_object) == self._run_id:
-                del _watched[watched_object]
+        arguments.unwatch(self._run_id, self._model, self._optimizer)
         self._write_summary()  # if no optimizer step came after the first forward
         try:
             self._record_origin(self._activations.find_origin())  # the last, unread steps
@@ -494,7 +477,6 @@ class Collector:
         self,
         config: Mapping[str, Any] | None,
         watched: list[tuple[str, torch.nn.Parameter]],
-        resume: str | None,
     ) -> dict[str, Any]:
         model = self._model
         stored, converted = plain_json(dict(config) if config is not None else {})
@@ -512,7 +494,7 @@ class Collector:
             "rank": where.rank,
             "world_size": where.world_size,
             "attempt": self._writer.attempt,
-            "resumed": resume is not None,
+            "resumed": self._resumed,
             "start_step": self._step,
             "schema_version": SCHEMA_VERSION,
             "torch": torch.__version__,
@@ -530,100 +512,8 @@ class Collector:
         }
 
 
-def _claim_run_dir(root: Path, name: str | None) -> str:
-    """Create a fresh run directory; ids carry 32 random bits, a clash just draws again."""
-    for _ in range(8):
-        run_id = layout.new_run_id(name)
-        path = layout.run_dir(root, run_id)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise StoreError(f"cannot create the run directory {str(path)!r}: {e}") from e
-        return run_id
-    raise StoreError(f"could not find a free run id under {str(root)!r} after 8 tries")
-
-
-def _existing_run_dir(root: Path, run_id: str) -> Path:
-    path = layout.run_dir(root, run_id)
-    if not path.is_dir():
-        known = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        listed = ", ".join(known[-5:]) if known else "none"
-        raise ConfigError(
-            f"resume={run_id!r}: there is no such run in {str(root)!r} "
-            f"(latest runs there: {listed})"
-        )
-    return path
-
-
-# Models and optimizers an open collector has hooks on -> its run id. Weak keys: a
-# model that is garbage-collected is forgotten.
-_watched: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
-
-
-def _check_not_watched(*objects: object) -> None:
-    for obj in objects:
-        if obj is not None and obj in _watched:
-            what = "model" if isinstance(obj, torch.nn.Module) else "optimizer"
-            raise ConfigError(
-                f"this {what} is already watched by the open Collector of run "
-                f"{_watched[obj]!r}; close() that one first (two collectors on one "
-                f"{what} would record every statistic twice)"
-            )
-
-
-def _check_count(what: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{what} must be an int >= 0 (0 disables), got {value!r}")
-
-
-def _check_patterns(what: str, patterns: object) -> None:
-    if patterns is None:
-        return
-    if isinstance(patterns, str) or not isinstance(patterns, list | tuple | set | frozenset):
-        raise ConfigError(
-            f"{what} must be a list of shell-style name patterns (e.g. [{'*.bias'!r}]), "
-            f"got {patterns!r}"
-        )
-    bad = [p for p in patterns if not isinstance(p, str) or not p]
-    if bad:
-        raise ConfigError(f"{what} patterns must be non-empty strings, got {bad!r}")
-
-
 def _user() -> str | None:
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
         return None
-
-
-def _check_optional_int(what: str, value: object) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise ConfigError(f"{what} must be a non-negative int or None, got {value!r}")
-
-
-def _check_args(
-    name: object,
-    config: object,
-    model: object,
-    optimizer: object,
-    stats_every: object,
-    flush_every_s: object,
-    heartbeat_every_s: object,
-) -> None:
-    if name is not None and not isinstance(name, str):
-        raise ConfigError(f"name must be a string or None, got {name!r}")
-    if config is not None and not isinstance(config, Mapping):
-        raise ConfigError(f"config must be a mapping (e.g. a dict), got {type(config).__name__}")
-    if model is not None and not isinstance(model, torch.nn.Module):
-        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise ConfigError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
-    if not isinstance(stats_every, int) or isinstance(stats_every, bool) or stats_every < 0:
-        raise ConfigError(f"stats_every must be an int >= 0 (0 disables), got {stats_every!r}")
-    for what, value in (("flush_every_s", flush_every_s), ("heartbeat_every_s", heartbeat_every_s)):
-        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-            raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")

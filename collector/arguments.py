@@ -1,0 +1,119 @@
+"""Validation at the door: every argument of ``Collector(...)`` checked before anything
+is created, with a message that quotes the bad value; and the rule of one open
+collector per model and optimizer.
+
+Two collectors on one model would both hook it and record every statistic twice, so
+the second is refused (``ConfigError`` naming the first run) until the first is
+closed. After start-up nothing here runs: hooks never raise (``collector.guard``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+
+import torch
+
+from collector import layout
+from collector.errors import ConfigError
+
+# Models and optimizers an open collector has hooks on -> its run id. Weak keys: a
+# model that is garbage-collected is forgotten.
+_watched: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+
+
+def check(
+    *,
+    name: object,
+    config: object,
+    model: object,
+    optimizer: object,
+    stats_every: object,
+    include: object,
+    exclude: object,
+    activations_every: object,
+    samples_every: object,
+    samples_budget_bytes: object,
+    module_include: object,
+    module_exclude: object,
+    nan_check: object,
+    flush_every_s: object,
+    heartbeat_every_s: object,
+    resume: object,
+    start_step: object,
+) -> None:
+    """Raise ``ConfigError`` for the first argument ``Collector(...)`` cannot use."""
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"name must be a string or None, got {name!r}")
+    if config is not None and not isinstance(config, Mapping):
+        raise ConfigError(f"config must be a mapping (e.g. a dict), got {type(config).__name__}")
+    if model is not None and not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    for what, value in (
+        ("stats_every", stats_every),
+        ("activations_every", activations_every),
+        ("samples_every", samples_every),
+        ("samples_budget_bytes", samples_budget_bytes),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{what} must be an int >= 0 (0 disables), got {value!r}")
+    if not isinstance(nan_check, int) or nan_check < 0:
+        raise ConfigError(
+            f"nan_check must be True, False or an int >= 0 (check every N steps), got {nan_check!r}"
+        )
+    for what, value in (("flush_every_s", flush_every_s), ("heartbeat_every_s", heartbeat_every_s)):
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+            raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
+    for what, patterns in (
+        ("include", include),
+        ("exclude", exclude),
+        ("module_include", module_include),
+        ("module_exclude", module_exclude),
+    ):
+        _check_patterns(what, patterns)
+    if resume is not None and (not isinstance(resume, str) or not layout.RUN_ID_RE.match(resume)):
+        raise ConfigError(f"resume must be the id of a run in the store, got {resume!r}")
+    check_optional_int("start_step", start_step)
+    for obj in (model, optimizer):
+        if obj is not None and obj in _watched:
+            what = "model" if isinstance(obj, torch.nn.Module) else "optimizer"
+            raise ConfigError(
+                f"this {what} is already watched by the open Collector of run "
+                f"{_watched[obj]!r}; close() that one first (two collectors on one "
+                f"{what} would record every statistic twice)"
+            )
+
+
+def check_optional_int(what: str, value: object) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ConfigError(f"{what} must be a non-negative int or None, got {value!r}")
+
+
+def watch(run_id: str, *objects: object) -> None:
+    """Mark ``objects`` (model, optimizer; None skipped) as hooked by run ``run_id``."""
+    for obj in objects:
+        if obj is not None:
+            _watched[obj] = run_id
+
+
+def unwatch(run_id: str, *objects: object) -> None:
+    for obj in objects:
+        if obj is not None and _watched.get(obj) == run_id:
+            del _watched[obj]
+
+
+def _check_patterns(what: str, patterns: object) -> None:
+    if patterns is None:
+        return
+    if isinstance(patterns, str) or not isinstance(patterns, list | tuple | set | frozenset):
+        raise ConfigError(
+            f"{what} must be a list of shell-style name patterns (e.g. [{'*.bias'!r}]), "
+            f"got {patterns!r}"
+        )
+    bad = [p for p in patterns if not isinstance(p, str) or not p]
+    if bad:
+        raise ConfigError(f"{what} patterns must be non-empty strings, got {bad!r}")
