@@ -15,7 +15,8 @@ collector is open, and only if SIGTERM still has that default disposition, a
 handler closes every open run as failed, restores the default and sends SIGTERM to
 the process again, so the signal is never swallowed (exit status 143 / -15 as
 before). A handler of the program's own (Lightning, submitit...) is left alone: it
-has its own plan and will leave the ``with`` block or reach atexit. The handler is
+has its own plan and will leave the ``with`` block or reach atexit; one installed
+after ours that chains to it finds it does nothing. The handler is
 installed from the main thread only (Python's rule) and removed when the last
 collector closes.
 """
@@ -91,6 +92,10 @@ def _uninstall() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if signal.getsignal(signum) is not _on_sigterm:
+        # A handler installed after ours called us as "the previous one" (Lightning
+        # does): its plan (often a graceful stop) wins; exiting here would end it early.
+        return
     try:
         close_all(Terminated(f"the process received {signal.Signals(signum).name}"))
     finally:

@@ -710,3 +710,13 @@ def test_sigterm_handler_is_installed_only_over_the_default_and_removed_at_close
         assert signal.getsignal(signal.SIGTERM) is own
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+    tel = make()  # ours installed; then a handler that chains to it (Lightning does)
+    signal.signal(signal.SIGTERM, own)
+    try:
+        shutdown._on_sigterm(signal.SIGTERM, None)  # called as "the previous handler"
+        assert repr(tel).endswith("open)")  # not closed, and we are still alive
+    finally:
+        signal.signal(signal.SIGTERM, shutdown._on_sigterm)
+        tel.close()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -19,7 +19,8 @@ from telemetry.cli import main
 from .conftest import Worker, duplicated_rows, report
 
 RUNS = 8
-READS_WHILE_WRITING = 2
+READS_WHILE_WRITING = 3
+READS_WHILE_CLOSING = 2  # at least, after the writers were told to stop
 # Several segments per stream, so compactions (which delete files) run while the reader
 # reads; not too many: each read lists and loads every one of them.
 FAST = {"flush_every_s": 1.0, "heartbeat_every_s": 0.5}
@@ -63,7 +64,7 @@ def test_concurrent_writers_and_a_reader_see_every_row_exactly_once(
 
     reads, failures, skipped = 0, [], set()
     began = time.monotonic()
-    while not all(w.exited() for w in workers) or reads == 0:
+    while not all(w.exited() for w in workers) or reads < READS_WHILE_WRITING + READS_WHILE_CLOSING:
         result = runner.invoke(main, ["analyze", str(root)])
         reads += 1
         if result.exit_code != 0:
