@@ -379,3 +379,56 @@ def test_a_dead_writer_thread_is_logged_and_refuses_later_puts(
 def test_flush_returns_when_the_writer_thread_dies(make_writer: Callable[..., Writer]) -> None:
     _writer, _thread, returned = _dead_writer(make_writer)
     assert returned.wait(2)
+
+
+def test_essential_rows_are_taken_even_when_the_queue_is_full(
+    make_writer: Callable[..., Writer], tmp_path: Path
+) -> None:
+    sink = BlockingSink()
+    writer = make_writer(sink=sink, max_queue=2, max_pending_rows=1)
+    try:
+        assert writer.put(scalars(0))
+        assert sink.entered.wait(10)
+        assert writer.put(scalars(1)) and writer.put(scalars(2))
+        assert writer.put(scalars(3)) is False  # full
+        assert writer.rows_dropped == 2  # counted at once, before the thread sees it
+        assert writer.put(event(3, "run_finished"), essential=True)
+    finally:
+        sink.release.set()
+    writer.close()
+    assert [e["step"] for e in events_of(tmp_path, "run_finished")] == [3]
+
+
+def test_a_removed_run_directory_is_not_recreated_and_its_rows_are_counted(
+    make_writer: Callable[..., Writer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    caplog.set_level(logging.WARNING, logger="collector.writer")
+    writer = make_writer()
+    writer.put(scalars(1))
+    assert writer.flush()
+    shutil.rmtree(tmp_path / RUN)
+    writer.put(scalars(2))
+    writer.put(event(2))
+    assert writer.flush()
+    writer.close()
+    assert not (tmp_path / RUN).exists()
+    assert writer.rows_dropped == 2 + 2  # the scalars, the note and the `dropped` event itself
+    [warning] = [r for r in caplog.records if r.name == "collector.writer"]
+    assert "FileNotFoundError" in warning.getMessage()
+
+
+def test_flush_with_zero_timeout_asks_without_waiting(
+    make_writer: Callable[..., Writer], tmp_path: Path
+) -> None:
+    sink = BlockingSink()
+    writer = make_writer(sink=sink)
+    writer.put(scalars(1))
+    try:
+        assert writer.flush(timeout=0) is False  # asked; the write is still hanging
+        assert sink.entered.wait(10)
+    finally:
+        sink.release.set()
+    writer.close()
+    assert read_stream(tmp_path / RUN, Stream.SCALARS).num_rows == 2
