@@ -308,8 +308,12 @@ class Collector:
         """Publish everything recorded so far (blocks until written or ``timeout``)."""
         return self._writer.flush(timeout)
 
-    def close(self, *, error: BaseException | None = None) -> None:
-        """End the run: remove hooks, record how it ended, drain, compact. Idempotent."""
+    def close(self, *, error: BaseException | None = None, compact: bool = True) -> None:
+        """End the run: remove hooks, record how it ended, drain, compact. Idempotent.
+
+        ``compact=False`` leaves the segments as written (a process that must exit
+        fast, e.g. on SIGTERM; ``telemetry compact`` merges them later).
+        """
         if self._closed:
             return
         self._closed = True
@@ -328,6 +332,8 @@ class Collector:
             payload = {"type": type(error).__name__, "message": str(error)[:2000]}
             self._event(EventKind.RUN_FAILED, {**payload, "steps": self._step, **self._health()})
         self._writer.close()
+        if not compact:
+            return
         try:
             compact_run(self._run_dir, rank=self._writer.rank, attempt=self._writer.attempt)
         except Exception as e:  # the data is on disk either way; compaction is an optimisation

@@ -3,8 +3,10 @@
     the script returns, run still open      atexit closes it: run_finished
     uncaught exception, KeyboardInterrupt   atexit closes it: run_failed with the exception
                                             (Python has set sys.last_value by then)
-    SIGTERM (kill, schedulers, torchrun)    the handler below: run_failed "Terminated",
-                                            then the process still dies of SIGTERM
+    SIGTERM (kill, schedulers, torchrun)    the handler below: run_failed "Terminated"
+                                            (not compacted: the grace period before
+                                            SIGKILL is short), then the process still
+                                            dies of SIGTERM
     SIGKILL, power loss, OOM killer         nothing can run: at most the unflushed
                                             buffer is lost, and the run reads
                                             ``crashed`` once its heartbeats stop
@@ -41,7 +43,7 @@ class Terminated(Exception):
 
 
 class _Closable(Protocol):
-    def close(self, *, error: BaseException | None = None) -> None: ...
+    def close(self, *, error: BaseException | None = None, compact: bool = True) -> None: ...
 
 
 # A weak set: we never keep a collector alive.
@@ -61,10 +63,10 @@ def unregister(collector: _Closable) -> None:
         _uninstall()
 
 
-def close_all(error: BaseException | None) -> None:
+def close_all(error: BaseException | None, *, compact: bool = True) -> None:
     for collector in list(_open):
         try:
-            collector.close(error=error)
+            collector.close(error=error, compact=compact)
         except Exception as e:  # one broken run must not keep the others open
             log.warning("could not close a telemetry run at shutdown: %r", e)
 
@@ -97,7 +99,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         # does): its plan (often a graceful stop) wins; exiting here would end it early.
         return
     try:
-        close_all(Terminated(f"the process received {signal.Signals(signum).name}"))
+        # No compaction: a scheduler's SIGKILL follows SIGTERM after a grace period, and
+        # the rows are safe on disk without it.
+        close_all(Terminated(f"the process received {signal.Signals(signum).name}"), compact=False)
     finally:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

@@ -82,6 +82,10 @@ def test_the_run_records_how_it_ended_and_keeps_everything_logged_before(
     assert logged == list(range(1, len(logged) + 1))
     assert payload["steps"] - 1 <= len(logged) <= payload["steps"]
     assert len(logged) >= (40 if how in ("exception", "exit") else 25)
+    # Events have 2+ segments (run_started is written at once): compaction merges them,
+    # except after SIGTERM, when no time is spent compacting.
+    merged = list((root / run_id / "events").glob("*_*.parquet"))
+    assert bool(merged) == (how != "SIGTERM")
     RESULTS.append(
         f"{how} ({'with block' if with_block else 'bare Collector'}): exit status "
         f"{exit_status}, {final} {error or ''}, steps {payload['steps']}, on disk {len(logged)}"
