@@ -345,3 +345,13 @@ def _json_default(value: object) -> object:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     return str(value)
+
+
+def _register_verbs() -> None:
+    # Verbs that live in their own module (their options alone fill a screen).
+    from telemetry.export_bench import export_bench
+
+    main.add_command(export_bench)
+
+
+_register_verbs()

@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.analysis import export_cases
 from tests.builders import RunBuilder
 
 Case = Callable[[Path], RunBuilder]
@@ -276,6 +277,7 @@ POSITIVE: dict[str, Case] = {
     "stalled_parameters": stalled_parameters,
     "unused_parameters": unused_parameters,
     "data_bottleneck": data_bottleneck,
+    **export_cases.POSITIVE,
 }
 """A run each rule must flag."""
 

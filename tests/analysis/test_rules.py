@@ -43,7 +43,12 @@ def test_rule_is_silent_on_a_healthy_run(rule_id: str, tmp_path: Path) -> None:
     cases.NEGATIVE(tmp_path).write()
     diagnosis = diagnose(open_store(tmp_path), rules=[RULES[rule_id]])
     assert diagnosis.findings == []
-    assert diagnosis.not_evaluated == [] or rule_id == "early_stopping"
+    # early_stopping needs a val curve to stop on; export rules need a benchmark.
+    assert (
+        diagnosis.not_evaluated == []
+        or rule_id == "early_stopping"
+        or rule_id.startswith("export_")
+    )
 
 
 def test_healthy_run_gets_no_warning_or_error_from_all_rules(tmp_path: Path) -> None:
