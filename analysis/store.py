@@ -81,6 +81,18 @@ class Store:
         finally:
             cur.close()
 
+    def lock(self) -> None:
+        """Refuse, from now on, every file access and settings change on this connection.
+
+        Queries still see every row (the segments were loaded into tables at open
+        time), but ``COPY ... TO``, ``ATTACH``, ``EXPORT DATABASE``, ``INSTALL``/``LOAD``
+        and ``read_csv('/etc/passwd')`` fail with ``duckdb.PermissionException``, and
+        ``SET`` fails because the configuration is locked. ``telemetry query`` runs
+        user SQL on a locked store. Irreversible for this connection.
+        """
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
+
     def run_ids(self) -> list[str]:
         return self.sql("SELECT run_id FROM runs ORDER BY started_at, run_id")["run_id"].to_list()
 

@@ -350,8 +350,12 @@ def _json_default(value: object) -> object:
 def _register_verbs() -> None:
     # Verbs that live in their own module (their options alone fill a screen).
     from telemetry.export_bench import export_bench
+    from telemetry.query import query
+    from telemetry.runs import runs
 
     main.add_command(export_bench)
+    main.add_command(query)
+    main.add_command(runs)
 
 
 _register_verbs()

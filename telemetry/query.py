@@ -1,0 +1,229 @@
+"""``telemetry query ROOT "SQL"``: read-only SQL over a store's views.
+
+The query runs on a locked store (``Store.lock``): the segments are already loaded,
+so it sees every row, but it cannot read other files, write any (``COPY ... TO``,
+``EXPORT DATABASE``), ``ATTACH`` a database, install or load extensions, or change
+settings. Only one ``SELECT`` (or ``EXPLAIN``) statement is accepted, so the views
+cannot be dropped or replaced either. A misspelt view or column is answered with
+what exists: the views, or the columns of the views the query names.
+
+From Python, the same views without the CLI::
+
+    from analysis import open_store
+    df = open_store("runs").sql("SELECT run_id, status FROM runs")   # Polars
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from telemetry.output import emit, format_option, output_option
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from analysis import Store
+
+VIEW_MEANINGS = {
+    "runs": "one row per run: name, status (derived), steps, attempts, start/end, "
+    "duration, config (JSON text), error",
+    "events": "lifecycle and metadata events (run_started, run_finished, run_failed, "
+    "heartbeat, dropped, ...); payload is JSON text",
+    "scalars": "logged values (loss, accuracy, lr...): name, split, value; latest attempt per step",
+    "tensors": "per-parameter statistics on sampled steps: param, kind (grad, weight, "
+    "update), norm, mean, std, min, max, abs_max, zero_frac, nonfinite",
+    "activations": "per-module output statistics on sampled steps: mean, std, zero_frac, "
+    "saturated_frac, dead_frac, nonfinite",
+    "samples": "sampled images (feature maps, filters) as uint8 bytes with shape, lo, hi",
+    "modules": "the model summary: module, type, parent, depth, parameters, shapes",
+    "system": "per-step timing and memory: step_time_s, data_time_s, compute_time_s, "
+    "samples_per_s, max_memory_bytes",
+    "exports": "export benchmark results: format, batch_size, latencies, throughput, size, "
+    "parity, metric, status",
+}
+"""One line per view for ``--schema`` (the columns are listed from the store itself)."""
+
+ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN")
+
+
+class QueryError(click.ClickException):
+    """A query that cannot run: not one read-only statement, or DuckDB refused it."""
+
+    exit_code = 2
+
+
+def public_views() -> tuple[str, ...]:
+    from analysis.store import VIEWS
+
+    return ("runs", *VIEWS)
+
+
+def run_query(store: Store, sql: str) -> pl.DataFrame:
+    """``sql`` on a locked ``store``; a ``QueryError`` that says what exists when it fails."""
+    import duckdb
+
+    store.lock()
+    try:
+        statements = store.con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError(_first_lines(e)) from e
+    if len(statements) != 1:
+        raise QueryError(
+            f"one statement at a time, got {len(statements)}"
+            + ("" if statements else " (the query is empty)")
+        )
+    kind = statements[0].type.name
+    if kind not in ALLOWED_STATEMENTS:
+        raise QueryError(
+            f"telemetry query is read-only: statement {kind} is refused; "
+            "write a SELECT over the views (and -o FILE to save its result)"
+        )
+    try:
+        return store.sql(sql)
+    except duckdb.PermissionException as e:
+        raise QueryError(
+            f"{_first_lines(e)}\ntelemetry query is read-only and reads only the store's "
+            "views: no other files, no writes (use -o FILE to save a result)"
+        ) from e
+    except duckdb.InvalidInputException as e:
+        raise QueryError(f"{_first_lines(e)}\n(settings cannot be changed in a query)") from e
+    except duckdb.CatalogException as e:
+        raise QueryError(f"{_first_line(e)}{_did_you_mean(e)}\n{_views_hint()}") from e
+    except duckdb.BinderException as e:
+        raise QueryError(f"{_first_lines(e)}\n{_columns_hint(store, sql)}") from e
+    except duckdb.Error as e:
+        raise QueryError(_first_lines(e)) from e
+
+
+def view_schema(store: Store) -> list[dict[str, Any]]:
+    """Every view: name, meaning and columns (name and DuckDB type), in ``public_views`` order."""
+    out = []
+    for view in public_views():
+        columns = store.sql(f"DESCRIBE {view}")  # view names are ours, never user input
+        out.append(
+            {
+                "view": view,
+                "meaning": VIEW_MEANINGS.get(view) or _sql_comment(view),
+                "columns": [
+                    {"name": n, "type": t}
+                    for n, t in zip(
+                        columns["column_name"].to_list(),
+                        columns["column_type"].to_list(),
+                        strict=True,
+                    )
+                ],
+            }
+        )
+    return out
+
+
+def format_schema(views: list[dict[str, Any]]) -> str:
+    lines = []
+    for v in views:
+        lines.append(f"{click.style(v['view'], bold=True)}  {v['meaning']}")
+        width = max(len(c["name"]) for c in v["columns"])
+        lines += [f"    {c['name']:<{width}}  {c['type']}" for c in v["columns"]]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _sql_comment(view: str) -> str:
+    """The first comment line after ``-- view:`` in the view's SQL file."""
+    text = resources.files("analysis.views").joinpath(f"{view}.sql").read_text()
+    for line in text.splitlines()[1:]:
+        if line.startswith("--"):
+            return line.lstrip("- ").strip()
+    return ""
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0]
+
+
+def _first_lines(e: Exception) -> str:
+    """DuckDB's message without its trailing blank lines (the LINE pointer is kept)."""
+    return "\n".join(line.rstrip() for line in str(e).strip().splitlines() if line.strip())
+
+
+def _did_you_mean(e: Exception) -> str:
+    """DuckDB's suggestion when it is one of our views (it may name an internal table)."""
+    m = re.search(r'Did you mean "([^"]+)"', str(e))
+    return f' Did you mean "{m.group(1)}"?' if m and m.group(1) in public_views() else ""
+
+
+def _views_hint() -> str:
+    return f"views: {', '.join(public_views())} (telemetry query ROOT --schema lists their columns)"
+
+
+def _columns_hint(store: Store, sql: str) -> str:
+    named = [v for v in public_views() if re.search(rf"\b{v}\b", sql, re.IGNORECASE)]
+    if not named:
+        return _views_hint()
+    lines = []
+    for view in named:
+        columns = store.sql(f"DESCRIBE {view}")["column_name"].to_list()
+        lines.append(f"columns of {view}: {', '.join(columns)}")
+    return "\n".join(lines)
+
+
+@click.command("query")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.argument("sql", required=False)
+@click.option(
+    "--schema",
+    is_flag=True,
+    help="List every view with its meaning and columns (no SQL needed).",
+)
+@format_option()
+@output_option
+@click.option("-q", "--quiet", is_flag=True, help="Do not say where -o wrote the result.")
+def query(
+    root: Path, sql: str | None, schema: bool, fmt: str, output: Path | None, quiet: bool
+) -> None:
+    """Run one read-only SQL query over the views of the store at ROOT.
+
+    Views: runs, events, scalars, tensors, activations, samples, modules, system,
+    exports (--schema lists their columns). SQL '-' reads the query from stdin. The
+    query may not write, read other files or change settings.
+
+    \b
+    Example:
+      telemetry query runs/ --schema
+      telemetry query runs/ "SELECT run_id, status, steps FROM runs ORDER BY started_at"
+      telemetry query runs/ "SELECT step, value FROM scalars WHERE name = 'loss'" --format csv
+      telemetry query runs/ "SELECT * FROM tensors WHERE kind = 'grad'" -o grads.parquet \\
+          --format parquet
+    """
+    from telemetry.cli import _open  # the store, or exit 3 naming the problem
+
+    if schema and sql is not None:
+        raise click.UsageError("give SQL or --schema, not both")
+    if not schema and sql is None:
+        raise click.UsageError('give a SQL query, e.g. "SELECT * FROM runs", or --schema')
+    store = _open(root)
+    if sql is None:
+        views = view_schema(store)
+        if fmt == "table":
+            if output is not None:
+                raise click.UsageError("--schema -o FILE needs --format json")
+            click.echo(format_schema(views))
+        elif fmt == "json":
+            import json
+
+            text = json.dumps(views, indent=2)
+            if output is None:
+                click.echo(text)
+            else:
+                output.write_text(text + "\n")
+        else:
+            raise click.UsageError("--schema prints as table or json")
+        return
+    if sql == "-":
+        sql = sys.stdin.read()
+    emit(run_query(store, sql), fmt, output, quiet=quiet)

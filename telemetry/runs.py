@@ -1,0 +1,240 @@
+"""``telemetry runs ROOT``: the runs of a store as a table, filtered and sorted.
+
+One row per run: id, name, status, steps, duration, the best value of each metric
+whose direction its name tells (``best_loss_val`` is the lowest validation loss,
+``best_acc_val`` the highest validation accuracy), the config (JSON text) and the
+start time.
+
+``--where`` takes one SQL expression over those columns, and ``config.KEY`` (or
+``config.a.b`` for nested keys) for a value of the config: typed from the runs'
+configs (numbers compare as numbers, strings as strings). The expression is parsed
+as an expression, never pasted into a statement, and runs on a locked store
+(``Store.lock``): it can only read.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from telemetry.output import emit, format_option, output_option
+from telemetry.query import QueryError
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+
+    from analysis import Store
+
+LOWER_IS_BETTER = frozenset(
+    {"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer"}
+)
+HIGHER_IS_BETTER = frozenset(
+    {"acc", "accuracy", "f1", "auc", "auroc", "precision", "recall", "iou", "map", "bleu", "r2"}
+)
+"""A metric is "best" at its min or max when a word of its name is in one of these sets
+(``val_acc``, ``top1_accuracy``, ``loss``); other metrics (``lr``) get no column."""
+
+_SPLIT_ORDER = {"val": 0, "test": 1, "train": 2}
+_CONFIG_RE = re.compile(r"\bconfig((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+_QUOTED_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_SORT_KEY_RE = re.compile(r"^(-?)([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)$")
+
+
+def direction(metric: str) -> str | None:
+    """'min', 'max' or None, from the words of a metric's name."""
+    words = set(re.split(r"[^a-z0-9]+", metric.lower()))
+    if words & LOWER_IS_BETTER:
+        return "min"
+    if words & HIGHER_IS_BETTER:
+        return "max"
+    return None
+
+
+def list_runs(
+    store: Store,
+    *,
+    where: str | None = None,
+    sort: tuple[str, ...] = (),
+    limit: int | None = None,
+) -> pl.DataFrame:
+    """The runs of ``store`` with their best metrics; see the module docstring."""
+    import duckdb
+
+    store.lock()
+    sql, params = _listing_sql(store)
+    cur = store.con.cursor()
+    try:
+        rel = cur.sql(sql, params=params)
+        columns = list(rel.columns)
+        if where is not None:
+            rel = _filter(cur, rel, where, columns)
+        rel = rel.order(_order(cur, sort, columns)) if sort else rel
+        if limit is not None:
+            rel = rel.limit(limit)
+        try:
+            return rel.pl()
+        except duckdb.Error as e:  # a where that parsed but cannot be evaluated
+            raise QueryError(f"--where {where!r}: {_message(e)}") from e
+    finally:
+        cur.close()
+
+
+def _listing_sql(store: Store) -> tuple[str, list[Any]]:
+    metrics = store.sql(
+        "SELECT DISTINCT name, split FROM scalars WHERE isfinite(value) ORDER BY name, split"
+    )
+    best: list[str] = []
+    params: list[Any] = []
+    seen: set[str] = set()
+    ordered = sorted(
+        metrics.iter_rows(), key=lambda r: (_SPLIT_ORDER.get(r[1] or "", 3), r[1] or "", r[0])
+    )
+    for name, split in ordered:
+        how = direction(name)
+        column = re.sub(r"\W+", "_", f"best_{name}" + (f"_{split}" if split else "")).lower()
+        if how is None or column in seen:
+            continue
+        seen.add(column)
+        # Values as parameters; the column name is reduced to word characters above.
+        best.append(
+            f'{how}(value) FILTER (WHERE name = ? AND split IS NOT DISTINCT FROM ?) AS "{column}"'
+        )
+        params += [name, split]
+    best_sql = (", " + ", ".join(best)) if best else ""
+    sql = f"""
+        WITH best AS (
+            SELECT run_id{best_sql} FROM scalars WHERE isfinite(value) GROUP BY run_id
+        )
+        SELECT r.run_id, r.name, r.status, r.steps, round(r.duration_s, 1) AS duration_s,
+               b.* EXCLUDE (run_id), r.config, r.started_at
+        FROM runs r LEFT JOIN best b USING (run_id)
+        ORDER BY r.started_at, r.run_id
+    """
+    return sql, params
+
+
+def _filter(
+    cur: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, where: str, columns: list[str]
+) -> duckdb.DuckDBPyRelation:
+    import duckdb
+
+    if ";" in _QUOTED_RE.sub("''", where):
+        raise QueryError(f"--where takes one expression, not statements: {where!r} holds ';'")
+    try:
+        expression = duckdb.SQLExpression(_translate(cur, where))
+        return rel.filter(expression)
+    except duckdb.BinderException as e:
+        raise QueryError(
+            f"--where {where!r}: {_message(e)}\ncolumns: {', '.join(columns)}, config.KEY"
+        ) from e
+    except duckdb.Error as e:
+        raise QueryError(
+            f"--where {where!r} is not one SQL expression "
+            f"(e.g. \"config.lr < 1e-3 AND status = 'finished'\"): {_message(e)}"
+        ) from e
+
+
+def _order(cur: duckdb.DuckDBPyConnection, sort: tuple[str, ...], columns: list[str]) -> str:
+    keys = []
+    for item in (k.strip() for s in sort for k in s.split(",")):
+        m = _SORT_KEY_RE.match(item)
+        if m is None:
+            raise QueryError(f"--sort {item!r}: expected a column name, '-' before it to reverse")
+        descending, key = m.group(1) == "-", m.group(2)
+        if key.startswith("config."):
+            expression = _translate(cur, key)
+        elif key in columns:
+            expression = f'"{key}"'
+        else:
+            raise QueryError(f"--sort {key!r}: no such column; columns: {', '.join(columns)}")
+        keys.append(f"{expression} {'DESC' if descending else 'ASC'} NULLS LAST")
+    return ", ".join(keys)
+
+
+def _translate(cur: duckdb.DuckDBPyConnection, text: str) -> str:
+    """``config.a.b`` -> a typed JSON extraction from the ``config`` column, outside quotes."""
+
+    def plain(part: str) -> str:
+        return _CONFIG_RE.sub(lambda m: _config_value(cur, m.group(1)), part)
+
+    out, at = [], 0
+    for quoted in _QUOTED_RE.finditer(text):
+        out += [plain(text[at : quoted.start()]), quoted.group(0)]
+        at = quoted.end()
+    out.append(plain(text[at:]))
+    return "".join(out)
+
+
+def _config_value(cur: duckdb.DuckDBPyConnection, dotted: str) -> str:
+    path = "$" + dotted  # only word characters and dots: safe inside a string literal
+    types = {
+        t
+        for (t,) in cur.execute("SELECT DISTINCT json_type(config, ?) FROM runs", [path]).fetchall()
+        if t is not None and t != "NULL"
+    }
+    if not types:
+        keys = sorted(
+            k
+            for (k,) in cur.execute(
+                "SELECT DISTINCT unnest(json_keys(config)) FROM runs"
+            ).fetchall()
+        )
+        raise QueryError(f"no run has config{dotted}; config keys: {', '.join(keys) or 'none'}")
+    extracted = f"json_extract_string(config, '{path}')"
+    if types <= {"BIGINT", "UBIGINT", "DOUBLE"}:
+        return f"TRY_CAST({extracted} AS DOUBLE)"
+    if types == {"BOOLEAN"}:
+        return f"TRY_CAST({extracted} AS BOOLEAN)"
+    return extracted
+
+
+def _message(e: Exception) -> str:
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+
+
+@click.command("runs")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option(
+    "--where",
+    metavar="EXPR",
+    default=None,
+    help="Keep the runs where this SQL expression holds; config.KEY reads the config "
+    "(e.g. \"config.lr < 1e-3 AND status = 'finished'\").",
+)
+@click.option(
+    "--sort",
+    multiple=True,
+    metavar="COL[,COL]",
+    help="Order by these columns (or config.KEY); '-COL' for descending. [default: start time]",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many runs.")
+@format_option()
+@output_option
+@click.option("-q", "--quiet", is_flag=True, help="Do not say where -o wrote the result.")
+def runs(
+    root: Path,
+    where: str | None,
+    sort: tuple[str, ...],
+    limit: int | None,
+    fmt: str,
+    output: Path | None,
+    quiet: bool,
+) -> None:
+    """List the runs in ROOT: status, steps, duration, best metrics, config.
+
+    best_<metric>_<split> is the lowest value of a loss-like metric (loss, error, mse...)
+    and the highest of an accuracy-like one (acc, f1, auc...).
+
+    \b
+    Example:
+      telemetry runs runs/
+      telemetry runs runs/ --where "config.lr < 1e-3" --sort -best_acc_val --limit 5
+      telemetry runs runs/ --where "status = 'failed'" --format json
+    """
+    from telemetry.cli import _open  # the store, or exit 3 naming the problem
+
+    emit(list_runs(_open(root), where=where, sort=sort, limit=limit), fmt, output, quiet=quiet)
