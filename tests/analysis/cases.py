@@ -258,6 +258,17 @@ def data_bottleneck(root: Path) -> RunBuilder:
     return run.system(noisy([0.2] * 60, 0.1), noisy([0.14] * 60, 0.15, seed=1)).finish()
 
 
+def rank_imbalance(root: Path) -> RunBuilder:
+    """Two DDP ranks: rank 1 waits ~0.08 s for each batch (a slow disk), rank 0 ~0.005 s
+    and then ~0.08 s in the all-reduce, so both steps take ~0.12 s."""
+    straggler = RunBuilder(root, "ddp-straggler", rank=1)
+    straggler.system(noisy([0.12] * 40, 0.1, seed=3), noisy([0.08] * 40, 0.1, seed=4))
+    straggler.finish().write()
+    run = RunBuilder(root, "ddp-straggler", rank=0)
+    run.scalars("loss", "train", train_curve(40))
+    return run.system(noisy([0.12] * 40, 0.1, seed=5), noisy([0.005] * 40, 0.3, seed=6)).finish()
+
+
 POSITIVE: dict[str, Case] = {
     "overfitting": overfitting,
     "early_stopping": overfitting,
@@ -277,6 +288,7 @@ POSITIVE: dict[str, Case] = {
     "stalled_parameters": stalled_parameters,
     "unused_parameters": unused_parameters,
     "data_bottleneck": data_bottleneck,
+    "rank_imbalance": rank_imbalance,
     **export_cases.POSITIVE,
 }
 """A run each rule must flag."""
