@@ -53,7 +53,7 @@ import torch
 from collector import arguments, claims, shutdown
 from collector.activations import ActivationWatcher, can_create_nonfinite, leaf_modules
 from collector.compaction import compact_run
-from collector.distributed import Placement, placement
+from collector.distributed import Placement, param_stats_every, placement
 from collector.errors import ConfigError, StoreError
 from collector.guard import GuardCounters, guarded
 from collector.hooks import HookSet
@@ -171,7 +171,7 @@ class Collector:
         self._sample_hooks = HookSet()
         self._guard = GuardCounters()
         self._timer = StepTimer()
-        self._params = ParamWatcher(watched, every=stats_every)
+        self._params = ParamWatcher(watched, every=param_stats_every(self._placement, stats_every))
         leaves = (
             leaf_modules(model, include=module_include, exclude=module_exclude)
             if model is not None

@@ -11,6 +11,15 @@ are settled once, inside ``Collector(...)``:
   rank is initialised, sends the id to the others with one
   ``broadcast_object_list`` (start-up only). Without a process group a rank > 0
   cannot learn it and is told to pass ``resume=<rank 0's run id>``.
+
+What each rank records: scalars, timing and memory (``system``), activations and
+events on every rank, since they differ between ranks (each sees its own batches and
+runs on its own device). Per-parameter statistics (``tensors``) only on rank 0 by
+default: after data parallelism's all-reduce (DDP, Horovod) every rank holds the same
+gradients, weights and updates, so the other ranks would pay for the reductions and
+write identical rows. Where ranks hold different parameters (FSDP or ZeRO shards,
+tensor or pipeline parallelism) set ``TELEMETRY_PARAM_STATS_RANKS=all`` in the
+environment of every rank.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -76,6 +86,25 @@ def shared_run_id(where: Placement, create: Callable[[], str]) -> str:
         detail = reply[1] if isinstance(reply, tuple) and len(reply) == 2 else reply
         raise StoreError(f"rank 0 could not start the run: {detail}")
     return str(reply[1])
+
+
+PARAM_STATS_RANKS_ENV = "TELEMETRY_PARAM_STATS_RANKS"
+"""``0`` (the default): parameter statistics on rank 0 only; ``all``: on every rank."""
+
+Every = TypeVar("Every")
+
+
+def param_stats_every(where: Placement, every: Every) -> Every | int:
+    """``every`` (a stride or a schedule) on the ranks that record parameter statistics,
+    0 (never) on the others; see the module docstring."""
+    raw = os.environ.get(PARAM_STATS_RANKS_ENV, "0").strip().lower() or "0"
+    if raw not in ("0", "all"):
+        raise ConfigError(
+            f"environment variable {PARAM_STATS_RANKS_ENV}={raw!r}: expected '0' (parameter "
+            "statistics on rank 0 only, the default) or 'all' (on every rank: FSDP/ZeRO "
+            "shards, model parallelism)"
+        )
+    return every if where.rank == 0 or raw == "all" else 0
 
 
 def _env_int(name: str, default: int) -> int:

@@ -18,6 +18,7 @@ Request keys (all optional but ``id``, ``scenario`` and ``root``):
     drop_privileges  run as nobody (root ignores permission bits: read_only needs it)
     raise_at_step    raise ValueError after that step
     distributed      {"rank", "world_size", "port"}: join a gloo process group first
+    ddp              wrap the model in DistributedDataParallel (with ``distributed``)
     collector        extra keyword arguments for ``Collector``
     fast_exit        leave with os._exit(0) after "done" (default True)
 
@@ -102,6 +103,8 @@ def run(request: dict[str, Any]) -> None:
 
 def _train(request: dict[str, Any], root: Path, emit: Emit, warnings: list[str]) -> None:
     model, opt = _model()
+    if request.get("ddp"):
+        model = nn.parallel.DistributedDataParallel(model)  # gradients all-reduced
     kwargs = {"flush_every_s": 0.25, "heartbeat_every_s": 0.2, **request.get("collector", {})}
     tel = Collector(root, name=request.get("name", "fault"), model=model, optimizer=opt, **kwargs)
     emit("started", run_id=tel.run_id, rank=tel.rank, attempt=tel.attempt, step=tel.step)
