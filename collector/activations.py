@@ -147,7 +147,7 @@ class ActivationWatcher:
         self,
         leaves: list[tuple[str, nn.Module]],
         *,
-        every: int,
+        every: int | Callable[[int], bool],
         nan_check_every: int,
     ) -> None:
         self.leaves = leaves
@@ -165,6 +165,9 @@ class ActivationWatcher:
         self._unchecked: list[tuple[int, list[tuple[str, str, int, Any]]]] = []
 
     def sampled(self, step: int) -> bool:
+        """``every`` is a stride, or a schedule (``collector.budget``) asked per step."""
+        if callable(self.every):
+            return self.every(step)
         return self.every > 0 and (step - 1) % self.every == 0
 
     def checked(self, step: int) -> bool:

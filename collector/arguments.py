@@ -37,6 +37,7 @@ def check(
     module_include: object,
     module_exclude: object,
     nan_check: object,
+    overhead_budget: object,
     flush_every_s: object,
     heartbeat_every_s: object,
     resume: object,
@@ -53,9 +54,24 @@ def check(
         raise ConfigError(
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
         )
+    for what, value in (("stats_every", stats_every), ("activations_every", activations_every)):
+        if value is None:  # chosen by the overhead budget
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(
+                f"{what} must be an int >= 0 (0 disables) or None (the overhead budget "
+                f"chooses), got {value!r}"
+            )
+    if (
+        not isinstance(overhead_budget, int | float)
+        or isinstance(overhead_budget, bool)
+        or not 0 < overhead_budget < 1
+    ):
+        raise ConfigError(
+            "overhead_budget must be a fraction of step time in (0, 1), e.g. 0.03, "
+            f"got {overhead_budget!r}"
+        )
     for what, value in (
-        ("stats_every", stats_every),
-        ("activations_every", activations_every),
         ("samples_every", samples_every),
         ("samples_budget_bytes", samples_budget_bytes),
     ):

@@ -11,12 +11,23 @@ strides::
 is kept at or under ``budget``, with activations sampled ``ACTIVATION_RATIO`` times
 less often than tensor statistics, and never more often than every step.
 
-The first ``dense_steps`` steps are always recorded densely (initialisation problems
-show there: dead units, vanishing gradients at step 1): tensor statistics every step,
-activations every ``DENSE_ACTIVATIONS_EVERY`` steps. After that the strides follow the
-measured costs (exponential moving averages): a stride widens as soon as the budget
-is exceeded, and narrows only when it could shrink by more than ``HYSTERESIS``, so
-that noise does not make it flap.
+A stride the user fixed (``stats_every=N`` or ``activations_every=N``) is kept as
+given; its amortised cost is taken out of the budget first and the other stride
+adapts to what is left (at least a tenth of the budget).
+
+Dense stretches: the first ``dense_steps`` steps are always recorded densely
+(initialisation problems show there: dead units, vanishing gradients at step 1):
+tensor statistics every step, activations every ``DENSE_ACTIVATIONS_EVERY`` steps.
+So are the ``BURST_STEPS`` steps after the training loss misbehaves (``LossWatch``:
+it jumps to ``JUMP`` times its running level, or turns NaN/Inf), so that an
+explosion or a spike between two samples is recorded step by step as it unfolds.
+
+After a dense stretch the strides follow the measured costs (exponential moving
+averages; the first measurement of each kind is left out: it holds one-off warm-up
+costs). The stride is re-decided only when a new cost was measured. It widens as
+soon as the budget is exceeded, to the stride that meets ``AIM`` of the budget (a
+margin, so that noise does not widen it again at the next sample), and narrows only
+when that stride is ``HYSTERESIS`` below the current one: strides do not flap.
 
 Pure bookkeeping: no torch, no clock; the collector passes the measured seconds.
 """
@@ -26,14 +37,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+DENSE_STEPS = 20
+"""The first steps, recorded densely whatever the budget."""
+
+BURST_STEPS = 20
+"""Steps recorded densely after the training loss misbehaves."""
+
 ACTIVATION_RATIO = 4
 """Activations are sampled this many times less often than tensor statistics."""
 
 DENSE_ACTIVATIONS_EVERY = 5
-"""Activation sampling stride during the dense start."""
+"""Activation sampling stride during a dense stretch."""
+
+AIM = 0.8
+"""A widened stride meets this fraction of the budget (the rest is margin for noise)."""
 
 HYSTERESIS = 0.25
 """A narrower stride is taken only when it is this fraction below the current one."""
+
+JUMP = 2.0
+"""A training loss this many times its running level starts a dense burst."""
 
 MAX_STRIDE = 10_000
 
@@ -49,32 +72,69 @@ class Strides:
 class OverheadBudget:
     """Chooses sampling strides from measured costs (see the module docstring)."""
 
-    def __init__(self, budget: float, *, dense_steps: int = 20) -> None:
+    def __init__(
+        self,
+        budget: float,
+        *,
+        dense_steps: int = DENSE_STEPS,
+        stats_every: int | None = None,
+        activations_every: int | None = None,
+    ) -> None:
         if not (0 < budget < 1):
             raise ValueError(f"overhead budget must be a fraction in (0, 1), got {budget!r}")
         self.budget = budget
         self.dense_steps = dense_steps
+        self.fixed_stats_every = stats_every
+        self.fixed_activations_every = activations_every
         self._stride = 1
+        self._dense_until = dense_steps  # the last step of the current dense stretch
+        self._decided = False  # a stride was chosen since the dense stretch ended
         self._stats_cost: float | None = None
         self._activations_cost: float | None = None
+        self._seen = {"stats": 0, "activations": 0}
         self._step_time: float | None = None
 
     @property
     def strides(self) -> Strides:
-        """The strides to use now (dense during the first steps)."""
-        return Strides(self._stride, self._stride * ACTIVATION_RATIO)
+        """The strides used outside dense stretches (0: never)."""
+        stats = self.fixed_stats_every
+        activations = self.fixed_activations_every
+        return Strides(
+            self._stride if stats is None else stats,
+            self._stride * ACTIVATION_RATIO if activations is None else activations,
+        )
+
+    @property
+    def dense(self) -> Strides:
+        """The strides used inside dense stretches."""
+        stats = self.fixed_stats_every
+        activations = self.fixed_activations_every
+        return Strides(
+            1 if stats is None else stats,
+            DENSE_ACTIVATIONS_EVERY if activations is None else activations,
+        )
 
     def stats_sampled(self, step: int) -> bool:
         """Whether step ``step`` (counted from 1) records tensor statistics."""
-        if step <= self.dense_steps:
-            return True
-        return (step - 1) % self._stride == 0
+        every = self.dense if step <= self._dense_until else self.strides
+        return _on_stride(step, every.stats_every)
 
     def activations_sampled(self, step: int) -> bool:
         """Whether the forward of step ``step`` records activation statistics."""
-        if step <= self.dense_steps:
-            return (step - 1) % DENSE_ACTIVATIONS_EVERY == 0
-        return (step - 1) % (self._stride * ACTIVATION_RATIO) == 0
+        every = self.dense if step <= self._dense_until else self.strides
+        return _on_stride(step, every.activations_every)
+
+    def burst(self, step: int) -> Strides | None:
+        """Record densely from ``step`` for ``BURST_STEPS`` steps; the dense strides, or
+        None when ``step`` was in a dense stretch already (which this extends)."""
+        was_dense = step <= self._dense_until
+        self._dense_until = max(self._dense_until, step + BURST_STEPS - 1)
+        self._decided = False
+        return None if was_dense else self.dense
+
+    @property
+    def dense_until(self) -> int:
+        return self._dense_until
 
     def observe(
         self,
@@ -84,7 +144,8 @@ class OverheadBudget:
         stats_seconds: float | None = None,
         activations_seconds: float | None = None,
     ) -> Strides | None:
-        """Account for one finished step; the new strides when they changed, else None.
+        """Account for one finished step; the strides from the next step on when they
+        are newly decided, else None.
 
         ``step_seconds`` is the step's wall time including the collector's own work
         (None when the step was not timed); the costs are the collector's time for the
@@ -93,26 +154,50 @@ class OverheadBudget:
         collector = (stats_seconds or 0.0) + (activations_seconds or 0.0)
         if step_seconds is not None and step_seconds > 0:
             self._step_time = _ema(self._step_time, max(step_seconds - collector, 1e-9))
+        measured = False
         if stats_seconds is not None:
-            self._stats_cost = _ema(self._stats_cost, stats_seconds)
+            self._seen["stats"] += 1
+            if self._seen["stats"] > 1:  # the first holds warm-up costs
+                self._stats_cost = _ema(self._stats_cost, stats_seconds)
+                measured = True
         if activations_seconds is not None:
-            self._activations_cost = _ema(self._activations_cost, activations_seconds)
-        if step < self.dense_steps or self._step_time is None or self._stats_cost is None:
+            self._seen["activations"] += 1
+            if self._seen["activations"] > 1:
+                self._activations_cost = _ema(self._activations_cost, activations_seconds)
+                measured = True
+        if step < self._dense_until or self._step_time is None:
             return None
-        wanted = self.stride_for(self._stats_cost, self._activations_cost or 0.0, self._step_time)
-        # Over budget: widen at once. Under it: narrow only past the hysteresis band.
-        first = step == self.dense_steps
-        if first or wanted > self._stride or wanted < (1 - HYSTERESIS) * self._stride:
-            changed = wanted != self._stride
-            self._stride = wanted
-            if changed or first:
-                return self.strides
+        if self._stats_cost is None and self._activations_cost is None:
+            return None
+        if self.fixed_stats_every is not None and self.fixed_activations_every is not None:
+            return None  # nothing adapts
+        if self._decided and not measured:
+            return None
+        costs = (self._stats_cost or 0.0, self._activations_cost or 0.0, self._step_time)
+        need, aim = self.stride_for(*costs), self.stride_for(*costs, share=AIM)
+        first = not self._decided
+        self._decided = True
+        if first or need > self._stride or aim < (1 - HYSTERESIS) * self._stride:
+            self._stride = aim  # >= need: the margin
+            return self.strides
         return None
 
-    def stride_for(self, stats_cost: float, activations_cost: float, step_time: float) -> int:
-        """The smallest stride that keeps the amortised cost within the budget."""
-        per_round = stats_cost + activations_cost / ACTIVATION_RATIO
-        stride = math.ceil(per_round / (self.budget * step_time) - 1e-9)
+    def stride_for(
+        self, stats_cost: float, activations_cost: float, step_time: float, *, share: float = 1.0
+    ) -> int:
+        """The smallest stride that keeps the amortised cost within ``share`` of the budget."""
+        room = share * self.budget * step_time
+        per_round = 0.0
+        for cost, fixed, ratio in (
+            (stats_cost, self.fixed_stats_every, 1),
+            (activations_cost, self.fixed_activations_every, ACTIVATION_RATIO),
+        ):
+            if fixed is None:
+                per_round += cost / ratio
+            elif fixed > 0:
+                room -= cost / fixed
+        room = max(room, share * self.budget * step_time / 10)
+        stride = math.ceil(per_round / room - 1e-9)
         return min(max(stride, 1), MAX_STRIDE)
 
     @property
@@ -123,6 +208,39 @@ class OverheadBudget:
             "activations_ms": _ms(self._activations_cost),
             "step_ms": _ms(self._step_time),
         }
+
+
+class LossWatch:
+    """Says when a training loss misbehaves: the first non-finite value, or a value
+    ``JUMP`` times its running level (an exponential moving average of the values
+    seen, after ``warmup`` of them). Plain floats: the collector has them on the host
+    already (``log()`` moves logged tensors in one transfer)."""
+
+    def __init__(self, *, warmup: int = 10, alpha: float = 0.1) -> None:
+        self.warmup = warmup
+        self.alpha = alpha
+        self._level: float | None = None
+        self._count = 0
+        self._nonfinite_seen = False
+
+    def update(self, value: float) -> str | None:
+        """The reason to go dense (``"loss jumped"``, ``"loss non-finite"``), or None."""
+        if not math.isfinite(value):
+            if self._nonfinite_seen:
+                return None
+            self._nonfinite_seen = True
+            return "loss non-finite"
+        self._count += 1
+        level = self._level
+        size = abs(value)
+        self._level = size if level is None else (1 - self.alpha) * level + self.alpha * size
+        if level is not None and self._count > self.warmup and size > JUMP * level > 0:
+            return "loss jumped"
+        return None
+
+
+def _on_stride(step: int, every: int) -> bool:
+    return every > 0 and (step - 1) % every == 0
 
 
 def _ema(old: float | None, new: float) -> float:

@@ -52,6 +52,13 @@ import torch
 
 from collector import arguments, claims, shutdown
 from collector.activations import ActivationWatcher, can_create_nonfinite, leaf_modules
+from collector.budget import (
+    DENSE_ACTIVATIONS_EVERY,
+    DENSE_STEPS,
+    LossWatch,
+    OverheadBudget,
+    Strides,
+)
 from collector.compaction import compact_run
 from collector.distributed import Placement, param_stats_every, placement
 from collector.errors import ConfigError, StoreError
@@ -73,10 +80,19 @@ class Collector:
 
     Arguments that are not obvious:
         stats_every: record per-parameter grad/weight/update statistics every this many
-            optimizer steps (1 = every step, 0 = never).
+            optimizer steps (1 = every step, 0 = never). None (the default): every step
+            for the first ``budget.DENSE_STEPS`` steps, then as often as
+            ``overhead_budget`` allows, and every step again for a while when the
+            training loss (a metric named ``loss``) jumps or turns NaN (see
+            ``collector.budget``); each change is recorded as a ``sampling`` event.
         include, exclude: shell-style patterns on parameter names to watch or skip.
         activations_every: activation statistics of leaf modules every this many steps
-            (0 = never); see ``collector.activations`` for the exact definitions.
+            (0 = never; None, the default: chosen by the overhead budget, a quarter as
+            often as tensor statistics); see ``collector.activations`` for the exact
+            definitions.
+        overhead_budget: the share of step time the sampled statistics may take when a
+            stride is None (default 3 %). The NaN check (``nan_check``) is outside it:
+            it runs on its own stride.
         samples_every, samples_budget_bytes: feature maps of conv layers and the first
             conv layer's filters every this many steps, up to this many bytes per run.
         module_include, module_exclude: shell-style patterns on module names.
@@ -106,15 +122,16 @@ class Collector:
         model: torch.nn.Module | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         *,
-        stats_every: int = 1,
+        stats_every: int | None = None,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
-        activations_every: int = 20,
+        activations_every: int | None = None,
         samples_every: int = 100,
         samples_budget_bytes: int = 8 * 2**20,
         module_include: Sequence[str] | None = None,
         module_exclude: Sequence[str] | None = None,
         nan_check: int = 1,
+        overhead_budget: float = 0.03,
         flush_every_s: float = 2.0,
         heartbeat_every_s: float = 15.0,
         resume: str | None = None,
@@ -134,6 +151,7 @@ class Collector:
             module_include=module_include,
             module_exclude=module_exclude,
             nan_check=nan_check,
+            overhead_budget=overhead_budget,
             flush_every_s=flush_every_s,
             heartbeat_every_s=heartbeat_every_s,
             resume=resume,
@@ -171,7 +189,20 @@ class Collector:
         self._sample_hooks = HookSet()
         self._guard = GuardCounters()
         self._timer = StepTimer()
-        self._params = ParamWatcher(watched, every=param_stats_every(self._placement, stats_every))
+        # A stride left None is the budget's to choose; with both given it stays idle.
+        budget = OverheadBudget(
+            overhead_budget,
+            dense_steps=DENSE_STEPS,
+            stats_every=stats_every,
+            activations_every=activations_every,
+        )
+        adaptive = stats_every is None or activations_every is None
+        self._budget = budget if adaptive else None
+        self._loss_watch = LossWatch()
+        self._stats_s = 0.0  # the collector's time on sampled statistics this step
+        self._activations_s = 0.0
+        every = budget.stats_sampled if stats_every is None else stats_every
+        self._params = ParamWatcher(watched, every=param_stats_every(self._placement, every))
         leaves = (
             leaf_modules(model, include=module_include, exclude=module_exclude)
             if model is not None
@@ -179,7 +210,9 @@ class Collector:
         )
         self._leaves = leaves
         self._activations = ActivationWatcher(
-            leaves, every=activations_every, nan_check_every=int(nan_check)
+            leaves,
+            every=budget.activations_sampled if activations_every is None else activations_every,
+            nan_check_every=int(nan_check),
         )
         self._samples = SampleWatcher(
             leaves, every=samples_every, budget_bytes=samples_budget_bytes
@@ -257,7 +290,8 @@ class Collector:
         if self._closed:
             log.warning("log() on closed run %s ignored", self._run_id)
             return
-        names, splits = [], []
+        names: list[str] = []
+        splits: list[str | None] = []
         tensors: list[tuple[int, torch.Tensor]] = []
         values: list[float] = []
         for key, value in metrics.items():
@@ -294,6 +328,8 @@ class Collector:
             host = torch.stack([t.to(torch.float64) for _, t in tensors]).cpu().tolist()
             for (i, _), v in zip(tensors, host, strict=True):
                 values[i] = v
+        if self._budget is not None:
+            self._watch_loss(names, splits, values)
         if epoch is not None:
             self._epoch = epoch
         if step is not None and self._optimizer is None:
@@ -394,18 +430,24 @@ class Collector:
     def _on_sampled_output(
         self, name: str, module: torch.nn.Module, args: tuple[Any, ...], output: Any
     ) -> None:
+        start = time.perf_counter()
         self._activations.on_sampled_output(name, module, output)
         self._samples.on_output(name, output)
+        self._activations_s += time.perf_counter() - start
 
     def _on_before_optimizer_step(self) -> None:
+        start = time.perf_counter()
         self._params.on_before_optimizer_step(self._step + 1)
+        self._stats_s += time.perf_counter() - start
 
     def _on_after_optimizer_step(self) -> None:
         self._step += 1
         timing = self._timer.on_after_optimizer_step()
+        start = time.perf_counter()
         tensors = self._params.on_after_optimizer_step()
         if tensors is not None:
             self._put(Stream.TENSORS, tensors)
+        stats_s = self._stats_s + time.perf_counter() - start if tensors is not None else None
         assert self._optimizer is not None  # only registered with an optimizer
         groups = self._optimizer.param_groups
         lrs = [float(g["lr"]) if "lr" in g else math.nan for g in groups]
@@ -415,15 +457,52 @@ class Collector:
             columns: dict[str, list[Any]] = {k: [v] for k, v in timing.items()}
             self._put(Stream.SYSTEM, columns | self._memory())
         self._sample_hooks.remove()  # leaf hooks live for one sampled step only
+        start = time.perf_counter()
         activations, origin = self._activations.on_after_optimizer_step(self._step)
         if activations is not None:
             self._put(Stream.ACTIVATIONS, activations)
+        activations_s = (
+            self._activations_s + time.perf_counter() - start if activations is not None else None
+        )
         self._record_origin(origin)
         samples = self._samples.on_after_optimizer_step()
         if samples is not None:
             self._put(Stream.SAMPLES, samples)
         if self._summary is not None and self._summary.done:
             self._write_summary()
+        self._stats_s = self._activations_s = 0.0
+        if self._budget is not None:
+            step_s = timing["step_time_s"] if timing is not None else None
+            strides = self._budget.observe(
+                self._step,
+                step_seconds=step_s,
+                stats_seconds=stats_s,
+                activations_seconds=activations_s,
+            )
+            if strides is not None:
+                self._event(EventKind.SAMPLING, self._sampling_payload(strides, "budget"))
+
+    def _watch_loss(self, names: list[str], splits: list[str | None], values: list[float]) -> None:
+        """A misbehaving training loss makes the next steps dense (``collector.budget``)."""
+        assert self._budget is not None
+        for name, split, value in zip(names, splits, values, strict=True):
+            if name != "loss" or split not in (None, "train"):
+                continue
+            reason = self._loss_watch.update(value)
+            strides = self._budget.burst(self._step + 1) if reason else None
+            if strides is not None and reason is not None:
+                payload = self._sampling_payload(strides, reason)
+                self._event(EventKind.SAMPLING, payload | {"until": self._budget.dense_until})
+
+    def _sampling_payload(self, strides: Strides, reason: str) -> dict[str, Any]:
+        assert self._budget is not None
+        return {
+            "stats_every": strides.stats_every,
+            "activations_every": strides.activations_every,
+            "reason": reason,
+            "overhead_budget": self._budget.budget,
+            **self._budget.measured,
+        }
 
     def _record_origin(self, origin: tuple[int, dict[str, Any]] | None) -> None:
         if origin is not None:
@@ -515,6 +594,24 @@ class Collector:
             "parameters": sum(p.numel() for p in model.parameters()) if model is not None else None,
             "trainable_parameters": sum(p.numel() for _, p in watched),
             "watched_parameters": len(watched),
+            "sampling": self._sampling_start(),
+        }
+
+    def _sampling_start(self) -> dict[str, Any]:
+        """How statistics are sampled: fixed strides, or the budget's dense start."""
+        if self._budget is None:
+            return {
+                "stats_every": self._params.every,
+                "activations_every": self._activations.every,
+            }
+        fixed = self._budget.strides
+        return {
+            "stats_every": 1 if self._budget.fixed_stats_every is None else fixed.stats_every,
+            "activations_every": DENSE_ACTIVATIONS_EVERY
+            if self._budget.fixed_activations_every is None
+            else fixed.activations_every,
+            "overhead_budget": self._budget.budget,
+            "dense_steps": self._budget.dense_steps,
         }
 
 

@@ -14,7 +14,7 @@ against ~7 ms to copy into an existing one).
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -59,7 +59,9 @@ def select_parameters(
 
 
 class ParamWatcher:
-    def __init__(self, named: list[tuple[str, torch.nn.Parameter]], *, every: int) -> None:
+    def __init__(
+        self, named: list[tuple[str, torch.nn.Parameter]], *, every: int | Callable[[int], bool]
+    ) -> None:
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.every = every
@@ -68,8 +70,14 @@ class ParamWatcher:
         self._buffer: list[torch.Tensor] = []
 
     def sampled(self, step: int) -> bool:
-        """Steps are counted from 1; the first step is always sampled."""
-        return self.every > 0 and bool(self.params) and (step - 1) % self.every == 0
+        """Steps are counted from 1; the first step is always sampled.
+
+        ``every`` is a stride, or a schedule (``collector.budget``) asked per step."""
+        if not self.params:
+            return False
+        if callable(self.every):
+            return self.every(step)
+        return self.every > 0 and (step - 1) % self.every == 0
 
     @torch.no_grad()
     def on_before_optimizer_step(self, step: int) -> None:

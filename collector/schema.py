@@ -65,6 +65,10 @@ class EventKind(str, enum.Enum):
     # "NaN", "Infinity" or "-Infinity" as strings; NaN also when it held +Inf and -Inf);
     # module "(input)" means the model's input. Issue 3.
     NONFINITE_ORIGIN = "nonfinite_origin"
+    # The overhead budget chose new sampling strides from this step on (collector.budget);
+    # payload: {"stats_every", "activations_every", "overhead_budget", "stats_ms",
+    # "activations_ms", "step_ms"} (the smoothed measurements behind the choice). Issue 7.
+    SAMPLING = "sampling"
 
     def __str__(self) -> str:
         return self.value
