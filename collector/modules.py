@@ -35,10 +35,15 @@ def describe(value: Any) -> Any:
 
 
 class ModelSummary:
-    """Records the summary during the first training forward; ``rows()`` when complete."""
+    """Records the summary during the first training forward; ``rows()`` when complete.
 
-    def __init__(self, model: nn.Module) -> None:
+    ``training_only=False`` records the first forward whatever the mode (a summary
+    asked for on purpose, e.g. TensorBoard's ``add_graph``).
+    """
+
+    def __init__(self, model: nn.Module, *, training_only: bool = True) -> None:
         self._model = model
+        self._training_only = training_only
         self._names = {id(m): name for name, m in model.named_modules()}
         self._inputs: dict[str, Any] = {}
         self._outputs: dict[str, Any] = {}
@@ -61,7 +66,7 @@ class ModelSummary:
         return len(self._hooks) > 0
 
     def _on_input(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if not (module.training and torch.is_grad_enabled()):
+        if not self._recording(module):
             return  # an evaluation pass: wait for a training forward
         name = self._names.get(id(module))
         if name is None:
@@ -73,8 +78,11 @@ class ModelSummary:
                 {"args": described, "kwargs": describe(kwargs)} if kwargs else described
             )
 
+    def _recording(self, module: nn.Module) -> bool:
+        return not self._training_only or (module.training and torch.is_grad_enabled())
+
     def _on_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not (module.training and torch.is_grad_enabled()):
+        if not self._recording(module):
             return
         name = self._names.get(id(module))
         if name is not None and name not in self._outputs:
