@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,13 +45,15 @@ def diagnose(
     run_ids: Iterable[str] | None = None,
     rules: Iterable[Rule] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    on_rule: Callable[[str], None] | None = None,
 ) -> Diagnosis:
     """Evaluate ``rules`` (default: all shipped) on ``run_ids`` (default: every run).
 
     ``params`` overrides thresholds per rule: ``{"overfitting": {"min_rise": 0.2}}``
     (``analysis.parse_overrides`` builds it from ``rule.param=value`` text or TOML, typed
     and checked). A rule or parameter it names that is not evaluated is a ``KeyError``:
-    a misspelt threshold never passes silently.
+    a misspelt threshold never passes silently. ``on_rule(rule_id)`` is called as each
+    rule starts (a progress bar).
     """
     chosen = list(rules) if rules is not None else load_rules()
     overrides = params or {}
@@ -74,6 +76,8 @@ def diagnose(
     result = Diagnosis(runs=runs)
     counts: dict[Requirement, dict[str, int]] = {}
     for rule in chosen:
+        if on_rule is not None:
+            on_rule(rule.id)
         values = {**rule.params, **overrides.get(rule.id, {})}
         needs = [tuple(r.resolve(values) for r in need) for need in rule.requires]
         for req in (r for need in needs for r in need):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,9 @@ _root_argument = click.argument("root", type=click.Path(path_type=Path))
 _run_option = click.option(
     "--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeatable)."
 )
+_quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bar or status lines (stderr)."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,7 +49,11 @@ def main() -> None:
       telemetry demo                       # train 5 small runs, diagnose, write report.html
       telemetry analyze runs/              # findings for every run in the store
       telemetry report runs/ -o report.html
+
+    Colours and progress bars only on a terminal (and no colour with NO_COLOR set).
     """
+    if os.environ.get("NO_COLOR"):  # https://no-color.org; subcommands inherit ctx.color
+        click.get_current_context().color = False
 
 
 def _open(root: Path) -> Store:
@@ -58,12 +67,15 @@ def _open(root: Path) -> Store:
 
 
 def _diagnose(
-    store: Store, run_ids: tuple[str, ...], params: dict[str, dict[str, Any]] | None = None
+    store: Store,
+    run_ids: tuple[str, ...],
+    params: dict[str, dict[str, Any]] | None = None,
+    on_rule: Callable[[str], None] | None = None,
 ) -> Diagnosis:
     from analysis import diagnose
 
     try:
-        return diagnose(store, run_ids=run_ids or None, params=params)
+        return diagnose(store, run_ids=run_ids or None, params=params, on_rule=on_rule)
     except KeyError as e:
         known = ", ".join(store.run_ids()) or "none"
         raise StoreProblem(f"{e.args[0]}; runs in the store: {known}") from e
@@ -137,6 +149,7 @@ def _explain(ctx: click.Context, param: click.Parameter, rule_id: str | None) ->
     help="Print what RULE checks (severity, suggestion, data it needs, parameters "
     "and defaults, SQL) and exit; no ROOT needed.",
 )
+@_quiet_option
 def analyze(
     root: Path,
     run_ids: tuple[str, ...],
@@ -144,6 +157,7 @@ def analyze(
     fail_on: str | None,
     assignments: tuple[str, ...],
     config: Path | None,
+    quiet: bool,
 ) -> None:
     """Run the diagnostic rules over the runs in ROOT and print the findings.
 
@@ -161,7 +175,7 @@ def analyze(
     """
     params = _overrides(assignments, config)
     store = _open(root)
-    diagnosis = _diagnose(store, run_ids, params)
+    diagnosis = _diagnose_with_progress(store, run_ids, params, quiet=quiet)
     if fmt == "json":
         from collector.records import json_safe  # strict JSON: NaN/Inf become strings
 
@@ -221,7 +235,13 @@ def report(root: Path, output: Path, run_ids: tuple[str, ...], title: str | None
     show_default=True,
     help="Where to write the HTML report.",
 )
-def demo(out: Path, report_path: Path) -> None:
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print only where the report was written (no progress, no findings table).",
+)
+def demo(out: Path, report_path: Path, quiet: bool) -> None:
     """Train 5 small runs on the bundled digits data, diagnose them, write the report.
 
     The runs are healthy, overfit, vanishing (deep sigmoid MLP), dead_relu (a large
@@ -231,24 +251,50 @@ def demo(out: Path, report_path: Path) -> None:
     \b
     Example:
       telemetry demo --out demo-runs --report report.html
+      telemetry demo --quiet            # just train, diagnose and write the report
     """
     from reports import write_report
     from telemetry.demo import SCENARIOS, run_demo  # imports torch (~2 s)
+    from telemetry.progress import progress
 
     started = time.perf_counter()
-    click.echo(
-        f"training {len(SCENARIOS)} demo runs into {out}/ (digits from scikit-learn, no download)"
-    )
-    run_ids = run_demo(out, progress=click.echo)
+    epochs = sum(s.epochs for s in SCENARIOS)
+    with progress(epochs, "training", quiet=quiet, unit="epoch") as bar:
+        bar.say(
+            f"training {len(SCENARIOS)} demo runs into {out}/ "
+            "(digits from scikit-learn, no download)"
+        )
+        run_ids = run_demo(
+            out, scenarios=SCENARIOS, progress=bar.say, tick=lambda note: bar.advance(note=note)
+        )
     trained = time.perf_counter() - started
     store = _open(out)
-    diagnosis = _diagnose(store, tuple(run_ids))
-    click.echo("")
-    click.echo(format_diagnosis(diagnosis, store))
+    diagnosis = _diagnose_with_progress(store, tuple(run_ids), None, quiet=quiet)
+    if not quiet:
+        click.echo("")
+        click.echo(format_diagnosis(diagnosis, store))
     path = write_report(store, diagnosis, report_path, title="telemetry demo")
     total = time.perf_counter() - started
+    if quiet:
+        click.echo(f"wrote {path}")
+        return
     click.echo(f"\nwrote {path}  (training {trained:.1f} s, total {total:.1f} s)")
     click.echo(f"next: telemetry analyze {out}   |   open {path} in a browser")
+
+
+def _diagnose_with_progress(
+    store: Store,
+    run_ids: tuple[str, ...],
+    params: dict[str, dict[str, Any]] | None,
+    *,
+    quiet: bool,
+) -> Diagnosis:
+    """``_diagnose`` with a bar over the rules on a terminal (stderr)."""
+    from analysis import load_rules
+    from telemetry.progress import progress
+
+    with progress(len(load_rules()), "analyzing", quiet=quiet, unit="rule") as bar:
+        return _diagnose(store, run_ids, params, on_rule=lambda rule: bar.advance(note=rule))
 
 
 _BADGES = {"error": ("ERROR", "red"), "warning": ("WARNING", "yellow"), "info": ("INFO", "blue")}
@@ -350,10 +396,12 @@ def _json_default(value: object) -> object:
 def _register_verbs() -> None:
     # Verbs that live in their own module (their options alone fill a screen).
     from telemetry.export_bench import export_bench
+    from telemetry.importer import import_group
     from telemetry.query import query
     from telemetry.runs import runs
 
     main.add_command(export_bench)
+    main.add_command(import_group)
     main.add_command(query)
     main.add_command(runs)
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from collector.export import ExportBenchmark
 
 Progress = Callable[[str], None]
+Tick = Callable[[str], None]
+"""Called after every epoch of a demo run with a short note (the run, its val loss)."""
 
 
 @dataclass(frozen=True)
@@ -240,9 +242,11 @@ def train(
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     seed: int = 0,
     progress: Progress | None = None,
+    tick: Tick | None = None,
 ) -> str:
     """Train one scenario with the collector attached; return its run id."""
-    with _trained(scenario, root, data=data, seed=seed, progress=progress) as (model, tel, val):
+    trained = _trained(scenario, root, data=data, seed=seed, progress=progress, tick=tick)
+    with trained as (model, tel, val):
         if scenario.export_bench:
             export_benchmark(model, tel, *val, progress=progress)
         return tel.run_id
@@ -269,6 +273,7 @@ def _trained(
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     seed: int,
     progress: Progress | None,
+    tick: Tick | None = None,
 ) -> Iterator[tuple[nn.Module, Collector, tuple[torch.Tensor, torch.Tensor]]]:
     """The trained model, its still-open collector and the (scaled) validation set."""
     torch.manual_seed(seed)
@@ -298,6 +303,8 @@ def _trained(
                 val_loss = loss_fn(logits, y_val)
                 val_acc = (logits.argmax(1) == y_val).float().mean()
             tel.log({"loss": val_loss, "acc": val_acc}, split="val", epoch=epoch)
+            if tick is not None:
+                tick(f"{scenario.name} val loss {float(val_loss):.3f}")
             every = max(1, scenario.epochs // 6)
             if progress is not None and ((epoch + 1) % every == 0 or epoch + 1 == scenario.epochs):
                 progress(
@@ -338,13 +345,17 @@ def run_demo(
     *,
     scenarios: tuple[Scenario, ...] = SCENARIOS,
     progress: Progress | None = None,
+    tick: Tick | None = None,
 ) -> list[str]:
-    """Train every scenario into ``root``; return the run ids in order."""
+    """Train every scenario into ``root``; return the run ids in order.
+
+    ``progress`` gets status lines; ``tick`` is called after every epoch (a bar's
+    total is ``sum(s.epochs for s in scenarios)``)."""
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     data = load_digits_tensors()
     run_ids = []
     for scenario in scenarios:
         if progress is not None:
             progress(f"{scenario.name}: {scenario.description}")
-        run_ids.append(train(scenario, root, data=data, progress=progress))
+        run_ids.append(train(scenario, root, data=data, progress=progress, tick=tick))
     return run_ids
