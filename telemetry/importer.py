@@ -1,0 +1,311 @@
+"""``telemetry import tensorboard LOGDIR --root ROOT``: old TensorBoard runs into a store.
+
+Every directory under LOGDIR that holds event files (``events.out.tfevents.*``) is
+one TensorBoard run and becomes one run of the store, named after its path under
+LOGDIR. The files are read with the ``tensorboard`` package's own reader
+(``EventAccumulator``, keeping every event: no reservoir sampling), so what is
+imported is what TensorBoard itself would show:
+
+* scalars (``add_scalar``, either wire format) -> ``scalars``, the tag mapped to
+  name and split as ``collector.tags`` says (``Loss/train`` -> loss, train);
+* histograms -> one ``tensors`` row each (numel, norm, mean, std, min, max, abs_max,
+  exact from the histogram's sums) and the quantile rows of ``collector.histograms``;
+* text -> ``note`` events.
+
+Rows keep their event's step and wall time; the run gets a ``run_started`` event at
+its first event (payload: ``source``, ``imported_from``) and a ``run_finished`` at its
+last, so durations and statuses are those of the original run. Images, audio, graphs,
+hparams and histograms in TF2's tensor form are counted and skipped (the command says
+how many). A directory imported before (same absolute path) is skipped unless
+``--again``. The rows are written synchronously, one segment per stream, with the
+store's atomic publish: an interrupted import leaves a run without ``run_finished``
+(status ``crashed``), never a torn file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+SOURCE = "tensorboard"
+
+
+@click.group("import")
+def import_group() -> None:
+    """Bring runs recorded by other tools into a store.
+
+    \b
+    Example:
+      telemetry import tensorboard tb_logs/ --root runs/
+    """
+
+
+@import_group.command("tensorboard")
+@click.argument("logdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The store to import into (created if missing).",
+)
+@click.option("--again", is_flag=True, help="Import run directories imported before, again.")
+def tensorboard(logdir: Path, root: Path, again: bool) -> None:
+    """Import the TensorBoard runs under LOGDIR: scalars, histograms and text.
+
+    One run of the store per directory holding event files. Needs the tensorboard
+    package (pip install tensorboard).
+
+    \b
+    Example:
+      telemetry import tensorboard tb_logs/ --root runs/
+      telemetry analyze runs/
+      telemetry report runs/ -o report.html
+    """
+    try:
+        # The reader pulls in tensorboard and protobuf (~1 s); only this verb pays for it.
+        from tensorboard.backend.event_processing import event_accumulator  # noqa: F401
+    except ImportError as e:
+        raise click.ClickException(
+            "importing TensorBoard logs needs the tensorboard package: pip install tensorboard"
+        ) from e
+    run_dirs = find_runs(logdir)
+    if not run_dirs:
+        raise click.BadParameter(
+            f"no TensorBoard event files (events.out.tfevents.*) under {str(logdir)!r}",
+            param_hint="'LOGDIR'",
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    done = set() if again else imported_paths(root)
+    for run_dir in run_dirs:
+        name = run_name(logdir, run_dir)
+        if str(run_dir.resolve()) in done:
+            click.echo(f"{name}: imported before, skipped (--again imports it again)")
+            continue
+        run = read_run(run_dir)
+        if not run.scalars and not run.histograms:
+            click.echo(f"{name}: no scalars or histograms, skipped{_skipped(run)}")
+            continue
+        run_id = write_run(root, name, run_dir, run)
+        click.echo(
+            f"{name} -> {run_id}: {len(run.scalars)} scalars "
+            f"({len({s.tag for s in run.scalars})} tags), {len(run.histograms)} histograms "
+            f"({len({h.tag for h in run.histograms})} tags), {len(run.texts)} texts{_skipped(run)}"
+        )
+    click.echo(f"next: telemetry analyze {root}   |   telemetry report {root}")
+
+
+@dataclass(frozen=True)
+class Point:
+    tag: str
+    step: int
+    wall_time: float
+    value: Any
+    """A float (scalar), a ``collector.histograms.Histogram`` or a str (text)."""
+
+
+@dataclass
+class TensorBoardRun:
+    scalars: list[Point] = field(default_factory=list)
+    histograms: list[Point] = field(default_factory=list)
+    texts: list[Point] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Tags not imported, by what they are (images, audio, ...)."""
+    skipped_times: list[float] = field(default_factory=list)
+    """Wall times of the events not imported: the run lasted until the last of them too."""
+
+    def span(self) -> tuple[float, float]:
+        """Wall times of the first and the last event of the run, imported or not."""
+        times = [p.wall_time for p in self.scalars + self.histograms + self.texts]
+        times += self.skipped_times
+        return min(times), max(times)
+
+
+def find_runs(logdir: Path) -> list[Path]:
+    """Directories under (and including) ``logdir`` that hold event files, sorted."""
+    found = {p.parent for p in logdir.rglob("*tfevents*") if p.is_file()}
+    return sorted(found)
+
+
+def run_name(logdir: Path, run_dir: Path) -> str:
+    rel = run_dir.relative_to(logdir)
+    return logdir.resolve().name if rel == Path(".") else "-".join(rel.parts)
+
+
+def read_run(run_dir: Path) -> TensorBoardRun:
+    """Every scalar, histogram and text event of one run directory, in file order."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    from tensorboard.util import tensor_util
+
+    from collector.histograms import Histogram
+
+    keep_all = {k: 0 for k in ea.DEFAULT_SIZE_GUIDANCE}
+    acc = ea.EventAccumulator(str(run_dir), size_guidance=keep_all)
+    acc.Reload()
+    tags = acc.Tags()
+    run = TensorBoardRun()
+    for tag in tags[ea.SCALARS]:
+        run.scalars += [Point(tag, e.step, e.wall_time, float(e.value)) for e in acc.Scalars(tag)]
+    for tag in tags[ea.HISTOGRAMS]:
+        run.histograms += [
+            Point(tag, e.step, e.wall_time, Histogram.of(e.histogram_value))
+            for e in acc.Histograms(tag)
+        ]
+    for tag in tags[ea.TENSORS]:
+        plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name or "tensors"
+        events = acc.Tensors(tag)
+        if plugin == "scalars":  # add_scalar(new_style=True), tf.summary.scalar
+            run.scalars += [
+                Point(tag, e.step, e.wall_time, float(tensor_util.make_ndarray(e.tensor_proto)))
+                for e in events
+            ]
+        elif plugin == "text":
+            # torch's add_text writes the tag "<tag>/text_summary"
+            name = tag.removesuffix("/text_summary") or tag
+            run.texts += [Point(name, e.step, e.wall_time, _text(e.tensor_proto)) for e in events]
+        else:
+            run.skipped[plugin] += 1
+            run.skipped_times += [e.wall_time for e in events]
+    for kind, read in ((ea.IMAGES, acc.Images), (ea.AUDIO, acc.Audio)):
+        for tag in tags[kind]:
+            run.skipped[kind] += 1
+            run.skipped_times += [e.wall_time for e in read(tag)]
+    if tags[ea.GRAPH]:
+        run.skipped["graph"] += 1
+    return run
+
+
+def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
+    """Write ``run`` as a new run of the store at ``root``; its run id."""
+    import importlib.metadata
+
+    from collector import claims
+    from collector.histograms import bucket_quantiles, quantile_columns, statistics
+    from collector.layout import SegmentName, stream_dir
+    from collector.records import Rows, build_table
+    from collector.schema import SCHEMA_VERSION, EventKind, Stream
+    from collector.segments import write_segment
+    from collector.tags import histogram_key, metric_key
+
+    run_id = claims.claim_run_dir(root, name)
+    attempt = claims.claim_attempt(root / run_id, 0)
+    points = run.scalars + run.histograms + run.texts
+    first_time, last_time = run.span()
+    first_step, last_step = min(p.step for p in points), max(p.step for p in points)
+
+    def event(kind: EventKind, payload: dict[str, Any], step: int, wall_time: float) -> Rows:
+        text = json.dumps(payload, allow_nan=False)
+        return Rows(Stream.EVENTS, step, None, wall_time, {"kind": [kind.value], "payload": [text]})
+
+    started = {
+        "name": name,
+        "config": {},
+        "source": SOURCE,
+        "imported_from": str(run_dir.resolve()),
+        "imported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "tensorboard": importlib.metadata.version("tensorboard"),
+        "rank": 0,
+        "world_size": 1,
+        "attempt": attempt,
+        "resumed": False,
+        "start_step": first_step,
+        "schema_version": SCHEMA_VERSION,
+    }
+    scalars = []
+    for p in run.scalars:
+        metric, split = metric_key(p.tag)
+        scalars.append(
+            Rows(Stream.SCALARS, p.step, None, p.wall_time, _one(metric, split, p.value))
+        )
+    tensors = []
+    for p in run.histograms:
+        param, kind = histogram_key(p.tag)
+        stats = {k: [v] for k, v in statistics(p.value).items()}
+        tensors.append(
+            Rows(
+                Stream.TENSORS,
+                p.step,
+                None,
+                p.wall_time,
+                {"param": [param], "kind": [kind], **stats},
+            )
+        )
+        quantiles = quantile_columns(p.tag, bucket_quantiles(p.value))
+        scalars.append(Rows(Stream.SCALARS, p.step, None, p.wall_time, quantiles))
+    notes = [
+        event(EventKind.NOTE, {"tag": p.tag, "text": p.value}, p.step, p.wall_time)
+        for p in run.texts
+    ]
+    finished = {"steps": last_step, "rows_dropped": 0, "hook_failures": {}, "imported": True}
+    segments = [
+        (Stream.EVENTS, [event(EventKind.RUN_STARTED, started, first_step, first_time)]),
+        (Stream.SCALARS, scalars),
+        (Stream.TENSORS, tensors),
+        (Stream.EVENTS, [*notes, event(EventKind.RUN_FINISHED, finished, last_step, last_time)]),
+    ]
+    seq = 0
+    for number, (stream, batches) in enumerate(segments):
+        if not batches:
+            continue
+        table = build_table(stream, batches, run_id=run_id, rank=0, attempt=attempt, first_seq=seq)
+        seq += table.num_rows
+        filename = SegmentName(0, attempt, number, number).filename()
+        write_segment(table, stream_dir(root, run_id, stream), filename)
+    return run_id
+
+
+def imported_paths(root: Path) -> set[str]:
+    """``imported_from`` of every run in ``root`` that this command wrote."""
+    import pyarrow.parquet as pq
+
+    paths: set[str] = set()
+    for path in _event_files(root):
+        try:
+            table = pq.read_table(path, columns=["kind", "payload"])
+        except (OSError, ValueError):  # unreadable files are the reader's to list
+            continue
+        for kind, payload in zip(
+            table["kind"].to_pylist(), table["payload"].to_pylist(), strict=True
+        ):
+            if kind != "run_started" or not payload:
+                continue
+            try:
+                started = json.loads(payload)
+            except ValueError:
+                continue
+            if isinstance(started, dict) and started.get("source") == SOURCE:
+                paths.add(str(started.get("imported_from")))
+    return paths
+
+
+def _event_files(root: Path) -> Iterator[Path]:
+    for run_dir in root.iterdir():
+        events = run_dir / "events"
+        if run_dir.name.startswith(".") or not events.is_dir():
+            continue
+        yield from (p for p in events.glob("*.parquet") if not p.name.startswith("."))
+
+
+def _one(name: str, split: str | None, value: float) -> dict[str, list[Any]]:
+    return {"name": [name], "split": [split], "value": [value]}
+
+
+def _text(proto: Any) -> str:
+    from tensorboard.util import tensor_util
+
+    value = tensor_util.make_ndarray(proto)
+    items = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in value.flat]
+    return "\n".join(items)
+
+
+def _skipped(run: TensorBoardRun) -> str:
+    if not run.skipped:
+        return ""
+    listed = ", ".join(f"{kind} ({n} tags)" for kind, n in sorted(run.skipped.items()))
+    return f"; not imported: {listed}"
