@@ -88,8 +88,11 @@ class Store:
         time), but ``COPY ... TO``, ``ATTACH``, ``EXPORT DATABASE``, ``INSTALL``/``LOAD``
         and ``read_csv('/etc/passwd')`` fail with ``duckdb.PermissionException``, and
         ``SET`` fails because the configuration is locked. ``telemetry query`` runs
-        user SQL on a locked store. Irreversible for this connection.
+        user SQL on a locked store. Irreversible for this connection; idempotent.
         """
+        (locked,) = self.con.execute("SELECT current_setting('lock_configuration')").fetchall()
+        if locked[0]:
+            return
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
 

@@ -123,12 +123,14 @@ class RunBuilder:
         norms: Sequence[float],
         *,
         steps: Sequence[int] | None = None,
+        epochs: Sequence[int | None] | None = None,
         numel: int = 100,
         nonfinite: Sequence[int] | None = None,
         **columns: Sequence[float],
     ) -> RunBuilder:
         """One row per step; stats not given are derived loosely from the norm."""
         steps = list(steps) if steps is not None else list(range(1, len(norms) + 1))
+        epochs = list(epochs) if epochs is not None else [None] * len(norms)
         bad = list(nonfinite) if nonfinite is not None else [0] * len(norms)
         for i, (n, s) in enumerate(zip(norms, steps, strict=True)):
             row: dict[str, list[Any]] = {
@@ -146,7 +148,7 @@ class RunBuilder:
             }
             for key, values in columns.items():
                 row[key] = [values[i]]
-            self._add(Stream.TENSORS, s, None, row)
+            self._add(Stream.TENSORS, s, epochs[i], row)
         return self
 
     def activations(
