@@ -49,7 +49,8 @@ VIEW_MEANINGS = {
 }
 """One line per view for ``--schema`` (the columns are listed from the store itself)."""
 
-ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN")
+ALLOWED_STATEMENTS = ("SELECT",)
+"""Statement types a query may be (``EXPLAIN`` and ``EXPLAIN ANALYZE`` of one, too)."""
 
 
 class QueryError(click.ClickException):
@@ -79,6 +80,9 @@ def run_query(store: Store, sql: str) -> pl.DataFrame:
             + ("" if statements else " (the query is empty)")
         )
     kind = statements[0].type.name
+    if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs the statement it explains
+        inner = re.sub(r"^\s*EXPLAIN\s+(ANALYZE\s+)?", "", sql, flags=re.IGNORECASE)
+        kind = _statement_kind(store, inner)
     if kind not in ALLOWED_STATEMENTS:
         raise QueryError(
             f"telemetry query is read-only: statement {kind} is refused; "
@@ -99,6 +103,16 @@ def run_query(store: Store, sql: str) -> pl.DataFrame:
         raise QueryError(f"{_first_lines(e)}\n{_columns_hint(store, sql)}") from e
     except duckdb.Error as e:
         raise QueryError(_first_lines(e)) from e
+
+
+def _statement_kind(store: Store, sql: str) -> str:
+    import duckdb
+
+    try:
+        statements = store.con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError(_first_lines(e)) from e
+    return statements[0].type.name if len(statements) == 1 else "MULTI"
 
 
 def view_schema(store: Store) -> list[dict[str, Any]]:

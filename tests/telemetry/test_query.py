@@ -78,6 +78,7 @@ def test_parquet_needs_an_output_file(store_path: Path) -> None:
         ("CREATE TABLE t AS SELECT 1", "statement CREATE is refused"),
         ("SET enable_external_access = true", "statement SET is refused"),
         ("SELECT 1; DROP VIEW runs", "one statement at a time, got 2"),
+        ("EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1", "statement CREATE is refused"),
     ],
 )
 def test_query_is_read_only(store_path: Path, tmp_path: Path, sql: str, says: str) -> None:
@@ -112,6 +113,11 @@ def test_unknown_column_lists_the_columns_of_the_named_views(store_path: Path) -
     assert 'Referenced column "lr" not found' in out
     assert "columns of runs: run_id, name, status, steps" in out
     assert "columns of scalars: run_id, rank, attempt, seq, step, epoch, wall_time, name" in out
+
+
+def test_explain_of_a_select_is_allowed(store_path: Path) -> None:
+    code, out = _query(store_path, "EXPLAIN ANALYZE SELECT count(*) FROM scalars")
+    assert code == 0, out
 
 
 def test_syntax_errors_are_shown_with_duckdbs_pointer(store_path: Path) -> None:
