@@ -65,9 +65,14 @@ def emit(df: pl.DataFrame, fmt: str, output: Path | None, *, quiet: bool = False
         if output is None:
             click.echo(text, nl=not text.endswith("\n"))
             return
-        _write(output, lambda: output.write_text(text if text.endswith("\n") else text + "\n"))
+        write_text(text, output)
     if not quiet:
         click.echo(f"wrote {len(df)} row(s) to {output}", err=True)
+
+
+def write_text(text: str, output: Path) -> None:
+    """``text`` (newline-terminated) into ``output``; a failure is an ``OutputProblem``."""
+    _write(output, lambda: output.write_text(text if text.endswith("\n") else text + "\n"))
 
 
 def _write(path: Path, write: Any) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from telemetry.output import emit, format_option, output_option
+from telemetry.output import emit, format_option, output_option, write_text
 
 if TYPE_CHECKING:
     import polars as pl
@@ -234,7 +234,7 @@ def query(
             if output is None:
                 click.echo(text)
             else:
-                output.write_text(text + "\n")
+                write_text(text, output)
         else:
             raise click.UsageError("--schema prints as table or json")
         return

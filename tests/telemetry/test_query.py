@@ -150,3 +150,9 @@ def test_query_needs_sql_or_schema_and_a_store(store_path: Path, tmp_path: Path)
     assert code == 2 and "give a SQL query" in out
     code, out = _query(tmp_path / "missing", "SELECT 1")
     assert code == EXIT_STORE and "does not exist" in out
+
+
+def test_an_unwritable_output_is_a_clear_error(store_path: Path, tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "out.csv"
+    code, out = _query(store_path, "SELECT 1", "--format", "csv", "-o", str(target))
+    assert code == 2 and f"cannot write {str(target)!r}" in out
