@@ -56,11 +56,15 @@ HYSTERESIS = 0.25
 """A narrower stride is taken only when it is this fraction below the current one."""
 
 JUMP = 2.0
-"""A training loss this many times its running level starts a dense burst."""
+"""A training loss this many times its running level (and ``SPREAD`` deviations above
+it) starts a dense burst."""
+
+SPREAD = 6.0
 
 MAX_STRIDE = 10_000
 
-_EMA = 0.2  # weight of the newest measurement
+_EMA = 0.2  # weight of the newest cost measurement (one per sampled step)
+_EMA_STEP = 0.05  # weight of the newest step time (one per step: a longer memory)
 
 
 @dataclass(frozen=True)
@@ -147,13 +151,12 @@ class OverheadBudget:
         """Account for one finished step; the strides from the next step on when they
         are newly decided, else None.
 
-        ``step_seconds`` is the step's wall time including the collector's own work
-        (None when the step was not timed); the costs are the collector's time for the
-        sampled statistics of that step (None when the step did not sample them).
+        ``step_seconds`` is the step's wall time without any of the collector's own
+        work (None when the step was not timed); the costs are the collector's time for
+        the sampled statistics of that step (None when the step did not sample them).
         """
-        collector = (stats_seconds or 0.0) + (activations_seconds or 0.0)
         if step_seconds is not None and step_seconds > 0:
-            self._step_time = _ema(self._step_time, max(step_seconds - collector, 1e-9))
+            self._step_time = _ema(self._step_time, step_seconds, _EMA_STEP)
         measured = False
         if stats_seconds is not None:
             self._seen["stats"] += 1
@@ -211,15 +214,21 @@ class OverheadBudget:
 
 
 class LossWatch:
-    """Says when a training loss misbehaves: the first non-finite value, or a value
-    ``JUMP`` times its running level (an exponential moving average of the values
-    seen, after ``warmup`` of them). Plain floats: the collector has them on the host
-    already (``log()`` moves logged tensors in one transfer)."""
+    """Says when a training loss misbehaves: the first non-finite value, or a jump.
+
+    A jump is a value above both ``JUMP`` times the running level and the level plus
+    ``SPREAD`` running deviations (exponential moving averages of the value and of its
+    absolute deviation, after ``warmup`` values): the ratio alone fires on the batch
+    noise of a loss near zero, the deviations alone on a loss that is merely noisy
+    (the same median + k sigma idea as the ``loss_spike`` rule). Plain floats: the
+    collector has them on the host already (``log()`` moves tensors in one transfer).
+    """
 
     def __init__(self, *, warmup: int = 10, alpha: float = 0.1) -> None:
         self.warmup = warmup
         self.alpha = alpha
         self._level: float | None = None
+        self._spread = 0.0
         self._count = 0
         self._nonfinite_seen = False
 
@@ -231,20 +240,27 @@ class LossWatch:
             self._nonfinite_seen = True
             return "loss non-finite"
         self._count += 1
-        level = self._level
-        size = abs(value)
-        self._level = size if level is None else (1 - self.alpha) * level + self.alpha * size
-        if level is not None and self._count > self.warmup and size > JUMP * level > 0:
-            return "loss jumped"
-        return None
+        level, spread = self._level, self._spread
+        if level is None:
+            self._level = value
+            return None
+        jumped = (
+            self._count > self.warmup
+            and value > JUMP * abs(level)
+            and value > level + SPREAD * spread
+        )
+        a = self.alpha
+        self._level = (1 - a) * level + a * value
+        self._spread = (1 - a) * spread + a * abs(value - level)
+        return "loss jumped" if jumped else None
 
 
 def _on_stride(step: int, every: int) -> bool:
     return every > 0 and (step - 1) % every == 0
 
 
-def _ema(old: float | None, new: float) -> float:
-    return new if old is None else (1 - _EMA) * old + _EMA * new
+def _ema(old: float | None, new: float, weight: float = _EMA) -> float:
+    return new if old is None else (1 - weight) * old + weight * new
 
 
 def _ms(seconds: float | None) -> float | None:

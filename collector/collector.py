@@ -199,8 +199,12 @@ class Collector:
         adaptive = stats_every is None or activations_every is None
         self._budget = budget if adaptive else None
         self._loss_watch = LossWatch()
-        self._stats_s = 0.0  # the collector's time on sampled statistics this step
+        # The collector's own time inside the step being timed: on sampled statistics
+        # (the budget's costs), and in all (subtracted from the step time: the budget
+        # compares costs with the training's own time).
+        self._stats_s = 0.0
         self._activations_s = 0.0
+        self._own_s = 0.0
         every = budget.stats_sampled if stats_every is None else stats_every
         self._params = ParamWatcher(watched, every=param_stats_every(self._placement, every))
         leaves = (
@@ -290,6 +294,7 @@ class Collector:
         if self._closed:
             log.warning("log() on closed run %s ignored", self._run_id)
             return
+        start = time.perf_counter()
         names: list[str] = []
         splits: list[str | None] = []
         tensors: list[tuple[int, torch.Tensor]] = []
@@ -325,7 +330,10 @@ class Collector:
             names.append(name)
             splits.append(row_split)
         if tensors:
-            host = torch.stack([t.to(torch.float64) for _, t in tensors]).cpu().tolist()
+            stacked = torch.stack([t.to(torch.float64) for _, t in tensors])
+            waited = time.perf_counter()
+            host = stacked.cpu().tolist()  # on a GPU, waits for the step's kernels
+            start += time.perf_counter() - waited  # that wait is training, not ours
             for (i, _), v in zip(tensors, host, strict=True):
                 values[i] = v
         if self._budget is not None:
@@ -339,6 +347,7 @@ class Collector:
             {"name": names, "split": splits, "value": values},
             step=self._step if step is None else step,
         )
+        self._own_s += time.perf_counter() - start
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Publish everything recorded so far (blocks until written or ``timeout``)."""
@@ -443,7 +452,7 @@ class Collector:
     def _on_after_optimizer_step(self) -> None:
         self._step += 1
         timing = self._timer.on_after_optimizer_step()
-        start = time.perf_counter()
+        hook_start = start = time.perf_counter()
         tensors = self._params.on_after_optimizer_step()
         if tensors is not None:
             self._put(Stream.TENSORS, tensors)
@@ -470,17 +479,22 @@ class Collector:
             self._put(Stream.SAMPLES, samples)
         if self._summary is not None and self._summary.done:
             self._write_summary()
-        self._stats_s = self._activations_s = 0.0
         if self._budget is not None:
-            step_s = timing["step_time_s"] if timing is not None else None
+            training_s = None
+            if timing is not None and timing["step_time_s"] is not None:
+                own = self._own_s + self._stats_s + self._activations_s
+                training_s = timing["step_time_s"] - own
             strides = self._budget.observe(
                 self._step,
-                step_seconds=step_s,
+                step_seconds=training_s,
                 stats_seconds=stats_s,
                 activations_seconds=activations_s,
             )
             if strides is not None:
                 self._event(EventKind.SAMPLING, self._sampling_payload(strides, "budget"))
+        self._stats_s = self._activations_s = 0.0
+        # The rest of this hook falls in the next step's timing window.
+        self._own_s = time.perf_counter() - hook_start
 
     def _watch_loss(self, names: list[str], splits: list[str | None], values: list[float]) -> None:
         """A misbehaving training loss makes the next steps dense (``collector.budget``)."""

@@ -33,8 +33,9 @@ def run(
     for step in steps:
         stats = stats_s if budget.stats_sampled(step) else None
         act = act_s if budget.activations_sampled(step) else None
-        total = step_s + (stats or 0.0) + (act or 0.0)
-        new = budget.observe(step, step_seconds=total, stats_seconds=stats, activations_seconds=act)
+        new = budget.observe(
+            step, step_seconds=step_s, stats_seconds=stats, activations_seconds=act
+        )
         if new is not None:
             changes.append((step, new))
     return changes
@@ -83,7 +84,7 @@ def test_untimed_steps_and_unsampled_steps_are_fine() -> None:
     budget = OverheadBudget(0.03, dense_steps=2)
     assert budget.observe(1, step_seconds=None) is None
     assert budget.observe(2, step_seconds=None, stats_seconds=0.5) is None  # warm-up, left out
-    # 10 ms of 90 ms: 4 would meet the budget, 5 meets 80 % of it.
+    # 10 ms of 100 ms: 4 would meet the budget, 5 meets 80 % of it.
     assert budget.observe(3, step_seconds=0.1, stats_seconds=0.01) == Strides(5, 20)
 
 
@@ -201,14 +202,15 @@ def test_expensive_statistics_are_sampled_less_often(
 ) -> None:
     _slow_stats(monkeypatch)
     run_dir = _train(tmp_path, 60)
-    (step, payload), *_ = _sampling_events(run_dir)
-    assert payload["stats_ms"] >= 4.0
-    # The stride is what the measured costs allow: cost / (budget x step time).
-    allowed = payload["stats_ms"] / (0.03 * payload["step_ms"])
-    assert payload["stats_every"] >= 0.8 * allowed > 10
-    every = payload["stats_every"]
+    changes = _sampling_events(run_dir)
+    for _, payload in changes:
+        assert payload["stats_ms"] >= 4.0
+        # The stride is what the measured costs allow: cost / (budget x step time),
+        # the step time without the collector's work (the sleep included).
+        assert payload["stats_every"] >= payload["stats_ms"] / (0.03 * payload["step_ms"])
     later = [s for s in _steps(run_dir, Stream.TENSORS) if s > DENSE_STEPS]
-    assert later == [s for s in range(21, 61) if (s - 1) % every == 0]
+    assert later == _expected(21, 60, changes, "stats_every")
+    assert len(later) <= 40 / changes[0][1]["stats_every"] + 1
 
 
 def test_a_jump_of_the_training_loss_makes_the_next_steps_dense(
