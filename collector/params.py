@@ -1,9 +1,13 @@
 """Per-parameter gradient, weight and update statistics on sampled optimizer steps.
 
-On a sampled step, ``on_before_optimizer_step`` queues the gradient reductions and
-copies the weights into a kept buffer; ``on_after_optimizer_step`` turns the copy into
-the update in place (``w_{t-1} - w_t``, reported negated), queues the weight and
+On a sampled step, ``on_before_optimizer_step`` copies the weights into a kept
+buffer; ``on_after_optimizer_step`` queues the gradient reductions, turns the copy
+into the update in place (``w_{t-1} - w_t``, reported negated), queues the weight and
 update reductions, and moves all three to the host in one transfer.
+
+Gradients are read after the step, not before: ``optimizer.step(closure)`` (Lightning's
+automatic optimization, LBFGS) runs the backward inside the step, after the pre-step
+hook, and optimizers do not modify ``.grad``.
 
 The buffer (one copy of the watched weights, on their device) is allocated once and
 reused: allocating it on every sampled step costs more than all the reductions on a
@@ -65,7 +69,6 @@ class ParamWatcher:
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.every = every
-        self._grads: tuple[list[str], stats.PendingStats] | None = None
         self._previous: list[torch.Tensor] | None = None  # holds w_{t-1} on a sampled step
         self._buffer: list[torch.Tensor] = []
 
@@ -81,15 +84,9 @@ class ParamWatcher:
 
     @torch.no_grad()
     def on_before_optimizer_step(self, step: int) -> None:
-        self._grads, self._previous = None, None
+        self._previous = None
         if not self.sampled(step):
             return
-        with_grad = [
-            (n, p.grad)
-            for n, p in zip(self.names, self.params, strict=True)
-            if p.grad is not None and not p.grad.is_sparse
-        ]
-        self._grads = ([n for n, _ in with_grad], stats.reduce([g for _, g in with_grad]))
         self._previous = self._copy_weights()
 
     def _copy_weights(self) -> list[torch.Tensor]:
@@ -108,10 +105,16 @@ class ParamWatcher:
     @torch.no_grad()
     def on_after_optimizer_step(self) -> dict[str, list[Any]] | None:
         """The ``tensors`` stream columns of this step, or None when it was not sampled."""
-        if self._grads is None or self._previous is None:
+        if self._previous is None:
             return None
-        grad_names, grad_pending = self._grads
-        previous, self._grads, self._previous = self._previous, None, None
+        with_grad = [
+            (n, p.grad)
+            for n, p in zip(self.names, self.params, strict=True)
+            if p.grad is not None and not p.grad.is_sparse
+        ]
+        grad_names = [n for n, _ in with_grad]
+        grad_pending = stats.reduce([g for _, g in with_grad])
+        previous, self._previous = self._previous, None
         current = [p.detach() for p in self.params]
         torch._foreach_sub_(previous, current)  # previous := w_{t-1} - w_t = -update
         weights = stats.reduce(current)

@@ -526,8 +526,10 @@ def test_a_failing_hook_is_counted_and_training_goes_on(
     assert tel.step == 3
     assert len([r for r in caplog.records if r.name == "collector.guard"]) == 1
     tel.close()
-    assert events(tel.run_dir)[-1][1]["hook_failures"] == {"optimizer_step_pre": 3}
-    assert [s for s, _, _ in scalar(tel.run_dir, "lr")] == [1, 2, 3]
+    # The statistics are reduced after the step (the gradients of a closure exist only
+    # then): the failing hook is the post-step one, every step, and the run still ends.
+    assert events(tel.run_dir)[-1][1]["hook_failures"] == {"optimizer_step_post": 3}
+    assert events(tel.run_dir)[-1][0] == "run_finished"
 
 
 # -- timing ---------------------------------------------------------------------------------------
