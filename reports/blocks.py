@@ -28,6 +28,8 @@ class Chart:
     """How many points were drawn, when the series were decimated."""
     caption: str | None = None
     """What the red marks are, when there are any."""
+    topic: str | None = None
+    """What the chart shows evidence of (``reports.evidence``): findings link to it."""
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,12 @@ def display_name(name: str, run_id: str) -> str:
     return name if name == run_id else f"{name} ({run_id})"
 
 
-def series_chart(chart_id: str, chart: alt.TopLevelMixin, series: Series) -> Chart:
+def series_chart(
+    chart_id: str, chart: alt.TopLevelMixin, series: Series, *, topic: str | None = None
+) -> Chart:
     """A chart of ``series``, with its decimation note and its marker caption."""
     caption = marker_caption(series.markers)
-    return Chart(chart_id, to_spec(chart), note=series.note, caption=caption)
+    return Chart(chart_id, to_spec(chart), note=series.note, caption=caption, topic=topic)
 
 
 def to_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:

@@ -19,6 +19,7 @@ data-parallel training the ranks see the same gradients and log the same metrics
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,12 +28,16 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from collector.schema import SCHEMA_VERSION
-from reports import activations, samples
+from reports import activations, comparison, samples, system, tensors
 from reports.activations import Activations
+from reports.comparison import Comparison, Metric
 from reports.decimate import MAX_POINTS
+from reports.heatmap import Heatmap
 from reports.origin import NanOrigin, first_origin
 from reports.samples import WHAT, Image, SampleSet
 from reports.series import Series, first_order, series
+from reports.system import System
+from reports.tensors import Bands, Weights
 
 if TYPE_CHECKING:
     from analysis import Diagnosis, Finding, NotEvaluated, Store
@@ -51,11 +56,49 @@ ORDER BY name, split NULLS LAST, step, seq
 """
 
 _GRADIENTS = """
-SELECT param, step, seq, norm
+SELECT param, step, seq, norm, mean, std, min, max
 FROM tensors
 WHERE run_id = $run_id AND kind = 'grad'
 QUALIFY rank = min(rank) OVER ()
 ORDER BY step, seq
+"""
+
+# ||update|| / ||weight|| per parameter and sampled step, next to the weight norm. max()
+# keeps a NaN (DuckDB orders it above every number), so it becomes a marker downstream.
+_WEIGHTS = """
+WITH t AS (
+    SELECT param, kind, step, seq, norm
+    FROM tensors
+    WHERE run_id = $run_id AND kind IN ('weight', 'update')
+    QUALIFY rank = min(rank) OVER ()
+)
+SELECT param, step, min(seq) AS seq,
+       max(norm) FILTER (WHERE kind = 'weight') AS weight,
+       max(norm) FILTER (WHERE kind = 'update') AS "update"
+FROM t
+GROUP BY param, step
+ORDER BY step, seq
+"""
+
+_SYSTEM = """
+SELECT step, step_time_s, data_time_s, compute_time_s, samples_per_s
+FROM system
+WHERE run_id = $run_id
+QUALIFY rank = min(rank) OVER ()
+ORDER BY step, seq
+"""
+
+# Every run's validation metrics (the run comparison and the runs table): best and final.
+_VAL_METRICS = """
+SELECT run_id, name AS metric,
+       min(value) FILTER (WHERE isfinite(value)) AS lowest,
+       max(value) FILTER (WHERE isfinite(value)) AS highest,
+       arg_max(value, step) AS final,
+       count(*) AS n
+FROM scalars
+WHERE split = 'val'
+GROUP BY run_id, name
+ORDER BY run_id, name
 """
 
 _MODULES = """
@@ -128,6 +171,16 @@ QUALIFY dense_rank() OVER (ORDER BY step DESC, attempt DESC, rank) = 1
 ORDER BY seq
 """
 
+_ALL_RUNS = """
+SELECT run_id, name, status, config FROM runs ORDER BY started_at, run_id
+"""
+
+MAX_RUNS = 10
+"""Runs that get per-run sections when none were selected: the most recent ones."""
+
+DEFAULT_BAND = (1e-5, 0.1)
+"""The healthy update/weight band when the update_ratio rule cannot be read."""
+
 MAX_SAMPLED_MODULES = 6
 """Sampled tensors (module x feature maps/filters) drawn per run, filters first."""
 
@@ -148,6 +201,11 @@ class RunData:
     """Parameters by depth: their order (``seq``) within the first step they appear."""
     global_norm: Series | None = None
     """sqrt of the sum of squared per-parameter norms per step: step, norm, params."""
+    grad_heatmap: Heatmap | None = None
+    """Gradient norm per parameter (``module`` column) and step bucket, log colour."""
+    grad_bands: Bands | None = None
+    weights: Weights | None = None
+    system: System | None = None
     modules: pl.DataFrame | None = None
     """The model summary in registration order (the ``modules`` view's columns)."""
     activations: Activations | None = None
@@ -169,10 +227,28 @@ class ReportData:
     not_evaluated: dict[str, list[NotEvaluated]]
     per_run: list[RunData]
     schema_version: int = SCHEMA_VERSION
+    val: dict[str, list[Metric]] = field(default_factory=dict)
+    """Every run's validation metrics (best and final), by run id."""
+    comparison: Comparison | None = None
+    """All runs of the store: hyperparameters against the best validation metric."""
+    left_out: int = 0
+    """Runs of the selection without per-run sections (beyond ``max_runs``)."""
 
 
-def load(store: Store, diagnosis: Diagnosis, *, max_points: int = MAX_POINTS) -> ReportData:
-    """Read what the report draws for the runs of ``diagnosis`` (all of them, in its order)."""
+def load(
+    store: Store,
+    diagnosis: Diagnosis,
+    *,
+    max_points: int = MAX_POINTS,
+    max_runs: int | None = MAX_RUNS,
+) -> ReportData:
+    """Read what the report draws for the runs of ``diagnosis`` (all of them, in its order).
+
+    Per-run sections are read for the ``max_runs`` most recently started runs (all of
+    them with None); the runs table, findings and comparison cover every run.
+    """
+    if max_runs is not None and max_runs < 1:
+        raise ValueError(f"max_runs must be at least 1 (or None for all runs), got {max_runs}")
     runs = diagnosis.runs
     ids = [str(r) for r in runs["run_id"].to_list()] if runs.height else []
     findings: dict[str, list[Finding]] = {r: [] for r in ids}
@@ -184,11 +260,34 @@ def load(store: Store, diagnosis: Diagnosis, *, max_points: int = MAX_POINTS) ->
         if n.run_id in skipped:
             skipped[n.run_id].append(n)
     names = [str(n) for n in runs["name"].to_list()] if runs.height else []
+    chosen = set(_recent(runs, max_runs))
     per_run = [
         _run_data(store, run_id, name, max_points=max_points)
         for run_id, name in zip(ids, names, strict=True)
+        if run_id in chosen
     ]
-    return ReportData(str(store.path), runs, findings, skipped, per_run)
+    all_runs = store.sql(_ALL_RUNS) if ids else pl.DataFrame()
+    val = comparison.val_metrics(store.sql(_VAL_METRICS)) if ids else {}
+    return ReportData(
+        str(store.path),
+        runs,
+        findings,
+        skipped,
+        per_run,
+        val=val,
+        comparison=comparison.compare(all_runs, val) if ids else None,
+        left_out=len(ids) - len(per_run),
+    )
+
+
+def _recent(runs: pl.DataFrame, max_runs: int | None) -> list[str]:
+    """The run ids of the ``max_runs`` most recently started runs (all with None)."""
+    if not runs.height:
+        return []
+    if max_runs is None or runs.height <= max_runs or "started_at" not in runs.columns:
+        return [str(r) for r in runs["run_id"].to_list()]
+    latest = runs.sort("started_at", "run_id", nulls_last=False).tail(max_runs)
+    return [str(r) for r in latest["run_id"].to_list()]
 
 
 def _run_data(store: Store, run_id: str, name: str, *, max_points: int) -> RunData:
@@ -215,7 +314,10 @@ def _run_data(store: Store, run_id: str, name: str, *, max_points: int) -> RunDa
     grads = store.sql(_GRADIENTS, {"run_id": run_id})
     gradients: dict[str, Any] = {}
     if grads.height:
+        order = param_order(grads)
         gradients = {
+            "grad_heatmap": tensors.grad_heatmap(grads, order),
+            "grad_bands": tensors.grad_bands(grads, order),
             "layer_norms": series(
                 grads.select("param", "step", "norm"),
                 value="norm",
@@ -223,7 +325,7 @@ def _run_data(store: Store, run_id: str, name: str, *, max_points: int) -> RunDa
                 positive=True,
                 max_points=max_points,
             ),
-            "param_order": param_order(grads),
+            "param_order": order,
             "global_norm": series(
                 global_norm(grads), value="norm", positive=True, max_points=max_points
             ),
@@ -242,6 +344,23 @@ def _run_data(store: Store, run_id: str, name: str, *, max_points: int) -> RunDa
         samples_left_out=left_out,
         nan_origin=_nan_origin(store, run_id),
         exports=_exports(store, run_id),
+        weights=tensors.weights(
+            store.sql(_WEIGHTS, {"run_id": run_id}), band=_update_band(), max_points=max_points
+        ),
+        system=system.summarize(store.sql(_SYSTEM, {"run_id": run_id}), max_points=max_points),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _update_band() -> tuple[float, float]:
+    """The update_ratio rule's [low, high]: the chart shades what the rule accepts."""
+    from analysis import load_rules
+
+    rule = next((r for r in load_rules() if r.id == "update_ratio"), None)
+    if rule is None:
+        return DEFAULT_BAND
+    return float(rule.params.get("low", DEFAULT_BAND[0])), float(
+        rule.params.get("high", DEFAULT_BAND[1])
     )
 
 

@@ -188,7 +188,8 @@ def _chart(records: list[dict[str, Any]], flagged: set[str], ids: Iterator[str])
     frame = pl.DataFrame(points, schema_overrides={"p90_ms": pl.Float64})
     left_out = sum(1 for r in records if r["batch_size"] is not None) - len(points)
     note = f"{left_out} row(s) not drawn: they failed or have no latency." if left_out else None
-    return Chart(next(ids), to_spec(latency_size_chart(points=frame)), note=note)
+    spec = to_spec(latency_size_chart(points=frame))
+    return Chart(next(ids), spec, note=note, topic="exports")
 
 
 def _num(value: float | int | None, fmt: str) -> str:

@@ -225,7 +225,10 @@ def activation_charts(run: RunData, ids: Iterator[str]) -> RunCharts:
                 log=log,
             )
             caption = marker_caption(heat.markers, noun="cell", verb="coloured", mark="red")
-            charts.append(Chart(next(ids), to_spec(chart), note=heat.note, caption=caption))
+            topic = "activations" if value == "zero_frac" else "activation_std"
+            charts.append(
+                Chart(next(ids), to_spec(chart), note=heat.note, caption=caption, topic=topic)
+            )
         for fractions, value, title, y_title in (
             (acts.dead, "dead_frac", "dead units (ReLU family)", "share of dead units"),
             (acts.saturated, "saturated_frac", "saturated outputs", "share saturated"),
@@ -242,7 +245,8 @@ def activation_charts(run: RunData, ids: Iterator[str]) -> RunCharts:
                 y_title=y_title,
             )
             caption = marker_caption(s.markers)
-            charts.append(Chart(next(ids), to_spec(chart), note=fractions.note, caption=caption))
+            spec, note = to_spec(chart), fractions.note
+            charts.append(Chart(next(ids), spec, note=note, caption=caption, topic=value))
     return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
 
 

@@ -1,8 +1,10 @@
 """The report's sections as plain values: what the template lays out, already decided.
 
 ``build`` turns ``reports.data.ReportData`` into a ``Page``: header facts, findings
-grouped per run (worst first, as the diagnosis sorted them), the runs table, and
-chart blocks (``reports.blocks``: a Vega-Lite spec plus the sentences under it),
+grouped per run (worst first, as the diagnosis sorted them, each linked to the
+chart that shows its evidence: ``reports.evidence``), the runs table, and
+chart blocks (``reports.blocks``: a Vega-Lite spec plus the sentences under it;
+``reports.figures``: curves, gradients, weights and updates, system, comparison),
 the sections about the model's inside (``reports.internals``: summary table,
 activations, feature maps and filters, NaN origin), and the export benchmarks
 (``reports.exports``). A section or a run without data gets no block; the run
@@ -15,16 +17,18 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from reports import exports, internals
-from reports.blocks import RunCharts, display_name, series_chart
-from reports.data import ReportData, RunData
+from reports import evidence, exports, figures, internals
+from reports.blocks import Chart, RunCharts, display_name
+from reports.comparison import Metric
+from reports.data import ReportData
+from reports.evidence import Link
 from reports.exports import RunExports
+from reports.figures import ComparisonBlock
 from reports.internals import ModelTable, OriginBox, RunImages
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,8 @@ class Header:
     title: str
     store_path: str
     runs: int
+    detailed: int
+    """Runs with per-run sections (the most recent ones when there are many)."""
     generated_at: str
     schema_version: int
     package_version: str
@@ -53,6 +59,8 @@ class FindingRow:
     suggestion: str
     origin: OriginBox | None = None
     """The run's NaN-origin box, linked from a ``nonfinite`` finding."""
+    evidence: Link | None = None
+    """The chart of the same run that shows the evidence, when the page draws it."""
 
 
 NONFINITE_RULE = "nonfinite"
@@ -79,6 +87,13 @@ class OverviewRow:
     duration: str
     config: list[str]
     error: str
+    best: list[str] = field(default_factory=list)
+    """Best value of each validation metric (``loss 0.0365``)."""
+    final: list[str] = field(default_factory=list)
+    findings: str = ""
+    """``2 errors, 1 warning``; empty for a clean run."""
+    sort: dict[str, str] = field(default_factory=dict)
+    """Column -> the value the table sorts that column by (numbers as numbers)."""
 
 
 @dataclass(frozen=True)
@@ -99,35 +114,60 @@ class Page:
     without_images: list[str] = field(default_factory=list)
     exports: list[RunExports] = field(default_factory=list)
     without_exports: list[str] = field(default_factory=list)
+    overlay: list[Chart] = field(default_factory=list)
+    weights: list[RunCharts] = field(default_factory=list)
+    without_weights: list[str] = field(default_factory=list)
+    system: list[RunCharts] = field(default_factory=list)
+    without_system: list[str] = field(default_factory=list)
+    comparison: ComparisonBlock | None = None
 
     @property
     def has_charts(self) -> bool:
         drawn = self.curves or self.gradients or self.activations or self.images
-        return bool(drawn) or any(e.chart for e in self.exports)
+        more = self.weights or self.system or (self.comparison and self.comparison.chart)
+        return bool(drawn or more) or any(e.chart for e in self.exports)
 
 
 def build(data: ReportData, *, title: str | None = None) -> Page:
     """Decide everything the page shows; the template only lays it out."""
     ids = (f"chart-{i}" for i in itertools.count(1))
     runs = data.per_run
-    curves = [_curves(run, ids) for run in runs]
-    grads = [_gradients(run, ids) for run in runs]
+    overlay = figures.overlay(runs, ids)
+    curves = [figures.curves(run, ids) for run in runs]
+    grads = [figures.gradients(run, ids) for run in runs]
+    weights = [figures.weights(run, ids) for run in runs]
     models = [internals.model_table(run) for run in runs]
     acts = [internals.activation_charts(run, ids) for run in runs]
     images = [internals.image_blocks(run, ids) for run in runs]
     origins = [internals.origin_box(run, i) for i, run in enumerate(runs, start=1)]
+    system = [figures.system(run, ids) for run in runs]
     benchmarks = [exports.export_block(r, data.findings.get(r.run_id, []), ids) for r in runs]
+    charts: dict[str, list[Chart]] = {r.run_id: [] for r in runs}
+    for blocks in (curves, grads, weights, acts, system):
+        for block in blocks:
+            charts[block.run_id].extend(block.charts)
+    for r, b in zip(runs, benchmarks, strict=True):
+        if b is not None and b.chart is not None:
+            charts[r.run_id].append(b.chart)
+    origin_of = {r.run_id: o for r, o in zip(runs, origins, strict=True)}
+    ids_by_start = [str(r) for r in data.runs["run_id"].to_list()] if data.runs.height else []
+    detailed = {r.run_id for r in runs}
     return Page(
         header=Header(
             title=title or "Training report",
             store_path=data.store_path,
-            runs=len(data.per_run),
+            runs=data.runs.height,
+            detailed=len(runs),
             generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             schema_version=data.schema_version,
             package_version=_package_version(),
         ),
-        findings=[_findings(data, run, origin) for run, origin in zip(runs, origins, strict=True)],
-        overview=[_overview(row) for row in data.runs.to_dicts()],
+        findings=[
+            _findings(data, run_id, origin_of.get(run_id), evidence.index(charts.get(run_id, [])))
+            for run_id in ids_by_start
+            if run_id in detailed or data.findings.get(run_id)
+        ],
+        overview=[_overview(row, data) for row in data.runs.to_dicts()],
         curves=[c for c in curves if c.charts],
         gradients=[g for g in grads if g.charts],
         without_curves=[c.name for c in curves if not c.charts],
@@ -147,6 +187,12 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
             for r, b in zip(runs, benchmarks, strict=True)
             if b is None
         ],
+        overlay=overlay,
+        weights=[w for w in weights if w.charts],
+        without_weights=[w.name for w in weights if not w.charts],
+        system=[s for s in system if s.charts],
+        without_system=[s.name for s in system if not s.charts],
+        comparison=figures.comparison(data.comparison, ids),
     )
 
 
@@ -157,8 +203,10 @@ def _package_version() -> str:
         return "unknown"
 
 
-def _findings(data: ReportData, run: RunData, origin: OriginBox | None) -> RunFindings:
-    found = data.findings.get(run.run_id, [])
+def _findings(
+    data: ReportData, run_id: str, origin: OriginBox | None, charts: dict[str, Chart]
+) -> RunFindings:
+    found = data.findings.get(run_id, [])
     rows = [
         FindingRow(
             severity=f.severity.value if f.severity.value in SEVERITIES else "info",
@@ -168,25 +216,64 @@ def _findings(data: ReportData, run: RunData, origin: OriginBox | None) -> RunFi
             message=f.message,
             suggestion=f.suggestion,
             origin=origin if f.rule == NONFINITE_RULE else None,
+            evidence=evidence.link(charts, f.rule, f.subject),
         )
         for f in found
     ]
     counts = {s: sum(r.severity == s for r in rows) for s in SEVERITIES}
-    skipped = [(n.rule, n.reason) for n in data.not_evaluated.get(run.run_id, [])]
-    return RunFindings(run.run_id, display_name(run.name, run.run_id), rows, skipped, counts)
+    skipped = [(n.rule, n.reason) for n in data.not_evaluated.get(run_id, [])]
+    name = _name_of(data, run_id)
+    return RunFindings(run_id, display_name(name, run_id), rows, skipped, counts)
 
 
-def _overview(row: dict[str, Any]) -> OverviewRow:
+def _name_of(data: ReportData, run_id: str) -> str:
+    for r in data.per_run:
+        if r.run_id == run_id:
+            return r.name
+    match = data.runs.filter(data.runs["run_id"] == run_id)["name"].to_list()
+    return str(match[0]) if match and match[0] else run_id
+
+
+def _overview(row: dict[str, Any], data: ReportData) -> OverviewRow:
     steps = row.get("steps")
+    run_id = str(row.get("run_id") or "")
+    metrics = data.val.get(run_id, [])
+    found = data.findings.get(run_id, [])
+    counts = [(s, sum(f.severity.value == s for f in found)) for s in SEVERITIES]
+    first = metrics[0] if metrics else None
     return OverviewRow(
         name=str(row.get("name") or ""),
-        run_id=str(row.get("run_id") or ""),
+        run_id=run_id,
         status=str(row.get("status") or ""),
         steps="" if steps is None else f"{steps:,}",
         duration=format_duration(row.get("duration_s")),
         config=config_items(row.get("config")),
         error=str(row.get("error") or ""),
+        best=[_metric(m, m.best) for m in metrics],
+        final=[_metric(m, m.final) for m in metrics],
+        findings=", ".join(
+            f"{n} {s}{'s' if n != 1 and s != 'info' else ''}" for s, n in counts if n
+        ),
+        sort={
+            "steps": "" if steps is None else str(steps),
+            "duration": _number(row.get("duration_s")),
+            "best": "" if first is None else _number(first.best),
+            "final": "" if first is None else _number(first.final),
+            "findings": str(sum(n * 1000 ** (2 - i) for i, (_, n) in enumerate(counts))),
+        },
     )
+
+
+def _plural(n: int, severity: str) -> str:
+    return "s" if n != 1 and severity != "info" else ""
+
+
+def _metric(m: Metric, value: float | None) -> str:
+    return f"{m.name} {'' if value is None else format(value, '.4g')}".rstrip()
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -215,37 +302,3 @@ def config_items(config: str | None) -> list[str]:
         f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True)}"
         for k, v in parsed.items()
     ]
-
-
-def _curves(run: RunData, ids: Iterator[str]) -> RunCharts:
-    from reports.charts.curves import lr_chart, metric_chart  # deferred: imports altair
-
-    charts = [
-        series_chart(
-            next(ids),
-            metric_chart(points=s.points, markers=s.markers, metric=metric),
-            s,
-        )
-        for metric, s in run.metrics.items()
-    ]
-    if run.lr is not None:
-        charts.append(
-            series_chart(next(ids), lr_chart(points=run.lr.points, markers=run.lr.markers), run.lr)
-        )
-    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
-
-
-def _gradients(run: RunData, ids: Iterator[str]) -> RunCharts:
-    from reports.charts.gradients import global_norm_chart, layer_norms_chart
-
-    charts = []
-    if run.layer_norms is not None:
-        s = run.layer_norms
-        chart = layer_norms_chart(points=s.points, markers=s.markers, order=run.param_order)
-        charts.append(series_chart(next(ids), chart, s))
-    if run.global_norm is not None:
-        s = run.global_norm
-        charts.append(
-            series_chart(next(ids), global_norm_chart(points=s.points, markers=s.markers), s)
-        )
-    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)

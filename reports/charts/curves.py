@@ -109,3 +109,61 @@ def _ordered_splits(splits: Sequence[str]) -> list[str]:
 def _colors(splits: Sequence[str]) -> list[str]:
     others = iter(OTHER_COLORS * (len(splits) // len(OTHER_COLORS) + 1))
     return [SPLIT_COLORS.get(s) or next(others) for s in splits]
+
+
+def overlay_chart(
+    *,
+    points: pl.DataFrame,
+    markers: pl.DataFrame,
+    metric: str,
+    runs: Sequence[str],
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> alt.LayerChart:
+    """``metric`` of several runs on one chart: a colour per run, val dashed, train solid.
+
+    ``points``: run, split, step, value (finite). ``markers``: run, split, step, label.
+    """
+    pts = points.with_columns(pl.col("split").fill_null(NO_SPLIT))
+    bad = markers.with_columns(pl.col("split").fill_null(NO_SPLIT))
+    splits = _ordered_splits([*pts["split"].to_list(), *bad["split"].to_list()])
+    dashes = [[1, 0] if s == "train" else [5, 3] for s in splits]
+    line = (
+        alt.Chart(pts)
+        .mark_line(strokeWidth=1.4)
+        .encode(
+            x=step_x(),
+            y=alt.Y("value:Q", title=metric, scale=_overlay_scale(pts["value"])),
+            color=alt.Color(
+                "run:N", title="run", sort=list(runs), legend=alt.Legend(symbolLimit=30)
+            ),
+            strokeDash=alt.StrokeDash(
+                "split:N", title="split", scale=alt.Scale(domain=splits, range=dashes)
+            ),
+            detail="split:N",
+            tooltip=[
+                alt.Tooltip("run:N", title="run"),
+                alt.Tooltip("split:N", title="split"),
+                alt.Tooltip("step:Q", title="step"),
+                alt.Tooltip("value:Q", title=metric, format=_VALUE_FORMAT),
+            ],
+        )
+    )
+    layers: list[alt.Chart | alt.LayerChart] = [line]
+    if bad.height:
+        tip = [alt.Tooltip("run:N", title="run"), alt.Tooltip("split:N", title="split")]
+        layers.append(nonfinite_layer(bad, tooltip=tip))
+    return alt.LayerChart(layer=layers).properties(
+        title=f"{metric}: all runs", width=width, height=height
+    )
+
+
+WIDE = 1e3
+"""An overlay whose positive values span this factor gets a log y: one diverged run's
+loss of 1e30 would otherwise flatten every other run onto the axis."""
+
+
+def _overlay_scale(values: pl.Series) -> alt.Scale:
+    lo, hi = values.min(), values.max()
+    wide = values.len() and lo is not None and lo > 0 and hi / lo >= WIDE  # type: ignore[operator]
+    return alt.Scale(type="log") if wide else alt.Scale(zero=False)

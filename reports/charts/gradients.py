@@ -15,7 +15,7 @@ import altair as alt
 import polars as pl
 
 from reports.charts.steps import nonfinite_layer, step_x
-from reports.theme import DEPTH_SCHEME, HEIGHT, WIDTH
+from reports.theme import DEPTH_SCHEME, HEIGHT, NONFINITE, WIDTH
 
 _NORM_FORMAT = ".3~e"
 
@@ -28,13 +28,17 @@ def layer_norms_chart(
     points: pl.DataFrame,
     markers: pl.DataFrame,
     order: Sequence[str],
+    value: str = "norm",
+    title: str = "gradient norm per parameter",
+    y_title: str = "gradient norm",
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> alt.LayerChart:
     """One line per parameter of its gradient norm over ``step``, log y, ordered by depth.
 
-    ``points``: param, step, norm (> 0). ``markers``: param, step, label. ``order``:
-    parameters from the input side to the output side.
+    ``points``: param, step, ``value`` (> 0). ``markers``: param, step, label. ``order``:
+    parameters from the input side to the output side. ``value``, ``title`` and
+    ``y_title`` draw another per-parameter quantity (the weight norm) the same way.
     """
     color = alt.Color(
         "param:N",
@@ -47,22 +51,20 @@ def layer_norms_chart(
         .mark_line(strokeWidth=1.2)
         .encode(
             x=step_x(),
-            y=alt.Y("norm:Q", title="gradient norm", scale=alt.Scale(type="log")),
+            y=alt.Y(f"{value}:Q", title=y_title, scale=alt.Scale(type="log")),
             color=color,
             tooltip=[
                 alt.Tooltip("param:N", title="parameter"),
                 alt.Tooltip("step:Q", title="step"),
-                alt.Tooltip("norm:Q", title="norm", format=_NORM_FORMAT),
+                alt.Tooltip(f"{value}:Q", title=value, format=_NORM_FORMAT),
             ],
         )
     )
     layers: list[alt.Chart | alt.LayerChart] = [line]
     if markers.height:
         tip = [alt.Tooltip("param:N", title="parameter")]
-        layers.append(nonfinite_layer(markers, tooltip=tip, what="norm"))
-    return alt.LayerChart(layer=layers).properties(
-        title="gradient norm per parameter", width=width, height=height
-    )
+        layers.append(nonfinite_layer(markers, tooltip=tip, what=value))
+    return alt.LayerChart(layer=layers).properties(title=title, width=width, height=height)
 
 
 def global_norm_chart(
@@ -95,4 +97,60 @@ def global_norm_chart(
         layers.append(nonfinite_layer(markers, tooltip=tip, what="norm"))
     return alt.LayerChart(layer=layers).properties(
         title="global gradient norm", width=width, height=height
+    )
+
+
+def bands_chart(
+    *,
+    points: pl.DataFrame,
+    markers: pl.DataFrame,
+    params: Sequence[str],
+    width: int = WIDTH // 2,
+    height: int = 110,
+) -> alt.FacetChart:
+    """Each parameter's gradient distribution over ``step``: min..max band, mean +/- std, mean.
+
+    ``points``: param, step, lo, hi, mean, std_lo, std_hi, n. ``markers``: param, step,
+    label. One panel per parameter, input side first, each with its own (linear) y
+    scale: the layers' magnitudes differ by orders, the global norm chart compares them.
+    """
+    x = step_x()
+    y = alt.Scale(zero=False)
+    tip = [
+        alt.Tooltip("param:N", title="parameter"),
+        alt.Tooltip("step:Q", title="from step"),
+        alt.Tooltip("lo:Q", title="min", format=_NORM_FORMAT),
+        alt.Tooltip("std_lo:Q", title="mean - std", format=_NORM_FORMAT),
+        alt.Tooltip("mean:Q", title="mean", format=_NORM_FORMAT),
+        alt.Tooltip("std_hi:Q", title="mean + std", format=_NORM_FORMAT),
+        alt.Tooltip("hi:Q", title="max", format=_NORM_FORMAT),
+        alt.Tooltip("n:Q", title="sampled steps"),
+    ]
+    data = pl.concat([points, markers.rename({"label": "marker"})], how="diagonal_relaxed")
+    base = alt.Chart().encode(x=x)
+    good = base.transform_filter("datum.marker == null")
+    layers = [
+        good.mark_area(opacity=0.25, color="#4c78a8").encode(
+            y=alt.Y("lo:Q", title="gradient value", scale=y), y2="hi:Q", tooltip=tip
+        ),
+        good.mark_area(opacity=0.45, color="#4c78a8").encode(
+            y=alt.Y("std_lo:Q", scale=y), y2="std_hi:Q", tooltip=tip
+        ),
+        good.mark_line(color="#1d3557", strokeWidth=1).encode(y=alt.Y("mean:Q", scale=y)),
+    ]
+    if markers.height:
+        layers.append(
+            base.transform_filter("datum.marker != null")
+            .mark_rule(color=NONFINITE, strokeDash=[4, 3])
+            .encode(tooltip=[alt.Tooltip("step:Q", title="step"), alt.Tooltip("marker:N")])
+        )
+    return (
+        alt.layer(*layers, data=data)
+        .properties(width=width, height=height)
+        .facet(
+            facet=alt.Facet("param:N", sort=list(params), title=None),
+            columns=2,
+            title="gradient distribution per parameter (min..max, mean ± std, mean)",
+        )
+        .resolve_scale(y="independent")
     )

@@ -111,9 +111,11 @@ def test_new_sections_follow_gradients_in_order_and_are_in_the_table_of_contents
     page: tuple[str, Parts],
 ) -> None:
     _, parts = page
-    assert parts.sections == ["findings", "runs", "curves", "gradients", *NEW_SECTIONS]
+    expected = ["findings", "runs", "curves", "gradients", *NEW_SECTIONS, "comparison"]
+    assert parts.sections == expected
     hrefs = [str(a.get("href")) for tag, a in parts.tags if tag == "a"]
-    toc = [h[1:] for h in hrefs if h.startswith("#") and not h.startswith("#nan-origin-")]
+    links = ("#nan-origin-", "#chart-")  # a finding's NaN origin and evidence chart
+    toc = [h[1:] for h in hrefs if h.startswith("#") and not h.startswith(links)]
     assert toc == parts.sections
 
 
@@ -208,7 +210,7 @@ def test_filters_then_feature_maps_at_their_first_and_latest_sampled_step(
     page: tuple[str, Parts],
 ) -> None:
     _, parts = page
-    grids = [s for s in parts.chart_specs() if "facet" in s]
+    grids = [s for s in parts.chart_specs() if "facet" in s and isinstance(s["title"], dict)]
     titles = [(s["title"]["text"], s["title"]["subtitle"]) for s in grids]
     assert titles == [
         ("conv · filters", "step 1"),
@@ -251,7 +253,8 @@ def test_an_origin_in_the_models_input_says_so(tmp_path: Path) -> None:
 def test_hostile_module_names_never_become_markup(page: tuple[str, Parts]) -> None:
     html, parts = page
     assert HOSTILE not in html
-    assert [t for t, _ in parts.tags].count("script") == 2 + len(parts.chart_specs())
+    # The table sorter, the bundle, the chart loader, and one JSON block per chart.
+    assert [t for t, _ in parts.tags].count("script") == 3 + len(parts.chart_specs())
     assert f"{HOSTILE} Tanh" in parts.plain_text  # the summary table, as text
     decoded = json.dumps(parts.chart_specs())
     assert decoded.count(HOSTILE) >= 4  # both heatmaps, their y sort, the saturated chart
@@ -270,7 +273,7 @@ def test_sizes_stay_bounded_for_many_steps_modules_and_sampled_layers(tmp_path: 
     parts = Parts(render_report(*open_undiagnosed(tmp_path)))
     heatmaps = [s for s in parts.chart_specs() if "per module" in str(s.get("title"))]
     assert [len(datasets(s)) <= heatmap.CELL_BUDGET for s in heatmaps] == [True, True]
-    grids = [s for s in parts.chart_specs() if "facet" in s]
+    grids = [s for s in parts.chart_specs() if "facet" in s and isinstance(s["title"], dict)]
     assert len(grids) == 2 * data.MAX_SAMPLED_MODULES
     assert all(len(r["b"]) == 32 * 32 for s in grids for r in datasets(s))
     text = parts.plain_text

@@ -49,7 +49,7 @@ def test_page_is_self_contained_with_the_vega_bundle_inline(two_runs: tuple[str,
 
 def test_sections_come_in_order_findings_runs_curves(two_runs: tuple[str, Parts]) -> None:
     _, parts = two_runs
-    assert parts.sections == ["findings", "runs", "curves", "gradients"]
+    assert parts.sections == ["findings", "runs", "curves", "gradients", "comparison"]
 
 
 def test_header_names_store_runs_schema_and_version(two_runs: tuple[str, Parts]) -> None:
@@ -83,7 +83,7 @@ def test_runs_table_shows_status_config_and_error(two_runs: tuple[str, Parts]) -
 
 def test_curves_mark_nan_loss_points_in_red_with_a_tooltip(two_runs: tuple[str, Parts]) -> None:
     _, parts = two_runs
-    specs = parts.chart_specs()
+    specs = [s for s in parts.chart_specs() if not s["title"].endswith("all runs")]
     nan_rows = [row for spec in specs for row in datasets(spec) if row.get("label") == "NaN"]
     assert [(r["split"], r["step"]) for r in nan_rows] == [("train", 3), ("train", 4)]
     loss = next(s for s in specs if any(r in nan_rows for r in datasets(s)))
@@ -95,14 +95,19 @@ def test_curves_mark_nan_loss_points_in_red_with_a_tooltip(two_runs: tuple[str, 
 def test_every_run_gets_its_charts_and_missing_data_is_named(two_runs: tuple[str, Parts]) -> None:
     _, parts = two_runs
     titles = [spec.get("title") for spec in parts.chart_specs()]
-    # healthy: loss, acc, lr, per-layer and global gradients; diverged: loss only.
+    # Both runs' loss overlaid; healthy: loss, acc, lr, global and per-layer gradients as
+    # lines, heatmap and bands; diverged: loss only. One run has a val metric: no
+    # comparison chart (its table remains).
     assert titles == [
+        "loss: all runs",
         "loss",
         "acc",
         "learning rate",
         "loss",
-        "gradient norm per parameter",
         "global gradient norm",
+        "gradient norm per parameter",
+        "gradient norm per parameter (log colour)",
+        "gradient distribution per parameter (min..max, mean ± std, mean)",
     ]
     assert "No gradient statistics recorded for: diverged (bad)." in parts.plain_text
 
@@ -154,9 +159,10 @@ def test_hostile_strings_from_a_run_never_become_markup(hostile_html: str) -> No
     assert HOSTILE not in hostile_html
     assert "alert(1)" in hostile_html, "the text is there, escaped"
     parts = Parts(hostile_html)
-    # Only the page's own scripts: the bundle, the loader, one JSON block per chart.
+    # Only the page's own scripts: the table sorter, the bundle, the chart loader, and
+    # one JSON block per chart.
     script_types = [attrs.get("type") for attrs, _ in parts.scripts]
-    assert script_types.count(None) == 2
+    assert script_types.count(None) == 3
     assert all(t in (None, "application/json") for t in script_types)
     text = parts.plain_text
     for shown in (f"note={HOSTILE}", f"{HOSTILE}=1", f"bad {HOSTILE}", f"ValueError: {HOSTILE}"):
@@ -199,7 +205,10 @@ def test_report_covers_only_the_runs_of_a_filtered_diagnosis(tmp_path: Path) -> 
     trained(tmp_path, "drop", name="dropped-run")
     store = open_store(tmp_path)
     html = render_report(store, diagnose(store, run_ids=["keep"]))
-    assert "kept-run" in html and "dropped-run" not in html
+    # The run comparison reads the whole store (a sweep at a glance); nothing else does.
+    per_run = html[: html.index('<section id="comparison">')]
+    assert "kept-run" in per_run and "dropped-run" not in per_run
+    assert "dropped-run" in html[html.index('<section id="comparison">') :]
     assert "runs 1" in Parts(html).plain_text
 
 

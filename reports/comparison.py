@@ -1,0 +1,159 @@
+"""Run comparison: every run's hyperparameters against its best validation metric.
+
+A sweep is read at a glance when each run is one row (its config values, then its
+best and final validation metrics) and each hyperparameter that varies between
+runs is one small chart of its value against the best metric. "Best" is the
+lowest value for a loss-like metric (its name says loss, error, mse, mae or
+perplexity) and the highest otherwise (accuracy, F1, ...); the page says which.
+Only config keys whose values differ between runs are columns: a key every run
+shares explains nothing.
+
+Pure Polars, no I/O: ``reports.data`` reads the frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|perplexity|ppl", re.IGNORECASE)
+
+PREFERRED = ("loss", "acc", "accuracy")
+"""The comparison's primary metric: the first of these the runs have on val, else the first name."""
+
+MAX_PARAMS = 8
+"""Hyperparameters drawn as charts (the table lists every varying one)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One run's validation metric: its best and final value."""
+
+    name: str
+    best: float | None
+    final: float | None
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    run_id: str
+    name: str
+    status: str
+    values: list[str]
+    """One per ``Comparison.params``: the config value as text ("" when the run lacks it)."""
+    best: float | None
+    """The primary metric's best value (None when the run has no finite one)."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    lower_is_better: bool
+    params: list[str]
+    rows: list[ComparisonRow]
+    points: pl.DataFrame
+    """hyperparameter, run, value (text), x (float, null when not numeric), best."""
+
+
+def lower_is_better(metric: str) -> bool:
+    return bool(LOWER_IS_BETTER.search(metric))
+
+
+def val_metrics(frame: pl.DataFrame) -> dict[str, list[Metric]]:
+    """Run id -> its validation metrics. ``frame``: run_id, metric, lowest, highest, final."""
+    out: dict[str, list[Metric]] = {}
+    for r in frame.iter_rows(named=True):
+        best = r["lowest"] if lower_is_better(r["metric"]) else r["highest"]
+        out.setdefault(str(r["run_id"]), []).append(Metric(r["metric"], best, r["final"]))
+    for metrics in out.values():
+        metrics.sort(key=lambda m: (_rank(m.name), m.name))
+    return out
+
+
+def _rank(metric: str) -> int:
+    return PREFERRED.index(metric) if metric in PREFERRED else len(PREFERRED)
+
+
+def config(text: str | None) -> dict[str, Any]:
+    """A run's config (JSON text) as a dict; anything else becomes {"config": text}."""
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {"config": text}
+    return parsed if isinstance(parsed, dict) else {"config": parsed}
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def as_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def compare(runs: pl.DataFrame, metrics: dict[str, list[Metric]]) -> Comparison | None:
+    """The comparison of ``runs`` (run_id, name, status, config), or None with fewer than 2.
+
+    Also None when no run has a validation metric: there is nothing to compare against.
+    """
+    if runs.height < 2:
+        return None
+    names = sorted({m.name for ms in metrics.values() for m in ms}, key=lambda n: (_rank(n), n))
+    if not names:
+        return None
+    metric = names[0]
+    rows = runs.to_dicts()
+    configs = {str(r["run_id"]): config(r.get("config")) for r in rows}
+    keys = list(dict.fromkeys(k for c in configs.values() for k in c))
+    varying = [k for k in keys if len({as_text(c.get(k)) for c in configs.values()}) > 1]
+    table, points = [], []
+    for r in rows:
+        run_id = str(r["run_id"])
+        best = next((m.best for m in metrics.get(run_id, []) if m.name == metric), None)
+        cfg = configs[run_id]
+        table.append(
+            ComparisonRow(
+                run_id,
+                str(r.get("name") or run_id),
+                str(r.get("status") or ""),
+                [as_text(cfg.get(k)) for k in varying],
+                best,
+            )
+        )
+        if best is None:
+            continue
+        for k in varying[:MAX_PARAMS]:
+            if cfg.get(k) is not None:
+                name = str(r.get("name") or run_id)
+                run = name if name == run_id else f"{name} ({run_id})"
+                x = as_number(cfg[k])
+                points.append(
+                    {
+                        "hyperparameter": k,
+                        "run": run,
+                        "value": as_text(cfg[k]),
+                        "x": x,
+                        "best": best,
+                    }
+                )
+    schema = {
+        "hyperparameter": pl.String,
+        "run": pl.String,
+        "value": pl.String,
+        "x": pl.Float64,
+        "best": pl.Float64,
+    }
+    return Comparison(
+        metric, lower_is_better(metric), varying, table, pl.DataFrame(points, schema=schema)
+    )

@@ -1,0 +1,90 @@
+"""Which chart shows the evidence of a finding: rule and subject -> a chart of the same run.
+
+Every chart block carries a ``topic`` (``metric:loss``, ``grad_norms``,
+``update_ratio``, ``system``...). A finding links to the first chart of its run
+whose topic matches, tried in this order: the metric its subject names
+(``loss/val`` -> ``metric:loss``), the kind of tensor it names (``grad of fc.weight``),
+then the rule's own list below. A finding whose evidence the page does not draw
+gets no link rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reports.blocks import Chart
+
+LOSS = ("metric:loss",)
+
+RULE_TOPICS: dict[str, tuple[str, ...]] = {
+    "overfitting": LOSS,
+    "underfitting": LOSS,
+    "early_stopping": LOSS,
+    "loss_spike": LOSS,
+    "loss_oscillation": LOSS,
+    "loss_not_decreasing": LOSS,
+    "divergence": LOSS,
+    "accuracy_plateau": ("metric:acc", "metric:accuracy"),
+    "nonfinite": ("grad_norms", "grad_global", "activations"),
+    "exploding_gradients": ("grad_norms", "grad_global"),
+    "vanishing_gradients": ("grad_heatmap", "grad_norms"),
+    "poor_initialization": ("grad_norms", "activation_std"),
+    "unused_parameters": ("grad_heatmap", "grad_norms"),
+    "update_ratio": ("update_ratio",),
+    "stalled_parameters": ("update_ratio", "weights"),
+    "dead_relu": ("dead_frac", "activations"),
+    "saturated_activations": ("saturated_frac", "activations"),
+    "data_bottleneck": ("system",),
+    "rank_imbalance": ("system",),
+    "export_parity": ("exports",),
+    "export_summary": ("exports",),
+}
+"""Rule id -> topics of the charts that show its evidence, best first."""
+
+_TENSOR_TOPICS = {"grad": "grad_norms", "weight": "weights", "update": "update_ratio"}
+
+
+@dataclass(frozen=True)
+class Link:
+    chart_id: str
+    label: str
+
+
+def topics(rule: str, subject: str | None) -> list[str]:
+    """The chart topics that could show a finding's evidence, best first."""
+    out = []
+    if subject:
+        out.append("metric:" + subject.split("/", 1)[0])
+        kind, sep, _ = subject.partition(" of ")
+        if sep and kind in _TENSOR_TOPICS:
+            out.append(_TENSOR_TOPICS[kind])
+    return out + list(RULE_TOPICS.get(rule, ()))
+
+
+def index(charts: Iterable[Chart]) -> dict[str, Chart]:
+    """Topic -> the first chart with that topic (charts in page order)."""
+    found: dict[str, Chart] = {}
+    for chart in charts:
+        if chart.topic and chart.topic not in found:
+            found[chart.topic] = chart
+    return found
+
+
+def link(charts: dict[str, Chart], rule: str, subject: str | None) -> Link | None:
+    """The link from a finding to its evidence chart in ``charts`` (see ``index``), if drawn."""
+    for topic in topics(rule, subject):
+        chart = charts.get(topic)
+        if chart is not None:
+            return Link(chart.id, title(chart))
+    return None
+
+
+def title(chart: Chart) -> str:
+    """The chart's title as plain text (Vega-Lite allows a string, a list or a title object)."""
+    t = chart.spec.get("title")
+    if isinstance(t, dict):
+        t = t.get("text")
+    if isinstance(t, list):
+        t = " ".join(str(x) for x in t)
+    return str(t) if t else "chart"

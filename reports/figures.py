@@ -1,0 +1,176 @@
+"""Chart blocks of the training sections: curves, gradients, weights, system, comparison.
+
+Each function turns one run's ``RunData`` (or, for the overlay and the comparison,
+several runs) into ``Chart`` blocks with their sentences and evidence topics
+(``reports.evidence``). Chart functions (``reports.charts``, Altair) are imported
+on first use: a page without charts never pays for Altair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from reports.blocks import Chart, RunCharts, display_name, marker_caption, series_chart, to_spec
+from reports.comparison import MAX_PARAMS, Comparison
+from reports.data import RunData
+from reports.series import Series
+
+OVERLAY_METRICS = 2
+"""Metrics drawn with all runs overlaid (loss and accuracy first)."""
+
+
+@dataclass(frozen=True)
+class ComparisonBlock:
+    """The run comparison: its table (every run) and its chart (runs with a best metric)."""
+
+    comparison: Comparison
+    chart: Chart | None
+    best: list[str]
+    """The best metric of each row, formatted, in row order."""
+
+
+def curves(run: RunData, ids: Iterator[str]) -> RunCharts:
+    from reports.charts.curves import lr_chart, metric_chart  # deferred: imports altair
+
+    charts = [
+        series_chart(
+            next(ids),
+            metric_chart(points=s.points, markers=s.markers, metric=metric),
+            s,
+            topic=f"metric:{metric}",
+        )
+        for metric, s in run.metrics.items()
+    ]
+    if run.lr is not None:
+        lr = run.lr
+        chart = lr_chart(points=lr.points, markers=lr.markers)
+        charts.append(series_chart(next(ids), chart, lr, topic="lr"))
+    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
+
+
+def overlay(runs: Sequence[RunData], ids: Iterator[str]) -> list[Chart]:
+    """The first metrics of every run on one chart each, when there are several runs."""
+    from reports.charts.curves import overlay_chart
+
+    if len(runs) < 2:
+        return []
+    names = {r.run_id: display_name(r.name, r.run_id) for r in runs}
+    metrics = list(dict.fromkeys(m for r in runs for m in r.metrics))
+    charts = []
+    for metric in metrics[:OVERLAY_METRICS]:
+        having = [r for r in runs if metric in r.metrics]
+        if len(having) < 2:
+            continue
+        points = pl.concat(
+            [_with_run(r.metrics[metric].points, names[r.run_id]) for r in having],
+            how="diagonal_relaxed",
+        )
+        markers = pl.concat(
+            [_with_run(r.metrics[metric].markers, names[r.run_id]) for r in having],
+            how="diagonal_relaxed",
+        )
+        chart = overlay_chart(
+            points=points, markers=markers, metric=metric, runs=[names[r.run_id] for r in having]
+        )
+        total = sum(r.metrics[metric].total for r in having)
+        drawn = sum(r.metrics[metric].drawn for r in having)
+        s = Series(points, markers, drawn, total)
+        charts.append(series_chart(next(ids), chart, s))
+    return charts
+
+
+def _with_run(frame: pl.DataFrame, run: str) -> pl.DataFrame:
+    return frame.select(pl.lit(run).alias("run"), pl.all())
+
+
+def gradients(run: RunData, ids: Iterator[str]) -> RunCharts:
+    from reports.charts.activations import heatmap_chart
+    from reports.charts.gradients import bands_chart, global_norm_chart, layer_norms_chart
+
+    charts = []
+    if run.global_norm is not None:
+        s = run.global_norm
+        chart = global_norm_chart(points=s.points, markers=s.markers)
+        charts.append(series_chart(next(ids), chart, s, topic="grad_global"))
+    if run.layer_norms is not None:
+        s = run.layer_norms
+        chart = layer_norms_chart(points=s.points, markers=s.markers, order=run.param_order)
+        charts.append(series_chart(next(ids), chart, s, topic="grad_norms"))
+    if run.grad_heatmap is not None:
+        heat = run.grad_heatmap
+        chart = heatmap_chart(
+            cells=heat.cells,
+            markers=heat.markers,
+            order=heat.order,
+            value="norm",
+            title="gradient norm per parameter (log colour)",
+            log=True,
+        )
+        caption = marker_caption(heat.markers, noun="cell", verb="coloured", mark="red")
+        spec = to_spec(chart)
+        charts.append(Chart(next(ids), spec, heat.note, caption, topic="grad_heatmap"))
+    if run.grad_bands is not None and run.grad_bands.points.height:
+        b = run.grad_bands
+        bands = bands_chart(points=b.points, markers=b.markers, params=b.params)
+        caption = marker_caption(b.markers, noun="bucket", mark="red dashed rules")
+        charts.append(Chart(next(ids), to_spec(bands), b.note or None, caption, "grad_bands"))
+    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
+
+
+def weights(run: RunData, ids: Iterator[str]) -> RunCharts:
+    from reports.charts.weights import update_ratio_chart, weight_norms_chart
+
+    charts = []
+    w = run.weights
+    if w is not None and w.norms is not None:
+        s = w.norms
+        chart = weight_norms_chart(points=s.points, markers=s.markers, order=run.param_order)
+        charts.append(series_chart(next(ids), chart, s, topic="weights"))
+    if w is not None and w.ratio is not None:
+        s = w.ratio
+        chart = update_ratio_chart(
+            points=s.points, markers=s.markers, order=run.param_order, band=w.band
+        )
+        charts.append(series_chart(next(ids), chart, s, topic="update_ratio"))
+    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
+
+
+def system(run: RunData, ids: Iterator[str]) -> RunCharts:
+    from reports.charts.system import step_time_chart, throughput_chart
+
+    charts = []
+    if run.system is not None and run.system.time is not None:
+        s = run.system.time
+        chart = step_time_chart(points=s.points, markers=s.markers)
+        charts.append(series_chart(next(ids), chart, s, topic="system"))
+    if run.system is not None and run.system.throughput is not None:
+        s = run.system.throughput
+        chart = throughput_chart(points=s.points, markers=s.markers)
+        charts.append(series_chart(next(ids), chart, s, topic="throughput"))
+    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
+
+
+def comparison(c: Comparison | None, ids: Iterator[str]) -> ComparisonBlock | None:
+    """The comparison's block; None when there is nothing to compare."""
+    if c is None:
+        return None
+    chart = None
+    if c.points["run"].n_unique() >= 2 and c.params:
+        from reports.charts.comparison import comparison_chart
+
+        spec = to_spec(
+            comparison_chart(
+                points=c.points,
+                params=c.params[:MAX_PARAMS],
+                metric=c.metric,
+                lower_is_better=c.lower_is_better,
+            )
+        )
+        left = len(c.params) - MAX_PARAMS
+        note = f"{left} more varying hyperparameters are in the table only." if left > 0 else None
+        chart = Chart(next(ids), spec, note=note, topic="comparison")
+    best = ["" if r.best is None else f"{r.best:.4g}" for r in c.rows]
+    return ComparisonBlock(c, chart, best)

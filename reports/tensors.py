@@ -1,0 +1,165 @@
+"""Per-parameter statistics shaped for the page: weight norms, update/weight ratios, grad grids.
+
+The ``tensors`` stream has a row per parameter, kind (grad, weight, update) and
+sampled step. Besides the gradient lines (``reports.data``) the page draws:
+
+* the weight norm of every parameter over steps, and ``||update|| / ||weight||``
+  against the healthy band of the ``update_ratio`` rule (a ratio far below it is
+  a layer that does not learn, far above it one that is being overwritten);
+* the gradient norm as a parameter x step heatmap on a log colour scale
+  (``reports.heatmap`` bounds it), which stays readable for 60 parameters where
+  60 lines are a tangle;
+* the distribution of each gradient over time as bands (min..max, mean +/- std per
+  bucket of steps), the histogram view of the seed, for a few parameters spread
+  over the depth.
+
+Pure Polars, no I/O: ``reports.data`` reads the rows and calls these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from reports.decimate import MAX_POINTS
+from reports.heatmap import Heatmap, grid
+from reports.series import LABEL, SIG_DIGITS, Series, series, split_drawable
+
+WEIGHT_BUDGET = 8_000
+"""Points of a weight-norm or update-ratio chart across its lines (a chart of 60 lines
+draws ~130 per line: enough for a norm's drift, and the page stays a few MB)."""
+
+MAX_BAND_PARAMS = 6
+"""Parameters whose gradient distribution is drawn as bands: the first, the last, and
+evenly spaced ones between them in depth order."""
+
+BAND_BUCKETS = 100
+"""Step buckets of a band chart: each keeps its min, max, and the mean +/- std envelope."""
+
+_BUCKET = "__bucket"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Weight norms and update/weight ratios of a run's parameters."""
+
+    norms: Series | None
+    """param, step, weight (markers: non-finite and zero)."""
+    ratio: Series | None
+    """param, step, ratio (markers: non-finite and zero)."""
+    band: tuple[float, float]
+    """The healthy ratio band, [low, high], shaded on the ratio chart."""
+
+
+@dataclass(frozen=True)
+class Bands:
+    """A few parameters' gradient distributions per bucket of steps."""
+
+    points: pl.DataFrame
+    """param, step (first of the bucket), lo, hi, mean, std_lo, std_hi, n."""
+    markers: pl.DataFrame
+    """param, step, label: a bucket with a non-finite statistic anywhere in it."""
+    params: list[str]
+    """The parameters drawn, in depth order."""
+    total_params: int
+    steps: int
+    """Sampled steps read (a bucket holds ``steps / BAND_BUCKETS`` of them)."""
+
+    @property
+    def note(self) -> str:
+        parts = []
+        if len(self.params) < self.total_params:
+            parts.append(
+                f"{len(self.params)} of {self.total_params} parameters, spread over the depth"
+            )
+        buckets = self.points["step"].n_unique() if self.points.height else 0
+        if buckets < self.steps:
+            parts.append(
+                f"{self.steps:,} sampled steps in {buckets:,} buckets, each keeping its "
+                "lowest min, highest max and the widest mean ± std"
+            )
+        return "; ".join(parts).capitalize() + "." if parts else ""
+
+
+def weights(
+    rows: pl.DataFrame, *, band: tuple[float, float], max_points: int = MAX_POINTS
+) -> Weights | None:
+    """``rows``: param, step, seq, weight, update (either may be null when not recorded)."""
+    if not rows.height:
+        return None
+    norms = rows.filter(pl.col("weight").is_not_null()).select("param", "step", "weight")
+    ratio = rows.filter(pl.col("weight").is_not_null() & pl.col("update").is_not_null())
+    ratio = ratio.select("param", "step", (pl.col("update") / pl.col("weight")).alias("ratio"))
+    keep = {"by": ["param"], "positive": True, "max_points": max_points, "budget": WEIGHT_BUDGET}
+    return Weights(
+        series(norms, value="weight", **keep) if norms.height else None,  # type: ignore[arg-type]
+        series(ratio, value="ratio", **keep) if ratio.height else None,  # type: ignore[arg-type]
+        band,
+    )
+
+
+def grad_heatmap(grads: pl.DataFrame, order: Sequence[str]) -> Heatmap:
+    """The gradient norm per parameter (rows, input side on top) and step bucket, log colour."""
+    rows = grads.select(
+        pl.col("param").alias("module"), pl.lit("parameter").alias("module_type"), "step", "norm"
+    )
+    points, markers = split_drawable(rows, value="norm", positive=True)
+    return grid(points, markers, value="norm", order=order, log=True)
+
+
+def spread(order: Sequence[str], n: int = MAX_BAND_PARAMS) -> list[str]:
+    """``n`` of ``order`` evenly spaced, the first and last included."""
+    if len(order) <= n:
+        return list(order)
+    picks = sorted({round(i * (len(order) - 1) / (n - 1)) for i in range(n)})
+    return [order[i] for i in picks]
+
+
+def grad_bands(grads: pl.DataFrame, order: Sequence[str]) -> Bands | None:
+    """Min..max and mean +/- std of a few parameters' gradients per bucket of sampled steps.
+
+    ``grads``: param, step, mean, std, min, max. A bucket with a NaN/Inf in any of its
+    statistics becomes a marker (the band would otherwise end silently there).
+    """
+    shown = spread(order)
+    rows = grads.filter(pl.col("param").is_in(shown)).select(
+        "param", "step", "mean", "std", "min", "max"
+    )
+    if not rows.height:
+        return None
+    steps = rows["step"].unique().sort()
+    n = steps.len()
+    buckets = min(BAND_BUCKETS, n)
+    ranks = pl.int_range(n, eager=True, dtype=pl.Int64)
+    index = pl.DataFrame({"step": steps, _BUCKET: ranks * buckets // max(1, n)})
+    rows = rows.join(index, on="step")
+    stats = ("mean", "std", "min", "max")
+    finite = pl.all_horizontal(pl.col(c).is_finite().fill_null(False) for c in stats)
+    first = rows.group_by("param", _BUCKET).agg(pl.col("step").min())
+    bad = (
+        rows.filter(~finite)
+        .group_by("param", _BUCKET)
+        .agg(pl.lit("NaN/Inf").alias(LABEL))
+        .join(first, on=["param", _BUCKET])
+    )
+    good = rows.filter(finite).join(bad.select("param", _BUCKET), on=["param", _BUCKET], how="anti")
+    points = good.group_by("param", _BUCKET).agg(
+        pl.col("step").min(),
+        pl.col("min").min().alias("lo"),
+        pl.col("max").max().alias("hi"),
+        pl.col("mean").mean(),
+        (pl.col("mean") - pl.col("std")).min().alias("std_lo"),
+        (pl.col("mean") + pl.col("std")).max().alias("std_hi"),
+        pl.len().alias("n"),
+    )
+    values = ("lo", "hi", "mean", "std_lo", "std_hi")
+    points = points.drop(_BUCKET).with_columns(pl.col(values).round_sig_figs(SIG_DIGITS))
+    return Bands(
+        points.sort("param", "step"),
+        bad.select("param", "step", LABEL).sort("param", "step"),
+        shown,
+        len(order),
+        n,
+    )
