@@ -7,6 +7,7 @@ with the envelope filled in. No torch here: values are already on the host.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector.schema import SCHEMAS, Stream, stream_columns
 
@@ -51,9 +53,7 @@ def build_table(
     own = stream_columns(stream)
     known = set(own)
     data: dict[str, list[Any]] = {name: [] for name in own}
-    steps: list[int] = []
-    epochs: list[int | None] = []
-    times: list[int] = []
+    lengths: list[int] = []
     for rows in batches:
         n = len(rows)
         unknown = set(rows.columns) - known
@@ -70,25 +70,39 @@ def build_table(
                 )
             else:
                 data[name].extend(values)
-        steps.extend([rows.step] * n)
-        epochs.extend([rows.epoch] * n)
-        times.extend([int(rows.wall_time * 1_000_000)] * n)
-    total = len(steps)
-    envelope = {
-        "run_id": [run_id] * total,
-        "rank": [rank] * total,
-        "attempt": [attempt] * total,
-        "seq": list(range(first_seq, first_seq + total)),
-        "step": steps,
-        "epoch": epochs,
-        "wall_time": times,
-    }
+        lengths.append(n)
+    total = sum(lengths)
     schema = SCHEMAS[stream]
+    # The envelope holds one value per batch (or per table): built by Arrow from run
+    # ends, not as Python lists of one object per row (half the build time at 60 rows
+    # a batch).
+    kept = [(b, n) for b, n in zip(batches, lengths, strict=True) if n]  # run ends increase
+    batches = [b for b, _ in kept]
+    ends = pa.array(list(itertools.accumulate(n for _, n in kept)), type=pa.int64())
+    envelope = {
+        "run_id": pa.repeat(pa.scalar(run_id), total),
+        "rank": pa.repeat(pa.scalar(rank), total),
+        "attempt": pa.repeat(pa.scalar(attempt), total),
+        "seq": pc.add(pc.cumulative_sum(pa.repeat(pa.scalar(1), total)), first_seq - 1),
+        "step": _per_batch([b.step for b in batches], ends),
+        "epoch": _per_batch([b.epoch for b in batches], ends),
+        "wall_time": _per_batch([int(b.wall_time * 1_000_000) for b in batches], ends),
+    }
     arrays = [
-        pa.array({**envelope, **data}[field.name], type=field.type, from_pandas=False)
+        envelope[field.name].cast(field.type)
+        if field.name in envelope
+        else pa.array(data[field.name], type=field.type, from_pandas=False)
         for field in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _per_batch(values: list[Any], ends: pa.Array) -> pa.Array:
+    """One value per batch, spread over the batch's rows (``ends``: cumulative lengths)."""
+    if not values:
+        return pa.array([], type=pa.int64())
+    encoded = pa.RunEndEncodedArray.from_arrays(ends, pa.array(values, type=pa.int64()))
+    return pc.run_end_decode(encoded)
 
 
 def json_safe(value: Any) -> Any:

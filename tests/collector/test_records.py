@@ -114,3 +114,26 @@ def test_ragged_column_lengths_raise_value_error_naming_the_column() -> None:
 def test_rows_length_is_the_length_of_its_columns() -> None:
     assert len(_scalars()[1]) == 3
     assert len(Rows(Stream.EVENTS, step=0, epoch=None, wall_time=T0, columns={})) == 0
+
+
+def test_empty_batches_between_others_leave_the_envelope_aligned() -> None:
+    def batch(step: int, epoch: int | None, names: list[str]) -> Rows:
+        columns = {"name": names, "split": ["train"] * len(names), "value": [1.0] * len(names)}
+        return Rows(Stream.SCALARS, step=step, epoch=epoch, wall_time=step + 0.5, columns=columns)
+
+    batches = [
+        batch(1, None, []),
+        batch(2, 3, ["a", "b"]),
+        batch(3, None, []),
+        batch(4, None, ["c"]),
+    ]
+    table = build_table(Stream.SCALARS, batches, run_id="r", rank=1, attempt=2, first_seq=10)
+    rows = table.to_pylist()
+    assert [(r["name"], r["step"], r["epoch"], r["seq"]) for r in rows] == [
+        ("a", 2, 3, 10),
+        ("b", 2, 3, 11),
+        ("c", 4, None, 12),
+    ]
+    assert [r["wall_time"].timestamp() for r in rows] == [2.5, 2.5, 4.5]
+    assert {(r["run_id"], r["rank"], r["attempt"]) for r in rows} == {("r", 1, 2)}
+    assert table.schema == SCHEMAS[Stream.SCALARS]
