@@ -68,6 +68,7 @@ from collector.histograms import (
     quantile_columns,
     statistics,
 )
+from collector.images import image_maps, render_figure
 from collector.modules import ModelSummary
 from collector.records import Rows, json_safe, plain_json
 from collector.schema import EventKind, Stream
@@ -293,7 +294,7 @@ class SummaryWriter:
     ) -> None:
         """A matplotlib figure (or a list of them), rendered to RGB and stored as an image."""
         figures = list(figure) if isinstance(figure, list | tuple) else [figure]
-        images = [_render(f, close=close) for f in figures]
+        images = [render_figure(f, close=close) for f in figures]
         if len(images) == 1:
             self._image(tag, images[0], global_step, walltime, "HWC", batch=False)
         else:
@@ -314,7 +315,7 @@ class SummaryWriter:
     ) -> None:
         if not isinstance(tag, str) or not tag:
             raise ConfigError(f"an image tag must be a non-empty string, got {tag!r}")
-        maps = _image_maps(_tensor(img, what=f"image {tag!r}"), dataformats, batch=batch, tag=tag)
+        maps = image_maps(_tensor(img, what=f"image {tag!r}"), dataformats, batch=batch, tag=tag)
         n = int(maps.shape[0])
         columns: dict[str, Sequence[Any]] = {
             "module": [tag],
@@ -569,41 +570,3 @@ def _quantiles(x: torch.Tensor) -> list[float]:
     hi = (lo + 1).clamp(max=ordered.numel() - 1)
     values = ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])
     return [float(v) for v in values.tolist()]
-
-
-def _image_maps(t: torch.Tensor, dataformats: str, *, batch: bool, tag: str) -> torch.Tensor:
-    """uint8 ``[maps, H, W]``: TensorBoard's scaling (uint8 as is, else x 255, clipped)."""
-    fmt = dataformats.upper() if isinstance(dataformats, str) else ""
-    allowed = ("NCHW", "NHWC", "NHW") if batch else ("CHW", "HWC", "HW")
-    if fmt not in allowed:
-        raise ConfigError(
-            f"image {tag!r}: dataformats {dataformats!r}; expected one of {', '.join(allowed)}"
-        )
-    if t.dim() != len(fmt):
-        raise ConfigError(
-            f"image {tag!r}: a {t.dim()}-d tensor of shape {tuple(t.shape)} for dataformats {fmt!r}"
-        )
-    if "C" not in fmt:
-        t, fmt = t.unsqueeze(-3), fmt[:-2] + "CHW"
-    t = t.permute(*[fmt.index(c) for c in ("NCHW" if batch else "CHW")]).detach().cpu()
-    if t.dtype != torch.uint8:
-        t = torch.nan_to_num(t.double() * 255, nan=0.0).clamp(0, 255).to(torch.uint8)
-    return t.reshape(-1, t.shape[-2], t.shape[-1])
-
-
-def _render(figure: Any, *, close: bool) -> torch.Tensor:
-    """A matplotlib figure as uint8 ``[H, W, 3]`` (the Agg canvas, as TensorBoard renders it)."""
-    try:
-        # Imported here: matplotlib costs ~0.3 s and only add_figure needs it.
-        from matplotlib import pyplot as plt
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-    except ImportError as e:
-        raise ConfigError("add_figure needs matplotlib (pip install matplotlib)") from e
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    rgba = torch.frombuffer(bytearray(canvas.buffer_rgba()), dtype=torch.uint8)
-    width, height = canvas.get_width_height()
-    image = rgba.reshape(height, width, 4)[:, :, :3].clone()
-    if close:
-        plt.close(figure)
-    return image
