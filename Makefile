@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet -e '.[dev,export]' $(TORCH_PINS)
+	@# The browser test opens the report in Debian's chromium (Playwright never downloads one);
+	@# sudo -n only when not root, so a root CI container without sudo installs it too.
+	command -v chromium >/dev/null || test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	} || echo "warning: chromium not installed: tests/reports/test_browser.py will fail until it is"
 	touch $(STAMP)
 
 demo: $(STAMP)

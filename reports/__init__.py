@@ -29,18 +29,35 @@ if TYPE_CHECKING:
 
 __all__ = ["render_report", "write_report"]
 
+MAX_RUNS = 10
+"""Runs with per-run sections by default: the most recently started (``reports.data``)."""
 
-def render_report(store: Store, diagnosis: Diagnosis, *, title: str | None = None) -> str:
-    """The report as HTML text, for the runs of ``diagnosis`` (see ``reports.page``)."""
+
+def render_report(
+    store: Store,
+    diagnosis: Diagnosis,
+    *,
+    title: str | None = None,
+    max_runs: int | None = MAX_RUNS,
+) -> str:
+    """The report as HTML text, for the runs of ``diagnosis`` (see ``reports.page``).
+
+    Per-run sections cover the ``max_runs`` most recently started runs (None: all).
+    """
     from reports.page import render_report as render
 
-    return render(store, diagnosis, title=title)
+    return render(store, diagnosis, title=title, max_runs=max_runs)
 
 
 def write_report(
-    store: Store, diagnosis: Diagnosis, out: str | Path, *, title: str | None = None
+    store: Store,
+    diagnosis: Diagnosis,
+    out: str | Path,
+    *,
+    title: str | None = None,
+    max_runs: int | None = MAX_RUNS,
 ) -> Path:
     """Write the report to ``out`` and return its path (see ``reports.page``)."""
     from reports.page import write_report as write
 
-    return write(store, diagnosis, out, title=title)
+    return write(store, diagnosis, out, title=title, max_runs=max_runs)

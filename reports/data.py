@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from collector.schema import SCHEMA_VERSION
-from reports import activations, comparison, samples, system, tensors
+from reports import MAX_RUNS, activations, comparison, samples, system, tensors
 from reports.activations import Activations
 from reports.comparison import Comparison, Metric
 from reports.decimate import MAX_POINTS
@@ -171,13 +171,6 @@ QUALIFY dense_rank() OVER (ORDER BY step DESC, attempt DESC, rank) = 1
 ORDER BY seq
 """
 
-_ALL_RUNS = """
-SELECT run_id, name, status, config FROM runs ORDER BY started_at, run_id
-"""
-
-MAX_RUNS = 10
-"""Runs that get per-run sections when none were selected: the most recent ones."""
-
 DEFAULT_BAND = (1e-5, 0.1)
 """The healthy update/weight band when the update_ratio rule cannot be read."""
 
@@ -230,7 +223,7 @@ class ReportData:
     val: dict[str, list[Metric]] = field(default_factory=dict)
     """Every run's validation metrics (best and final), by run id."""
     comparison: Comparison | None = None
-    """All runs of the store: hyperparameters against the best validation metric."""
+    """Every run of the diagnosis: hyperparameters against the best validation metric."""
     left_out: int = 0
     """Runs of the selection without per-run sections (beyond ``max_runs``)."""
 
@@ -245,7 +238,8 @@ def load(
     """Read what the report draws for the runs of ``diagnosis`` (all of them, in its order).
 
     Per-run sections are read for the ``max_runs`` most recently started runs (all of
-    them with None); the runs table, findings and comparison cover every run.
+    them with None); the runs table, findings and comparison cover every run of the
+    diagnosis (the whole store unless runs were selected).
     """
     if max_runs is not None and max_runs < 1:
         raise ValueError(f"max_runs must be at least 1 (or None for all runs), got {max_runs}")
@@ -266,8 +260,8 @@ def load(
         for run_id, name in zip(ids, names, strict=True)
         if run_id in chosen
     ]
-    all_runs = store.sql(_ALL_RUNS) if ids else pl.DataFrame()
     val = comparison.val_metrics(store.sql(_VAL_METRICS)) if ids else {}
+    val = {r: m for r, m in val.items() if r in findings}
     return ReportData(
         str(store.path),
         runs,
@@ -275,7 +269,7 @@ def load(
         skipped,
         per_run,
         val=val,
-        comparison=comparison.compare(all_runs, val) if ids else None,
+        comparison=comparison.compare(runs, val) if ids else None,
         left_out=len(ids) - len(per_run),
     )
 

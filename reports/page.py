@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
-from reports import data, sections
+from reports import MAX_RUNS, data, sections
 from reports.theme import VEGA_CONFIG
 
 if TYPE_CHECKING:
@@ -42,8 +42,18 @@ _SCRIPT_ESCAPES = {
 }
 
 
-def render_report(store: Store, diagnosis: Diagnosis, *, title: str | None = None) -> str:
+def render_report(
+    store: Store,
+    diagnosis: Diagnosis,
+    *,
+    title: str | None = None,
+    max_runs: int | None = MAX_RUNS,
+) -> str:
     """The report as HTML text for the runs of ``diagnosis`` (all of them, in its order).
+
+    The runs table, the findings of runs with any and the run comparison cover every
+    run; charts and the other per-run sections cover the ``max_runs`` most recently
+    started ones (None: all), so a store of hundreds of runs stays a readable page.
 
     Example::
 
@@ -53,7 +63,7 @@ def render_report(store: Store, diagnosis: Diagnosis, *, title: str | None = Non
         store = open_store("runs")
         html = render_report(store, diagnose(store), title="nightly")
     """
-    page = sections.build(data.load(store, diagnosis), title=title)
+    page = sections.build(data.load(store, diagnosis, max_runs=max_runs), title=title)
     bundle = ""
     if page.has_charts:
         from reports.assets import javascript_bundle  # deferred: ~3 s the first time
@@ -69,7 +79,12 @@ def render_report(store: Store, diagnosis: Diagnosis, *, title: str | None = Non
 
 
 def write_report(
-    store: Store, diagnosis: Diagnosis, out: str | Path, *, title: str | None = None
+    store: Store,
+    diagnosis: Diagnosis,
+    out: str | Path,
+    *,
+    title: str | None = None,
+    max_runs: int | None = MAX_RUNS,
 ) -> Path:
     """Render the report and write it to ``out`` (parents created); returns the path.
 
@@ -77,7 +92,7 @@ def write_report(
     reader (or a browser tab being refreshed) never sees half a report.
     """
     path = Path(out)
-    html = render_report(store, diagnosis, title=title)
+    html = render_report(store, diagnosis, title=title, max_runs=max_runs)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: it creates the file 0600, and a report is meant to be shared;
     # a plain exclusive create gets the permissions the user's umask gives any file.

@@ -204,19 +204,36 @@ def analyze(
 )
 @_run_option
 @click.option("--title", default=None, help="Page title.")
-def report(root: Path, output: Path, run_ids: tuple[str, ...], title: str | None) -> None:
-    """Write one self-contained HTML report (findings, curves, gradients) for ROOT.
+@click.option(
+    "--max-runs",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Without --run: charts for this many most recently started runs (0: all). "
+    "Findings, the runs table and the run comparison always cover every run.",
+)
+def report(
+    root: Path, output: Path, run_ids: tuple[str, ...], title: str | None, max_runs: int
+) -> None:
+    """Write one self-contained HTML report of ROOT: opens offline, from a file or a mail.
+
+    Findings (linked to the charts that show them), runs, curves, gradients, weights
+    and updates, activations, model summary, system timing, export benchmarks and a
+    comparison of every run's hyperparameters with its best validation metric.
 
     \b
     Example:
       telemetry report runs/ -o report.html
+      telemetry report runs/ -o one.html --run healthy-20250101-120000-ab12cd34 --title "PR 42"
     """
     from reports import write_report
 
     store = _open(root)
     diagnosis = _diagnose(store, run_ids)
-    path = write_report(store, diagnosis, output, title=title)
-    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(diagnosis.runs)} runs)")
+    limit = None if run_ids or max_runs == 0 else max_runs
+    path = write_report(store, diagnosis, output, title=title, max_runs=limit)
+    size = path.stat().st_size
+    click.echo(f"wrote {path} ({size / 1e6:.2f} MB, {size:,} bytes, {len(diagnosis.runs)} runs)")
 
 
 @main.command()
