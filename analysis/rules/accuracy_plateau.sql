@@ -25,8 +25,12 @@
 -- explains the plateau when it fell to at most lr_drop (half) of its peak just before
 -- the plateau began: within the `patience` evaluation intervals that precede its first
 -- evaluation (the same horizon as the plateau itself; a decay long before, after which
--- the metric kept improving, did not stop it). The message then says "LR decayed too
--- early" (seed part 1 §3).
+-- the metric kept improving, did not stop it), or in the interval that follows it, up to
+-- the plateau's second evaluation. The plateau's first evaluation is the last one that
+-- improved, so a decay that stops all progress lands after it: in the usual loop
+-- (evaluate, then scheduler.step() at the end of the epoch) the cut comes right after
+-- the best evaluation and before the first one that fails to improve. The message then
+-- says "LR decayed too early" (seed part 1 §3).
 WITH points AS (  -- one value per step (ranks averaged)
     SELECT run_id, split, step, any_value(epoch) AS epoch, avg(value) AS value
     FROM scalars
@@ -55,6 +59,7 @@ scaled AS (
            count(*) OVER (PARTITION BY run_id) AS n,
            max(step) OVER (PARTITION BY run_id) AS last_step,
            lag(step) OVER (PARTITION BY run_id ORDER BY step) AS prev_step,
+           lead(step) OVER (PARTITION BY run_id ORDER BY step) AS next_step,
            CASE WHEN max(value) OVER (PARTITION BY run_id) > 1 THEN 100.0 ELSE 1.0 END AS scale
     FROM evals
 ),
@@ -67,13 +72,15 @@ bounds AS (
 plateaus AS (  -- the earliest evaluation after which the metric never beat its best by min_delta
     SELECT run_id, any_value(split) AS split, any_value(n) AS n, any_value(scale) AS scale,
            min(k) AS start_k, arg_min(step, k) AS start_step, arg_min(best, k) AS level,
+           arg_min(next_step, k) AS second_step,
            any_value(last_step) AS last_step
     FROM bounds
     WHERE later_best <= best + $min_delta * scale
     GROUP BY run_id
 ),
 stalled AS (
-    SELECT p.run_id, p.split, p.n, p.scale, p.start_k, p.start_step, p.level, p.last_step,
+    SELECT p.run_id, p.split, p.n, p.scale, p.start_k, p.start_step, p.second_step,
+           p.level, p.last_step,
            p.n - p.start_k AS flat_evals, arg_max(b.step, b.value) AS best_step,
            -- where "just before" starts: the evaluation `patience` before the plateau's first
            arg_min(coalesce(b.prev_step, -1), b.k) FILTER (WHERE b.k >= p.start_k - $patience) AS lookback_from
@@ -91,10 +98,10 @@ lr AS (
     WHERE name = 'lr' AND split = 'train' AND isfinite(value)
     GROUP BY run_id, step
 ),
-lr_peak AS (  -- the highest learning rate of the stretch just before the plateau
+lr_peak AS (  -- the highest learning rate of the stretch just before the plateau's second evaluation
     SELECT s.run_id, max(l.lr) AS peak, arg_max(l.step, l.lr) AS peak_step
     FROM stalled s
-    JOIN lr l ON l.run_id = s.run_id AND l.step > s.lookback_from AND l.step <= s.start_step
+    JOIN lr l ON l.run_id = s.run_id AND l.step > s.lookback_from AND l.step <= s.second_step
     GROUP BY s.run_id
 ),
 lr_on_plateau AS (
@@ -106,7 +113,7 @@ lr_drop AS (
     SELECT s.run_id, p.peak, min(l.step) AS drop_step, arg_min(l.lr, l.step) AS dropped_to
     FROM stalled s
     JOIN lr_peak p USING (run_id)
-    JOIN lr l ON l.run_id = s.run_id AND l.step > p.peak_step AND l.step <= s.start_step
+    JOIN lr l ON l.run_id = s.run_id AND l.step > p.peak_step AND l.step <= s.second_step
     WHERE l.lr <= $lr_drop * p.peak
     GROUP BY s.run_id, p.peak
 )
@@ -117,7 +124,7 @@ SELECT s.run_id,
               s.split, $metric, s.level, s.flat_evals, s.start_step, s.last_step,
               $min_delta * s.scale,
               CASE WHEN d.run_id IS NOT NULL
-                   THEN printf('; LR decayed too early: the learning rate fell from %.3g to %.3g at step %d, just before the plateau began',
+                   THEN printf('; LR decayed too early: the learning rate fell from %.3g to %.3g at step %d, just before progress stopped',
                                d.peak, d.dropped_to, d.drop_step)
                    ELSE '' END) AS message,
        json_object(

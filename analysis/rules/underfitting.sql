@@ -9,6 +9,8 @@
 -- param: high_frac = 0.5
 -- param: max_gap = 0.1
 -- param: max_acc_gain = 0.5
+-- param: warmup_frac = 0.1
+-- param: progress_window_frac = 0.2
 -- seed: part 6 §3.2 (underfitting: poor even on the training set), part 2 §6 (watch the curves for over- and underfitting), part 6 §7
 -- suggestion: Give the model more capacity (more layers or units, a stronger architecture), train longer, and tune the learning rate and other hyper-parameters; if regularisation is strong (large weight decay, heavy dropout), loosen it.
 -- Underfitting is high error on the training set itself, with no generalisation gap to
@@ -17,7 +19,13 @@
 --   training progressed        the last window's median training loss is at least
 --                              min_progress (5%) below the first window's: a run that
 --                              learns nothing is `loss_not_decreasing` (same 5%), whose
---                              causes and fixes (learning rate, data, gradients) differ
+--                              causes and fixes (learning rate, data, gradients) differ.
+--                              Progress is judged on that rule's windows (the first
+--                              progress_window_frac of the points after warmup_frac of
+--                              them, and the last progress_window_frac; its defaults), so
+--                              the two rules split runs at the same line: a loss that only
+--                              drops in its first steps (the output layer learning the
+--                              class frequencies, as on shuffled labels) has not progressed
 --   training stopped high      that last level is still >= high_frac (half) of the
 --                              first (the windows: window_frac of the points, >= 3),
 --                              i.e. training removed less than half of the starting
@@ -52,6 +60,9 @@ levels AS (
     SELECT run_id, name, split,
            median(value) FILTER (WHERE i <= greatest(ceil(n * $window_frac), 3)) AS first_level,
            median(value) FILTER (WHERE i > n - greatest(ceil(n * $window_frac), 3)) AS last_level,
+           median(value) FILTER (WHERE i > floor(n * $warmup_frac)
+                                   AND i <= floor(n * $warmup_frac) + greatest(floor(n * $progress_window_frac), 3)) AS progress_first,
+           median(value) FILTER (WHERE i > n - greatest(floor(n * $progress_window_frac), 3)) AS progress_last,
            max(value) AS top,
            min(step) FILTER (WHERE i > n - greatest(ceil(n * $window_frac), 3)) AS last_from,
            max(step) AS last_step,
@@ -61,6 +72,7 @@ levels AS (
 ),
 joined AS (
     SELECT t.run_id, t.first_level AS train_first, t.last_level AS train_last,
+           t.progress_first, t.progress_last,
            t.last_from, t.last_step, t.points,
            v.last_level AS val_last,
            a.first_level AS acc_first, a.last_level AS acc_last,
@@ -97,11 +109,13 @@ SELECT run_id,
            'acc_first', acc_first, 'acc_last', acc_last, 'val_acc_last', val_acc_last,
            'loss_high', loss_high, 'acc_low', acc_low,
            'from_step', last_from, 'to_step', last_step, 'points', points,
+           'progress_first', progress_first, 'progress_last', progress_last,
            'min_progress', $min_progress, 'high_frac', $high_frac, 'max_gap', $max_gap,
-           'max_acc_gain', $max_acc_gain
+           'max_acc_gain', $max_acc_gain, 'warmup_frac', $warmup_frac,
+           'progress_window_frac', $progress_window_frac
        )::VARCHAR AS evidence
 FROM judged
 WHERE train_first > 0 AND train_last > 0
-  AND train_last <= train_first - $min_progress * train_first
+  AND progress_last <= progress_first - $min_progress * abs(progress_first)
   AND val_last <= train_last + $max_gap * abs(train_last)
   AND (loss_high OR acc_low)

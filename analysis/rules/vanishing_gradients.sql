@@ -12,6 +12,13 @@
 -- terms (below abs_floor), and it sits *before* that layer: gradients fade on their way
 -- back through the network. Depth is the parameter's position in the model's
 -- registration order (`seq` within a step). Non-finite norms are left to other rules.
+-- Gradients fade layer by layer, so a parameter is judged with its layer (the module
+-- that owns it: its name up to the last dot): the layer's largest median gradient must
+-- be tiny too. A bias feeding a normalisation layer (Conv2d -> BatchNorm2d with
+-- bias=True) gets a gradient of ~0 by construction, since BatchNorm subtracts the batch
+-- mean and so cancels any constant shift (Ioffe & Szegedy 2015, §3: "the effect of b
+-- will be canceled by the subsequent mean subtraction"), while the layer's weight
+-- gets a normal one: that is a redundant parameter, not a gradient vanishing with depth.
 WITH g AS (
     SELECT run_id, param, step, norm, seq FROM tensors
     WHERE kind = 'grad' AND isfinite(norm)
@@ -36,6 +43,7 @@ weights AS (
 ),
 profile AS (
     SELECT p.*, d.depth, w.weight_norm,
+           max(p.grad_norm) OVER (PARTITION BY p.run_id, regexp_replace(p.param, '\.[^.]*$', '')) AS layer_norm,
            max(p.grad_norm) OVER (PARTITION BY p.run_id) AS top_norm,
            arg_max(d.depth, p.grad_norm) OVER (PARTITION BY p.run_id) AS top_depth,
            arg_max(p.param, p.grad_norm) OVER (PARTITION BY p.run_id) AS top_param,
@@ -46,7 +54,7 @@ tiny AS (
     SELECT * FROM profile
     WHERE samples >= $min_samples
       AND depth < top_depth
-      AND (grad_norm < $depth_ratio * top_norm OR grad_norm < $abs_floor)
+      AND (layer_norm < $depth_ratio * top_norm OR layer_norm < $abs_floor)
 )
 SELECT run_id,
        arg_min(param, depth) AS subject,
