@@ -13,6 +13,8 @@ from analysis import Finding, Severity
 from tests.scenarios.catalogue import NAN_IMAGE, SCENARIOS, SPIKES, Scenario
 from tests.scenarios.conftest import RULES, UNLABELLED, Suite, scores
 
+pytestmark = pytest.mark.slow  # trains 22 models: ~35-55 s on a 2-core machine
+
 HEALTHY = [s for s in SCENARIOS if s.rule is None]
 BROKEN = [s for s in SCENARIOS if s.rule is not None]
 
