@@ -410,6 +410,9 @@ class Collector:
             post = guarded(g, "optimizer_step_post")(self._on_after_optimizer_step)
             self._hooks.add(self._optimizer.register_step_pre_hook(lambda *a, **k: pre()))
             self._hooks.add(self._optimizer.register_step_post_hook(lambda *a, **k: post()))
+            handle = self._params.attach()
+            if handle is not None:
+                self._hooks.add(handle)
         if self._model is not None:
             fwd = guarded(g, "forward_pre")(self._on_forward_start)
             self._hooks.add(self._model.register_forward_pre_hook(lambda m, args: fwd(m, args)))

@@ -5,9 +5,13 @@ buffer; ``on_after_optimizer_step`` queues the gradient reductions, turns the co
 into the update in place (``w_{t-1} - w_t``, reported negated), queues the weight and
 update reductions, and moves all three to the host in one transfer.
 
-Gradients are read after the step, not before: ``optimizer.step(closure)`` (Lightning's
-automatic optimization, LBFGS) runs the backward inside the step, after the pre-step
-hook, and optimizers do not modify ``.grad``.
+Gradients are read before the step when the backward ran before it (the usual loop),
+because some optimizers change ``.grad`` in place during the step (SGD with
+``nesterov=True`` adds the momentum buffer to it). They are read after the step when
+the backward runs inside it: ``optimizer.step(closure)`` (Lightning's automatic
+optimization, LBFGS) calls the backward after the pre-step hook, when ``.grad`` still
+holds the previous step's gradients or nothing. Which case a step is, a
+post-accumulate-grad hook on one watched parameter tells (``attach``).
 
 The buffer (one copy of the watched weights, on their device) is allocated once and
 reused: allocating it on every sampled step costs more than all the reductions on a
@@ -71,6 +75,21 @@ class ParamWatcher:
         self.every = every
         self._previous: list[torch.Tensor] | None = None  # holds w_{t-1} on a sampled step
         self._buffer: list[torch.Tensor] = []
+        self._grads: tuple[list[str], stats.PendingStats] | None = None
+        self._backward_seen = False  # a gradient was accumulated since the last step
+
+    def attach(self) -> Any:
+        """Hook the first watched parameter that takes gradients; the handle (or None).
+
+        Without a hook (or when that parameter gets no gradient), gradients are read
+        after the step."""
+        for p in self.params:
+            if p.requires_grad:
+                return p.register_post_accumulate_grad_hook(self._on_grad_accumulated)
+        return None
+
+    def _on_grad_accumulated(self, param: torch.Tensor) -> None:
+        self._backward_seen = True
 
     def sampled(self, step: int) -> bool:
         """Steps are counted from 1; the first step is always sampled.
@@ -84,10 +103,20 @@ class ParamWatcher:
 
     @torch.no_grad()
     def on_before_optimizer_step(self, step: int) -> None:
-        self._previous = None
+        self._previous, self._grads = None, None
         if not self.sampled(step):
             return
+        if self._backward_seen:  # the optimizer may change .grad in place: read it now
+            self._grads = self._reduce_grads()
         self._previous = self._copy_weights()
+
+    def _reduce_grads(self) -> tuple[list[str], stats.PendingStats]:
+        with_grad = [
+            (n, p.grad)
+            for n, p in zip(self.names, self.params, strict=True)
+            if p.grad is not None and not p.grad.is_sparse
+        ]
+        return [n for n, _ in with_grad], stats.reduce([g for _, g in with_grad])
 
     def _copy_weights(self) -> list[torch.Tensor]:
         """The weights copied into the kept buffer (re-allocated if a parameter moved)."""
@@ -105,15 +134,11 @@ class ParamWatcher:
     @torch.no_grad()
     def on_after_optimizer_step(self) -> dict[str, list[Any]] | None:
         """The ``tensors`` stream columns of this step, or None when it was not sampled."""
+        self._backward_seen = False
         if self._previous is None:
             return None
-        with_grad = [
-            (n, p.grad)
-            for n, p in zip(self.names, self.params, strict=True)
-            if p.grad is not None and not p.grad.is_sparse
-        ]
-        grad_names = [n for n, _ in with_grad]
-        grad_pending = stats.reduce([g for _, g in with_grad])
+        grad_names, grad_pending = self._grads or self._reduce_grads()  # closure: after
+        self._grads = None
         previous, self._previous = self._previous, None
         current = [p.detach() for p in self.params]
         torch._foreach_sub_(previous, current)  # previous := w_{t-1} - w_t = -update

@@ -526,9 +526,10 @@ def test_a_failing_hook_is_counted_and_training_goes_on(
     assert tel.step == 3
     assert len([r for r in caplog.records if r.name == "collector.guard"]) == 1
     tel.close()
-    # The statistics are reduced after the step (the gradients of a closure exist only
-    # then): the failing hook is the post-step one, every step, and the run still ends.
-    assert events(tel.run_dir)[-1][1]["hook_failures"] == {"optimizer_step_post": 3}
+    # The gradients are reduced before the step (the backward ran before it; see
+    # collector.params): the failing hook is the pre-step one, every step, and the run
+    # still ends.
+    assert events(tel.run_dir)[-1][1]["hook_failures"] == {"optimizer_step_pre": 3}
     assert events(tel.run_dir)[-1][0] == "run_finished"
 
 

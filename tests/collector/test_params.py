@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -38,3 +40,48 @@ def test_updates_stay_exact_when_the_model_changes_dtype_between_sampled_steps()
     model.double()
     _step(model, opt, watcher, 3)  # and re-allocated for float64 weights
     assert all(b.dtype == torch.float64 for b in watcher._buffer)
+
+
+def _grad_norms(tmp_path: Any, opt_factory: Any, *, closure: bool) -> tuple[dict, dict]:
+    """(recorded grad norms of step 2, the true gradient norms of that step)."""
+    from collector import Collector
+    from collector.schema import Stream
+    from tests.collector.read_back import read_stream
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    opt = opt_factory(model.parameters())
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    true: dict[str, float] = {}
+
+    def loss_and_backward() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        for name, p in model.named_parameters():
+            true[name] = float(torch.linalg.vector_norm(p.grad.double()))
+        return loss
+
+    with Collector(tmp_path, model=model, optimizer=opt, stats_every=1) as tel:
+        for _ in range(2):
+            if closure:
+                opt.step(loss_and_backward)
+            else:
+                loss_and_backward()
+                opt.step()
+    rows = read_stream(tel.run_dir, Stream.TENSORS).to_pylist()
+    recorded = {r["param"]: r["norm"] for r in rows if r["kind"] == "grad" and r["step"] == 2}
+    return recorded, true
+
+
+def test_gradients_are_read_before_an_optimizer_that_changes_them_in_place(tmp_path: Any) -> None:
+    # SGD with Nesterov momentum adds the momentum buffer to .grad during the step.
+    nesterov = lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True)  # noqa: E731
+    recorded, true = _grad_norms(tmp_path, nesterov, closure=False)
+    assert recorded == pytest.approx(true, rel=1e-5)
+
+
+def test_gradients_of_a_closure_are_read_after_the_step(tmp_path: Any) -> None:
+    sgd = lambda ps: torch.optim.SGD(ps, lr=0.1)  # noqa: E731
+    recorded, true = _grad_norms(tmp_path, sgd, closure=True)
+    assert recorded == pytest.approx(true, rel=1e-5)
