@@ -34,6 +34,8 @@ class Outcome:
     truth: Truth
     seconds: float
     findings: list[Finding] = field(default_factory=list)
+    data_share: float = float("nan")  # median data wait / step time, as the collector timed it
+    data_bound: float = float("nan")  # share of timed steps with a data wait >= half the step
 
     @property
     def fired(self) -> set[str]:
@@ -104,11 +106,17 @@ def table(suite: Suite) -> list[str]:
             f"{s.rule:<24}{s.true_pos:>4}{s.false_neg:>4}{s.false_pos:>4}{s.implied:>9}"
             f"{pct(s.precision):>11}{pct(s.recall):>8}"
         )
-    lines.append("per run: seconds, rules fired, ground truth")
+    lines.append(
+        "per run: seconds, rules fired, median data-wait share of a step as the collector "
+        "timed it, ground truth"
+    )
     for name, o in suite.outcomes.items():
         label = o.scenario.rule or "healthy"
         fired = ", ".join(sorted(o.fired)) or "nothing"
-        lines.append(f"  {name:<24} {o.seconds:5.1f}s  [{label}] fired: {fired}")
+        lines.append(
+            f"  {name:<24} {o.seconds:5.1f}s  [{label}] fired: {fired}; "
+            f"data wait {100 * o.data_share:.0f}% ({100 * o.data_bound:.0f}% of steps >= half)"
+        )
         numbers = ", ".join(f"{k}={_num(v)}" for k, v in o.truth.numbers.items())
         lines.append(f"      {numbers}")
     return lines
@@ -142,6 +150,13 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     by_run = {o.truth.run_id: o for o in outcomes.values()}
     for finding in diagnose(store, rules=[r for r in load_rules() if r.id in RULES]).findings:
         by_run[finding.run_id].findings.append(finding)
+    shares = store.sql(
+        "SELECT run_id, median(data_time_s / step_time_s) AS share, "
+        "avg((data_time_s >= 0.5 * step_time_s)::INT) AS bound FROM system "
+        "WHERE step_time_s > 0 GROUP BY run_id"
+    )
+    for run_id, share, bound in shares.rows():
+        by_run[run_id].data_share, by_run[run_id].data_bound = share, bound
     result = Suite(root, outcomes, train_s, time.perf_counter() - t0)
     lines = table(result)
     (root / "table.txt").write_text("\n".join(lines) + "\n")
