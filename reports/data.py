@@ -318,6 +318,7 @@ def _run_data(store: Store, run_id: str, name: str, *, max_points: int) -> RunDa
                 by=["param"],
                 positive=True,
                 max_points=max_points,
+                budget=tensors.PER_PARAMETER_BUDGET,
             ),
             "param_order": order,
             "global_norm": series(

@@ -27,9 +27,11 @@ from reports.decimate import MAX_POINTS
 from reports.heatmap import Heatmap, grid
 from reports.series import LABEL, SIG_DIGITS, Series, series, split_drawable
 
-WEIGHT_BUDGET = 8_000
-"""Points of a weight-norm or update-ratio chart across its lines (a chart of 60 lines
-draws ~130 per line: enough for a norm's drift, and the page stays a few MB)."""
+PER_PARAMETER_BUDGET = 6_000
+"""Points of a per-parameter line chart (gradient norm, weight norm, update ratio) across
+its lines: a chart of 60 lines draws 100 per line, enough for a norm's drift and its
+spikes (min/max per bucket), and a 100k-step run's report stays under 5 MB. The
+gradient heatmap shows every parameter at every bucket besides."""
 
 MAX_BAND_PARAMS = 6
 """Parameters whose gradient distribution is drawn as bands: the first, the last, and
@@ -92,7 +94,12 @@ def weights(
     norms = rows.filter(pl.col("weight").is_not_null()).select("param", "step", "weight")
     ratio = rows.filter(pl.col("weight").is_not_null() & pl.col("update").is_not_null())
     ratio = ratio.select("param", "step", (pl.col("update") / pl.col("weight")).alias("ratio"))
-    keep = {"by": ["param"], "positive": True, "max_points": max_points, "budget": WEIGHT_BUDGET}
+    keep = {
+        "by": ["param"],
+        "positive": True,
+        "max_points": max_points,
+        "budget": PER_PARAMETER_BUDGET,
+    }
     return Weights(
         series(norms, value="weight", **keep) if norms.height else None,  # type: ignore[arg-type]
         series(ratio, value="ratio", **keep) if ratio.height else None,  # type: ignore[arg-type]
