@@ -455,11 +455,9 @@ class Collector:
     def _on_after_optimizer_step(self) -> None:
         self._step += 1
         timing = self._timer.on_after_optimizer_step()
-        hook_start = start = time.perf_counter()
-        tensors = self._params.on_after_optimizer_step()
-        if tensors is not None:
-            self._put(Stream.TENSORS, tensors)
-        stats_s = self._stats_s + time.perf_counter() - start if tensors is not None else None
+        hook_start = time.perf_counter()
+        # The plain rows first: a failing statistic (the guard stops the hook there)
+        # must not cost the step its learning rate and timing.
         assert self._optimizer is not None  # only registered with an optimizer
         groups = self._optimizer.param_groups
         lrs = [float(g["lr"]) if "lr" in g else math.nan for g in groups]
@@ -468,6 +466,11 @@ class Collector:
         if timing is not None:
             columns: dict[str, list[Any]] = {k: [v] for k, v in timing.items()}
             self._put(Stream.SYSTEM, columns | self._memory())
+        start = time.perf_counter()
+        tensors = self._params.on_after_optimizer_step()
+        if tensors is not None:
+            self._put(Stream.TENSORS, tensors)
+        stats_s = self._stats_s + time.perf_counter() - start if tensors is not None else None
         self._sample_hooks.remove()  # leaf hooks live for one sampled step only
         start = time.perf_counter()
         activations, origin = self._activations.on_after_optimizer_step(self._step)

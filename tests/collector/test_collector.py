@@ -530,6 +530,31 @@ def test_a_failing_hook_is_counted_and_training_goes_on(
     # collector.params): the failing hook is the pre-step one, every step, and the run
     # still ends.
     assert events(tel.run_dir)[-1][1]["hook_failures"] == {"optimizer_step_pre": 3}
+    lr_steps = [r["step"] for r in rows(tel.run_dir, Stream.SCALARS) if r["name"] == "lr"]
+    assert lr_steps == [1, 2, 3], "the step's plain rows survive a failing statistic"
+
+
+def test_a_statistic_failing_after_the_step_keeps_the_steps_lr_and_timing(
+    make: Callable[..., Collector],
+    model: nn.Sequential,
+    opt: torch.optim.Optimizer,
+    batch: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from collector import stats
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the transfer is broken")
+
+    tel = make(model=model, optimizer=opt, activations_every=0)
+    monkeypatch.setattr(stats, "to_host", broken)
+    for _ in range(3):
+        train_step(model, opt, batch)
+    tel.close()
+    assert events(tel.run_dir)[-1][1]["hook_failures"] == {"optimizer_step_post": 3}
+    lr_steps = [r["step"] for r in rows(tel.run_dir, Stream.SCALARS) if r["name"] == "lr"]
+    assert lr_steps == [1, 2, 3]
+    assert rows(tel.run_dir, Stream.TENSORS) == []
     assert events(tel.run_dir)[-1][0] == "run_finished"
 
 
