@@ -60,14 +60,14 @@ def write_run(root: Path, *, steps: int, params: int, stats_every: int) -> dict[
     depth = np.linspace(0.01, 1.0, params)
     for i, step in enumerate(s.tolist()):
         wall = T0 + step
-        cols = {
+        cols: dict[str, list[Any]] = {
             "name": ["loss", "acc", "lr"],
             "split": ["train"] * 3,
             "value": [float(loss[i]), float(1 - loss[i] / 3), 3e-4 * (1 - i / steps)],
         }
         writer.put(Rows(Stream.SCALARS, step, None, wall, cols))
         counts["scalars"] += 3
-        sys_cols = {
+        sys_cols: dict[str, list[Any]] = {
             "step_time_s": [float(step_time[i])],
             "data_time_s": [float(data_time[i])],
             "compute_time_s": [float(step_time[i] - data_time[i])],
