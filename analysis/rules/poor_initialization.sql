@@ -2,7 +2,7 @@
 -- severity: warning
 -- title: Poor initialisation
 -- requires: activations>=3 | scalars:$metric/train>=10
--- param: first_samples = 3
+-- param: first_samples = 1
 -- param: layer_types = '^(Linear|Bilinear|Conv[123]d|ConvTranspose[123]d)$'
 -- param: min_layers = 3
 -- param: spread = 100.0
@@ -13,7 +13,10 @@
 -- seed: part 3 §2.1 and §2.2 (Xavier / He initialisation keep the initial weights at a suitable size), part 6 §2, part 6 §5 (check that the gradients update)
 -- suggestion: Initialise the weights for the activation that follows them: He (Kaiming) for ReLU (nn.init.kaiming_normal_(m.weight, nonlinearity='relu')), Xavier for sigmoid/tanh (nn.init.xavier_uniform_), zero biases; add normalisation layers (BatchNorm/LayerNorm) or residual connections in deep stacks, and check that the inputs are normalised.
 -- Two forms, one finding each.
--- Activations: over the first `first_samples` sampled steps, the output std of the
+-- Activations: over the first `first_samples` sampled steps (1: the first, whose forward
+-- ran on the initial weights: every later sample has been through optimizer updates, and
+-- a learning rate that blows the weights up within a few steps, e.g. SGD at lr 1.0 going
+-- NaN at step 7, would read as a poor initialisation), the output std of the
 -- weight layers (module_type matching `layer_types`; activation functions and pooling
 -- only rescale by a constant, so they would blur the trend) shrinks or grows
 -- geometrically with depth: the deepest layer's median std is below 1/`spread` or above

@@ -359,6 +359,38 @@ def gradient_ascent(root: Path, data: Data) -> Truth:
 
 
 @scenario(
+    "CNN, SGD",
+    "divergence",
+    also=("exploding_gradients", "nonfinite", "update_ratio"),
+    what="the demo CNN (LeakyReLU, He init) at SGD lr 1.0 + momentum 0.9: NaN within 10 steps",
+)
+def learning_rate_far_too_high(root: Path, data: Data) -> Truth:
+    model = demo.SmallCNN(activation="leaky_relu")
+    stds = probes.layer_output_stds(model, data[0])
+    opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9)
+    trace = fit(root, "learning_rate_far_too_high", model, opt, data, epochs=2)
+    first_bad = next(i + 1 for i, v in enumerate(trace.train_loss) if not math.isfinite(v))
+    numbers = {
+        "init_std_last_over_first": stds[-1] / stds[0],
+        "loss_first": trace.train_loss[0],
+        "loss_peak_finite": max(v for v in trace.train_loss if math.isfinite(v)),
+        "first_nonfinite_step": first_bad,
+    }
+    return Truth(
+        trace.run_id,
+        numbers,
+        {
+            "the initialisation is sound (layer output stds within 10x of each other)": (
+                max(stds) < 10 * min(stds)
+            ),
+            "the loss grew > 1000x before turning NaN within 10 steps": (
+                numbers["loss_peak_finite"] > 1000 * trace.train_loss[0] and first_bad <= 10
+            ),
+        },
+    )
+
+
+@scenario(
     "MLP, Adam",
     "loss_oscillation",
     what="Adam at lr 0.03 on batches of 16: too large a step to settle",

@@ -114,7 +114,7 @@ def table(suite: Suite) -> list[str]:
         label = o.scenario.rule or "healthy"
         fired = ", ".join(sorted(o.fired)) or "nothing"
         lines.append(
-            f"  {name:<24} {o.seconds:5.1f}s  [{label}] fired: {fired}; "
+            f"  {name:<28} {o.seconds:5.1f}s  [{label}] fired: {fired}; "
             f"data wait {100 * o.data_share:.0f}% ({100 * o.data_bound:.0f}% of steps >= half)"
         )
         numbers = ", ".join(f"{k}={_num(v)}" for k, v in o.truth.numbers.items())
