@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import altair as alt
 import polars as pl
 
+from reports.charts.codes import CODE, coded
 from reports.charts.steps import nonfinite_layer, step_x
 from reports.theme import DEPTH_SCHEME, HEIGHT, NONFINITE, WIDTH
 
@@ -65,8 +66,10 @@ def heatmap_chart(
         if log
         else alt.Scale(domain=[0, 1], range=ZERO_RANGE)
     )
+    frame, names = coded(cells, "module", also=["module_type"])
     colored = (
-        alt.Chart(cells)
+        alt.Chart(frame)
+        .transform_lookup(lookup=CODE, from_=names)
         .mark_rect()
         .encode(
             x=x,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import altair as alt
 import polars as pl
 
+from reports.charts.codes import CODE, coded
 from reports.charts.steps import nonfinite_layer, step_x
 from reports.theme import DEPTH_SCHEME, HEIGHT, NONFINITE, WIDTH
 
@@ -46,8 +47,10 @@ def layer_norms_chart(
         scale=alt.Scale(scheme=DEPTH_SCHEME),
         legend=alt.Legend(title="parameter (by depth)", symbolLimit=LEGEND_LIMIT),
     )
+    frame, names = coded(points, "param")
     line = (
-        alt.Chart(points)
+        alt.Chart(frame)
+        .transform_lookup(lookup=CODE, from_=names)
         .mark_line(strokeWidth=1.2)
         .encode(
             x=step_x(),

@@ -102,4 +102,7 @@ def test_frames_beyond_altairs_default_row_limit_are_accepted(rows: int) -> None
         }
     )
     spec = to_spec(layer_norms_chart(points=points, markers=_no_markers("param"), order=[]))
-    assert sum(len(v) for v in spec["datasets"].values()) == rows
+    drawn = [row for v in spec["datasets"].values() for row in v if "norm" in row]
+    assert len(drawn) == rows
+    names = [row for v in spec["datasets"].values() for row in v if "param" in row]
+    assert len(names) == 10, "each parameter's name is sent once, not with every point"

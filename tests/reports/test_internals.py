@@ -272,7 +272,8 @@ def test_sizes_stay_bounded_for_many_steps_modules_and_sampled_layers(tmp_path: 
     pages.samples(tmp_path, "r", {s: layer for s in (1, 500, 1_000)})
     parts = Parts(render_report(*open_undiagnosed(tmp_path)))
     heatmaps = [s for s in parts.chart_specs() if "per module" in str(s.get("title"))]
-    assert [len(datasets(s)) <= heatmap.CELL_BUDGET for s in heatmaps] == [True, True]
+    cells = [[r for r in datasets(s) if "step" in r] for s in heatmaps]  # not the name table
+    assert [len(c) <= heatmap.CELL_BUDGET for c in cells] == [True, True]
     grids = [s for s in parts.chart_specs() if "facet" in s and isinstance(s["title"], dict)]
     assert len(grids) == 2 * data.MAX_SAMPLED_MODULES
     assert all(len(r["b"]) == 32 * 32 for s in grids for r in datasets(s))
