@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -269,7 +270,13 @@ def _plural(n: int, severity: str) -> str:
 
 
 def _metric(m: Metric, value: float | None) -> str:
-    return f"{m.name} {'' if value is None else format(value, '.4g')}".rstrip()
+    if value is None:
+        return m.name
+    if math.isnan(value):
+        return f"{m.name} NaN"
+    if math.isinf(value):
+        return f"{m.name} {'+Inf' if value > 0 else '-Inf'}"
+    return f"{m.name} {value:.4g}"
 
 
 def _number(value: float | None) -> str:
