@@ -1,10 +1,12 @@
 """reports: one self-contained HTML report of a store's runs. Never imports torch.
 
 The report is a single static file (Vega, Vega-Lite and Vega-Embed inlined) that
-opens from ``file://`` with the network off: findings first, then the runs, their
-training curves and gradients, the model summary, activation statistics, feature
-maps and filters, and where the first NaN/Inf appeared. Everything a run wrote is
-escaped.
+opens from ``file://`` with the network off: findings first (each linked to the
+chart that shows its evidence), then the runs, their training curves, gradients,
+weights and updates, the model summary, activation statistics, feature maps and
+filters, where the first NaN/Inf appeared, step timing, export benchmarks, and a
+comparison of every run's hyperparameters with its best validation metric.
+Everything a run wrote is escaped.
 
 ``import reports`` stays light: the entry points below import the page machinery
 (DuckDB via analysis, Polars, Jinja2; Altair, ~0.5 s, only when there are charts)
