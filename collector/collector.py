@@ -501,6 +501,7 @@ class Collector:
         self._stats_s = self._activations_s = 0.0
         # The rest of this hook falls in the next step's timing window.
         self._own_s = time.perf_counter() - hook_start
+        self._timer.hooks_done()
 
     def _watch_loss(self, names: list[str], splits: list[str | None], values: list[float]) -> None:
         """A misbehaving training loss makes the next steps dense (``collector.budget``)."""
