@@ -66,6 +66,11 @@ class Store:
         self.segments: dict[Stream, list[Path]] = {}
         for stream in Stream:
             runs = self._load(stream, runs)
+        # Runs with a second attempt (resume=): only their steps can be recorded twice.
+        attempts = " UNION ".join(
+            f"SELECT DISTINCT run_id FROM raw_{s.value} WHERE attempt > 0" for s in Stream
+        )
+        self.con.execute(f"CREATE TABLE _resumed AS {attempts}")
         self.unreadable: list[Unreadable] = strays + [u for r in runs for u in r.unreadable]
         for item in self.unreadable:
             log.warning("skipping %s: %s", item.path, item.reason)
