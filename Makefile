@@ -33,8 +33,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check collector analysis reports telemetry tests benchmarks
 	$(VENV)/bin/mypy
 
+# Every benchmark, each writing benchmarks/results/<name>.json, then SUMMARY.md (~30 min
+# on a 2-core CPU; not part of `make test`: benchmarks measure, tests assert behaviour).
 bench: $(STAMP)
-	$(PY) benchmarks/demo_overhead.py --rounds 4 --steps 400 --out bench-demo-overhead.json
+	$(PY) benchmarks/overhead.py --rounds 2 --out benchmarks/results/overhead.json
+	$(PY) benchmarks/demo_overhead.py --rounds 3 --out benchmarks/results/demo_overhead.json
+	$(PY) benchmarks/writer.py --out benchmarks/results/writer.json
+	$(PY) benchmarks/store_scale.py --rows 1e6 1e7 --out benchmarks/results/store_scale.json
+	test ! -f benchmarks/report_size.py || $(PY) benchmarks/report_size.py
+	$(PY) benchmarks/summary.py
 
 clean:
 	rm -rf $(VENV) demo-runs report.html .pytest_cache .mypy_cache .ruff_cache

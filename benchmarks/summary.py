@@ -1,0 +1,135 @@
+"""Gather benchmarks/results/*.json into one markdown table of targets and figures.
+
+Each benchmark writes its own JSON (``make bench`` runs them all first); this reads
+whichever are present, prints the summary and writes ``benchmarks/results/SUMMARY.md``.
+A figure is compared with its target (issue 7) where there is one.
+
+    .venv/bin/python benchmarks/summary.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# (workload, arm) -> the target ratio of mean step time to no logging.
+STEP_TARGETS = {
+    ("cnn", "default"): 1.03,
+    ("cnn", "full"): 1.10,
+    ("resnet18", "default"): 1.03,
+    ("resnet18", "full"): 1.20,
+}
+BYTES_PER_NUMBER = 4.0
+WRITER_ROWS_PER_S = 1_000_000
+ANALYZE_100M_S, ANALYZE_100M_MB = 30.0, 4096
+SMALL_RUNS_S = 2.0
+
+
+def _load(results: Path, name: str) -> Any:
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "**missed**")
+
+
+def rows(results: Path) -> Iterator[tuple[str, str, str, str]]:
+    """(what, target, measured, verdict) for every figure found."""
+    for workload in _load(results, "overhead") or []:
+        name, device = workload["workload"], workload.get("device", "cpu")
+        for arm, m in workload["arms"].items():
+            if arm == "none":
+                yield (
+                    f"{name} ({device}) step time, no logging",
+                    "-",
+                    f"{m['mean_ms']:.2f} ms",
+                    "-",
+                )
+                continue
+            target = STEP_TARGETS.get((name, arm))
+            measured = f"{m['ratio_mean']:.3f}x mean, {m['ratio_median']:.3f}x median"
+            yield (
+                f"{name} ({device}) {arm}: step time vs none",
+                f"<= {target:.2f}x" if target else "peer",
+                measured,
+                _verdict(m["ratio_mean"] <= target if target else None),
+            )
+            bpn = m.get("bytes_per_number")
+            if bpn is not None:
+                ours = arm != "tensorboard"
+                yield (
+                    f"{name} {arm}: bytes per stored number",
+                    f"<= {BYTES_PER_NUMBER:g}" if ours else "peer",
+                    f"{bpn:.2f}",
+                    _verdict(bpn <= BYTES_PER_NUMBER) if ours else "-",
+                )
+    writer = _load(results, "writer")
+    if writer:
+        yield (
+            f"writer: {writer['params']} params, {writer['rows']:,} tensors rows",
+            f">= {WRITER_ROWS_PER_S:,} rows/s",
+            f"{writer['rows_per_s']:,.0f} rows/s ({writer['bytes_per_row']:.1f} B/row)",
+            _verdict(writer["rows_per_s"] >= WRITER_ROWS_PER_S),
+        )
+    scale = _load(results, "store_scale")
+    for store in (scale or {}).get("stores", []):
+        analyze = store.get("analyze", {})
+        n = store["tensors_rows"]
+        if "error" in analyze:
+            yield (f"analyze {n:,} tensors rows", "-", f"error: {analyze['error']}", "-")
+            continue
+        target = n >= 100_000_000
+        yield (
+            f"analyze {n:,} tensors rows ({store['runs']} runs)",
+            f"<= {ANALYZE_100M_S:g} s, <= {ANALYZE_100M_MB} MB" if target else "(100M target)",
+            f"{analyze['total_s']:.1f} s, {analyze['peak_rss_mb']:.0f} MB RSS",
+            _verdict(
+                analyze["total_s"] <= ANALYZE_100M_S and analyze["peak_rss_mb"] <= ANALYZE_100M_MB
+            )
+            if target
+            else "-",
+        )
+    small = (scale or {}).get("small_runs")
+    if small and "total_s" in small.get("runs_view", {}):
+        view = small["runs_view"]
+        yield (
+            f"runs view over {small['runs']:,} small runs",
+            f"<= {SMALL_RUNS_S:g} s" if small["runs"] >= 10_000 else "(10,000-run target)",
+            f"{view['total_s']:.1f} s",
+            _verdict(view["total_s"] <= SMALL_RUNS_S) if small["runs"] >= 10_000 else "-",
+        )
+    report = _load(results, "report_size")
+    if isinstance(report, dict) and "report_bytes" in report:
+        limit = report.get("limit_bytes", 5_000_000)
+        yield (
+            f"report of a {report['steps']:,}-step run with {report['params']} parameters",
+            f"<= {limit / 1e6:g} MB",
+            f"{report['report_bytes'] / 1e6:.2f} MB in {report['report_s']:.1f} s",
+            _verdict(report["report_bytes"] <= limit),
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--results", type=Path, default=Path("benchmarks/results"))
+    args = ap.parse_args()
+    lines = [
+        f"# Benchmarks ({platform.machine()}, {platform.python_version()})",
+        "",
+        "| what | target | measured | |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(args.results)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "SUMMARY.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
