@@ -126,3 +126,13 @@ def test_a_real_small_training_renders_offline_without_errors(tmp_path: Path) ->
     assert seen.blocked_requests == [] and seen.console_errors == [] and seen.page_errors == []
     assert seen.charts and all(c["drawn"] for c in seen.charts)
     assert "Curves" in seen.text and "Gradients" in seen.text
+
+
+def test_a_missing_chromium_fails_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.reports.browser import CHROMIUM_ENV, chromium
+
+    monkeypatch.setenv(CHROMIUM_ENV, str(tmp_path / "no-such-chromium"))
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        chromium()
