@@ -57,13 +57,14 @@ def _probe(root: Path, start: float) -> None:
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Opened]:
-    root = tmp_path_factory.mktemp("store")
+    tmp = tmp_path_factory.mktemp("browser")
+    root = tmp / "runs"
     _healthy(root, "lr-small", lr=0.01, start=1_700_000_000.0)
     _healthy(root, "lr-large", lr=0.05, start=1_700_010_000.0)
     _probe(root, start=1_700_020_000.0)
     store = open_store(root)
-    out = write_report(store, diagnose(store), root.parent / "report.html", title=HOSTILE)
-    return out, open_report(out, root.parent / "report.png")
+    out = write_report(store, diagnose(store), tmp / "report.html", title=HOSTILE)
+    return out, open_report(out, tmp / "report.png")
 
 
 def test_the_page_makes_no_network_request(synthetic: tuple[Path, Opened]) -> None:
