@@ -32,6 +32,7 @@ is described in ``collector.shutdown``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import getpass
 import json
@@ -199,6 +200,7 @@ class Collector:
         adaptive = stats_every is None or activations_every is None
         self._budget = budget if adaptive else None
         self._loss_watch = LossWatch()
+        self._pending_logs: list[_PendingLog] = []
         # The collector's own time inside the step being timed: on sampled statistics
         # (the budget's costs), and in all (subtracted from the step time: the budget
         # compares costs with the training's own time).
@@ -281,7 +283,11 @@ class Collector:
     ) -> None:
         """Record scalar values. ``{"loss/val": x}`` means name ``loss``, split ``val``.
 
-        Tensor values are moved to the host together, in one transfer per call.
+        Tensor values on the CPU are read at once. Tensor values on an accelerator are
+        kept there and moved to the host in batches (every ``LOG_BATCH`` calls, at a
+        sampled step, which synchronises anyway, and at ``flush()``/``close()``): no
+        host synchronisation per step. Their rows keep the step, epoch and time of the
+        call; a loss jump in them starts a dense burst when the batch is read.
         """
         if not isinstance(metrics, Mapping):
             raise ConfigError(
@@ -329,28 +335,68 @@ class Collector:
                 )
             names.append(name)
             splits.append(row_split)
-        if tensors:
-            stacked = torch.stack([t.to(torch.float64) for _, t in tensors])
-            waited = time.perf_counter()
-            host = stacked.cpu().tolist()  # on a GPU, waits for the step's kernels
-            start += time.perf_counter() - waited  # that wait is training, not ours
-            for (i, _), v in zip(tensors, host, strict=True):
-                values[i] = v
-        if self._budget is not None:
-            self._watch_loss(names, splits, values)
         if epoch is not None:
             self._epoch = epoch
         if step is not None and self._optimizer is None:
             self._step = max(self._step, step)
-        self._put(
-            Stream.SCALARS,
-            {"name": names, "split": splits, "value": values},
-            step=self._step if step is None else step,
+        entry = _PendingLog(
+            self._step if step is None else step, self._epoch, time.time(), names, splits, values
         )
+        on_device = [(i, t) for i, t in tensors if _kept_on_device(t)]
+        for i, t in tensors:
+            if not _kept_on_device(t):
+                values[i] = float(t)
+        if on_device:
+            # One float64 tensor per call on the (first) accelerator; read in batches.
+            device = on_device[0][1].device
+            entry.indices = [i for i, _ in on_device]
+            entry.device_values = torch.stack([t.to(device, torch.float64) for _, t in on_device])
+            self._pending_logs.append(entry)
+            if len(self._pending_logs) >= LOG_BATCH:
+                start += self._read_pending_logs()
+        else:
+            self._record_log(entry)
         self._own_s += time.perf_counter() - start
+
+    def _read_pending_logs(self) -> float:
+        """Move the kept accelerator values to the host in one transfer and record their
+        rows; the seconds spent waiting for the device (training, not the collector)."""
+        pending, self._pending_logs = self._pending_logs, []
+        if not pending:
+            return 0.0
+        by_device: dict[torch.device, list[_PendingLog]] = {}
+        for entry in pending:
+            assert entry.device_values is not None
+            by_device.setdefault(entry.device_values.device, []).append(entry)
+        waited = 0.0
+        for entries in by_device.values():
+            stacked = torch.cat([e.device_values for e in entries])  # type: ignore[misc]
+            before = time.perf_counter()
+            host = stacked.cpu().tolist()  # waits for the kernels queued so far
+            waited += time.perf_counter() - before
+            at = 0
+            for e in entries:
+                for i in e.indices:
+                    e.values[i] = host[at]
+                    at += 1
+        for entry in pending:
+            self._record_log(entry)
+        return waited
+
+    def _record_log(self, entry: _PendingLog) -> None:
+        if self._budget is not None:
+            self._watch_loss(entry.names, entry.splits, entry.values)
+        columns: dict[str, Sequence[Any]] = {
+            "name": entry.names,
+            "split": entry.splits,
+            "value": entry.values,
+        }
+        self._writer.put(Rows(Stream.SCALARS, entry.step, entry.epoch, entry.wall_time, columns))
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Publish everything recorded so far (blocks until written or ``timeout``)."""
+        if self._pending_logs:
+            self._read_pending_logs()
         return self._writer.flush(timeout)
 
     def close(self, *, error: BaseException | None = None, compact: bool = True) -> None:
@@ -366,6 +412,10 @@ class Collector:
         self._sample_hooks.remove()
         arguments.unwatch(self._run_id, self._model, self._optimizer)
         self._write_summary()  # if no optimizer step came after the first forward
+        try:
+            self._read_pending_logs()
+        except Exception as e:  # a broken device must not cost the run its ending
+            log.warning("run %s: could not read logged values from the device: %s", self._run_id, e)
         try:
             self._record_origin(self._activations.find_origin())  # the last, unread steps
         except Exception as e:  # never lose the run's ending over a diagnostic
@@ -470,6 +520,8 @@ class Collector:
         tensors = self._params.on_after_optimizer_step()
         if tensors is not None:
             self._put(Stream.TENSORS, tensors)
+            if self._pending_logs:  # the statistics synchronised already: no extra wait
+                self._read_pending_logs()
         stats_s = self._stats_s + time.perf_counter() - start if tensors is not None else None
         self._sample_hooks.remove()  # leaf hooks live for one sampled step only
         start = time.perf_counter()
@@ -634,6 +686,29 @@ class Collector:
             "overhead_budget": self._budget.budget,
             "dense_steps": self._budget.dense_steps,
         }
+
+
+def _kept_on_device(t: torch.Tensor) -> bool:
+    """Whether a logged value waits on its device (reading it would synchronise)."""
+    return t.device.type != "cpu"
+
+
+LOG_BATCH = 16
+"""Calls of ``log()`` whose accelerator values are read in one transfer."""
+
+
+@dataclasses.dataclass
+class _PendingLog:
+    """One ``log()`` call's rows; ``values[i]`` for ``i`` in ``indices`` still on the device."""
+
+    step: int
+    epoch: int | None
+    wall_time: float
+    names: list[str]
+    splits: list[str | None]
+    values: list[float]
+    indices: list[int] = dataclasses.field(default_factory=list)
+    device_values: torch.Tensor | None = None
 
 
 def _user() -> str | None:

@@ -776,3 +776,40 @@ def test_sigterm_handler_is_installed_only_over_the_default_and_removed_at_close
         signal.signal(signal.SIGTERM, shutdown._on_sigterm)
         tel.close()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+# -- logged values on an accelerator ------------------------------------------------------
+
+
+def test_values_on_an_accelerator_are_read_in_batches_with_the_step_of_their_call(
+    make: Callable[..., Collector],
+    model: nn.Sequential,
+    opt: torch.optim.Optimizer,
+    batch: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import collector.collector as module
+
+    # No GPU here: CPU tensors stand in for device tensors (kept, read in batches).
+    monkeypatch.setattr(module, "_kept_on_device", lambda t: True)
+    reads: list[int] = []
+    original = Collector._read_pending_logs
+
+    def counting(self: Collector) -> float:
+        reads.append(len(self._pending_logs))
+        return original(self)
+
+    monkeypatch.setattr(Collector, "_read_pending_logs", counting)
+    tel = make(model=model, optimizer=opt, stats_every=0, activations_every=0)
+    expected = []
+    for step in range(1, 41):
+        loss = train_step(model, opt, batch)
+        tel.log({"loss": loss, "lr_scale": 0.5}, split="train", epoch=step // 10)
+        expected.append((step, step // 10, loss.item()))
+    assert reads == [16, 16], "one transfer per 16 calls, none per step"
+    tel.close()
+    assert reads[-1] == 8, "close reads what is left"
+    logged = [r for r in rows(tel.run_dir, Stream.SCALARS) if r["name"] == "loss"]
+    assert [(r["step"], r["epoch"], r["value"]) for r in logged] == expected
+    scale = [r["value"] for r in rows(tel.run_dir, Stream.SCALARS) if r["name"] == "lr_scale"]
+    assert scale == [0.5] * 40
