@@ -549,7 +549,8 @@ class Collector:
                 activations_seconds=activations_s,
             )
             if strides is not None:
-                self._event(EventKind.SAMPLING, self._sampling_payload(strides, "budget"))
+                payload = self._sampling_payload(strides, "budget")
+                self._event(EventKind.SAMPLING, payload, essential=False)
         self._stats_s = self._activations_s = 0.0
         # The rest of this hook falls in the next step's timing window.
         self._own_s = time.perf_counter() - hook_start
@@ -565,7 +566,8 @@ class Collector:
             strides = self._budget.burst(self._step + 1) if reason else None
             if strides is not None and reason is not None:
                 payload = self._sampling_payload(strides, reason)
-                self._event(EventKind.SAMPLING, payload | {"until": self._budget.dense_until})
+                payload |= {"until": self._budget.dense_until}
+                self._event(EventKind.SAMPLING, payload, essential=False)
 
     def _sampling_payload(self, strides: Strides, reason: str) -> dict[str, Any]:
         assert self._budget is not None
@@ -616,13 +618,22 @@ class Collector:
         )
 
     def _event(
-        self, kind: EventKind, payload: Mapping[str, Any], *, step: int | None = None
+        self,
+        kind: EventKind,
+        payload: Mapping[str, Any],
+        *,
+        step: int | None = None,
+        essential: bool = True,
     ) -> None:
         text = json.dumps(json_safe(payload), default=repr, allow_nan=False)
-        # Events are rare (start, end, NaN origin) and say how the run went: never dropped
-        # for a full queue.
+        # Lifecycle events are rare (start, end, NaN origin) and say how the run went:
+        # never dropped for a full queue. Sampling strides are not: they can change
+        # often, and a queue that stays within its bound matters more.
         self._put(
-            Stream.EVENTS, {"kind": [kind.value], "payload": [text]}, step=step, essential=True
+            Stream.EVENTS,
+            {"kind": [kind.value], "payload": [text]},
+            step=step,
+            essential=essential,
         )
 
     def _health(self) -> dict[str, Any]:

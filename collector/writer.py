@@ -211,7 +211,7 @@ class Writer:
             self._wake.clear()  # before draining: a put racing with us is drained now or wakes us
             requests, closing = self._drain()
             now = time.monotonic()
-            if now >= next_heartbeat:
+            if now >= next_heartbeat and not closing:  # the run's final event stays last
                 self._add(self._event(EventKind.HEARTBEAT, {}))
                 next_heartbeat = now + self.heartbeat_every_s
             due = now >= next_flush
@@ -276,7 +276,10 @@ class Writer:
                 "reasons": dict(self._unrecorded_drops),
                 "last_error": self._last_error,
             }
-            self._add(self._event(EventKind.DROPPED, payload))
+            # Before the events already pending: a run's final event stays its last row.
+            dropped = self._event(EventKind.DROPPED, payload)
+            self._pending.setdefault(Stream.EVENTS, []).insert(0, dropped)
+            self._pending_rows += len(dropped)
         pending, self._pending, self._pending_rows = self._pending, {}, 0
         # Events last: the `dropped` event is only forgotten once it is on disk.
         for stream in sorted(pending, key=lambda s: s is Stream.EVENTS):

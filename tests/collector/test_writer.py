@@ -432,3 +432,22 @@ def test_flush_with_zero_timeout_asks_without_waiting(
         sink.release.set()
     writer.close()
     assert read_stream(tmp_path / RUN, Stream.SCALARS).num_rows == 2
+
+
+def test_the_final_event_stays_the_last_row_after_a_due_heartbeat_and_drops(
+    make_writer: Callable[..., Writer], tmp_path: Path
+) -> None:
+    sink = BlockingSink()
+    writer = make_writer(sink=sink, max_queue=2, max_pending_rows=1, heartbeat_every_s=0.01)
+    try:
+        assert writer.put(scalars(0))
+        assert sink.entered.wait(10)
+        for step in range(1, 6):  # two fit, three are dropped for a full queue
+            writer.put(scalars(step))
+    finally:
+        sink.release.set()
+    writer.put(event(6, "run_finished"), essential=True)
+    writer.close()
+    rows = sorted(read_stream(tmp_path / RUN, Stream.EVENTS).to_pylist(), key=lambda r: r["seq"])
+    kinds = [r["kind"] for r in rows]
+    assert "dropped" in kinds and kinds[-1] == "run_finished", kinds
