@@ -540,6 +540,8 @@ def _number(value: Any, *, what: str) -> float:
     if hasattr(value, "numel") or hasattr(value, "size"):
         size = value.numel() if hasattr(value, "numel") else value.size
         if size == 1 and hasattr(value, "item"):
+            # One device sync per call, as torch.utils.tensorboard's own add_scalar does
+            # (drop-in semantics); Collector.log() batches device values instead.
             item = value.item()
             if isinstance(item, numbers.Real) and not isinstance(item, bool):
                 return float(item)
