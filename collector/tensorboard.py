@@ -444,6 +444,8 @@ class SummaryWriter:
         if global_step is None:
             return self._run.step
         if isinstance(global_step, torch.Tensor) and global_step.numel() == 1:
+            # A step counter kept as a tensor (rare, usually on the CPU): read once per
+            # call, as torch.utils.tensorboard does; the step must be known to file the row.
             global_step = int(global_step.item())
         if not isinstance(global_step, numbers.Integral) or isinstance(global_step, bool):
             raise ConfigError(f"global_step must be an int, got {global_step!r}")
