@@ -364,21 +364,21 @@ class Collector:
         pending, self._pending_logs = self._pending_logs, []
         if not pending:
             return 0.0
-        by_device: dict[torch.device, list[_PendingLog]] = {}
+        by_device: dict[torch.device, list[tuple[_PendingLog, torch.Tensor]]] = {}
         for entry in pending:
-            assert entry.device_values is not None
-            by_device.setdefault(entry.device_values.device, []).append(entry)
+            kept = entry.device_values
+            assert kept is not None  # only entries with device values are pending
+            by_device.setdefault(kept.device, []).append((entry, kept))
         waited = 0.0
-        for entries in by_device.values():
-            stacked = torch.cat([e.device_values for e in entries])  # type: ignore[misc]
+        for pairs in by_device.values():
+            stacked = torch.cat([kept for _, kept in pairs])
             before = time.perf_counter()
             host = stacked.cpu().tolist()  # waits for the kernels queued so far
             waited += time.perf_counter() - before
-            at = 0
-            for e in entries:
-                for i in e.indices:
-                    e.values[i] = host[at]
-                    at += 1
+            values = iter(host)
+            for entry, _ in pairs:
+                for i in entry.indices:
+                    entry.values[i] = next(values)
         for entry in pending:
             self._record_log(entry)
         return waited
