@@ -1,10 +1,12 @@
 """Writer throughput: ``tensors`` rows per second through the real write path, one core.
 
 Produces what the collector produces on a sampled step of a model with ``--params``
-parameters (grad, weight and update rows per parameter, host values already derived)
-and pushes ``--rows`` rows through ``Writer.put`` into a store on disk, then closes
-the writer (every row flushed, fsynced and published). Reports rows/s for the whole
-path and for the training-thread side alone (``put``), and writes JSON.
+parameters (grad, weight and update rows per parameter, host values already derived:
+``param``/``kind`` as Arrow arrays built once, each statistic a packed array, as
+``collector.params`` hands them over) and pushes ``--rows`` rows through
+``Writer.put`` into a store on disk, then closes the writer (every row flushed,
+fsynced and published). Reports rows/s for the whole path and for the
+training-thread side alone (``put``), and writes JSON.
 
     .venv/bin/python benchmarks/writer.py --rows 2000000 --out benchmarks/results/writer.json
 """
@@ -12,6 +14,7 @@ path and for the training-thread side alone (``put``), and writes JSON.
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import os
 import random
@@ -20,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from collector.records import Rows
 from collector.schema import Stream
 from collector.writer import Writer
@@ -27,27 +32,28 @@ from collector.writer import Writer
 STATS = ("numel", "norm", "mean", "std", "min", "max", "abs_max", "zero_frac", "nonfinite")
 
 
-def step_rows(step: int, names: list[str], rng: random.Random) -> Rows:
+def step_rows(step: int, labels: dict[str, pa.Array], rng: random.Random) -> Rows:
     """One sampled step's ``tensors`` rows: grad, weight and update per parameter."""
-    n = 3 * len(names)
-    columns: dict[str, list[Any]] = {
-        "param": [name for name in names for _ in range(3)],
-        "kind": ["grad", "weight", "update"] * len(names),
-    }
+    n = len(labels["param"])
+    columns: dict[str, Any] = dict(labels)
     for stat in STATS:
         if stat in ("numel", "nonfinite"):
-            columns[stat] = [4096 if stat == "numel" else 0] * n
+            columns[stat] = array.array("q", [4096 if stat == "numel" else 0] * n)
         else:
-            columns[stat] = [rng.random() for _ in range(n)]
+            columns[stat] = array.array("d", [rng.random() for _ in range(n)])
     return Rows(Stream.TENSORS, step, 0, time.time(), columns)
 
 
 def measure(total_rows: int, params: int) -> dict[str, Any]:
     rng = random.Random(0)
     names = [f"layer{i}.weight" for i in range(params)]
+    labels = {
+        "param": pa.array([n for n in names for _ in range(3)], pa.string()),
+        "kind": pa.array(["grad", "weight", "update"] * params, pa.string()),
+    }
     per_step = 3 * params
     steps = max(total_rows // per_step, 1)
-    batches = [step_rows(s, names, rng) for s in range(1, min(steps, 200) + 1)]
+    batches = [step_rows(s, labels, rng) for s in range(1, min(steps, 200) + 1)]
     with tempfile.TemporaryDirectory() as root:
         writer = Writer(Path(root), "bench-run", flush_every_s=2.0, max_queue=1_000_000)
         t0 = time.perf_counter()

@@ -61,6 +61,8 @@ _BOUNDS: dict[type[nn.Module], tuple[float, float, str]] = {
     nn.ReLU6: (0.0, 6.0, "high"),
 }
 _DEAD_TYPES = (nn.ReLU, nn.ReLU6)
+# The summary statistics of an activation row (``tensors`` has norm and abs_max too).
+_ACTIVATION_STATS = ("numel", "mean", "std", "min", "max", "zero_frac", "nonfinite")
 
 
 def leaf_modules(
@@ -227,7 +229,7 @@ class ActivationWatcher:
     @torch.no_grad()
     def on_after_optimizer_step(
         self, step: int
-    ) -> tuple[dict[str, list[Any]] | None, tuple[int, dict[str, Any]] | None]:
+    ) -> tuple[dict[str, Any] | None, tuple[int, dict[str, Any]] | None]:
         """(``activations`` columns of a sampled step or None, (step, origin) or None)."""
         columns = self._collect_stats() if self._pending else None
         if self._checking:
@@ -238,26 +240,21 @@ class ActivationWatcher:
         self._sampling = self._checking = False
         return columns, origin
 
-    def _collect_stats(self) -> dict[str, list[Any]]:
+    def _collect_stats(self) -> dict[str, Any]:
         pending = self._pending
-        rows = stats.to_host([p for _, _, p, _, _ in pending])
+        host = stats.concat(stats.to_host([p for _, _, p, _, _ in pending]))
         extras = [e for _, _, _, sat, dead in pending for e in (sat, dead)]
         present = [e for e in extras if e is not None]
         values = torch.stack([e.double() for e in present]).cpu().tolist() if present else []
         it = iter(values)
         host_extras = [None if e is None else next(it) for e in extras]
-        columns: dict[str, list[Any]] = {"module": [], "module_type": []}
-        for i, (name, kind, _, _, _) in enumerate(pending):
-            columns["module"].append(name)
-            columns["module_type"].append(kind)
-            row: dict[str, Any] = dict(rows[i][0])
-            row.pop("norm")
-            row.pop("abs_max")
-            row["saturated_frac"] = host_extras[2 * i]
-            row["dead_frac"] = host_extras[2 * i + 1]
-            for key, value in row.items():
-                columns.setdefault(key, []).append(value)
-        return columns
+        columns: dict[str, Any] = {
+            "module": [name for name, _, _, _, _ in pending],
+            "module_type": [kind for _, kind, _, _, _ in pending],
+            "saturated_frac": host_extras[0::2],
+            "dead_frac": host_extras[1::2],
+        }
+        return columns | host.packed(_ACTIVATION_STATS)
 
     def _queue_check(self, step: int) -> None:
         """Keep this step's sums on the device; they are read in batches (see find_origin)."""

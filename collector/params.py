@@ -25,6 +25,7 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pyarrow as pa
 import torch
 
 from collector import stats
@@ -77,6 +78,8 @@ class ParamWatcher:
         self._buffer: list[torch.Tensor] = []
         self._grads: tuple[list[str], stats.PendingStats] | None = None
         self._backward_seen = False  # a gradient was accumulated since the last step
+        self._labels_key: tuple[str, ...] | None = None
+        self._labels_columns: dict[str, pa.Array] = {}
 
     def attach(self) -> Any:
         """Hook the first watched parameter that takes gradients; the handle (or None).
@@ -132,7 +135,7 @@ class ParamWatcher:
         return self._buffer
 
     @torch.no_grad()
-    def on_after_optimizer_step(self) -> dict[str, list[Any]] | None:
+    def on_after_optimizer_step(self) -> dict[str, Any] | None:
         """The ``tensors`` stream columns of this step, or None when it was not sampled."""
         self._backward_seen = False
         if self._previous is None:
@@ -144,16 +147,23 @@ class ParamWatcher:
         torch._foreach_sub_(previous, current)  # previous := w_{t-1} - w_t = -update
         weights = stats.reduce(current)
         updates = stats.reduce(previous, negate=True)
-        grad_rows, weight_rows, update_rows = stats.to_host([grad_pending, weights, updates])
-        columns: dict[str, list[Any]] = {"param": [], "kind": []}
-        for kind, names, rows in (
-            (TensorKind.GRAD, grad_names, grad_rows),
-            (TensorKind.WEIGHT, self.names, weight_rows),
-            (TensorKind.UPDATE, self.names, update_rows),
-        ):
-            for name, row in zip(names, rows, strict=True):
-                columns["param"].append(name)
-                columns["kind"].append(kind.value)
-                for key, value in row.items():
-                    columns.setdefault(key, []).append(value)
-        return columns
+        grads, weights_host, updates_host = stats.to_host([grad_pending, weights, updates])
+        numbers = stats.concat([grads, weights_host, updates_host]).packed()
+        return self._labels(grad_names) | numbers
+
+    def _labels(self, grad_names: list[str]) -> dict[str, pa.Array]:
+        """The ``param`` and ``kind`` columns of a step (grad, weight, update rows), as
+        Arrow arrays built once per set of parameters with a gradient."""
+        key = tuple(grad_names)
+        if self._labels_key != key:
+            kinds = [TensorKind.GRAD, TensorKind.WEIGHT, TensorKind.UPDATE]
+            names = [grad_names, self.names, self.names]
+            self._labels_key = key
+            self._labels_columns = {
+                "param": pa.array([n for group in names for n in group], pa.string()),
+                "kind": pa.array(
+                    [k.value for k, group in zip(kinds, names, strict=True) for _ in group],
+                    pa.string(),
+                ),
+            }
+        return self._labels_columns

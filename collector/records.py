@@ -7,6 +7,7 @@ with the envelope filled in. No torch here: values are already on the host.
 
 from __future__ import annotations
 
+import array
 import itertools
 import json
 import math
@@ -14,7 +15,7 @@ import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,7 +27,9 @@ from collector.schema import SCHEMAS, Stream, stream_columns
 class Rows:
     """``n`` rows of one stream sharing step, epoch and wall time.
 
-    ``columns`` maps a stream column to ``n`` values; columns left out are null.
+    ``columns`` maps a stream column to ``n`` values: a sequence, a packed
+    ``array.array`` (type code ``d`` or ``q``: the statistics columns, merged by memcpy
+    in the writer) or an Arrow array. Columns left out are null.
     ``wall_time`` is seconds since the epoch (``time.time()``).
     """
 
@@ -52,7 +55,10 @@ def build_table(
     """
     own = stream_columns(stream)
     known = set(own)
-    data: dict[str, list[Any]] = {name: [] for name in own}
+    # Per column, its values in parts: Arrow arrays as they came, runs of packed
+    # arrays merged by memcpy, runs of Python values merged into one list (converted by
+    # Arrow in one call each).
+    parts: dict[str, list[_Part]] = {name: [] for name in own}
     lengths: list[int] = []
     for rows in batches:
         n = len(rows)
@@ -61,15 +67,24 @@ def build_table(
             raise ValueError(f"stream {stream.value!r} has no column(s) {sorted(unknown)}")
         for name in own:
             values = rows.columns.get(name)
-            if values is None:
-                data[name].extend([None] * n)
-            elif len(values) != n:
+            if values is not None and len(values) != n:
                 raise ValueError(
                     f"stream {stream.value!r}: column {name!r} has {len(values)} values, "
                     f"expected {n}"
                 )
+            column = parts[name]
+            last = column[-1] if column else None
+            if isinstance(values, pa.Array):
+                column.append(values)
+            elif isinstance(values, array.array):
+                if isinstance(last, array.array) and last.typecode == values.typecode:
+                    last.extend(values)
+                else:  # a copy: the producer's array is not ours to extend
+                    column.append(array.array(values.typecode, values))
+            elif isinstance(last, list):
+                last.extend([None] * n if values is None else values)
             else:
-                data[name].extend(values)
+                column.append([None] * n if values is None else list(values))
         lengths.append(n)
     total = sum(lengths)
     schema = SCHEMAS[stream]
@@ -91,10 +106,32 @@ def build_table(
     arrays = [
         envelope[field.name].cast(field.type)
         if field.name in envelope
-        else pa.array(data[field.name], type=field.type, from_pandas=False)
+        else _concat(parts[field.name], field.type)
         for field in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_Part: TypeAlias = "list[Any] | array.array[Any] | pa.Array"
+# Packed array type codes and the Arrow types that share their memory layout.
+_PACKED = {"d": pa.float64(), "q": pa.int64()}
+
+
+def _concat(parts: list[_Part], type_: pa.DataType) -> pa.Array:
+    arrays = []
+    for part in parts:
+        if isinstance(part, list):
+            arrays.append(pa.array(part, type=type_, from_pandas=False))
+            continue
+        if isinstance(part, array.array):
+            if part.typecode not in _PACKED:
+                raise ValueError(f"packed values of type code {part.typecode!r} are not supported")
+            buffer = pa.py_buffer(part)  # shares the memory; keeps `part` alive
+            part = pa.Array.from_buffers(_PACKED[part.typecode], len(part), [None, buffer])
+        arrays.append(part if part.type == type_ else part.cast(type_))
+    if not arrays:
+        return pa.array([], type=type_)
+    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
 
 
 def _per_batch(values: list[Any], ends: pa.Array) -> pa.Array:

@@ -12,18 +12,25 @@ Precision trade-off: the sums accumulate in float32, so ``std`` loses digits whe
 Non-finite values propagate into sum/min/max; only when a tensor's reduction is
 non-finite do we count its NaN/Inf elements exactly, in a second pass over just
 those tensors. Healthy steps pay for one pass and one transfer.
+
+The host side is columnar: one list per statistic (``HostStats``), derived column by
+column; the writer hands each column to Arrow in one call (a dict per tensor cost
+~7 us a row on the training thread, and as much again in the writer).
 """
 
 from __future__ import annotations
 
+import array
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-# Column order of the stacked device result.
-_SUM, _SUMSQ, _MIN, _MAX, _NONZERO = range(5)
+# The columns of HostStats, in this order (the ``tensors`` stream's statistics).
+_COUNTS = ("numel", "nonfinite")
+COLUMNS = ("numel", "norm", "mean", "std", "min", "max", "abs_max", "zero_frac", "nonfinite")
 
 
 @dataclass
@@ -35,8 +42,36 @@ class PendingStats:
     """
 
     tensors: list[torch.Tensor]
-    reduced: torch.Tensor  # [5, n] float64 on the tensors' device
+    reduced: torch.Tensor  # [n, 5] float64 on the tensors' device
     negate: bool = False
+
+
+@dataclass
+class HostStats:
+    """The statistics of ``len(self)`` tensors on the host: one list per column."""
+
+    columns: dict[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.columns["numel"])
+
+    def packed(self, names: Sequence[str] = COLUMNS) -> dict[str, array.array[Any]]:
+        """``names`` as packed arrays (int64 counts, float64 statistics): what the writer
+        takes without touching a Python object per value (``collector.records``)."""
+        return {
+            name: array.array("q" if name in _COUNTS else "d", self.columns[name]) for name in names
+        }
+
+    def rows(self) -> list[dict[str, float | int]]:
+        """One dict per tensor (tests and small callers; the collector uses ``columns``)."""
+        return [
+            dict(zip(COLUMNS, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
+        ]
+
+
+def concat(parts: Sequence[HostStats]) -> HostStats:
+    """The statistics of several groups of tensors as one (rows in the given order)."""
+    return HostStats({k: [v for p in parts for v in p.columns[k]] for k in COLUMNS})
 
 
 def reduce(tensors: Sequence[torch.Tensor], *, negate: bool = False) -> PendingStats:
@@ -45,81 +80,106 @@ def reduce(tensors: Sequence[torch.Tensor], *, negate: bool = False) -> PendingS
     xs = [x for x in all_xs if x.numel()]
     if len(xs) < len(all_xs):  # empty tensors (a batch of 0): reduce the rest, NaN rows later
         full = reduce(xs, negate=negate)
-        return PendingStats(all_xs, _scatter_columns(full.reduced, all_xs), negate)
+        return PendingStats(all_xs, _scatter_rows(full.reduced, all_xs), negate)
     if not xs:
-        return PendingStats([], torch.zeros(5, 0, dtype=torch.float64), negate)
-    sums = torch.stack([x.sum() for x in xs])
-    flat = [x.reshape(-1) for x in xs]
-    sumsq = torch.stack([torch.dot(f, f) for f in flat])
-    mins, maxs = zip(*(torch.aminmax(x) for x in xs), strict=True)
-    nonzero = torch.stack([torch.count_nonzero(x) for x in xs])
-    reduced = torch.cat(
-        [
-            torch.stack([sums, sumsq, torch.stack(mins), torch.stack(maxs)]).double(),
-            nonzero.double().unsqueeze(0),
-        ]
-    )
-    return PendingStats(xs, reduced, negate)
+        return PendingStats([], torch.zeros(0, 5, dtype=torch.float64), negate)
+    # One stack per dtype family instead of one per statistic: at ~5 us an operation,
+    # the bookkeeping around the reductions costs as much as they do on a small model.
+    parts: list[torch.Tensor] = []
+    for x in xs:
+        flat = x.reshape(-1)
+        low, high = torch.aminmax(flat)
+        parts += [flat.sum(), torch.dot(flat, flat), low, high]
+    floats = torch.stack(parts).view(len(xs), 4).double()
+    nonzero = torch.stack([torch.count_nonzero(x) for x in xs]).double().unsqueeze(1)
+    return PendingStats(xs, torch.cat([floats, nonzero], dim=1), negate)
 
 
-def to_host(pending: Sequence[PendingStats]) -> list[list[dict[str, float | int]]]:
+def to_host(pending: Sequence[PendingStats]) -> list[HostStats]:
     """Move every pending reduction to the host in one transfer and derive the statistics.
 
-    Returns, per ``PendingStats``, one dict per tensor with the ``tensors`` stream
+    Returns one ``HostStats`` per ``PendingStats``, with the ``tensors`` stream
     columns ``numel, norm, mean, std, min, max, abs_max, zero_frac, nonfinite``.
     """
     parts = [p.reduced for p in pending]
-    if not parts or all(p.shape[1] == 0 for p in parts):
-        return [[] for _ in pending]
-    device = next(p.device for p in parts if p.shape[1])
-    host = torch.cat([p.to(device) for p in parts], dim=1).cpu().tolist()
-    out: list[list[dict[str, float | int]]] = []
-    col = 0
+    if not parts or all(p.shape[0] == 0 for p in parts):
+        return [_derive([], torch.zeros(0, 5, dtype=torch.float64), negate=False) for _ in pending]
+    device = next(p.device for p in parts if p.shape[0])
+    host = torch.cat([p.to(device) for p in parts]).cpu()
+    out: list[HostStats] = []
+    row = 0
     for p in pending:
-        rows = []
-        for i, x in enumerate(p.tensors):
-            values = [host[k][col + i] for k in range(5)]
-            rows.append(_derive(x, values, negate=p.negate))
-        col += len(p.tensors)
-        out.append(rows)
+        n = len(p.tensors)
+        out.append(_derive(p.tensors, host[row : row + n], negate=p.negate))
+        row += n
     return out
 
 
-def _scatter_columns(reduced: torch.Tensor, xs: list[torch.Tensor]) -> torch.Tensor:
-    """Spread the columns of the non-empty tensors over all of ``xs`` (NaN for empty ones)."""
-    out = torch.full((5, len(xs)), math.nan, dtype=torch.float64, device=reduced.device)
+def _scatter_rows(reduced: torch.Tensor, xs: list[torch.Tensor]) -> torch.Tensor:
+    """Spread the rows of the non-empty tensors over all of ``xs`` (NaN for empty ones)."""
+    out = torch.full((len(xs), 5), math.nan, dtype=torch.float64, device=reduced.device)
     keep = [i for i, x in enumerate(xs) if x.numel()]
     if keep:
-        out[:, keep] = reduced
+        out[keep] = reduced
     return out
 
 
-def _derive(x: torch.Tensor, v: list[float], *, negate: bool) -> dict[str, float | int]:
+def _derive(xs: list[torch.Tensor], v: torch.Tensor, *, negate: bool) -> HostStats:
+    """The statistics of ``xs`` from their reductions ``v`` ([n, 5] float64, host).
+
+    Column by column in plain Python: at a few dozen tensors a step this beats both a
+    dict per tensor and float64 tensor arithmetic (~5 us an operation, ~35 of them).
+    Rows that are empty, non-finite, or whose float32 sum of squares under- or
+    overflowed are redone one at a time (``_derive_one``)."""
+    if not xs:
+        return HostStats({key: [] for key in COLUMNS})
+    numel = [x.numel() for x in xs]
+    s, sq, low, high, nonzero = (list(c) for c in zip(*v.tolist(), strict=True))
+    if negate:
+        s, low, high = [-a for a in s], [-b for b in high], [-a for a in low]
+    # These formulas never raise; the rows they get wrong are redone below.
+    columns: dict[str, list[Any]] = {
+        "numel": numel,
+        "norm": [math.sqrt(q) if q >= 0 else math.nan for q in sq],
+        "mean": [a / n if n else math.nan for a, n in zip(s, numel, strict=True)],
+        "std": [
+            math.sqrt(max((q - a * a / n) / (n - 1), 0.0)) if n > 1 else 0.0
+            for a, q, n in zip(s, sq, numel, strict=True)
+        ],
+        "min": low,
+        "max": high,
+        "abs_max": [max(-a, b) for a, b in zip(low, high, strict=True)],
+        "zero_frac": [(n - z) / n if n else math.nan for n, z in zip(numel, nonzero, strict=True)],
+        "nonfinite": [0] * len(xs),
+    }
+    finite = all(map(math.isfinite, s + sq + low + high))
+    if finite and min(sq) >= 1e-30 and min(numel) > 0:
+        return HostStats(columns)
+    for i, n in enumerate(numel):
+        ordinary = n and math.isfinite(s[i] + sq[i] + low[i] + high[i])
+        if ordinary and not (nonzero[i] > 0 and sq[i] < 1e-30):
+            continue
+        row = _derive_one(xs[i], [s[i], sq[i], low[i], high[i], nonzero[i]], negate=negate)
+        for key, value in row.items():
+            columns[key][i] = value
+    return HostStats(columns)
+
+
+def _derive_one(x: torch.Tensor, v: list[float], *, negate: bool) -> dict[str, float | int]:
+    """The statistics of one tensor whose reductions need care (``v`` already negated)."""
     n = x.numel()
     if n == 0:
-        return {
-            "numel": 0,
-            "norm": math.nan,
-            "mean": math.nan,
-            "std": math.nan,
-            "min": math.nan,
-            "max": math.nan,
-            "abs_max": math.nan,
-            "zero_frac": math.nan,
-            "nonfinite": 0,
-        }
+        return dict.fromkeys(COLUMNS, math.nan) | {"numel": 0, "nonfinite": 0}
     s, sq, mn, mx, nz = v
-    if negate:
-        s, mn, mx = -s, -mx, -mn
     nonfinite = 0
     if not (math.isfinite(s) and math.isfinite(mn) and math.isfinite(mx)):
-        # Rare path (the run is already broken): count exactly, one extra sync.
+        # The run is already broken: count exactly, one extra sync.
         nonfinite = int((~torch.isfinite(x)).sum())
     overflowed = not math.isfinite(sq) and nonfinite == 0
     underflowed = nz > 0 and sq < 1e-30  # squares of |x| < ~1e-19 vanish in float32
     if overflowed or underflowed:
         # Finite elements whose float32 sum of squares overflowed (norm > ~1.8e19) or
-        # underflowed: redo the two sums in float64, on this tensor only (rare).
+        # underflowed: redo the two sums in float64, on this tensor only.
         s = float(x.sum(dtype=torch.float64)) * (-1 if negate else 1)
         sq = float(torch.linalg.vector_norm(x, dtype=torch.float64)) ** 2
     mean = s / n

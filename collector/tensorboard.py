@@ -226,7 +226,7 @@ class SummaryWriter:
         if not x.numel():
             raise ConfigError(f"add_histogram({tag!r}): the values are empty")
         x = x.double() if x.dtype == torch.float64 else x.float()
-        stats = to_host([reduce([x])])[0][0]
+        [stats] = to_host([reduce([x])])[0].rows()
         quantiles = _quantiles(x)
         step = self._step(global_step)
         row = {"param": [param], "kind": [kind], **{k: [v] for k, v in stats.items()}}

@@ -20,11 +20,9 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, watcher: ParamWatcher, s
     opt.step()
     columns = watcher.on_after_optimizer_step()
     assert columns is not None
-    updates = {
-        name: norm
-        for name, kind, norm in zip(columns["param"], columns["kind"], columns["norm"], strict=True)
-        if kind == "update"
-    }
+    param, kind = (columns[c].to_pylist() for c in ("param", "kind"))  # Arrow, built once
+    norm = columns["norm"]
+    updates = {n: v for n, k, v in zip(param, kind, norm, strict=True) if k == "update"}
     for name, p in model.named_parameters():
         expected = float(torch.linalg.vector_norm((p.detach() - before[name]).double()))
         assert updates[name] == pytest.approx(expected, rel=1e-5)

@@ -137,3 +137,38 @@ def test_empty_batches_between_others_leave_the_envelope_aligned() -> None:
     assert [r["wall_time"].timestamp() for r in rows] == [2.5, 2.5, 4.5]
     assert {(r["run_id"], r["rank"], r["attempt"]) for r in rows} == {("r", 1, 2)}
     assert table.schema == SCHEMAS[Stream.SCALARS]
+
+
+def test_packed_arrow_and_list_columns_mix_in_one_table() -> None:
+    """The collector hands statistics over as packed arrays and labels as Arrow arrays;
+    other producers use lists. Any mix, with columns left out, gives the same rows."""
+    import array
+
+    labels = pa.array(["w", "b"])
+    packed = array.array("d", [0.5, math.nan])
+    counts = array.array("q", [3, 4])
+    batches = [
+        Rows(Stream.TENSORS, 1, None, T0, {"param": labels, "norm": packed, "numel": counts}),
+        Rows(Stream.TENSORS, 2, None, T0, {"param": ["x"], "norm": [1.5], "numel": [7]}),
+        Rows(Stream.TENSORS, 3, None, T0, {"param": labels, "norm": packed, "numel": counts}),
+        Rows(Stream.TENSORS, 4, None, T0, {"param": labels, "numel": counts}),  # norm null
+    ]
+    table = build_table(Stream.TENSORS, batches, run_id="r", rank=0, attempt=0, first_seq=0)
+    assert table.schema == SCHEMAS[Stream.TENSORS]
+    rows = table.to_pylist()
+    assert [r["param"] for r in rows] == ["w", "b", "x", "w", "b", "w", "b"]
+    assert [r["numel"] for r in rows] == [3, 4, 7, 3, 4, 3, 4]
+    norms = [r["norm"] for r in rows]
+    assert norms[0] == 0.5 and math.isnan(norms[1]) and norms[2] == 1.5
+    assert norms[3] == 0.5 and math.isnan(norms[4]) and norms[5:] == [None, None]
+    assert [r["step"] for r in rows] == [1, 1, 2, 3, 3, 4, 4]
+    # The producer's arrays are not the writer's to extend (the same one came twice).
+    assert packed.tolist()[0] == 0.5 and len(packed) == 2 and len(counts) == 2
+
+
+def test_packed_values_of_another_type_code_are_refused() -> None:
+    import array
+
+    bad = Rows(Stream.TENSORS, 1, None, T0, {"param": ["w"], "norm": array.array("f", [1.0])})
+    with pytest.raises(ValueError, match="type code 'f'"):
+        build_table(Stream.TENSORS, [bad], run_id="r", rank=0, attempt=0, first_seq=0)

@@ -13,7 +13,8 @@ KEYS = ("numel", "norm", "mean", "std", "min", "max", "abs_max", "zero_frac", "n
 
 
 def one(x: torch.Tensor, *, negate: bool = False) -> dict[str, float | int]:
-    [[row]] = stats.to_host([stats.reduce([x], negate=negate)])
+    [host] = stats.to_host([stats.reduce([x], negate=negate)])
+    [row] = host.rows()
     return row
 
 
@@ -201,7 +202,7 @@ def test_several_pending_stats_go_to_the_host_together(gen: torch.Generator) -> 
         stats.reduce([c]),
         stats.reduce([d], negate=True),
     ]
-    rows = stats.to_host(pending)
+    rows = [host.rows() for host in stats.to_host(pending)]
     assert [len(r) for r in rows] == [2, 0, 1, 1]
     assert_close(rows[0][0], expected(a))
     assert_close(rows[0][1], expected(b))
@@ -211,7 +212,7 @@ def test_several_pending_stats_go_to_the_host_together(gen: torch.Generator) -> 
 
 def test_nothing_pending_gives_empty_results() -> None:
     assert stats.to_host([]) == []
-    assert stats.to_host([stats.reduce([]), stats.reduce([])]) == [[], []]
+    assert [h.rows() for h in stats.to_host([stats.reduce([]), stats.reduce([])])] == [[], []]
 
 
 def test_reduce_leaves_its_inputs_untouched(gen: torch.Generator) -> None:
@@ -220,3 +221,15 @@ def test_reduce_leaves_its_inputs_untouched(gen: torch.Generator) -> None:
     stats.to_host([stats.reduce([x], negate=True)])
     assert torch.equal(x.detach(), before)
     assert x.grad is None
+
+
+def test_columns_hold_one_value_per_tensor_in_order(gen: torch.Generator) -> None:
+    xs = [torch.randn(4, 3, generator=gen), torch.zeros(0), torch.randn(6, generator=gen)]
+    [host] = stats.to_host([stats.reduce(xs)])
+    assert list(host.columns) == list(KEYS) and len(host) == 3
+    rows = host.rows()
+    assert rows[1]["numel"] == 0 and math.isnan(rows[1]["mean"]) and rows[1]["nonfinite"] == 0
+    assert_close(rows[0], expected(xs[0]))
+    assert_close(rows[2], expected(xs[2]))
+    both = stats.concat([host, host])
+    assert both.rows()[3] == rows[0]
