@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -165,6 +166,7 @@ class ActivationWatcher:
         # on_forward_start), then the check hooks' modules; cleared in place.
         self._sums: list[tuple[str, str, int, Any]] = []
         self._unchecked: list[tuple[int, list[tuple[str, str, int, Any]]]] = []
+        self._check_seconds = 0.0  # in the check hooks since take_check_seconds()
 
     def sampled(self, step: int) -> bool:
         """``every`` is a stride, or a schedule (``collector.budget``) asked per step."""
@@ -217,14 +219,22 @@ class ActivationWatcher:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not self._checking:
                 return
+            start = time.perf_counter()
             try:
                 y = output if isinstance(output, torch.Tensor) else first_float_tensor(output)
                 if y is not None and y.is_floating_point() and y.numel():
                     pending.append((name, kind, y.numel(), _total(y.detach())))
             except Exception:
                 failures["forward_check"] = failures.get("forward_check", 0) + 1
+            self._check_seconds += time.perf_counter() - start
 
         return hook
+
+    def take_check_seconds(self) -> float:
+        """Seconds spent in the NaN-check hooks since the last call (the hooks' own
+        dispatch by torch is not included: it cannot be timed from inside)."""
+        seconds, self._check_seconds = self._check_seconds, 0.0
+        return seconds
 
     @torch.no_grad()
     def on_after_optimizer_step(

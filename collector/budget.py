@@ -8,8 +8,12 @@ strides::
 
     share = (stats_cost / stats_every + activations_cost / activations_every) / step_time
 
-is kept at or under ``budget``, with activations sampled ``ACTIVATION_RATIO`` times
-less often than tensor statistics, and never more often than every step.
+is kept at or under ``budget`` less the collector's fixed cost per step (its hooks,
+the NaN check, ``log()`` and its bookkeeping: paid on every step, sampled or not,
+so it comes out of the budget first), with activations sampled ``ACTIVATION_RATIO``
+times less often than tensor statistics, and never more often than every step. When
+the fixed cost alone uses up the budget, the statistics keep a tenth of it (they
+are what the collector is for); the ``sampling`` event says so with the figures.
 
 A stride the user fixed (``stats_every=N`` or ``activations_every=N``) is kept as
 given; its amortised cost is taken out of the budget first and the other stride
@@ -97,6 +101,7 @@ class OverheadBudget:
         self._activations_cost: float | None = None
         self._seen = {"stats": 0, "activations": 0}
         self._step_time: float | None = None
+        self._fixed_cost: float | None = None
 
     @property
     def strides(self) -> Strides:
@@ -147,16 +152,20 @@ class OverheadBudget:
         step_seconds: float | None,
         stats_seconds: float | None = None,
         activations_seconds: float | None = None,
+        fixed_seconds: float | None = None,
     ) -> Strides | None:
         """Account for one finished step; the strides from the next step on when they
         are newly decided, else None.
 
         ``step_seconds`` is the step's wall time without any of the collector's own
         work (None when the step was not timed); the costs are the collector's time for
-        the sampled statistics of that step (None when the step did not sample them).
+        the sampled statistics of that step (None when the step did not sample them);
+        ``fixed_seconds`` is the rest of the collector's time in that step.
         """
         if step_seconds is not None and step_seconds > 0:
             self._step_time = _ema(self._step_time, step_seconds, _EMA_STEP)
+        if fixed_seconds is not None and fixed_seconds >= 0:
+            self._fixed_cost = _ema(self._fixed_cost, fixed_seconds, _EMA_STEP)
         measured = False
         if stats_seconds is not None:
             self._seen["stats"] += 1
@@ -189,7 +198,8 @@ class OverheadBudget:
         self, stats_cost: float, activations_cost: float, step_time: float, *, share: float = 1.0
     ) -> int:
         """The smallest stride that keeps the amortised cost within ``share`` of the budget."""
-        room = share * self.budget * step_time
+        budget = share * self.budget * step_time
+        room = budget - (self._fixed_cost or 0.0)
         per_round = 0.0
         for cost, fixed, ratio in (
             (stats_cost, self.fixed_stats_every, 1),
@@ -199,7 +209,7 @@ class OverheadBudget:
                 per_round += cost / ratio
             elif fixed > 0:
                 room -= cost / fixed
-        room = max(room, share * self.budget * step_time / 10)
+        room = max(room, budget / 10)
         stride = math.ceil(per_round / room - 1e-9)
         return min(max(stride, 1), MAX_STRIDE)
 
@@ -210,6 +220,7 @@ class OverheadBudget:
             "stats_ms": _ms(self._stats_cost),
             "activations_ms": _ms(self._activations_cost),
             "step_ms": _ms(self._step_time),
+            "fixed_ms": _ms(self._fixed_cost),
         }
 
 

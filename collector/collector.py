@@ -207,6 +207,8 @@ class Collector:
         self._stats_s = 0.0
         self._activations_s = 0.0
         self._own_s = 0.0
+        # The part of _own_s paid on every step, sampled or not (the budget's fixed cost).
+        self._fixed_s = 0.0
         every = budget.stats_sampled if stats_every is None else stats_every
         self._params = ParamWatcher(watched, every=param_stats_every(self._placement, every))
         leaves = (
@@ -356,7 +358,9 @@ class Collector:
                 start += self._read_pending_logs()
         else:
             self._record_log(entry)
-        self._own_s += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self._own_s += elapsed
+        self._fixed_s += elapsed
 
     def _read_pending_logs(self) -> float:
         """Move the kept accelerator values to the host in one transfer and record their
@@ -475,6 +479,7 @@ class Collector:
             self._summary.attach(lambda name: guarded(g, name))
 
     def _on_forward_start(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        start = time.perf_counter()
         first = args[0] if args else None
         batch = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else None
         training = module.training and torch.is_grad_enabled()
@@ -488,6 +493,9 @@ class Collector:
             for name, module in self._leaves:
                 out = guarded(g, "forward_output")(functools.partial(self._on_sampled_output, name))
                 self._sample_hooks.add(module.register_forward_hook(out))
+        elapsed = time.perf_counter() - start
+        self._own_s += elapsed
+        self._fixed_s += elapsed
 
     def _on_sampled_output(
         self, name: str, module: torch.nn.Module, args: tuple[Any, ...], output: Any
@@ -522,15 +530,16 @@ class Collector:
             self._put(Stream.TENSORS, tensors)
             if self._pending_logs:  # the statistics synchronised already: no extra wait
                 self._read_pending_logs()
-        stats_s = self._stats_s + time.perf_counter() - start if tensors is not None else None
+        sampled_in_hook = time.perf_counter() - start
+        stats_s = self._stats_s + sampled_in_hook if tensors is not None else None
         self._sample_hooks.remove()  # leaf hooks live for one sampled step only
         start = time.perf_counter()
         activations, origin = self._activations.on_after_optimizer_step(self._step)
         if activations is not None:
             self._put(Stream.ACTIVATIONS, activations)
-        activations_s = (
-            self._activations_s + time.perf_counter() - start if activations is not None else None
-        )
+        elapsed = time.perf_counter() - start
+        sampled_in_hook += elapsed
+        activations_s = self._activations_s + elapsed if activations is not None else None
         self._record_origin(origin)
         samples = self._samples.on_after_optimizer_step()
         if samples is not None:
@@ -538,22 +547,26 @@ class Collector:
         if self._summary is not None and self._summary.done:
             self._write_summary()
         if self._budget is not None:
+            check_s = self._activations.take_check_seconds()
             training_s = None
             if timing is not None and timing["step_time_s"] is not None:
-                own = self._own_s + self._stats_s + self._activations_s
+                own = self._own_s + self._stats_s + self._activations_s + check_s
                 training_s = timing["step_time_s"] - own
             strides = self._budget.observe(
                 self._step,
                 step_seconds=training_s,
                 stats_seconds=stats_s,
                 activations_seconds=activations_s,
+                fixed_seconds=self._fixed_s + check_s,
             )
             if strides is not None:
                 payload = self._sampling_payload(strides, "budget")
                 self._event(EventKind.SAMPLING, payload, essential=False)
         self._stats_s = self._activations_s = 0.0
-        # The rest of this hook falls in the next step's timing window.
+        # The rest of this hook falls in the next step's timing window: all of it is the
+        # collector's, and what was not sampled statistics is paid on every step.
         self._own_s = time.perf_counter() - hook_start
+        self._fixed_s = self._own_s - sampled_in_hook
         self._timer.hooks_done()
 
     def _watch_loss(self, names: list[str], splits: list[str | None], values: list[float]) -> None:
