@@ -236,11 +236,13 @@ class ActivationWatcher:
         seconds, self._check_seconds = self._check_seconds, 0.0
         return seconds
 
-    @torch.no_grad()
     def on_after_optimizer_step(
         self, step: int
     ) -> tuple[dict[str, Any] | None, tuple[int, dict[str, Any]] | None]:
-        """(``activations`` columns of a sampled step or None, (step, origin) or None)."""
+        """(``activations`` columns of a sampled step or None, (step, origin) or None).
+
+        Every tensor here was detached in the hooks: no ``no_grad`` needed (entering it
+        costs ~5 us, on every step)."""
         columns = self._collect_stats() if self._pending else None
         if self._checking:
             self._queue_check(step)

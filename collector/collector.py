@@ -209,6 +209,7 @@ class Collector:
         self._own_s = 0.0
         # The part of _own_s paid on every step, sampled or not (the budget's fixed cost).
         self._fixed_s = 0.0
+        self._lr_columns: dict[str, list[str]] = {}
         every = budget.stats_sampled if stats_every is None else stats_every
         self._params = ParamWatcher(watched, every=param_stats_every(self._placement, every))
         leaves = (
@@ -519,8 +520,7 @@ class Collector:
         assert self._optimizer is not None  # only registered with an optimizer
         groups = self._optimizer.param_groups
         lrs = [float(g["lr"]) if "lr" in g else math.nan for g in groups]
-        names = ["lr" if i == 0 else f"lr.group{i}" for i in range(len(groups))]
-        self._put(Stream.SCALARS, {"name": names, "split": ["train"] * len(names), "value": lrs})
+        self._put(Stream.SCALARS, self._lr_labels(len(groups)) | {"value": lrs})
         if timing is not None:
             columns: dict[str, list[Any]] = {k: [v] for k, v in timing.items()}
             self._put(Stream.SYSTEM, columns | self._memory())
@@ -532,7 +532,8 @@ class Collector:
                 self._read_pending_logs()
         sampled_in_hook = time.perf_counter() - start
         stats_s = self._stats_s + sampled_in_hook if tensors is not None else None
-        self._sample_hooks.remove()  # leaf hooks live for one sampled step only
+        if len(self._sample_hooks):
+            self._sample_hooks.remove()  # leaf hooks live for one sampled step only
         start = time.perf_counter()
         activations, origin = self._activations.on_after_optimizer_step(self._step)
         if activations is not None:
@@ -568,6 +569,14 @@ class Collector:
         self._own_s = time.perf_counter() - hook_start
         self._fixed_s = self._own_s - sampled_in_hook
         self._timer.hooks_done()
+
+    def _lr_labels(self, groups: int) -> dict[str, list[str]]:
+        """The ``name`` and ``split`` columns of the learning-rate rows (made once; the
+        writer copies what it is given)."""
+        if len(self._lr_columns.get("name", ())) != groups:
+            names = ["lr" if i == 0 else f"lr.group{i}" for i in range(groups)]
+            self._lr_columns = {"name": names, "split": ["train"] * groups}
+        return self._lr_columns
 
     def _watch_loss(self, names: list[str], splits: list[str | None], values: list[float]) -> None:
         """A misbehaving training loss makes the next steps dense (``collector.budget``)."""

@@ -79,13 +79,16 @@ class SampleWatcher:
             return
         self._queued.append((name, "feature_map", *quantize(y[0, : self.max_maps])))
 
-    @torch.no_grad()
     def on_after_optimizer_step(self) -> dict[str, list[Any]] | None:
         """The ``samples`` columns of a sampled step (feature maps, then filters), or None."""
         queued, self._queued = self._queued, []
-        if not self._sampling:
+        if not self._sampling:  # checked before no_grad: entering it costs ~5 us a step
             return None
         self._sampling = False
+        with torch.no_grad():
+            return self._collect(queued)
+
+    def _collect(self, queued: list[Any]) -> dict[str, list[Any]] | None:
         if self.convs:
             name, conv = self.convs[0]
             w = conv.weight.detach()
