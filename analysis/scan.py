@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from collector.compaction import split_covered
+from collector.digest import DIGEST_DIR, Digest, read_digest
 from collector.layout import SegmentName, parse_segment_name
 from collector.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, STREAM_KEY, Stream
 
@@ -44,6 +45,9 @@ class RunListing:
     path: Path
     segments: dict[Stream, list[Path]] = field(default_factory=lambda: {s: [] for s in Stream})
     unreadable: list[Unreadable] = field(default_factory=list)
+    # Writers listed by a current digest (only with trust_digests): their segments are
+    # not in ``segments``.
+    digests: list[Digest] = field(default_factory=list)
 
     def files(self) -> list[Path]:
         return [p for paths in self.segments.values() for p in paths]
@@ -53,35 +57,47 @@ class Vanished(Exception):
     """A listed file or directory disappeared before it was read."""
 
 
-def list_store(root: Path) -> tuple[list[RunListing], list[Unreadable]]:
-    """Every run directory under ``root``, and the stray files beside them."""
+def list_store(
+    root: Path, *, trust_digests: bool = False
+) -> tuple[list[RunListing], list[Unreadable]]:
+    """Every run directory under ``root``, and the stray files beside them.
+
+    ``trust_digests``: a writer whose digest matches its live segments
+    (``collector.digest``) is listed by its digest, and its segments are neither
+    checked nor returned (listing runs only)."""
     runs: list[RunListing] = []
     strays: list[Unreadable] = []
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            runs.append(list_run(entry))
+            runs.append(list_run(entry, trust_digests=trust_digests))
         else:
             strays.append(Unreadable(entry, "a file where a run directory belongs"))
     return runs, strays
 
 
-def list_run(run_dir: Path) -> RunListing:
+def list_run(run_dir: Path, *, trust_digests: bool = False) -> RunListing:
     """List ``run_dir``, again while its files vanish; the last try skips what vanished."""
     for attempt in range(RESCANS):
         try:
-            return _list_run(run_dir, final=attempt == RESCANS - 1)
+            return _list_run(run_dir, final=attempt == RESCANS - 1, trust_digests=trust_digests)
         except Vanished:
             continue
     raise AssertionError("unreachable: the final listing does not raise")
 
 
-def _list_run(run_dir: Path, *, final: bool) -> RunListing:
+def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
     listing = RunListing(run_dir)
+    live_by_stream: dict[Stream, dict[Path, SegmentName]] = {}
+    digests: list[Digest] = []
     for entry in sorted(_listdir(run_dir, final=final)):
         if entry.name.startswith("."):
             continue  # .attempts and the like
+        if entry.name == DIGEST_DIR:
+            if trust_digests:
+                digests = _read_digests(entry, listing, final=final)
+            continue
         try:
             stream = Stream(entry.name)
         except ValueError:
@@ -96,8 +112,13 @@ def _list_run(run_dir: Path, *, final: bool) -> RunListing:
                 listing.unreadable.append(Unreadable(path, "not a segment file name"))
             else:
                 named[path] = seg
-        live, _covered = split_covered(named)  # one listing: never half a compaction
+        live_by_stream[stream], _covered = split_covered(named)  # never half a compaction
+    covered = _current_digests(digests, live_by_stream)
+    listing.digests = list(covered.values())
+    for stream, live in live_by_stream.items():
         for path in sorted(live):
+            if (live[path].rank, live[path].attempt) in covered:
+                continue  # listed by its writer's digest
             try:
                 reason = check_segment(path, stream)
             except Vanished:
@@ -108,9 +129,47 @@ def _list_run(run_dir: Path, *, final: bool) -> RunListing:
                 listing.unreadable.append(Unreadable(path, reason))
             else:
                 listing.segments[stream].append(path)
-    if not listing.files() and not listing.unreadable and run_dir.exists():
+    if not listing.files() and not listing.unreadable and not covered and run_dir.exists():
         listing.unreadable.append(Unreadable(run_dir, EMPTY_RUN))
     return listing
+
+
+def _read_digests(directory: Path, listing: RunListing, *, final: bool) -> list[Digest]:
+    out = []
+    for path in sorted(_listdir(directory, final=final)):
+        if path.name.startswith("."):
+            continue
+        try:
+            out.append(read_digest(path))
+        except ValueError as e:  # only a slower listing: the segments are read instead
+            if path.exists():
+                listing.unreadable.append(Unreadable(path, str(e)))
+    return out
+
+
+def _current_digests(
+    digests: list[Digest], live: dict[Stream, dict[Path, SegmentName]]
+) -> dict[tuple[int, int], Digest]:
+    """The digests that still describe their writer: the live segments of that (rank,
+    attempt) are exactly the ones the digest lists, in every stream. None for a resumed
+    run: its views keep the latest attempt of each step, which takes the rows."""
+    resumed = any(d.attempt for d in digests) or any(
+        s.attempt for segments in live.values() for s in segments.values()
+    )
+    out: dict[tuple[int, int], Digest] = {}
+    for d in [] if resumed else digests:
+        on_disk = {
+            stream.value: sorted(
+                p.name
+                for p, s in live.get(stream, {}).items()
+                if (s.rank, s.attempt) == (d.rank, d.attempt)
+            )
+            for stream in Stream
+        }
+        listed = {stream.value: d.segments.get(stream.value, []) for stream in Stream}
+        if on_disk == listed:
+            out[(d.rank, d.attempt)] = d
+    return out
 
 
 def _listdir(directory: Path, *, final: bool) -> list[Path]:

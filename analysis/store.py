@@ -33,6 +33,7 @@ import polars as pl
 import pyarrow as pa
 
 from analysis.scan import REMOVED, RESCANS, RunListing, Unreadable, list_run, list_store
+from collector.digest import ACTIVITY_STREAMS, Digest
 from collector.schema import SCHEMAS, Stream
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ class StoreError(Exception):
 class Store:
     """Read-only SQL access to a store. ``con`` is the DuckDB connection with the views."""
 
-    def __init__(self, path: Path, *, stale_after_s: float = STALE_AFTER_S) -> None:
+    def __init__(
+        self, path: Path, *, stale_after_s: float = STALE_AFTER_S, runs_only: bool = False
+    ) -> None:
         self.path = path
+        self.runs_only = runs_only
         self.con = duckdb.connect(":memory:")
         # Settings live in a table, not SET VARIABLE: variables are per connection and
         # every store.sql() call runs on a cursor of its own.
@@ -62,10 +66,15 @@ class Store:
         )
         for stream in Stream:
             self._create_empty(stream)
-        runs, strays = list_store(path)
+        runs, strays = list_store(path, trust_digests=True) if runs_only else list_store(path)
         self.segments: dict[Stream, list[Path]] = {}
         for stream in Stream:
-            runs = self._load(stream, runs)
+            if runs_only and stream not in ACTIVITY_STREAMS:
+                self._create_raw(stream, [])  # not read by the runs view
+                self.segments[stream] = []
+            else:
+                runs = self._load(stream, runs)
+        self._create_digest_tables([d for r in runs for d in r.digests])
         # Runs with a second attempt (resume=): only their steps can be recorded twice.
         attempts = " UNION ".join(
             f"SELECT DISTINCT run_id FROM raw_{s.value} WHERE attempt > 0" for s in Stream
@@ -74,9 +83,20 @@ class Store:
         self.unreadable: list[Unreadable] = strays + [u for r in runs for u in r.unreadable]
         for item in self.unreadable:
             log.warning("skipping %s: %s", item.path, item.reason)
-        for view in (*VIEWS, "runs"):
-            sql = resources.files("analysis.views").joinpath(f"{view}.sql").read_text()
-            self.con.execute(f"CREATE VIEW {view} AS {sql}")
+        for view in ("runs",) if runs_only else (*VIEWS, "runs"):
+            self.con.execute(f"CREATE VIEW {view} AS {_view_sql(view)}")
+        # The lowest and highest finite value of each run's scalars (telemetry runs):
+        # from the rows, and from the digests of the writers listed by one.
+        scalars = "scalars"
+        if runs_only:  # the rows of the writers without a current digest only
+            scalars = "_scalars_partial"
+            self.con.execute(f"CREATE VIEW {scalars} AS {_view_sql('scalars')}")
+        self.con.execute(
+            "CREATE VIEW _run_metrics AS "
+            "SELECT run_id, name, split, min(value) AS lo, max(value) AS hi "
+            f"FROM {scalars} WHERE isfinite(value) GROUP BY run_id, name, split "
+            "UNION ALL SELECT run_id, name, split, lo, hi FROM _metrics"
+        )
 
     def sql(self, query: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
         """Run ``query`` over the views and return a Polars DataFrame."""
@@ -123,6 +143,47 @@ class Store:
         self.con.execute(f"CREATE TABLE _empty_{stream.value} AS SELECT * FROM _arrow_empty")
         self.con.unregister("_arrow_empty")
 
+    def _create_digest_tables(self, digests: list[Digest]) -> None:
+        """``_writers`` (per writer: how far it got, when it was seen) and ``_lifecycle``
+        (its run_started/run_finished/run_failed events) from current digests: the
+        ``runs`` view reads them beside the raw rows of writers without one."""
+        wall = pa.timestamp("us", tz="UTC")
+        writers = pa.table(
+            {
+                "run_id": pa.array([d.run_id for d in digests], pa.string()),
+                "rank": pa.array([d.rank for d in digests], pa.int32()),
+                "attempt": pa.array([d.attempt for d in digests], pa.int32()),
+                "steps": pa.array([d.max_step for d in digests], pa.int64()),
+                "first_seen": pa.array([d.first_us for d in digests], pa.int64()).cast(wall),
+                "last_seen": pa.array([d.last_us for d in digests], pa.int64()).cast(wall),
+            }
+        )
+        events = [(d, e) for d in digests for e in d.lifecycle]
+        lifecycle = pa.table(
+            {
+                "run_id": pa.array([d.run_id for d, _ in events], pa.string()),
+                "attempt": pa.array([d.attempt for d, _ in events], pa.int32()),
+                "kind": pa.array([e["kind"] for _, e in events], pa.string()),
+                "payload": pa.array([e["payload"] for _, e in events], pa.string()),
+                "wall_time": pa.array([e["wall_time"] for _, e in events], pa.int64()).cast(wall),
+            }
+        )
+        metrics = [(d, m) for d in digests for m in d.metrics]
+        extremes = pa.table(
+            {
+                "run_id": pa.array([d.run_id for d, _ in metrics], pa.string()),
+                "name": pa.array([m["name"] for _, m in metrics], pa.string()),
+                "split": pa.array([m["split"] for _, m in metrics], pa.string()),
+                "lo": pa.array([m["min"] for _, m in metrics], pa.float64()),
+                "hi": pa.array([m["max"] for _, m in metrics], pa.float64()),
+            }
+        )
+        tables = (("_writers", writers), ("_lifecycle", lifecycle), ("_metrics", extremes))
+        for name, table in tables:
+            self.con.register("_arrow_digests", table)
+            self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM _arrow_digests")
+            self.con.unregister("_arrow_digests")
+
     def _load(self, stream: Stream, runs: list[RunListing]) -> list[RunListing]:
         """(Re)create ``raw_<stream>``; the listings, with the runs taken again where files
         vanished under the reader.
@@ -152,7 +213,10 @@ class Store:
             # A compaction published a merged file and removed the listed ones: list again.
             for run in again:
                 relisted[run] = relisted.get(run, 0) + 1
-            runs = [list_run(r.path) if r.path in again else r for r in runs]
+            runs = [self._list_run(r.path) if r.path in again else r for r in runs]
+
+    def _list_run(self, path: Path) -> RunListing:
+        return list_run(path, trust_digests=True) if self.runs_only else list_run(path)
 
     def _readable(self, runs: list[RunListing], stream: Stream) -> list[Path]:
         """Read the files one by one: a file whose footer read well but whose data does
@@ -180,15 +244,26 @@ class Store:
         self.con.execute(f"CREATE OR REPLACE TABLE raw_{stream.value} AS {body}")
 
 
+def _view_sql(view: str) -> str:
+    return resources.files("analysis.views").joinpath(f"{view}.sql").read_text()
+
+
 def _sql_list(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def open_store(path: str | Path, *, stale_after_s: float = STALE_AFTER_S) -> Store:
-    """Open the store at ``path`` for reading; an empty or half-written store is fine."""
+def open_store(
+    path: str | Path, *, stale_after_s: float = STALE_AFTER_S, runs_only: bool = False
+) -> Store:
+    """Open the store at ``path`` for reading; an empty or half-written store is fine.
+
+    ``runs_only``: only the ``runs`` view, listed from the writers' digests where they
+    are current (``collector.digest``) instead of from every segment: what listing runs
+    needs, at a small fraction of the cost on a wide store. The stream views do not
+    exist on such a store."""
     p = Path(path)
     if not p.exists():
         raise StoreError(f"no store at {str(p)!r}: the directory does not exist")
     if not p.is_dir():
         raise StoreError(f"{str(p)!r} is not a directory; a store is a directory of runs")
-    return Store(p, stale_after_s=stale_after_s)
+    return Store(p, stale_after_s=stale_after_s, runs_only=runs_only)

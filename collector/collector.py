@@ -61,6 +61,7 @@ from collector.budget import (
     Strides,
 )
 from collector.compaction import compact_run
+from collector.digest import write_digest
 from collector.distributed import Placement, param_stats_every, placement
 from collector.errors import ConfigError, StoreError
 from collector.guard import GuardCounters, guarded
@@ -432,14 +433,20 @@ class Collector:
             payload = {"type": type(error).__name__, "message": str(error)[:2000]}
             self._event(EventKind.RUN_FAILED, {**payload, "steps": self._step, **self._health()})
         self._writer.close()
-        if not compact:
-            return
+        w = self._writer
+        # One warning per failing disk: the writer has said so already if it failed too.
+        level = logging.DEBUG if w.warned else logging.WARNING
+        if compact:
+            try:
+                compact_run(self._run_dir, rank=w.rank, attempt=w.attempt)
+            except Exception as e:  # the data is on disk either way; compaction is an optimisation
+                log.log(level, "could not compact run %s (%s); segments kept", self._run_id, e)
+        if not w.drained:
+            return  # a writer that died or timed out: its activity is not the whole story
         try:
-            compact_run(self._run_dir, rank=self._writer.rank, attempt=self._writer.attempt)
-        except Exception as e:  # the data is on disk either way; compaction is an optimisation
-            # One warning per failing disk: the writer has said so already if it failed too.
-            level = logging.DEBUG if self._writer.warned else logging.WARNING
-            log.log(level, "could not compact run %s (%s); segments kept", self._run_id, e)
+            write_digest(self._run_dir, self._run_id, w.rank, w.attempt, w.activity)
+        except Exception as e:  # an optimisation for listing runs: readers fall back
+            log.log(level, "could not write the digest of run %s (%s)", self._run_id, e)
 
     def __enter__(self) -> Collector:
         return self

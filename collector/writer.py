@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from collector.digest import Activity
 from collector.layout import SegmentName, stream_dir
 from collector.records import Rows, build_table
 from collector.schema import EventKind, Stream
@@ -104,6 +105,7 @@ class Writer:
         self._last_step = 0
         self._pending: dict[Stream, list[Rows]] = {}
         self._pending_rows = 0
+        self.activity = Activity()  # what was published (collector.digest); writer thread
         (root / run_id).mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(
             target=self._run, name=f"telemetry-writer-{run_id}-{rank}", daemon=True
@@ -115,6 +117,11 @@ class Writer:
     @property
     def state(self) -> WriterState:
         return self._state
+
+    @property
+    def drained(self) -> bool:
+        """Closed, with the thread done: everything it published is in ``activity``."""
+        return self._state is WriterState.CLOSED and not self._thread.is_alive()
 
     @property
     def rows_dropped(self) -> int:
@@ -315,6 +322,7 @@ class Writer:
             self._next_segment += 1
             self.segments_written += 1
             self.rows_written += n
+            self.activity.add(stream, table)
             if stream is Stream.EVENTS:  # the `dropped` event is on disk now
                 for reason, k in reported.items():
                     left = self._unrecorded_drops.get(reason, 0) - k

@@ -56,12 +56,12 @@ def main() -> None:
         click.get_current_context().color = False
 
 
-def _open(root: Path) -> Store:
+def _open(root: Path, *, runs_only: bool = False) -> Store:
     # analysis pulls in duckdb + polars (~0.3 s); only the verbs that read pay for it.
     from analysis import StoreError, open_store
 
     try:
-        return open_store(root)
+        return open_store(root, runs_only=runs_only)
     except StoreError as e:
         raise StoreProblem(str(e)) from e
 

@@ -84,9 +84,7 @@ def list_runs(
 
 
 def _listing_sql(store: Store) -> tuple[str, list[Any]]:
-    metrics = store.sql(
-        "SELECT DISTINCT name, split FROM scalars WHERE isfinite(value) ORDER BY name, split"
-    )
+    metrics = store.sql("SELECT DISTINCT name, split FROM _run_metrics ORDER BY name, split")
     best: list[str] = []
     params: list[Any] = []
     seen: set[str] = set()
@@ -100,15 +98,13 @@ def _listing_sql(store: Store) -> tuple[str, list[Any]]:
             continue
         seen.add(column)
         # Values as parameters; the column name is reduced to word characters above.
-        best.append(
-            f'{how}(value) FILTER (WHERE name = ? AND split IS NOT DISTINCT FROM ?) AS "{column}"'
-        )
+        extreme = "lo" if how == "min" else "hi"
+        only = "name = ? AND split IS NOT DISTINCT FROM ?"
+        best.append(f'{how}({extreme}) FILTER (WHERE {only}) AS "{column}"')
         params += [name, split]
     best_sql = (", " + ", ".join(best)) if best else ""
     sql = f"""
-        WITH best AS (
-            SELECT run_id{best_sql} FROM scalars WHERE isfinite(value) GROUP BY run_id
-        )
+        WITH best AS (SELECT run_id{best_sql} FROM _run_metrics GROUP BY run_id)
         SELECT r.run_id, r.name, r.status, r.steps, round(r.duration_s, 1) AS duration_s,
                b.* EXCLUDE (run_id), r.config, r.started_at
         FROM runs r LEFT JOIN best b USING (run_id)
@@ -237,4 +233,5 @@ def runs(
     """
     from telemetry.cli import _open  # the store, or exit 3 naming the problem
 
-    emit(list_runs(_open(root), where=where, sort=sort, limit=limit), fmt, output, quiet=quiet)
+    store = _open(root, runs_only=True)  # digests: no segment read for finished runs
+    emit(list_runs(store, where=where, sort=sort, limit=limit), fmt, output, quiet=quiet)

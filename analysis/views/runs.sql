@@ -4,15 +4,25 @@
 --   running            otherwise, if something was written in the last stale_after_s seconds
 --   crashed            otherwise (killed, lost power: heartbeats stopped)
 WITH seen AS (
-    SELECT run_id, rank, attempt, step, wall_time FROM raw_events
-    UNION ALL SELECT run_id, rank, attempt, step, wall_time FROM raw_scalars
-    UNION ALL SELECT run_id, rank, attempt, step, wall_time FROM raw_tensors
-    UNION ALL SELECT run_id, rank, attempt, step, wall_time FROM raw_system
+    -- Per writer (run, rank, attempt): how far it got and when it was seen, from its
+    -- rows, or from its digest (collector.digest; only on a store opened runs_only,
+    -- for the writers whose digest is current: _writers is empty otherwise).
+    SELECT run_id, rank, attempt,
+           max(step) AS steps, min(wall_time) AS first_seen, max(wall_time) AS last_seen
+    FROM (
+        SELECT run_id, rank, attempt, step, wall_time FROM raw_events
+        UNION ALL SELECT run_id, rank, attempt, step, wall_time FROM raw_scalars
+        UNION ALL SELECT run_id, rank, attempt, step, wall_time FROM raw_tensors
+        UNION ALL SELECT run_id, rank, attempt, step, wall_time FROM raw_system
+    )
+    GROUP BY run_id, rank, attempt
+    UNION ALL
+    SELECT run_id, rank, attempt, steps, first_seen, last_seen FROM _writers
 ),
 -- steps: how far the latest attempt of each rank got. A run resumed from an older
 -- checkpoint replays steps; the abandoned attempt's later steps do not count.
 latest AS (
-    SELECT run_id, max(step) AS steps
+    SELECT run_id, max(steps) AS steps
     FROM seen
     GROUP BY run_id, rank, attempt
     QUALIFY attempt = max(attempt) OVER (PARTITION BY run_id, rank)
@@ -20,21 +30,26 @@ latest AS (
 activity AS (
     SELECT run_id,
            max(attempt) AS attempt,
-           min(wall_time) AS started_at,
-           max(wall_time) AS last_seen
+           min(first_seen) AS started_at,
+           max(last_seen) AS last_seen
     FROM seen GROUP BY run_id
+),
+lifecycle AS (
+    SELECT run_id, attempt, kind, payload, wall_time FROM raw_events
+    WHERE kind IN ('run_started', 'run_finished', 'run_failed')
+    UNION ALL SELECT run_id, attempt, kind, payload, wall_time FROM _lifecycle
 ),
 started AS (
     SELECT run_id,
            arg_min(payload, wall_time) AS payload
-    FROM raw_events WHERE kind = 'run_started' GROUP BY run_id
+    FROM lifecycle WHERE kind = 'run_started' GROUP BY run_id
 ),
 ended AS (
     SELECT e.run_id,
            arg_max(e.kind, e.wall_time) AS kind,
            arg_max(e.payload, e.wall_time) AS payload,
            max(e.wall_time) AS ended_at
-    FROM raw_events e JOIN activity a ON e.run_id = a.run_id AND e.attempt = a.attempt
+    FROM lifecycle e JOIN activity a ON e.run_id = a.run_id AND e.attempt = a.attempt
     WHERE e.kind IN ('run_finished', 'run_failed')
     GROUP BY e.run_id
 )

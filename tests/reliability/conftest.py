@@ -168,13 +168,19 @@ def spawn(server: Server) -> Iterator[Callable[..., Worker]]:
 
 
 def unreadable_files(root: Path) -> list[str]:
-    """Every published file under ``root`` that plain pyarrow cannot read (hidden ones skipped)."""
+    """Every published file under ``root`` that plain pyarrow cannot read (hidden ones
+    skipped), or, for a writer's digest, that ``read_digest`` refuses."""
+    from collector.digest import DIGEST_DIR, read_digest
+
     bad = []
     for path in sorted(root.rglob("*")):
         hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
         if path.is_file() and not hidden:
             try:
-                pq.read_table(path)
+                if path.parent.name == DIGEST_DIR:
+                    read_digest(path)
+                else:
+                    pq.read_table(path)
             except Exception as e:
                 bad.append(f"{path.relative_to(root)}: {e}")
     return bad
