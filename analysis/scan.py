@@ -10,6 +10,7 @@ then lists that run again (see ``analysis.store``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,38 +88,41 @@ def list_run(run_dir: Path, *, trust_digests: bool = False) -> RunListing:
     raise AssertionError("unreachable: the final listing does not raise")
 
 
+_STREAMS = {s.value: s for s in Stream}
+
+
 def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
+    # Names and strings, not Paths, until a file is kept: listing 10,000 runs is mostly
+    # Python overhead per name (``benchmarks/store_scale.py``).
     listing = RunListing(run_dir)
-    live_by_stream: dict[Stream, dict[Path, SegmentName]] = {}
-    digests: list[Digest] = []
-    for entry in sorted(_listdir(run_dir, final=final)):
-        if entry.name.startswith("."):
-            continue  # .attempts and the like
-        if entry.name == DIGEST_DIR:
-            if trust_digests:
-                digests = _read_digests(entry, listing, final=final)
+    base = os.fspath(run_dir)
+    live_by_stream: dict[Stream, dict[str, SegmentName]] = {}
+    for name in sorted(_listdir(base, final=final)):
+        if name.startswith(".") or name == DIGEST_DIR:
+            continue  # .attempts and the like; digests are read per writer below
+        stream = _STREAMS.get(name)
+        if stream is None:
+            listing.unreadable.append(Unreadable(run_dir / name, "not a stream of this store"))
             continue
-        try:
-            stream = Stream(entry.name)
-        except ValueError:
-            listing.unreadable.append(Unreadable(entry, "not a stream of this store"))
-            continue
-        named: dict[Path, SegmentName] = {}
-        for path in sorted(_listdir(entry, final=final)):
-            if path.name.startswith("."):
+        named: dict[str, SegmentName] = {}
+        for file in sorted(_listdir(f"{base}{os.sep}{name}", final=final)):
+            if file.startswith("."):
                 continue  # a temporary file being written, or left by a crash
-            seg = parse_segment_name(path.name)
+            seg = parse_segment_name(file)
             if seg is None:
-                listing.unreadable.append(Unreadable(path, "not a segment file name"))
+                listing.unreadable.append(
+                    Unreadable(run_dir / name / file, "not a segment file name")
+                )
             else:
-                named[path] = seg
+                named[file] = seg
         live_by_stream[stream], _covered = split_covered(named)  # never half a compaction
-    covered = _current_digests(digests, live_by_stream)
+    covered = _current_digests(base, live_by_stream, listing) if trust_digests else {}
     listing.digests = list(covered.values())
     for stream, live in live_by_stream.items():
-        for path in sorted(live):
-            if (live[path].rank, live[path].attempt) in covered:
+        for file in sorted(live):
+            if (live[file].rank, live[file].attempt) in covered:
                 continue  # listed by its writer's digest
+            path = run_dir / stream.value / file
             try:
                 reason = check_segment(path, stream)
             except Vanished:
@@ -134,51 +138,43 @@ def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
     return listing
 
 
-def _read_digests(directory: Path, listing: RunListing, *, final: bool) -> list[Digest]:
-    out = []
-    for path in sorted(_listdir(directory, final=final)):
-        if path.name.startswith("."):
-            continue
-        try:
-            out.append(read_digest(path))
-        except ValueError as e:  # only a slower listing: the segments are read instead
-            if path.exists():
-                listing.unreadable.append(Unreadable(path, str(e)))
-    return out
-
-
 def _current_digests(
-    digests: list[Digest], live: dict[Stream, dict[Path, SegmentName]]
+    run_dir: str, live: dict[Stream, dict[str, SegmentName]], listing: RunListing
 ) -> dict[tuple[int, int], Digest]:
     """The digests that still describe their writer: the live segments of that (rank,
     attempt) are exactly the ones the digest lists, in every stream. None for a resumed
-    run: its views keep the latest attempt of each step, which takes the rows."""
-    resumed = any(d.attempt for d in digests) or any(
-        s.attempt for segments in live.values() for s in segments.values()
-    )
+    run: its views keep the latest attempt of each step, which takes the rows. Only the
+    digests of writers with live segments are read (one open each, no listing)."""
+    on_disk: dict[tuple[int, int], dict[str, list[str]]] = {}
+    for stream, segments in live.items():
+        for file, seg in segments.items():
+            writer = on_disk.setdefault((seg.rank, seg.attempt), {})
+            writer.setdefault(stream.value, []).append(file)
+    if any(attempt for _, attempt in on_disk):
+        return {}
     out: dict[tuple[int, int], Digest] = {}
-    for d in [] if resumed else digests:
-        on_disk = {
-            stream.value: sorted(
-                p.name
-                for p, s in live.get(stream, {}).items()
-                if (s.rank, s.attempt) == (d.rank, d.attempt)
-            )
-            for stream in Stream
-        }
-        listed = {stream.value: d.segments.get(stream.value, []) for stream in Stream}
-        if on_disk == listed:
-            out[(d.rank, d.attempt)] = d
+    for (rank, attempt), found in on_disk.items():
+        path = f"{run_dir}{os.sep}{DIGEST_DIR}{os.sep}{rank}-{attempt}.json"
+        try:
+            d = read_digest(path)
+        except FileNotFoundError:
+            continue  # a writer still running, killed, or from before digests
+        except ValueError as e:  # only a slower listing: the segments are read instead
+            listing.unreadable.append(Unreadable(Path(path), str(e)))
+            continue
+        current = d.segments == {stream: sorted(files) for stream, files in found.items()}
+        if current and (d.rank, d.attempt) == (rank, attempt):
+            out[(rank, attempt)] = d
     return out
 
 
-def _listdir(directory: Path, *, final: bool) -> list[Path]:
+def _listdir(directory: str, *, final: bool) -> list[str]:
     try:
-        return list(directory.iterdir())
+        return os.listdir(directory)
     except FileNotFoundError as e:
         if final:
             return []  # gone for good: nothing to read there
-        raise Vanished(directory) from e
+        raise Vanished(Path(directory)) from e
 
 
 def check_segment(path: Path, stream: Stream) -> str | None:

@@ -3,10 +3,13 @@
 Generates stores in the collector's own layout and schema (one compacted segment per
 run and stream, written with pyarrow, no torch): runs x steps x parameters of
 ``tensors`` rows (grad, weight and update per parameter and step) plus train/val loss
-scalars and lifecycle events per run. Then, each in a fresh process (for an honest
-peak RSS): opening the store and diagnosing every run with every shipped rule (what
-`telemetry analyze` does), and listing the ``runs`` view. A second store holds
-``--small-runs`` tiny runs to time the ``runs`` listing at sweep width.
+scalars and lifecycle events per run, and the digest a closing collector writes
+(``collector.digest``, built by the same code from the same tables). Then, each in a
+fresh process (for an honest peak RSS): opening the store and diagnosing every run
+with every shipped rule (what `telemetry analyze` does), and listing runs: the
+``runs`` view of a full open, and what ``telemetry runs`` does (a runs-only open
+from the digests, then its listing with the best metrics). A second store holds
+``--small-runs`` tiny runs to time the listing at sweep width.
 
     .venv/bin/python benchmarks/store_scale.py --rows 1e6 1e7 1e8
 """
@@ -27,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from collector.digest import Activity, write_digest
 from collector.layout import SegmentName, stream_dir
 from collector.schema import Stream, schema_for
 
@@ -51,11 +55,12 @@ def _table(stream: Stream, n: int, run_id: str, columns: dict[str, Any]) -> pa.T
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _write(root: Path, run_id: str, stream: Stream, table: pa.Table) -> None:
+def _write(root: Path, run_id: str, stream: Stream, table: pa.Table, activity: Activity) -> None:
     directory = stream_dir(root, run_id, stream)
     directory.mkdir(parents=True, exist_ok=True)
     name = SegmentName(0, 0, 0, 1).filename()  # a compacted segment: as after close()
     pq.write_table(table, directory / name, compression="zstd")
+    activity.add(stream, table)  # what the writer thread does after publishing
 
 
 def write_run(root: Path, run_id: str, steps: int, params: int, rng: np.random.Generator) -> int:
@@ -80,7 +85,8 @@ def write_run(root: Path, run_id: str, steps: int, params: int, rng: np.random.G
         "zero_frac": np.zeros(n),
         "nonfinite": np.zeros(n, dtype=np.int64),
     }
-    _write(root, run_id, Stream.TENSORS, _table(Stream.TENSORS, n, run_id, tensors))
+    activity = Activity()
+    _write(root, run_id, Stream.TENSORS, _table(Stream.TENSORS, n, run_id, tensors), activity)
     loss_steps = np.arange(1, steps + 1, dtype=np.int64)
     train = 2.0 * np.exp(-loss_steps / steps * 3) + rng.normal(0, 0.02, steps)
     val_steps = loss_steps[:: max(steps // 20, 1)]
@@ -94,7 +100,7 @@ def write_run(root: Path, run_id: str, steps: int, params: int, rng: np.random.G
         ),
         "value": np.concatenate([train, val]),
     }
-    _write(root, run_id, Stream.SCALARS, _table(Stream.SCALARS, m, run_id, scalars))
+    _write(root, run_id, Stream.SCALARS, _table(Stream.SCALARS, m, run_id, scalars), activity)
     events = {
         "step": np.array([0, steps], dtype=np.int64),
         "kind": pa.array(["run_started", "run_finished"], pa.string()),
@@ -103,7 +109,8 @@ def write_run(root: Path, run_id: str, steps: int, params: int, rng: np.random.G
             pa.string(),
         ),
     }
-    _write(root, run_id, Stream.EVENTS, _table(Stream.EVENTS, 2, run_id, events))
+    _write(root, run_id, Stream.EVENTS, _table(Stream.EVENTS, 2, run_id, events), activity)
+    write_digest(root / run_id, run_id, 0, 0, activity)
     return n
 
 
@@ -130,9 +137,12 @@ _PROBE = """
 import json, resource, sys, time
 t0 = time.perf_counter()
 from analysis import diagnose, open_store
-store = open_store(sys.argv[1])
+store = open_store(sys.argv[1], runs_only=sys.argv[2] == "listing")
 t_open = time.perf_counter() - t0
-if sys.argv[2] == "analyze":
+if sys.argv[2] == "listing":  # what `telemetry runs` does
+    from telemetry.runs import list_runs
+    out = {"runs": list_runs(store).height}
+elif sys.argv[2] == "analyze":
     d = diagnose(store)
     out = {"findings": len(d.findings), "not_evaluated": len(d.not_evaluated)}
 else:
@@ -168,6 +178,7 @@ def main() -> None:
             info = make_store(root, int(rows))
             info["analyze"] = probe(root, "analyze")
             info["runs_view"] = probe(root, "runs")
+            info["runs_listing"] = probe(root, "listing")
             results["stores"].append(info)
             print(json.dumps(info), flush=True)
             shutil.rmtree(root)
@@ -178,6 +189,7 @@ def main() -> None:
             for i in range(args.small_runs):
                 write_run(root, f"small-{i:05d}", 5, 2, rng)
             small = {"runs": args.small_runs, "generate_s": time.perf_counter() - t0}
+            small["runs_listing"] = probe(root, "listing")
             small["runs_view"] = probe(root, "runs")
             results["small_runs"] = small
             print(json.dumps(small), flush=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,6 +23,9 @@ from collector.schema import Stream
 from collector.segments import write_segment
 
 log = logging.getLogger(__name__)
+
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,13 @@ def live_segments(directory: Path) -> tuple[dict[Path, SegmentName], list[Path]]
 
 
 def split_covered(
-    named: dict[Path, SegmentName],
-) -> tuple[dict[Path, SegmentName], list[Path]]:
-    """``(live, covered)`` of segments listed once (``live_segments`` lists the directory)."""
+    named: dict[K, SegmentName],
+) -> tuple[dict[K, SegmentName], list[K]]:
+    """``(live, covered)`` of segments listed once (``live_segments`` lists the directory);
+    keyed by path or by file name, as given."""
     compacted = [s for s in named.values() if s.compacted]
-    live: dict[Path, SegmentName] = {}
-    covered: list[Path] = []
+    live: dict[K, SegmentName] = {}
+    covered: list[K] = []
     for path, seg in named.items():
         if any(c.covers(seg) for c in compacted):
             covered.append(path)

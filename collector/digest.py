@@ -84,7 +84,7 @@ class Digest:
     run_id: str
     rank: int
     attempt: int
-    segments: dict[str, list[str]]  # stream -> live segment file names, sorted
+    segments: dict[str, list[str]]  # stream -> live segment file names, sorted; no empty lists
     first_us: int | None
     last_us: int | None
     max_step: int | None
@@ -97,13 +97,13 @@ def digest_path(run_dir: Path, rank: int, attempt: int) -> Path:
 
 
 def writer_segments(run_dir: Path, rank: int, attempt: int) -> dict[str, list[str]]:
-    """The live segment names of one writer, per stream (every stream, sorted)."""
+    """The live segment names of one writer, per stream that has any (sorted)."""
     out: dict[str, list[str]] = {}
     for stream in Stream:
         live, _ = live_segments(run_dir / stream.value)
-        out[stream.value] = sorted(
-            p.name for p, s in live.items() if (s.rank, s.attempt) == (rank, attempt)
-        )
+        names = sorted(p.name for p, s in live.items() if (s.rank, s.attempt) == (rank, attempt))
+        if names:
+            out[stream.value] = names
     return out
 
 
@@ -136,16 +136,22 @@ def write_digest(run_dir: Path, run_id: str, rank: int, attempt: int, activity: 
     return final
 
 
-def read_digest(path: Path) -> Digest:
-    """The digest at ``path``; ``ValueError`` saying why when it cannot be used."""
+def read_digest(path: str | Path) -> Digest:
+    """The digest at ``path``; ``ValueError`` saying why when it cannot be used
+    (``FileNotFoundError`` when there is none)."""
     try:
-        body = json.loads(path.read_text())
+        with open(path, "rb") as fh:  # FileNotFoundError passes: no digest is no problem
+            body = json.loads(fh.read())
+    except FileNotFoundError:
+        raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"not a readable digest ({type(e).__name__}: {e})") from e
     if not isinstance(body, dict) or body.get("version") != DIGEST_VERSION:
         raise ValueError(f"not a version {DIGEST_VERSION} digest")
     try:
-        segments = {str(k): sorted(map(str, v)) for k, v in body["segments"].items()}
+        segments = {str(k): sorted(v) for k, v in body["segments"].items() if v}
+        if not all(isinstance(name, str) for names in segments.values() for name in names):
+            raise ValueError("segment names must be strings")
         return Digest(
             run_id=str(body["run_id"]),
             rank=int(body["rank"]),
