@@ -53,6 +53,8 @@ def rows(results: Path) -> Iterator[tuple[str, str, str, str]]:
                 continue
             target = STEP_TARGETS.get((name, arm))
             measured = f"{m['ratio_mean']:.3f}x mean, {m['ratio_median']:.3f}x median"
+            if m.get("ratio_steady") is not None:
+                measured += f", {m['ratio_steady']:.3f}x mean after the dense start"
             yield (
                 f"{name} ({device}) {arm}: step time vs none",
                 f"<= {target:.2f}x" if target else "peer",
