@@ -328,8 +328,11 @@ class Collector:
                         f"metric {key!r} is a {value.dtype} tensor; log() takes real numbers "
                         "(log .real and .imag, or .abs(), of a complex value; .float() of a flag)"
                     )
-                tensors.append((len(values), value.detach().reshape(())))
-                values.append(math.nan)
+                if _kept_on_device(value):
+                    tensors.append((len(values), value.detach().reshape(())))
+                    values.append(math.nan)
+                else:  # a CPU value costs nothing to read (item(): no requires_grad warning)
+                    values.append(float(value.item()))
             elif isinstance(value, numbers.Real) and not isinstance(value, bool):
                 values.append(float(value))
             else:
@@ -346,15 +349,11 @@ class Collector:
         entry = _PendingLog(
             self._step if step is None else step, self._epoch, time.time(), names, splits, values
         )
-        on_device = [(i, t) for i, t in tensors if _kept_on_device(t)]
-        for i, t in tensors:
-            if not _kept_on_device(t):
-                values[i] = float(t)
-        if on_device:
+        if tensors:  # values kept on an accelerator
             # One float64 tensor per call on the (first) accelerator; read in batches.
-            device = on_device[0][1].device
-            entry.indices = [i for i, _ in on_device]
-            entry.device_values = torch.stack([t.to(device, torch.float64) for _, t in on_device])
+            device = tensors[0][1].device
+            entry.indices = [i for i, _ in tensors]
+            entry.device_values = torch.stack([t.to(device, torch.float64) for _, t in tensors])
             self._pending_logs.append(entry)
             if len(self._pending_logs) >= LOG_BATCH:
                 start += self._read_pending_logs()
