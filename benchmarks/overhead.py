@@ -96,17 +96,27 @@ def _tb_numbers(logdir: Path) -> int:
 
 
 def _store_numbers(root: Path) -> int:
-    """Numeric cells (not null) in every Parquet segment of the store."""
+    """Numbers in every Parquet segment of the store: numeric cells (not null), the
+    elements of numeric lists (a feature map's shape, per-map lo/hi) and the bytes of
+    ``samples.data`` (uint8 pixels: one number each)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
+    def numeric(t: pa.DataType) -> bool:
+        return pa.types.is_integer(t) or pa.types.is_floating(t)
 
     n = 0
     for path in root.rglob("*.parquet"):
         table = pq.read_table(path)
-        for column in table.columns:
-            t = column.type
-            if pa.types.is_integer(t) or pa.types.is_floating(t):
+        for field, column in zip(table.schema, table.columns, strict=True):
+            t = field.type
+            if numeric(t):
                 n += len(column) - column.null_count
+            elif pa.types.is_list(t) and numeric(t.value_type):
+                n += len(pc.list_flatten(column))
+            elif field.name == "data" and pa.types.is_binary(t):
+                n += int(pc.sum(pc.binary_length(column)).as_py() or 0)
     return n
 
 

@@ -74,9 +74,14 @@ class Activity:
         if stream is Stream.EVENTS:
             kinds = pa.array([k.value for k in LIFECYCLE])
             rows = table.filter(pc.is_in(table["kind"], value_set=kinds))
-            for row in rows.select(["kind", "payload", "wall_time"]).to_pylist():
-                wall_us = int(row["wall_time"].timestamp() * 1_000_000)
-                self.lifecycle.append(row | {"wall_time": wall_us})
+            wall_us = rows["wall_time"].cast(pa.int64())  # exact: no float seconds
+            for kind, payload, wall in zip(
+                rows["kind"].to_pylist(),
+                rows["payload"].to_pylist(),
+                wall_us.to_pylist(),
+                strict=True,
+            ):
+                self.lifecycle.append({"kind": kind, "payload": payload, "wall_time": wall})
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,8 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("own_params", _I64),
         ("calls", _I64),
     ),
+    # One row per timed training step. `max_memory_bytes` (peak host RSS, or CUDA
+    # memory allocated) is read at most once a second and null on the rows between.
     Stream.SYSTEM: (
         ("step_time_s", _F64),
         ("data_time_s", _F64),
