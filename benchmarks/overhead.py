@@ -73,6 +73,16 @@ def _workload(name: str, device: Any) -> tuple[Any, Any, Any]:
     return model.to(device), batch_at, nn.CrossEntropyLoss()
 
 
+def train_step(model: Any, opt: Any, batch_at: Any, loss_fn: Any, i: int) -> Any:
+    """One optimizer step of a workload on its batch ``i``; the loss (a tensor)."""
+    x, y = batch_at(i)
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def _tb_numbers(logdir: Path) -> int:
     """Numbers in TensorBoard's event files: scalars, and per histogram its five
     summary values plus bucket limits and counts."""
@@ -148,11 +158,7 @@ def _child(workload: str, arm: str, steps: int, warmup: int) -> dict[str, Any]:
             if cuda:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            x, y = batch_at(i)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
+            loss = train_step(model, opt, batch_at, loss_fn, i)
             sched.step()
             if tel is not None:
                 tel.log({"loss": loss}, split="train")
