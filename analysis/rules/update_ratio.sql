@@ -17,7 +17,7 @@
 -- 0.1 a tenth of the weight is replaced every step and below 1e-5 it would take 1e5
 -- steps to change by its own size. (SageMaker Debugger's WeightUpdateRatio flags only
 -- catastrophes, < 1e-8 or > 10.) A parameter is out of band when its median ratio over
--- the sampled steps after the first warmup_frac of them (zero-initialised biases and
+-- the sampled steps after the first warmup_frac of the run's steps (zero-initialised biases and
 -- learning-rate warm-up make early ratios meaningless) is outside it, over at least
 -- min_samples steps. Updates of exactly zero are `stalled_parameters`' finding and are
 -- left out, as are zero weights and non-finite values.
@@ -32,17 +32,17 @@ WITH pairs AS (
     WHERE u.kind = 'update'
       AND isfinite(u.norm) AND isfinite(w.norm) AND u.norm > 0 AND w.norm > 0
 ),
-steps AS (
-    SELECT run_id, step,
-           row_number() OVER (PARTITION BY run_id ORDER BY step) AS k,
-           count(*) OVER (PARTITION BY run_id) AS n
-    FROM (SELECT DISTINCT run_id, step FROM pairs)
+-- Warm-up by steps, not by samples: the collector samples the first steps densely
+-- (and bursts after a loss jump), so the first tenth of the samples can be most of
+-- them, and their early ratios would outvote the rest of the run.
+warm AS (
+    SELECT run_id, floor(max(step) * $warmup_frac) AS until_step FROM pairs GROUP BY run_id
 ),
 per_param AS (
     SELECT p.run_id, p.param, median(p.ratio) AS ratio, count(*) AS samples,
            min(p.step) AS from_step, max(p.step) AS to_step, min(p.seq) AS seq
-    FROM pairs p JOIN steps s USING (run_id, step)
-    WHERE s.k > floor(s.n * $warmup_frac)
+    FROM pairs p JOIN warm w USING (run_id)
+    WHERE p.step > w.until_step
     GROUP BY p.run_id, p.param
     HAVING count(*) >= $min_samples
 ),
