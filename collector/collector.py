@@ -332,7 +332,9 @@ class Collector:
                 if _kept_on_device(value):
                     tensors.append((len(values), value.detach().reshape(())))
                     values.append(math.nan)
-                else:  # a CPU value costs nothing to read (item(): no requires_grad warning)
+                else:
+                    # A CPU tensor: item() reads memory, no device sync (and, unlike
+                    # float(), no warning for a value that requires grad).
                     values.append(float(value.item()))
             elif isinstance(value, numbers.Real) and not isinstance(value, bool):
                 values.append(float(value))
