@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from collector.compaction import split_covered
-from collector.digest import DIGEST_DIR, Digest, read_digest
+from collector.digest import DIGEST_DIR, Digest, digest_name, read_digest
 from collector.layout import SegmentName, parse_segment_name
 from collector.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, STREAM_KEY, Stream
 
@@ -154,7 +154,7 @@ def _current_digests(
         return {}
     out: dict[tuple[int, int], Digest] = {}
     for (rank, attempt), found in on_disk.items():
-        path = f"{run_dir}{os.sep}{DIGEST_DIR}{os.sep}{rank}-{attempt}.json"
+        path = os.path.join(run_dir, DIGEST_DIR, digest_name(rank, attempt))  # no Path: speed
         try:
             d = read_digest(path)
         except FileNotFoundError:

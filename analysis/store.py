@@ -66,7 +66,7 @@ class Store:
         )
         for stream in Stream:
             self._create_empty(stream)
-        runs, strays = list_store(path, trust_digests=True) if runs_only else list_store(path)
+        runs, strays = list_store(path, trust_digests=runs_only)
         self.segments: dict[Stream, list[Path]] = {}
         for stream in Stream:
             if runs_only and stream not in ACTIVITY_STREAMS:
@@ -144,9 +144,10 @@ class Store:
         self.con.unregister("_arrow_empty")
 
     def _create_digest_tables(self, digests: list[Digest]) -> None:
-        """``_writers`` (per writer: how far it got, when it was seen) and ``_lifecycle``
-        (its run_started/run_finished/run_failed events) from current digests: the
-        ``runs`` view reads them beside the raw rows of writers without one."""
+        """``_writers`` (per writer: how far it got, when it was seen), ``_lifecycle``
+        (its run_started/run_finished/run_failed events) and ``_metrics`` (its scalars'
+        extremes) from current digests: the ``runs`` view and ``_run_metrics`` read them
+        beside the raw rows of writers without one."""
         wall = pa.timestamp("us", tz="UTC")
         writers = pa.table(
             {
@@ -213,10 +214,10 @@ class Store:
             # A compaction published a merged file and removed the listed ones: list again.
             for run in again:
                 relisted[run] = relisted.get(run, 0) + 1
-            runs = [self._list_run(r.path) if r.path in again else r for r in runs]
-
-    def _list_run(self, path: Path) -> RunListing:
-        return list_run(path, trust_digests=True) if self.runs_only else list_run(path)
+            runs = [
+                list_run(r.path, trust_digests=self.runs_only) if r.path in again else r
+                for r in runs
+            ]
 
     def _readable(self, runs: list[RunListing], stream: Stream) -> list[Path]:
         """Read the files one by one: a file whose footer read well but whose data does

@@ -97,8 +97,13 @@ class Digest:
     metrics: list[dict[str, Any]]  # name, split, min, max (finite values only)
 
 
+def digest_name(rank: int, attempt: int) -> str:
+    """The digest's file name inside ``<run>/digests``."""
+    return f"{rank}-{attempt}.json"
+
+
 def digest_path(run_dir: Path, rank: int, attempt: int) -> Path:
-    return run_dir / DIGEST_DIR / f"{rank}-{attempt}.json"
+    return run_dir / DIGEST_DIR / digest_name(rank, attempt)
 
 
 def writer_segments(run_dir: Path, rank: int, attempt: int) -> dict[str, list[str]]:

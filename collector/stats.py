@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
+_COUNTS = ("numel", "nonfinite")  # the integer columns
 # The columns of HostStats, in this order (the ``tensors`` stream's statistics).
-_COUNTS = ("numel", "nonfinite")
 COLUMNS = ("numel", "norm", "mean", "std", "min", "max", "abs_max", "zero_frac", "nonfinite")
 
 
@@ -63,7 +63,7 @@ class HostStats:
         }
 
     def rows(self) -> list[dict[str, float | int]]:
-        """One dict per tensor (tests and small callers; the collector uses ``columns``)."""
+        """One dict per tensor (tests and small callers; the collector uses ``packed``)."""
         return [
             dict(zip(COLUMNS, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
         ]

@@ -45,16 +45,16 @@ def test_a_compaction_between_listing_and_loading_is_read_again(
     real = store.list_store
     relisted: list[Path] = []
 
-    def list_then_compact(root: Path) -> Any:
-        listing = real(root)
+    def list_then_compact(root: Path, **kwargs: Any) -> Any:
+        listing = real(root, **kwargs)
         compact_run(root / "racing")  # merged files published, the listed ones deleted
         return listing
 
     real_list_run = store.list_run
 
-    def counting_list_run(run_dir: Path) -> scan.RunListing:
+    def counting_list_run(run_dir: Path, **kwargs: Any) -> scan.RunListing:
         relisted.append(run_dir)
-        return real_list_run(run_dir)
+        return real_list_run(run_dir, **kwargs)
 
     monkeypatch.setattr(store, "list_store", list_then_compact)
     monkeypatch.setattr(store, "list_run", counting_list_run)
@@ -89,8 +89,8 @@ def test_files_deleted_under_the_reader_are_gone_not_fatal(
     _run(tmp_path, "doomed")
     real = store.list_store
 
-    def list_then_delete(root: Path) -> Any:
-        listing = real(root)
+    def list_then_delete(root: Path, **kwargs: Any) -> Any:
+        listing = real(root, **kwargs)
         for path in (root / "doomed" / "scalars").iterdir():
             path.unlink()
         return listing
@@ -111,11 +111,11 @@ def test_files_that_vanish_from_every_listing_are_named_after_a_few_tries(
         path.unlink()
     tries: list[Path] = []
 
-    def stale_listing(run_dir: Path) -> scan.RunListing:
+    def stale_listing(run_dir: Path, **kwargs: Any) -> scan.RunListing:
         tries.append(run_dir)
         return stale  # as if a compaction raced every listing
 
-    monkeypatch.setattr(store, "list_store", lambda root: ([stale], []))
+    monkeypatch.setattr(store, "list_store", lambda root, **kwargs: ([stale], []))
     monkeypatch.setattr(store, "list_run", stale_listing)
     with analysis.open_store(tmp_path) as s:
         assert len(tries) == scan.RESCANS
