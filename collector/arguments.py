@@ -45,7 +45,7 @@ def check(
 ) -> None:
     """Raise ``ConfigError`` for the first argument ``Collector(...)`` cannot use."""
     if name is not None and not isinstance(name, str):
-        raise ConfigError(f"name must be a string or None, got {name!r}")
+        raise ConfigError(f"name must be a string or None, got {shown(name)}")
     if config is not None and not isinstance(config, Mapping):
         raise ConfigError(f"config must be a mapping (e.g. a dict), got {type(config).__name__}")
     if model is not None and not isinstance(model, torch.nn.Module):
@@ -60,7 +60,7 @@ def check(
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(
                 f"{what} must be an int >= 0 (0 disables) or None (the overhead budget "
-                f"chooses), got {value!r}"
+                f"chooses), got {shown(value)}"
             )
     if (
         not isinstance(overhead_budget, int | float)
@@ -69,21 +69,22 @@ def check(
     ):
         raise ConfigError(
             "overhead_budget must be a fraction of step time in (0, 1), e.g. 0.03, "
-            f"got {overhead_budget!r}"
+            f"got {shown(overhead_budget)}"
         )
     for what, value in (
         ("samples_every", samples_every),
         ("samples_budget_bytes", samples_budget_bytes),
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{what} must be an int >= 0 (0 disables), got {value!r}")
+            raise ConfigError(f"{what} must be an int >= 0 (0 disables), got {shown(value)}")
     if not isinstance(nan_check, int) or nan_check < 0:
         raise ConfigError(
-            f"nan_check must be True, False or an int >= 0 (check every N steps), got {nan_check!r}"
+            "nan_check must be True, False or an int >= 0 (check every N steps), "
+            f"got {shown(nan_check)}"
         )
     for what, value in (("flush_every_s", flush_every_s), ("heartbeat_every_s", heartbeat_every_s)):
         if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-            raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
+            raise ConfigError(f"{what} must be a positive number of seconds, got {shown(value)}")
     for what, patterns in (
         ("include", include),
         ("exclude", exclude),
@@ -92,7 +93,7 @@ def check(
     ):
         _check_patterns(what, patterns)
     if resume is not None and (not isinstance(resume, str) or not layout.RUN_ID_RE.match(resume)):
-        raise ConfigError(f"resume must be the id of a run in the store, got {resume!r}")
+        raise ConfigError(f"resume must be the id of a run in the store, got {shown(resume)}")
     check_optional_int("start_step", start_step)
     for obj in (model, optimizer):
         if obj is not None and obj in _watched:
@@ -104,9 +105,31 @@ def check(
             )
 
 
+INT64_MAX = 2**63 - 1
+"""The largest step or epoch the store can hold (its columns are int64)."""
+
+
 def check_optional_int(what: str, value: object) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise ConfigError(f"{what} must be a non-negative int or None, got {value!r}")
+    """``value`` is None or an int in 0..``INT64_MAX`` (a step, an epoch)."""
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT64_MAX:
+        raise ConfigError(
+            f"{what} must be an int from 0 to 2**63 - 1 (stored as int64) or None, "
+            f"got {shown(value)}"
+        )
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters for a message (never raises: Python
+    refuses the repr of an int of more than 4,300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def watch(run_id: str, *objects: object) -> None:
@@ -128,8 +151,8 @@ def _check_patterns(what: str, patterns: object) -> None:
     if isinstance(patterns, str) or not isinstance(patterns, list | tuple | set | frozenset):
         raise ConfigError(
             f"{what} must be a list of shell-style name patterns (e.g. [{'*.bias'!r}]), "
-            f"got {patterns!r}"
+            f"got {shown(patterns)}"
         )
     bad = [p for p in patterns if not isinstance(p, str) or not p]
     if bad:
-        raise ConfigError(f"{what} patterns must be non-empty strings, got {bad!r}")
+        raise ConfigError(f"{what} patterns must be non-empty strings, got {shown(bad)}")

@@ -53,6 +53,7 @@ import torch
 
 from collector import arguments, claims, shutdown
 from collector.activations import ActivationWatcher, can_create_nonfinite, leaf_modules
+from collector.arguments import shown
 from collector.budget import (
     DENSE_ACTIVATIONS_EVERY,
     DENSE_STEPS,
@@ -68,7 +69,7 @@ from collector.guard import GuardCounters, guarded
 from collector.hooks import HookSet
 from collector.modules import ModelSummary
 from collector.params import ParamWatcher, select_parameters
-from collector.records import Rows, json_safe, plain_json
+from collector.records import Rows, json_safe, plain_json, safe_text
 from collector.samples import SampleWatcher
 from collector.schema import SCHEMA_VERSION, EventKind, Stream
 from collector.system import StepTimer, peak_host_memory_bytes
@@ -160,6 +161,9 @@ class Collector:
             start_step=start_step,
         )
         watched = select_parameters(model, optimizer, include=include, exclude=exclude)
+        # The config as stored, before anything exists on disk: a config that cannot be
+        # stored leaves no empty run directory behind.
+        stored_config, converted = plain_json(dict(config) if config is not None else {})
         self._root = Path(root)
         try:
             self._root.mkdir(parents=True, exist_ok=True)
@@ -167,7 +171,15 @@ class Collector:
             raise StoreError(f"cannot create the store directory {str(self._root)!r}: {e}") from e
         if not os.access(self._root, os.W_OK):
             raise StoreError(f"the store directory {str(self._root)!r} is not writable")
+        if name is not None and safe_text(name) != name:
+            log.warning(
+                "run name %s is not valid Unicode (lone surrogates, as os.fsdecode gives for "
+                "a non-UTF-8 path); stored with them escaped: %r",
+                ascii(name),
+                safe_text(name),
+            )
         self._name = name
+        self._unicode_warned = False
         self._resumed = resume is not None
         self._placement = placement()
         place = claims.claim(self._root, self._placement, name=name, resume=resume)
@@ -233,7 +245,8 @@ class Collector:
         self._summary_written = model is None
         self._device = watched[0][1].device if watched else torch.device("cpu")
         try:
-            self._event(EventKind.RUN_STARTED, self._start_payload(config, watched))
+            payload = self._start_payload(stored_config, converted, watched)
+            self._event(EventKind.RUN_STARTED, payload)
             self._attach()
         except BaseException:
             self._hooks.remove()
@@ -301,7 +314,9 @@ class Collector:
         arguments.check_optional_int("epoch", epoch)
         arguments.check_optional_int("step", step)
         if split is not None and (not isinstance(split, str) or not split):
-            raise ConfigError(f"split must be a non-empty string or None, got {split!r}")
+            raise ConfigError(f"split must be a non-empty string or None, got {shown(split)}")
+        if split is not None and not split.isascii():
+            split = self._valid_unicode(split)
         if self._closed:
             log.warning("log() on closed run %s ignored", self._run_id)
             return
@@ -312,7 +327,9 @@ class Collector:
         values: list[float] = []
         for key, value in metrics.items():
             if not isinstance(key, str) or not key:
-                raise ConfigError(f"metric names must be non-empty strings, got {key!r}")
+                raise ConfigError(f"metric names must be non-empty strings, got {shown(key)}")
+            if not key.isascii():
+                key = self._valid_unicode(key)
             name, row_split = key, split
             if split is None and "/" in key:
                 name, _, row_split = key.rpartition("/")
@@ -337,7 +354,13 @@ class Collector:
                     # float(), no warning for a value that requires grad).
                     values.append(float(value.item()))
             elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-                values.append(float(value))
+                try:
+                    values.append(float(value))
+                except OverflowError as e:  # 10**400: no float64 holds it
+                    raise ConfigError(
+                        f"metric {key!r} is a {type(value).__name__} beyond the float64 range "
+                        "(about 1.8e308); log a float (math.inf if that is what it means)"
+                    ) from e
             else:
                 raise ConfigError(
                     f"metric {key!r} has a value of type {type(value).__name__}; "
@@ -365,6 +388,20 @@ class Collector:
         elapsed = time.perf_counter() - start
         self._own_s += elapsed
         self._fixed_s += elapsed
+
+    def _valid_unicode(self, text: str) -> str:
+        """``text`` as stored: lone surrogates escaped (``records.safe_text``), said once."""
+        stored = safe_text(text)
+        if stored != text and not self._unicode_warned:
+            self._unicode_warned = True
+            log.warning(
+                "run %s: metric name %s is not valid Unicode (lone surrogates); stored with "
+                "them escaped as %r (said once per run)",
+                self._run_id,
+                ascii(text),
+                stored,
+            )
+        return stored
 
     def _read_pending_logs(self) -> float:
         """Move the kept accelerator values to the host in one transfer and record their
@@ -682,11 +719,11 @@ class Collector:
 
     def _start_payload(
         self,
-        config: Mapping[str, Any] | None,
+        stored: dict[str, Any],
+        converted: list[str],
         watched: list[tuple[str, torch.nn.Parameter]],
     ) -> dict[str, Any]:
         model = self._model
-        stored, converted = plain_json(dict(config) if config is not None else {})
         if converted:
             shown = ", ".join(converted[:8]) + (", ..." if len(converted) > 8 else "")
             log.warning(

@@ -121,7 +121,10 @@ def _concat(parts: list[_Part], type_: pa.DataType) -> pa.Array:
     arrays = []
     for part in parts:
         if isinstance(part, list):
-            arrays.append(pa.array(part, type=type_, from_pandas=False))
+            try:
+                arrays.append(pa.array(part, type=type_, from_pandas=False))
+            except UnicodeEncodeError:  # a lone surrogate: stored escaped, as documented
+                arrays.append(pa.array([_text_or_none(v) for v in part], type=type_))
             continue
         if isinstance(part, array.array):
             if part.typecode not in _PACKED:
@@ -142,15 +145,39 @@ def _per_batch(values: list[Any], ends: pa.Array) -> pa.Array:
     return pc.run_end_decode(encoded)
 
 
+def safe_text(text: str) -> str:
+    """``text`` with every lone surrogate written as its escape (``"x\\udc80"``).
+
+    ``os.fsdecode`` of a non-UTF-8 path gives such strings. They cannot be encoded as
+    UTF-8, so Arrow refuses them, and JSON readers (DuckDB's among them) reject the
+    ``\\udc80`` escape ``json.dumps`` writes: every string that reaches the store goes
+    through here. Free for ASCII text (the common case).
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _text_or_none(value: Any) -> Any:
+    return safe_text(value) if isinstance(value, str) else value
+
+
 def json_safe(value: Any) -> Any:
-    """``value`` with NaN/Inf floats replaced by "NaN", "Infinity", "-Infinity".
+    """``value`` with NaN/Inf floats replaced by "NaN", "Infinity", "-Infinity" and
+    strings (keys too) by ``safe_text``.
 
     Event payloads are strict JSON (readers other than DuckDB reject bare NaN).
     """
+    if isinstance(value, str):
+        return safe_text(value)
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {safe_text(str(k)): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
@@ -161,13 +188,18 @@ def plain_json(value: Any, path: str = "config") -> tuple[Any, list[str]]:
 
     Mappings become dicts with string keys, lists and tuples lists, numbers (numpy's
     too) ``int``/``float`` (NaN/Inf kept: ``json_safe`` spells them at write time),
-    ``os.PathLike`` a string. Anything else, a key that is not a plain value, and a
-    container that contains itself become their ``repr`` and are listed, so the
-    caller can say which ones once.
+    ``os.PathLike`` a string. Anything else, a key that is not a plain value, a
+    container that contains itself or lies deeper than ``MAX_DEPTH`` become their
+    ``repr`` (or ``<unrepresentable T>`` when ``repr`` itself fails) and are listed, so
+    the caller can say which ones once.
     """
     converted: list[str] = []
     out = _plain(value, path, converted, set())
     return out, converted
+
+
+MAX_DEPTH = 64
+"""Nesting levels of a config kept as structure; deeper values are stored as text."""
 
 
 def _plain(value: Any, path: str, converted: list[str], active: set[int]) -> Any:
@@ -176,13 +208,17 @@ def _plain(value: Any, path: str, converted: list[str], active: set[int]) -> Any
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping | list | tuple):
-        if id(value) in active:
+        try:
+            return float(value)
+        except (OverflowError, ValueError):  # e.g. Fraction(10**400)
             converted.append(path)
-            return repr(value)
+            return _repr(value)
+    if isinstance(value, os.PathLike):
+        return _plain(os.fspath(value), path, converted, active)  # bytes paths too
+    if isinstance(value, Mapping | list | tuple):
+        if id(value) in active or len(active) >= MAX_DEPTH:
+            converted.append(path)
+            return _repr(value)
         active.add(id(value))
         try:
             if isinstance(value, Mapping):
@@ -195,7 +231,7 @@ def _plain(value: Any, path: str, converted: list[str], active: set[int]) -> Any
                     elif isinstance(key, int | float):
                         name = str(key)
                     else:
-                        name = repr(key)
+                        name = _repr(key)
                         converted.append(f"{path}[{name}]")
                     out[name] = _plain(item, f"{path}.{name}", converted, active)
                 return out
@@ -203,4 +239,11 @@ def _plain(value: Any, path: str, converted: list[str], active: set[int]) -> Any
         finally:
             active.discard(id(value))
     converted.append(path)
-    return repr(value)
+    return _repr(value)
+
+
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:  # a user's __repr__ that fails must not cost the run its config
+        return f"<unrepresentable {type(value).__name__}>"

@@ -26,11 +26,13 @@ import pyarrow as pa
 
 from collector.digest import Activity
 from collector.layout import SegmentName, stream_dir
-from collector.records import Rows, build_table
+from collector.records import Rows, build_table, json_safe
 from collector.schema import EventKind, Stream
 from collector.segments import write_segment
 
 log = logging.getLogger(__name__)
+
+INT64_MAX = 2**63 - 1
 
 Sink = Callable[[pa.Table, Path, str], object]
 """Publishes a table as ``directory/filename``; ``segments.write_segment`` by default."""
@@ -251,7 +253,10 @@ class Writer:
     def _add(self, rows: Rows) -> None:
         self._pending.setdefault(rows.stream, []).append(rows)
         self._pending_rows += len(rows)
-        self._last_step = max(self._last_step, rows.step)
+        # The writer's own events carry the last step: a step no int64 holds (a producer
+        # bug) would cost every later event, the run's ending included.
+        if rows.step <= INT64_MAX:
+            self._last_step = max(self._last_step, rows.step)
 
     def _event(self, kind: EventKind, payload: dict[str, object]) -> Rows:
         return Rows(
@@ -259,7 +264,7 @@ class Writer:
             step=self._last_step,
             epoch=None,
             wall_time=time.time(),
-            columns={"kind": [kind.value], "payload": [json.dumps(payload)]},
+            columns={"kind": [kind.value], "payload": [json.dumps(json_safe(payload))]},
         )
 
     def _flush(self) -> None:
@@ -276,60 +281,91 @@ class Writer:
                 overflow,
                 self._max_queue,
             )
+        pending, self._pending, self._pending_rows = self._pending, {}, 0
+        for stream in pending:
+            if stream is not Stream.EVENTS:
+                self._write(stream, pending[stream])
+        # Events last, so that the `dropped` event counts this flush's own losses (the
+        # final flush has no next one), and first among the events: a run's final event
+        # stays its last row. It is only forgotten once it is on disk.
         reported = dict(self._unrecorded_drops)
+        events = pending.get(Stream.EVENTS, [])
         if reported:
             payload = {
-                "rows": sum(self._unrecorded_drops.values()),
-                "reasons": dict(self._unrecorded_drops),
+                "rows": sum(reported.values()),
+                "reasons": reported,
                 "last_error": self._last_error,
             }
-            # Before the events already pending: a run's final event stays its last row.
-            dropped = self._event(EventKind.DROPPED, payload)
-            self._pending.setdefault(Stream.EVENTS, []).insert(0, dropped)
-            self._pending_rows += len(dropped)
-        pending, self._pending, self._pending_rows = self._pending, {}, 0
-        # Events last: the `dropped` event is only forgotten once it is on disk.
-        for stream in sorted(pending, key=lambda s: s is Stream.EVENTS):
-            batches = pending[stream]
-            n = sum(len(b) for b in batches)
-            try:
-                table = build_table(
-                    stream,
-                    batches,
-                    run_id=self.run_id,
-                    rank=self.rank,
-                    attempt=self.attempt,
-                    first_seq=self._next_seq,
-                )
-                name = SegmentName(self.rank, self.attempt, self._next_segment, self._next_segment)
-                self._sink(table, stream_dir(self.root, self.run_id, stream), name.filename())
-            except Exception as e:  # I/O or a producer bug: count, warn once, go on
-                self._count_drop(type(e).__name__, n)
-                self._last_error = f"{type(e).__name__}: {e}"
-                self._warn_once(
-                    "io",
-                    "telemetry could not write %d %s rows of run %s to %s (%s); training "
-                    "continues, rows that cannot be written are counted and recorded in a "
-                    "'dropped' event once the store is writable again",
-                    n,
-                    stream.value,
-                    self.run_id,
-                    self.root,
-                    self._last_error,
-                )
-                continue
-            self._next_seq += n
-            self._next_segment += 1
-            self.segments_written += 1
-            self.rows_written += n
-            self.activity.add(stream, table)
-            if stream is Stream.EVENTS:  # the `dropped` event is on disk now
-                for reason, k in reported.items():
-                    left = self._unrecorded_drops.get(reason, 0) - k
-                    if left > 0:
-                        self._unrecorded_drops[reason] = left
-                    else:
-                        self._unrecorded_drops.pop(reason, None)
+            events.insert(0, self._event(EventKind.DROPPED, payload))
+        if events and self._write(Stream.EVENTS, events, own=int(bool(reported))) and reported:
+            for reason, k in reported.items():
+                left = self._unrecorded_drops.get(reason, 0) - k
+                if left > 0:
+                    self._unrecorded_drops[reason] = left
+                else:
+                    self._unrecorded_drops.pop(reason, None)
+
+    def _write(self, stream: Stream, batches: list[Rows], *, own: int = 0) -> bool:
+        """Publish ``batches`` as one segment; whether it got on disk.
+
+        A batch Arrow refuses (a value no column type holds: a producer bug, or input
+        that slipped past validation) is dropped and counted alone: the good batches
+        beside it are written without it. ``own``: rows of the first batch that are the
+        writer's bookkeeping (the `dropped` event, retried until written), not counted
+        as dropped when the write fails.
+        """
+        try:
+            table = self._table(stream, batches)
+        except Exception as e:  # find the bad batches: each alone
+            good: list[Rows] = []
+            for rows in batches:
+                try:
+                    self._table(stream, [rows])
+                except Exception as bad:  # count, warn once, go on
+                    self._fail(stream, len(rows), bad)
+                else:
+                    good.append(rows)
+            if len(good) == len(batches):  # no batch alone is at fault
+                self._fail(stream, sum(len(b) for b in good) - own, e)
+                return False
+            return bool(good) and self._write(stream, good, own=own)
+        name = SegmentName(self.rank, self.attempt, self._next_segment, self._next_segment)
+        try:
+            self._sink(table, stream_dir(self.root, self.run_id, stream), name.filename())
+        except Exception as e:  # I/O: count, warn once, go on
+            self._fail(stream, table.num_rows - own, e)
+            return False
+        self._next_seq += table.num_rows
+        self._next_segment += 1
+        self.segments_written += 1
+        self.rows_written += table.num_rows
+        self.activity.add(stream, table)
+        return True
+
+    def _table(self, stream: Stream, batches: list[Rows]) -> pa.Table:
+        return build_table(
+            stream,
+            batches,
+            run_id=self.run_id,
+            rank=self.rank,
+            attempt=self.attempt,
+            first_seq=self._next_seq,
+        )
+
+    def _fail(self, stream: Stream, n: int, error: Exception) -> None:
+        self._count_drop(type(error).__name__, n)
+        self._last_error = f"{type(error).__name__}: {error}"
+        self._warn_once(
+            "io",
+            "telemetry could not write %d %s rows of run %s to %s (%s); training "
+            "continues, rows that cannot be written are counted and recorded in a "
+            "'dropped' event once the store is writable again",
+            n,
+            stream.value,
+            self.run_id,
+            self.root,
+            self._last_error,
+        )
 
     def _warn_once(self, kind: str, message: str, *args: object) -> None:
         if kind not in self._warned:

@@ -266,16 +266,17 @@ def test_failed_dropped_event_is_retried_until_it_is_on_disk(
     sink = FlakySink(failures=3)
     writer = make_writer(sink=sink)
     writer.put(scalars(1))
-    writer.flush()  # scalars fail: 2 rows
+    writer.flush()  # scalars fail (2 rows), then the dropped event recording them
     writer.put(event(2))
-    writer.flush()  # the events segment with the dropped event fails: 2 more rows
+    writer.flush()  # the events segment with the dropped event fails again: 1 more row
     writer.put(event(3))
-    writer.flush()  # fails again
-    writer.close()  # works
+    writer.flush()  # works
+    writer.close()
     [dropped] = events_of(tmp_path, "dropped")
     payload = json.loads(dropped["payload"])
     assert payload["reasons"] == {"OSError": writer.rows_dropped}
-    assert payload["rows"] == writer.rows_dropped == 2 + 2 + 2
+    # the rows handed to the writer; the `dropped` event itself is retried, not counted
+    assert payload["rows"] == writer.rows_dropped == 2 + 1
 
 
 def test_a_producer_bug_is_counted_as_dropped_and_the_thread_goes_on(
@@ -414,7 +415,7 @@ def test_a_removed_run_directory_is_not_recreated_and_its_rows_are_counted(
     assert writer.flush()
     writer.close()
     assert not (tmp_path / RUN).exists()
-    assert writer.rows_dropped == 2 + 2  # the scalars, the note and the `dropped` event itself
+    assert writer.rows_dropped == 2 + 1  # the scalars and the note
     [warning] = [r for r in caplog.records if r.name == "collector.writer"]
     assert "FileNotFoundError" in warning.getMessage()
 
