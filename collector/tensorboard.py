@@ -59,6 +59,7 @@ from typing import Any
 
 import torch
 
+from collector.arguments import INT64_MAX, shown
 from collector.collector import Collector
 from collector.errors import ConfigError, TelemetryError
 from collector.histograms import (
@@ -78,6 +79,8 @@ from collector.tags import SPLIT_WORDS, histogram_key, metric_key
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "runs"
+MAX_WALLTIME_S = 9.2e12
+"""The largest ``walltime`` (seconds either side of 1970) a microsecond int64 holds."""
 """The store when ``log_dir`` is None (TensorBoard's default parent directory too)."""
 
 
@@ -449,8 +452,11 @@ class SummaryWriter:
             global_step = int(global_step.item())
         if not isinstance(global_step, numbers.Integral) or isinstance(global_step, bool):
             raise ConfigError(f"global_step must be an int, got {global_step!r}")
-        if global_step < 0:
-            raise ConfigError(f"global_step must be >= 0, got {global_step}")
+        if not 0 <= global_step <= INT64_MAX:
+            raise ConfigError(
+                f"global_step must be an int from 0 to 2**63 - 1 (stored as int64), "
+                f"got {shown(global_step)}"
+            )
         return int(global_step)
 
     def _record(
@@ -463,9 +469,11 @@ class SummaryWriter:
         essential: bool = False,
     ) -> None:
         if walltime is not None and (
-            not isinstance(walltime, numbers.Real) or not math.isfinite(walltime)
+            not isinstance(walltime, numbers.Real)
+            or not math.isfinite(walltime)
+            or not -MAX_WALLTIME_S <= walltime <= MAX_WALLTIME_S
         ):
-            raise ConfigError(f"walltime must be seconds since the epoch, got {walltime!r}")
+            raise ConfigError(f"walltime must be seconds since the epoch, got {shown(walltime)}")
         self._run.record(
             stream,
             columns,
