@@ -7,6 +7,11 @@ escaping would corrupt the JSON (a script's text is not entity-decoded), so
 ``script_json`` escapes ``<``, ``>`` and ``&`` as ``\\u003c``, ``\\u003e``,
 ``\\u0026`` instead: valid JSON that decodes to the same strings and can never
 close the script element.
+
+A run's strings can also be invalid Unicode: JSON text (a config, an event's payload)
+may spell a lone surrogate (``"\\udc80"``), which Python decodes into a ``str`` that
+UTF-8 cannot encode. The page replaces each by U+FFFD, so one odd name never stops a
+report from being written.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def render_report(
         from reports.assets import javascript_bundle  # deferred: ~3 s the first time
 
         bundle = javascript_bundle()
-    html = (
+    html = valid_unicode(
         _environment()
         .get_template(TEMPLATE)
         .render(page=page, bundle=Markup(bundle), vega_config=VEGA_CONFIG)
@@ -105,6 +110,15 @@ def write_report(
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD (a pair is joined into its character).
+
+    UTF-16 with ``surrogatepass`` carries lone surrogates through as code units; decoding
+    with ``replace`` turns each unpaired one into U+FFFD.
+    """
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def script_json(value: Any) -> Markup:

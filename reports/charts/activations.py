@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import altair as alt
 import polars as pl
 
-from reports.charts.codes import CODE, coded
+from reports.charts.codes import BY_CODE, CODE, coded
 from reports.charts.steps import nonfinite_layer, step_x
 from reports.theme import DEPTH_SCHEME, HEIGHT, NONFINITE, WIDTH
 
@@ -49,7 +49,7 @@ def heatmap_chart(
     label (and steps, n when bucketed).
     """
     x = alt.X("step:O", title="step", axis=alt.Axis(labelOverlap=True, labelAngle=0))
-    y = alt.Y("module:N", sort=list(order), title=None, axis=alt.Axis(labelLimit=260))
+    y = alt.Y("module:N", sort=BY_CODE, title=None, axis=alt.Axis(labelLimit=260))
     bucketed = "steps" in cells.columns or "steps" in markers.columns
     ident = [
         alt.Tooltip("module:N", title="module"),
@@ -66,7 +66,9 @@ def heatmap_chart(
         if log
         else alt.Scale(domain=[0, 1], range=ZERO_RANGE)
     )
-    frame, names = coded(cells, "module", also=["module_type"])
+    (frame, marked), names = coded(
+        cells, "module", also=["module_type"], order=order, more=[markers]
+    )
     colored = (
         alt.Chart(frame)
         .transform_lookup(lookup=CODE, from_=names)
@@ -85,7 +87,8 @@ def heatmap_chart(
     layers: list[alt.Chart] = [colored]
     if markers.height:
         layers.append(
-            alt.Chart(markers)
+            alt.Chart(marked)
+            .transform_lookup(lookup=CODE, from_=names)
             .mark_rect(color=NONFINITE, opacity=0.9)
             .encode(x=x, y=y, tooltip=[*ident, alt.Tooltip("label:N", title=value)])
         )
@@ -110,16 +113,17 @@ def fraction_chart(
 
     ``points``: module, step, ``value``. ``markers``: module, step, label.
     """
-    present = set(points["module"].to_list()) | set(markers["module"].to_list())
     color = alt.Color(
         "module:N",
-        sort=[m for m in order if m in present],
+        sort=BY_CODE,
         scale=alt.Scale(scheme=DEPTH_SCHEME),
         legend=alt.Legend(title="module (by depth)", symbolLimit=40),
     )
     per_module = points.group_by("module").len()["len"].max() if points.height else 0
+    (frame,), names = coded(points, "module", order=order)
     line = (
-        alt.Chart(points)
+        alt.Chart(frame)
+        .transform_lookup(lookup=CODE, from_=names)
         .mark_line(strokeWidth=1.5, point=bool(per_module and per_module <= SPARSE))  # type: ignore[operator]
         .encode(
             x=step_x(),

@@ -19,12 +19,14 @@ def comparison_chart(
     *, points: pl.DataFrame, params: list[str], metric: str, lower_is_better: bool
 ) -> alt.ConcatChart:
     """``points``: hyperparameter, run, value (text), x (numeric or null), best."""
-    best_y = alt.Y("best:Q", title=f"best val {metric}", scale=alt.Scale(zero=False, reverse=False))
+    # The metric and the hyperparameters are run data: titles of the chart and its panels
+    # only, never of an axis or a tooltip (compiled into Vega expressions).
+    best_y = alt.Y("best:Q", title="best val", scale=alt.Scale(zero=False, reverse=False))
     tooltip = [
         alt.Tooltip("run:N", title="run"),
         alt.Tooltip("hyperparameter:N", title="hyperparameter"),
         alt.Tooltip("value:N", title="value"),
-        alt.Tooltip("best:Q", title=f"best val {metric}", format=".4~g"),
+        alt.Tooltip("best:Q", title="best val", format=".4~g"),
     ]
     best = points["best"].min() if lower_is_better else points["best"].max()
     panels = []
@@ -37,10 +39,10 @@ def comparison_chart(
             lo, hi = rows["x"].min(), rows["x"].max()
             wide = lo is not None and hi is not None and lo > 0 and hi / lo >= 20  # type: ignore[operator]
             x = alt.X(
-                "x:Q", title=param, scale=alt.Scale(type="log" if wide else "linear", zero=False)
+                "x:Q", title="value", scale=alt.Scale(type="log" if wide else "linear", zero=False)
             )
         else:
-            x = alt.X("value:N", title=param, axis=alt.Axis(labelLimit=120))
+            x = alt.X("value:N", title="value", axis=alt.Axis(labelLimit=120))
         base = alt.Chart(rows).encode(x=x, y=best_y, tooltip=tooltip)
         dots = base.mark_point(filled=True, size=60, opacity=0.8, color="#4c78a8")
         ring = base.transform_filter(alt.datum.best == best).mark_point(

@@ -1,5 +1,8 @@
 """Training curves: one metric's splits over steps, and the learning rate.
 
+A metric's name is the chart's title and nowhere else in the spec: axis and tooltip
+titles are compiled into Vega expressions, where a name is code (``reports.charts.codes``).
+
 Validation is typically logged once per epoch, a handful of points against
 hundreds of training steps, so sparse series get a dot per point as well as a
 line: a reader must see that "val" is five measurements, not a smooth curve.
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 import altair as alt
 import polars as pl
 
+from reports.charts.codes import BY_CODE, CODE, coded
 from reports.charts.steps import nonfinite_layer, step_x
 from reports.theme import HEIGHT, OTHER_COLORS, SMALL_HEIGHT, SPLIT_COLORS, WIDTH
 
@@ -44,13 +48,13 @@ def metric_chart(
     )
     encoding = {
         "x": step_x(),
-        "y": alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        "y": alt.Y("value:Q", title="value", scale=alt.Scale(zero=False)),
         "color": color,
         "tooltip": [
             alt.Tooltip("split:N", title="split"),
             alt.Tooltip("step:Q", title="step"),
             alt.Tooltip("epoch:Q", title="epoch"),
-            alt.Tooltip("value:Q", title=metric, format=_VALUE_FORMAT),
+            alt.Tooltip("value:Q", title="value", format=_VALUE_FORMAT),
         ],
     }
     layers: list[alt.Chart | alt.LayerChart] = [
@@ -128,15 +132,15 @@ def overlay_chart(
     bad = markers.with_columns(pl.col("split").fill_null(NO_SPLIT))
     splits = _ordered_splits([*pts["split"].to_list(), *bad["split"].to_list()])
     dashes = [[1, 0] if s == "train" else [5, 3] for s in splits]
+    (frame,), names = coded(pts, "run", order=runs)
     line = (
-        alt.Chart(pts)
+        alt.Chart(frame)
+        .transform_lookup(lookup=CODE, from_=names)
         .mark_line(strokeWidth=1.4)
         .encode(
             x=step_x(),
-            y=alt.Y("value:Q", title=metric, scale=_overlay_scale(pts["value"])),
-            color=alt.Color(
-                "run:N", title="run", sort=list(runs), legend=alt.Legend(symbolLimit=30)
-            ),
+            y=alt.Y("value:Q", title="value", scale=_overlay_scale(pts["value"])),
+            color=alt.Color("run:N", title="run", sort=BY_CODE, legend=alt.Legend(symbolLimit=30)),
             strokeDash=alt.StrokeDash(
                 "split:N", title="split", scale=alt.Scale(domain=splits, range=dashes)
             ),
@@ -145,7 +149,7 @@ def overlay_chart(
                 alt.Tooltip("run:N", title="run"),
                 alt.Tooltip("split:N", title="split"),
                 alt.Tooltip("step:Q", title="step"),
-                alt.Tooltip("value:Q", title=metric, format=_VALUE_FORMAT),
+                alt.Tooltip("value:Q", title="value", format=_VALUE_FORMAT),
             ],
         )
     )

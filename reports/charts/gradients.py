@@ -14,11 +14,17 @@ from collections.abc import Sequence
 import altair as alt
 import polars as pl
 
-from reports.charts.codes import CODE, coded
+from reports.charts.codes import BY_CODE, CODE, coded
 from reports.charts.steps import nonfinite_layer, step_x
 from reports.theme import DEPTH_SCHEME, HEIGHT, NONFINITE, WIDTH
 
 _NORM_FORMAT = ".3~e"
+
+RANK = "__rank"
+"""A panel's place in depth order: the facet sorts by it, never by a list of names (which
+Vega-Lite would compile into an expression holding them)."""
+
+BY_RANK = alt.EncodingSortField(field=RANK, op="min")
 
 LEGEND_LIMIT = 60
 """Parameters listed in the legend; deeper models show the first ones and a count."""
@@ -43,11 +49,11 @@ def layer_norms_chart(
     """
     color = alt.Color(
         "param:N",
-        sort=list(order),
+        sort=BY_CODE,
         scale=alt.Scale(scheme=DEPTH_SCHEME),
         legend=alt.Legend(title="parameter (by depth)", symbolLimit=LEGEND_LIMIT),
     )
-    frame, names = coded(points, "param")
+    (frame,), names = coded(points, "param", order=order)
     line = (
         alt.Chart(frame)
         .transform_lookup(lookup=CODE, from_=names)
@@ -130,6 +136,10 @@ def bands_chart(
         alt.Tooltip("n:Q", title="sampled steps"),
     ]
     data = pl.concat([points, markers.rename({"label": "marker"})], how="diagonal_relaxed")
+    rank = {p: i for i, p in enumerate(params)}
+    data = data.with_columns(
+        pl.col("param").replace_strict(rank, default=len(rank), return_dtype=pl.Int32).alias(RANK)
+    )
     base = alt.Chart().encode(x=x)
     good = base.transform_filter("datum.marker == null")
     layers = [
@@ -151,7 +161,7 @@ def bands_chart(
         alt.layer(*layers, data=data)
         .properties(width=width, height=height)
         .facet(
-            facet=alt.Facet("param:N", sort=list(params), title=None),
+            facet=alt.Facet("param:N", sort=BY_RANK, title=None),
             columns=2,
             title="gradient distribution per parameter (min..max, mean ± std, mean)",
         )

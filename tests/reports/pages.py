@@ -9,13 +9,19 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import vl_convert
+
 from analysis import Diagnosis, Store, diagnose, open_store
 from collector.layout import stream_dir
 from collector.records import Rows
 from collector.schema import Stream, stream_columns
+from reports.charts.codes import CODE
 from tests.builders import RunBuilder, publish
 
 HOSTILE = "<script>alert(1)</script>"
+
+VEGALITE = "6.4"
+"""The Vega-Lite version vl-convert compiles and draws with (the page's bundle: reports.assets)."""
 
 
 def trained(root: Path, run_id: str = "r1", *, name: str | None = None, steps: int = 60) -> None:
@@ -94,6 +100,63 @@ class Parts(HTMLParser):
 def datasets(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Every row of every dataset of ``spec``."""
     return [row for rows in spec.get("datasets", {}).values() for row in rows]
+
+
+def named(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every data row of ``spec`` with its coded names restored, as the chart's lookup does.
+
+    Per-series charts send each name once and refer to it by a code
+    (``reports.charts.codes``); the name tables themselves are left out.
+    """
+    tables = spec.get("datasets", {})
+    names: dict[int, dict[str, Any]] = {}
+    lookups = [t for t in _find(spec, "lookup") if isinstance(t.get("from"), dict)]
+    for lookup in lookups:
+        source = lookup["from"]["data"]
+        rows = tables[source["name"]] if "name" in source else source["values"]
+        for row in rows:
+            code = row[lookup["from"]["key"]]
+            assert names.setdefault(code, row) == row, "one name table per chart"
+    name_tables = {id(r) for r in names.values()}
+    return [
+        {**{k: v for k, v in names.get(row.get(CODE), {}).items() if k != CODE}, **row}
+        for rows in tables.values()
+        for row in rows
+        if id(row) not in name_tables
+    ]
+
+
+def legend_labels(spec: dict[str, Any]) -> list[str]:
+    """The legend entries Vega draws for ``spec``, in drawn order."""
+    return [text for texts in _labels(spec, "legend-label") for text in texts]
+
+
+def axis_labels(spec: dict[str, Any]) -> list[list[str]]:
+    """The labels Vega draws on each axis of ``spec`` (one list per axis), in drawn order."""
+    return _labels(spec, "axis-label")
+
+
+def _labels(spec: dict[str, Any], role: str) -> list[list[str]]:
+    scene = vl_convert.vegalite_to_scenegraph(spec, vl_version=VEGALITE)
+    return [
+        [str(item.get("text")) for item in node.get("items", [])]
+        for node in _find(scene, "role")
+        if node["role"] == role
+    ]
+
+
+def _find(node: Any, key: str) -> list[dict[str, Any]]:
+    """Every dict under ``node`` (itself included) that has ``key``."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if key in node:
+            found.append(node)
+        for v in node.values():
+            found.extend(_find(v, key))
+    elif isinstance(node, list):
+        for v in node:
+            found.extend(_find(v, key))
+    return found
 
 
 def marks(spec: dict[str, Any]) -> list[dict[str, Any]]:

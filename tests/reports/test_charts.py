@@ -12,7 +12,7 @@ from reports.blocks import to_spec
 from reports.charts.curves import NO_SPLIT, lr_chart, metric_chart
 from reports.charts.gradients import global_norm_chart, layer_norms_chart
 from reports.theme import NONFINITE, SPLIT_COLORS
-from tests.reports.pages import marks
+from tests.reports.pages import legend_labels, marks
 
 
 def _compiles(spec: dict[str, Any]) -> dict[str, Any]:
@@ -70,15 +70,15 @@ def test_markers_add_a_red_rule_layer_with_the_label_in_its_tooltip() -> None:
 
 def test_layer_norms_use_a_log_scale_and_list_parameters_by_depth() -> None:
     points = pl.DataFrame(
-        {"param": ["out.weight", "in.weight"], "step": [1, 1], "norm": [1.0, 1e-6]}
+        {"param": ["a.out.weight", "z.in.weight"], "step": [1, 1], "norm": [1.0, 1e-6]}
     )
     chart = layer_norms_chart(
-        points=points, markers=_no_markers("param"), order=["in.weight", "out.weight"]
+        points=points, markers=_no_markers("param"), order=["z.in.weight", "a.out.weight"]
     )
     spec = to_spec(chart)
     encoding = spec["layer"][0]["encoding"]
     assert encoding["y"]["scale"]["type"] == "log"
-    assert encoding["color"]["sort"] == ["in.weight", "out.weight"]
+    assert legend_labels(spec) == ["z.in.weight", "a.out.weight"], "depth order, not alphabetical"
     _compiles(spec)
 
 

@@ -12,7 +12,15 @@ import pytest
 from analysis import Diagnosis, Finding, Severity, open_store
 from reports import render_report
 from tests.builders import RunBuilder
-from tests.reports.pages import HOSTILE, Parts, datasets, marks, open_undiagnosed
+from tests.reports.pages import (
+    HOSTILE,
+    Parts,
+    datasets,
+    legend_labels,
+    marks,
+    named,
+    open_undiagnosed,
+)
 
 PARAMS = ("conv.weight", "conv.bias", "fc.weight")
 
@@ -66,9 +74,10 @@ def test_sections_follow_the_issue_order(page: tuple[str, Parts]) -> None:
 def test_all_runs_are_overlaid_per_metric(page: tuple[str, Parts]) -> None:
     _, parts = page
     (loss,) = _spec(parts, "loss: all runs")
-    runs = {row["run"] for row in datasets(loss)}
+    runs = {row["run"] for row in named(loss)}
     assert runs == {"a", "b", "c"}
-    assert {row["split"] for row in datasets(loss)} == {"train", "val"}
+    assert {row["split"] for row in named(loss)} == {"train", "val"}
+    assert legend_labels(loss)[:3] == ["a", "b", "c"], "runs in the order they started"
 
 
 def test_update_ratio_chart_shades_the_rule_band(page: tuple[str, Parts]) -> None:
