@@ -27,7 +27,12 @@ forward of the step in progress ``s`` is recorded under step ``s``.
   output against ~12 us for ``aminmax`` and ~200 us for ``isfinite(y).all()``. The
   results are read in batches of ``CHECK_BATCH`` steps (one transfer), and the first
   module in forward order (or the model's input) whose output was non-finite at the
-  first such step is reported once, as the origin, with that sum. No reference to
+  first such step is reported once, as the origin, with that sum. Modules with
+  children and a ``forward`` of their own (the model itself included, as
+  ``(model)``; not ``nn.Sequential``) are checked too: their hooks fire after their
+  children's, so a NaN made by their own functional code (``torch.log(self.fc(x))``)
+  is theirs (``own_code`` in the event), not the next layer's. A NaN made by code
+  *between* two children is still blamed on the child that consumes it. No reference to
   the activations is kept. Checking every N-th step divides the cost but sees an
   origin only at the next checked step (by then NaN weights may make the first layer
   look guilty) and can miss a NaN that lasts one step.
@@ -74,6 +79,42 @@ def leaf_modules(
     for name, module in model.named_modules():
         if next(module.children(), None) is not None:
             continue
+        if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
+            continue
+        if exclude and any(fnmatch.fnmatchcase(name, p) for p in exclude):
+            continue
+        out.append((name, module))
+    return out
+
+
+MODEL = "(model)"
+"""The module name reported when the model's own ``forward`` code makes the NaN/Inf."""
+
+# Containers whose forward only chains their children: no code of their own to check.
+_CONTAINER_FORWARDS = (nn.Sequential.forward,)
+
+
+def own_code_modules(
+    model: nn.Module, *, include: Sequence[str] | None, exclude: Sequence[str] | None
+) -> list[tuple[str, nn.Module]]:
+    """Modules with children and a ``forward`` of their own (the model itself included,
+    named ``MODEL``), filtered like ``leaf_modules``.
+
+    Functional code inside such a module (``torch.log(self.linear(x))``) is the
+    commonest NaN source a leaf check cannot see: its children's outputs are finite
+    and its own is not. Their output hooks fire after their children's, so the first
+    non-finite output in hook order is still the module whose code made it.
+    """
+    out = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None:
+            continue  # a leaf: leaf_modules
+        forward = getattr(type(module), "forward", None)
+        if forward is None or forward in _CONTAINER_FORWARDS or not hasattr(module, "forward"):
+            continue
+        if isinstance(module, nn.ModuleList | nn.ModuleDict):
+            continue
+        name = name or MODEL
         if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
             continue
         if exclude and any(fnmatch.fnmatchcase(name, p) for p in exclude):
@@ -167,6 +208,7 @@ class ActivationWatcher:
         self._sums: list[tuple[str, str, int, Any]] = []
         self._unchecked: list[tuple[int, list[tuple[str, str, int, Any]]]] = []
         self._check_seconds = 0.0  # in the check hooks since take_check_seconds()
+        self._composite: set[str] = set()  # checked modules with children (own_code_modules)
 
     def sampled(self, step: int) -> bool:
         """``every`` is a stride, or a schedule (``collector.budget``) asked per step."""
@@ -215,6 +257,8 @@ class ActivationWatcher:
         ``collector.guard`` does) to save the wrapper's call."""
         kind = type(module).__name__
         pending = self._sums
+        if next(module.children(), None) is not None:
+            self._composite.add(name)
 
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not self._checking:
@@ -295,6 +339,8 @@ class ActivationWatcher:
                 if not math.isfinite(total):
                     self.origin_found = True
                     payload = {"module": name, "module_type": kind, "numel": numel}
+                    if name in self._composite:
+                        payload["own_code"] = True  # its submodules' outputs were finite
                     return step, payload | {"sum": total}
         return None
 

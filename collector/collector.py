@@ -52,7 +52,12 @@ from typing import Any
 import torch
 
 from collector import arguments, claims, shutdown
-from collector.activations import ActivationWatcher, can_create_nonfinite, leaf_modules
+from collector.activations import (
+    ActivationWatcher,
+    can_create_nonfinite,
+    leaf_modules,
+    own_code_modules,
+)
 from collector.arguments import shown
 from collector.budget import (
     DENSE_ACTIVATIONS_EVERY,
@@ -232,6 +237,11 @@ class Collector:
             else []
         )
         self._leaves = leaves
+        self._composites = (
+            own_code_modules(model, include=module_include, exclude=module_exclude)
+            if model is not None
+            else []
+        )
         self._activations = ActivationWatcher(
             leaves,
             every=budget.activations_sampled if activations_every is None else activations_every,
@@ -518,10 +528,10 @@ class Collector:
             fwd = guarded(g, "forward_pre")(self._on_forward_start)
             self._hooks.add(self._model.register_forward_pre_hook(lambda m, args: fwd(m, args)))
             if self._nan_check:
-                for name, module in self._leaves:
-                    if can_create_nonfinite(module):
-                        check = self._activations.check_hook(name, module, g.failures)
-                        self._hooks.add(module.register_forward_hook(check))
+                checked = [(n, m) for n, m in self._leaves if can_create_nonfinite(m)]
+                for name, module in checked + self._composites:
+                    check = self._activations.check_hook(name, module, g.failures)
+                    self._hooks.add(module.register_forward_hook(check))
         if self._summary is not None:
             self._summary.attach(lambda name: guarded(g, name))
 

@@ -20,6 +20,7 @@ WITH origins AS (  -- payload keys: module, module_type, numel, and sum (or olde
            json_extract_string(payload, '$.numel') AS numel,
            json_extract_string(payload, '$.nonfinite') AS nonfinite,
            json_extract_string(payload, '$.sum') AS total,
+           coalesce(json_extract_string(payload, '$.own_code') = 'true', false) AS own_code,
            json_extract_string(payload, '$.min') AS lo,
            json_extract_string(payload, '$.max') AS hi
     FROM events
@@ -28,6 +29,8 @@ WITH origins AS (  -- payload keys: module, module_type, numel, and sum (or olde
 origin_hits AS (
     SELECT run_id, step, seq, 0 AS source_order, module AS subject, module_type,
            CASE WHEN module = '(input)' THEN 'the model''s input'
+                WHEN own_code THEN 'made by the forward code of a ' || coalesce(module_type, 'module')
+                    || ' itself: its submodules'' outputs were finite; output'
                 ELSE 'forward output of a ' || coalesce(module_type, 'module') END
            || coalesce(' (' || numel || ' elements)', '')
            || CASE WHEN nonfinite IS NOT NULL THEN ': ' || nonfinite || ' non-finite'

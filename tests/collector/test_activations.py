@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+import analysis
 from collector import Collector
 from collector.activations import INPUT
 from collector.samples import quantize
@@ -230,6 +231,67 @@ def test_nan_in_the_input_is_reported_as_the_input(tmp_path: Path) -> None:
         train(model, opt, torch.tensor([[1.0, math.nan]]))
     (event,) = [r for r in rows(tel.run_dir, Stream.EVENTS) if r["kind"] == "nonfinite_origin"]
     assert json.loads(event["payload"])["module"] == INPUT
+
+
+class LogOfLinear(nn.Module):
+    """Functional code inside a module with a child: ``torch.log`` of a linear output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.linear(x))  # NaN wherever the linear output is negative
+
+
+class FunctionalNan(nn.Module):
+    def __init__(self, *, in_model: bool) -> None:
+        super().__init__()
+        self.first = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+        self.block = nn.Sequential(nn.Linear(3, 3)) if in_model else LogOfLinear()
+        self.head = nn.Linear(3, 1)
+        self.in_model = in_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.block(self.first(x)))
+        return torch.log(-out.abs() - 1) if self.in_model else out  # the model's own code
+
+
+@pytest.mark.parametrize(
+    ("in_model", "origin", "kind"),
+    [(False, "block", "LogOfLinear"), (True, "(model)", "FunctionalNan")],
+)
+def test_a_nan_made_by_a_modules_own_code_is_that_modules_not_the_next_layers(
+    tmp_path: Path, in_model: bool, origin: str, kind: str
+) -> None:
+    torch.manual_seed(0)
+    model = FunctionalNan(in_model=in_model)
+    with torch.no_grad():  # every input of the log negative somewhere
+        for p in model.parameters():
+            p.fill_(-0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Collector(tmp_path, model=model, optimizer=opt, activations_every=0) as tel:
+        train(model, opt, torch.randn(4, 3), steps=2)
+    (event,) = [r for r in rows(tel.run_dir, Stream.EVENTS) if r["kind"] == "nonfinite_origin"]
+    payload = json.loads(event["payload"])
+    assert (event["step"], payload["module"], payload["module_type"]) == (1, origin, kind)
+    assert payload["own_code"] is True  # its submodules' outputs were finite
+    with analysis.open_store(tmp_path) as store:
+        (finding,) = [f for f in analysis.diagnose(store).findings if f.rule == "nonfinite"]
+    assert finding.subject == origin
+    assert f"made by the forward code of a {kind} itself" in finding.message
+
+
+def test_a_nan_of_a_child_inside_a_custom_module_is_the_childs(tmp_path: Path) -> None:
+    model = Nested()
+    with torch.no_grad():
+        model.block.shared.bias.fill_(math.inf)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Collector(tmp_path, model=model, optimizer=opt, activations_every=0) as tel:
+        train(model, opt, torch.randn(2, 4), steps=1)
+    (event,) = [r for r in rows(tel.run_dir, Stream.EVENTS) if r["kind"] == "nonfinite_origin"]
+    payload = json.loads(event["payload"])
+    assert (payload["module"], payload.get("own_code")) == ("block.shared", None)
 
 
 def test_nan_check_can_be_turned_off(tmp_path: Path) -> None:
