@@ -10,10 +10,14 @@ on it and prints the report's size. The run has what a long training records:
   ``--stats-every`` steps (the collector's default overhead budget samples far
   more sparsely; ``--stats-every 1`` is the worst case);
 * activation statistics of ``--params / 2`` modules every 100 steps;
-* step timing (data wait, compute, throughput) at every step.
+* step timing (data wait, compute, throughput) at every step;
+* ``--metrics`` more train metrics at every step, every tenth with a val split every
+  100 steps (the issue's store that made a 121.7 MB page: 1,000 metrics x 2,000 steps);
+* ``--runs`` copies of the run (different names and learning rates).
 
     .venv/bin/python benchmarks/report_size.py                  # ~2 min on 2 cores
     .venv/bin/python benchmarks/report_size.py --stats-every 1  # 18M tensor rows
+    .venv/bin/python benchmarks/report_size.py --steps 2000 --metrics 1000
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -42,16 +48,27 @@ def _event(step: int, kind: str, payload: dict[str, Any]) -> Rows:
     return Rows(Stream.EVENTS, step, None, T0 + step, cols)
 
 
-def write_run(root: Path, *, steps: int, params: int, stats_every: int) -> dict[str, int]:
+def write_run(
+    root: Path,
+    *,
+    steps: int,
+    params: int,
+    stats_every: int,
+    metrics: int = 0,
+    run: str = "long-run",
+    seed: int = 0,
+) -> dict[str, int]:
     """Publish the synthetic run under ``root``; returns the rows written per stream."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     # Names as long as a transformer's: they are a good part of a chart's bytes.
     modules = [f"encoder.layers.{i}.mlp.fc" for i in range(max(1, params // 2))]
     names = [f"{modules[i // 2]}.{'weight' if i % 2 == 0 else 'bias'}" for i in range(params)]
-    writer = Writer(root, "long-run", flush_every_s=5.0, max_queue=10_000_000)
+    writer = Writer(root, run, flush_every_s=5.0, max_queue=10_000_000)
     counts = dict.fromkeys(("scalars", "tensors", "activations", "system"), 0)
-    config = {"lr": 3e-4, "batch_size": 128, "optimizer": "adamw", "params": params}
-    writer.put(_event(0, "run_started", {"name": "long-run", "config": config}), essential=True)
+    config = {"lr": 3e-4 * (1 + seed), "batch_size": 128, "optimizer": "adamw", "params": params}
+    writer.put(_event(0, "run_started", {"name": run, "config": config}), essential=True)
+    extra = [f"metric.{j:04d}" for j in range(metrics)]
+    with_val = extra[::10]
     s = np.arange(1, steps + 1)
     loss = 2.5 * np.exp(-s / (steps / 5)) + 0.1 + 0.05 * rng.standard_normal(steps)
     loss[[steps // 3, steps // 3 + 1, 2 * steps // 3]] = math.nan
@@ -67,6 +84,20 @@ def write_run(root: Path, *, steps: int, params: int, stats_every: int) -> dict[
         }
         writer.put(Rows(Stream.SCALARS, step, None, wall, cols))
         counts["scalars"] += 3
+        if extra:
+            level = math.exp(-i / steps)
+            cols = {
+                "name": extra,
+                "split": ["train"] * metrics,
+                "value": (level + 0.01 * rng.standard_normal(metrics)).tolist(),
+            }
+            writer.put(Rows(Stream.SCALARS, step, None, wall, cols))
+            counts["scalars"] += metrics
+            if step % 100 == 0 and with_val:
+                cols = {"name": with_val, "split": ["val"] * len(with_val)}
+                cols["value"] = [level * 1.1] * len(with_val)
+                writer.put(Rows(Stream.SCALARS, step, None, wall, cols))
+                counts["scalars"] += len(with_val)
         sys_cols: dict[str, list[Any]] = {
             "step_time_s": [float(step_time[i])],
             "data_time_s": [float(data_time[i])],
@@ -118,34 +149,49 @@ def write_run(root: Path, *, steps: int, params: int, stats_every: int) -> dict[
     return counts
 
 
-def measure(steps: int, params: int, stats_every: int, out_html: Path | None) -> dict[str, Any]:
-    from analysis import diagnose, open_store
-    from reports import write_report
-    from reports.assets import javascript_bundle
-
-    javascript_bundle()  # built once per process (~3 s): not the report's own cost
+def measure(
+    steps: int,
+    params: int,
+    stats_every: int,
+    out_html: Path | None,
+    *,
+    metrics: int = 0,
+    runs: int = 1,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "runs"
         t0 = time.perf_counter()
-        counts = write_run(root, steps=steps, params=params, stats_every=stats_every)
+        counts: dict[str, int] = {}
+        for r in range(runs):
+            name = "long-run" if runs == 1 else f"long-run-{r}"
+            written = write_run(
+                root,
+                steps=steps,
+                params=params,
+                stats_every=stats_every,
+                metrics=metrics,
+                run=name,
+                seed=r,
+            )
+            counts = {k: counts.get(k, 0) + v for k, v in written.items()}
         t_write = time.perf_counter() - t0
-        store = open_store(root)
-        t1 = time.perf_counter()
-        diagnosis = diagnose(store)
-        t_diagnose = time.perf_counter() - t1
         html = out_html or Path(tmp) / "report.html"
-        t2 = time.perf_counter()
-        path = write_report(store, diagnosis, html)
-        t_report = time.perf_counter() - t2
-        size = path.stat().st_size
+        # Diagnose and report in a fresh process: its peak RSS is the report's own, not
+        # the synthetic writer's.
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            timings = pool.apply(_report, (root, html))
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        size = html.stat().st_size
     return {
         "steps": steps,
         "params": params,
         "stats_every": stats_every,
+        "metrics": metrics,
+        "runs": runs,
         "rows": counts,
         "store_write_s": round(t_write, 1),
-        "diagnose_s": round(t_diagnose, 1),
-        "report_s": round(t_report, 1),
+        **timings,
+        "peak_rss_mb": round(peak_kib / 1024),
         "report_bytes": size,
         "report_mb": round(size / 1e6, 2),
         "limit_bytes": LIMIT_BYTES,
@@ -153,19 +199,42 @@ def measure(steps: int, params: int, stats_every: int, out_html: Path | None) ->
     }
 
 
+def _report(root: Path, html: Path) -> dict[str, float]:
+    """Diagnose the store and write its report; the seconds each took."""
+    from analysis import diagnose, open_store
+    from reports import write_report
+    from reports.assets import javascript_bundle
+
+    javascript_bundle()  # built once per process (~3 s): not the report's own cost
+    store = open_store(root)
+    t1 = time.perf_counter()
+    diagnosis = diagnose(store)
+    t_diagnose = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    write_report(store, diagnosis, html)
+    t_report = time.perf_counter() - t2
+    return {"diagnose_s": round(t_diagnose, 1), "report_s": round(t_report, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--params", type=int, default=60)
     parser.add_argument("--stats-every", type=int, default=10)
+    parser.add_argument("--metrics", type=int, default=0, help="More train metrics per step.")
+    parser.add_argument("--runs", type=int, default=1, help="Copies of the run.")
     parser.add_argument("--html", type=Path, default=None, help="Keep the report here.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/report_size.json"))
     args = parser.parse_args()
-    result = measure(args.steps, args.params, args.stats_every, args.html)
+    result = measure(
+        args.steps, args.params, args.stats_every, args.html, metrics=args.metrics, runs=args.runs
+    )
     print(
-        f"{args.steps:,} steps, {args.params} parameters (stats every {args.stats_every}): "
+        f"{args.runs} run(s) of {args.steps:,} steps, {args.params} parameters (stats every "
+        f"{args.stats_every}), {args.metrics} more metrics: "
         f"report {result['report_mb']} MB ({result['report_bytes']:,} bytes, limit "
-        f"{LIMIT_BYTES / 1e6:.0f} MB) in {result['report_s']} s; diagnose "
+        f"{LIMIT_BYTES / 1e6:.0f} MB) in {result['report_s']} s, peak RSS "
+        f"{result['peak_rss_mb']} MB (diagnose and report); diagnose "
         f"{result['diagnose_s']} s; rows {result['rows']}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

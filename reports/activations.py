@@ -16,15 +16,12 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from reports.decimate import MAX_POINTS
-from reports.heatmap import Heatmap, grid
+from reports.budget import Budget
+from reports.heatmap import Heatmap, bounds, grid
 from reports.series import Series, first_order, series, split_drawable
 
 MAX_FRACTION_LINES = 20
 """Modules drawn in a dead/saturated chart: those with the highest peak (more is a tangle)."""
-
-FRACTION_BUDGET = 6_000
-"""Points of a dead/saturated chart across its lines (``reports.series.CHART_BUDGET``)."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +60,12 @@ class Activations:
     """saturated_frac of bounded activations."""
 
 
-def summarize(acts: pl.DataFrame, *, max_points: int = MAX_POINTS) -> Activations:
-    """The grids and fractions of one run.
+def summarize(
+    acts: pl.DataFrame,
+    *,
+    budget: Budget = Budget(),  # noqa: B008 (frozen: one shared default is safe)
+) -> Activations:
+    """The grids and fractions of one run, within ``budget`` (cells, lines and points).
 
     ``acts``: module, module_type, step, seq, std, zero_frac, dead_frac, saturated_frac;
     one row per module and sampled step.
@@ -74,18 +75,20 @@ def summarize(acts: pl.DataFrame, *, max_points: int = MAX_POINTS) -> Activation
     maps = {}
     for value, log_scale in (("zero_frac", False), ("std", True)):
         points, markers = split_drawable(acts.select(*keys, value), value=value, positive=log_scale)
-        maps[value] = grid(points, markers, value=value, order=order, log=log_scale)
+        maps[value] = grid(
+            points, markers, value=value, order=order, log=log_scale, **bounds(budget)
+        )
     return Activations(
         order,
         maps["zero_frac"],
         maps["std"],
-        dead=_fractions(acts, "dead_frac", order, max_points=max_points),
-        saturated=_fractions(acts, "saturated_frac", order, max_points=max_points),
+        dead=_fractions(acts, "dead_frac", order, budget),
+        saturated=_fractions(acts, "saturated_frac", order, budget),
     )
 
 
 def _fractions(
-    acts: pl.DataFrame, value: str, order: list[str], *, max_points: int
+    acts: pl.DataFrame, value: str, order: list[str], budget: Budget
 ) -> Fractions | None:
     """``value`` over steps for the modules that record it, the highest peaks first."""
     having = acts.filter(pl.col(value).is_not_null())
@@ -97,7 +100,14 @@ def _fractions(
     ranked = sorted(
         peaks.iter_rows(), key=lambda r: (-(r[1] if r[1] is not None else 2.0), rank[r[0]])
     )
-    drawn = [m for m, _ in ranked[:MAX_FRACTION_LINES]]
+    drawn = [m for m, _ in ranked[: min(MAX_FRACTION_LINES, budget.lines)]]
     rows = acts.filter(pl.col("module").is_in(drawn)).select("module", "step", value)
-    s = series(rows, value=value, by=["module"], max_points=max_points, budget=FRACTION_BUDGET)
+    s = series(
+        rows,
+        value=value,
+        by=["module"],
+        max_points=budget.series,
+        budget=budget.line_points,
+        max_markers=budget.markers,
+    )
     return Fractions(s, modules=peaks.height, drawn=[m for m in order if m in set(drawn)])

@@ -37,6 +37,8 @@ class RunCharts:
     run_id: str
     name: str
     charts: list[Chart]
+    note: str | None = None
+    """What the run's budget left out of this section (``reports.budget``), when anything."""
 
 
 def display_name(name: str, run_id: str) -> str:
@@ -47,7 +49,7 @@ def series_chart(
     chart_id: str, chart: alt.TopLevelMixin, series: Series, *, topic: str | None = None
 ) -> Chart:
     """A chart of ``series``, with its decimation note and its marker caption."""
-    caption = marker_caption(series.markers)
+    caption = marker_caption(series.markers, total=series.marked)
     return Chart(chart_id, to_spec(chart), note=series.note, caption=caption, topic=topic)
 
 
@@ -67,13 +69,23 @@ def to_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
 
 
 def marker_caption(
-    markers: pl.DataFrame, *, noun: str = "value", verb: str = "drawn", mark: str = "red marks"
+    markers: pl.DataFrame,
+    *,
+    noun: str = "value",
+    verb: str = "drawn",
+    mark: str = "red marks",
+    total: int = 0,
 ) -> str | None:
-    """``2 values could not be drawn (NaN, +Inf; first at step 41): red marks.``"""
+    """``2 values could not be drawn (NaN, +Inf; first at step 41): red marks.``
+
+    ``total``: how many there were when ``markers`` keeps only the first ones by step
+    (``reports.series.MAX_MARKERS``); the sentence then says how many are marked.
+    """
     if not markers.height:
         return None
     labels = ", ".join(sorted(set(markers[LABEL].to_list())))
     first = min(markers["step"].to_list())
-    n = markers.height
+    n = max(total, markers.height)
     nouns = noun if n == 1 else noun + "s"
-    return f"{n:,} {nouns} could not be {verb} ({labels}; first at step {first}): {mark}."
+    some = f" for the first {markers.height:,}" if markers.height < n else ""
+    return f"{n:,} {nouns} could not be {verb} ({labels}; first at step {first}): {mark}{some}."

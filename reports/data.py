@@ -6,6 +6,9 @@ All SQL text of the report lives here, as queries over the store's views
 one run at a time. The results are shaped into small frames that the chart
 functions draw without further thought:
 
+* a run's charts stay within its share of the page's budget (``reports.budget``): the
+  metrics with curves (``reports.metrics``), the lines of a chart, its points and its
+  marks; what is left out is counted for the page to name;
 * long series are decimated (``reports.decimate``) and say so;
 * activation statistics become bounded module x step grids (``reports.heatmap``),
   and feature maps and filters small per-map byte grids (``reports.samples``);
@@ -21,21 +24,21 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from collector.schema import SCHEMA_VERSION
-from reports import MAX_RUNS, activations, comparison, samples, system, tensors
+from reports import MAX_RUNS, activations, comparison, metrics, samples, system, tensors
 from reports.activations import Activations
+from reports.budget import MAX_CHARTED_RUNS, Budget
 from reports.comparison import Comparison, Metric
-from reports.decimate import MAX_POINTS
 from reports.heatmap import Heatmap
+from reports.metrics import Choice
 from reports.origin import NanOrigin, first_origin
-from reports.samples import WHAT, Image, SampleSet
-from reports.series import Series, first_order, series
+from reports.samples import WHAT, SampleSet
+from reports.series import Series, series
 from reports.system import System
 from reports.tensors import Bands, Weights
 
@@ -44,13 +47,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREFERRED_METRICS = ("loss", "acc", "accuracy")
-"""Drawn first, in this order; other metrics follow alphabetically."""
+# The names first: a run may log a thousand metrics, and only the chosen are read.
+_SCALAR_NAMES = """
+SELECT DISTINCT name, split
+FROM scalars
+WHERE run_id = $run_id
+ORDER BY name, split NULLS LAST
+"""
 
 _SCALARS = """
 SELECT name, split, step, epoch, value
 FROM scalars
 WHERE run_id = $run_id
+    AND (list_contains($names::VARCHAR[], name) OR name = 'lr' OR starts_with(name, 'lr.group'))
 QUALIFY rank = min(rank) OVER (PARTITION BY name, split)
 ORDER BY name, split NULLS LAST, step, seq
 """
@@ -134,7 +143,8 @@ WITH s AS (
 _SAMPLE_INDEX = (
     _SAMPLED
     + """
-SELECT module, what, list(step ORDER BY step) AS steps, min(seq) AS first_seq
+SELECT module, what, list(step ORDER BY step) AS steps, min(seq) AS first_seq,
+       arg_max(shape, step) AS shape
 FROM s GROUP BY module, what
 ORDER BY first_seq
 """
@@ -208,6 +218,10 @@ class RunData:
     nan_origin: NanOrigin | None = None
     exports: pl.DataFrame | None = None
     """The latest export benchmark's rows (the ``exports`` view's columns), in written order."""
+    metrics_left_out: Choice | None = None
+    """The metrics chosen for curves, when there were more than the budget draws."""
+    budget: Budget = field(default_factory=Budget)
+    """This run's share of the page's budget (what the page builders may add)."""
 
 
 @dataclass(frozen=True)
@@ -232,14 +246,15 @@ def load(
     store: Store,
     diagnosis: Diagnosis,
     *,
-    max_points: int = MAX_POINTS,
     max_runs: int | None = MAX_RUNS,
+    budget: Budget = Budget(),  # noqa: B008 (frozen: one shared default is safe)
 ) -> ReportData:
     """Read what the report draws for the runs of ``diagnosis`` (all of them, in its order).
 
     Per-run sections are read for the ``max_runs`` most recently started runs (all of
-    them with None); the runs table, findings and comparison cover every run of the
-    diagnosis (the whole store unless runs were selected).
+    them with None, up to ``MAX_CHARTED_RUNS``), each within its share of ``budget``;
+    the runs table, findings and comparison cover every run of the diagnosis (the whole
+    store unless runs were selected).
     """
     if max_runs is not None and max_runs < 1:
         raise ValueError(f"max_runs must be at least 1 (or None for all runs), got {max_runs}")
@@ -254,9 +269,11 @@ def load(
         if n.run_id in skipped:
             skipped[n.run_id].append(n)
     names = [str(n) for n in runs["name"].to_list()] if runs.height else []
-    chosen = set(_recent(runs, max_runs))
+    limit = MAX_CHARTED_RUNS if max_runs is None else min(max_runs, MAX_CHARTED_RUNS)
+    chosen = set(_recent(runs, limit))
+    share = budget.share(len(chosen))
     per_run = [
-        _run_data(store, run_id, name, max_points=max_points)
+        _run_data(store, run_id, name, share, findings[run_id])
         for run_id, name in zip(ids, names, strict=True)
         if run_id in chosen
     ]
@@ -274,76 +291,107 @@ def load(
     )
 
 
-def _recent(runs: pl.DataFrame, max_runs: int | None) -> list[str]:
-    """The run ids of the ``max_runs`` most recently started runs (all with None)."""
+def _recent(runs: pl.DataFrame, max_runs: int) -> list[str]:
+    """The run ids of the ``max_runs`` most recently started runs."""
     if not runs.height:
         return []
-    if max_runs is None or runs.height <= max_runs or "started_at" not in runs.columns:
+    if runs.height <= max_runs:
         return [str(r) for r in runs["run_id"].to_list()]
+    if "started_at" not in runs.columns:
+        return [str(r) for r in runs["run_id"].to_list()[-max_runs:]]
     latest = runs.sort("started_at", "run_id", nulls_last=False).tail(max_runs)
     return [str(r) for r in latest["run_id"].to_list()]
 
 
-def _run_data(store: Store, run_id: str, name: str, *, max_points: int) -> RunData:
-    scalars = store.sql(_SCALARS, {"run_id": run_id})
-    # The collector logs the optimizer's lr as `lr`, `lr.group1`, ... with split train.
-    lr_name = pl.col("name").eq("lr") | pl.col("name").str.starts_with("lr.group")
-    is_lr = lr_name & pl.col("split").eq("train").fill_null(False)
-    lr_rows = scalars.filter(is_lr)
-    metric_rows = scalars.filter(~is_lr)
-    metrics = {
-        metric: series(
-            metric_rows.filter(pl.col("name") == metric).drop("name"),
-            value="value",
-            by=["split"],
-            max_points=max_points,
-        )
-        for metric in _metric_order(metric_rows["name"].unique().to_list())
-    }
-    lr = (
-        series(lr_rows, value="value", by=["name"], max_points=max_points)
-        if lr_rows.height
-        else None
-    )
+def _run_data(
+    store: Store, run_id: str, name: str, budget: Budget, findings: list[Finding]
+) -> RunData:
+    subjects = [f.subject for f in findings]
+    curves, lr, choice = _curves(store, run_id, budget, subjects)
     grads = store.sql(_GRADIENTS, {"run_id": run_id})
-    gradients: dict[str, Any] = {}
-    if grads.height:
-        order = param_order(grads)
-        gradients = {
-            "grad_heatmap": tensors.grad_heatmap(grads, order),
-            "grad_bands": tensors.grad_bands(grads, order),
-            "layer_norms": series(
-                grads.select("param", "step", "norm"),
-                value="norm",
-                by=["param"],
-                positive=True,
-                max_points=max_points,
-                budget=tensors.PER_PARAMETER_BUDGET,
-            ),
-            "param_order": order,
-            "global_norm": series(
-                global_norm(grads), value="norm", positive=True, max_points=max_points
-            ),
-        }
+    gradients = tensors.gradients(grads, budget, subjects) if grads.height else None
+    drawn = gradients.drawn if gradients is not None else []
     modules = store.sql(_MODULES, {"run_id": run_id})
-    sample_sets, left_out = _samples(store, run_id)
+    sample_sets, left_out = _samples(store, run_id, budget)
     return RunData(
         run_id,
         name,
-        metrics,
+        curves,
         lr,
-        **gradients,
+        layer_norms=gradients.lines if gradients else None,
+        param_order=gradients.order if gradients else [],
+        global_norm=gradients.global_norm if gradients else None,
+        grad_heatmap=gradients.heatmap if gradients else None,
+        grad_bands=gradients.bands if gradients else None,
+        metrics_left_out=choice if choice.left_out else None,
+        budget=budget,
         modules=modules if modules.height else None,
-        activations=_activations(store, run_id, max_points=max_points),
+        activations=_activations(store, run_id, budget),
         samples=sample_sets,
         samples_left_out=left_out,
         nan_origin=_nan_origin(store, run_id),
         exports=_exports(store, run_id),
         weights=tensors.weights(
-            store.sql(_WEIGHTS, {"run_id": run_id}), band=_update_band(), max_points=max_points
+            store.sql(_WEIGHTS, {"run_id": run_id}),
+            band=_update_band(),
+            budget=budget,
+            first=drawn,
         ),
-        system=system.summarize(store.sql(_SYSTEM, {"run_id": run_id}), max_points=max_points),
+        system=system.summarize(store.sql(_SYSTEM, {"run_id": run_id}), budget=budget),
     )
+
+
+def _curves(
+    store: Store, run_id: str, budget: Budget, subjects: list[str | None]
+) -> tuple[dict[str, Series], Series | None, Choice]:
+    """The metrics chosen for curves (and which were left out), and the learning rate."""
+    pairs = store.sql(_SCALAR_NAMES, {"run_id": run_id}).iter_rows()
+    splits: dict[str, int] = {}
+    for name, split in pairs:
+        if not _is_lr(name, split):
+            splits[name] = splits.get(name, 0) + 1
+    named = metrics.named_by(subjects, splits)
+    choice = metrics.choose(splits, limit=budget.metric_charts, named=named)
+    scalars = store.sql(_SCALARS, {"run_id": run_id, "names": choice.drawn})
+    # The collector logs the optimizer's lr as `lr`, `lr.group1`, ... with split train.
+    is_lr = (pl.col("name").eq("lr") | pl.col("name").str.starts_with("lr.group")) & pl.col(
+        "split"
+    ).eq("train").fill_null(False)
+    lr_rows = scalars.filter(is_lr)
+    by_name = scalars.filter(~is_lr).partition_by("name", as_dict=True, include_key=False)
+    # The curves share their points; a metric's splits share its part.
+    per_chart = budget.curve_points // max(1, len(choice.drawn))
+    curves = {
+        metric: series(
+            by_name[(metric,)],
+            value="value",
+            by=["split"],
+            max_points=min(budget.series, per_chart),
+            budget=per_chart,
+            max_lines=budget.lines,
+            lines="splits",
+            max_markers=budget.markers,
+        )
+        for metric in choice.drawn
+        if (metric,) in by_name
+    }
+    lr = None
+    if lr_rows.height:
+        lr = series(
+            lr_rows,
+            value="value",
+            by=["name"],
+            max_points=budget.series,
+            budget=budget.series,
+            max_lines=budget.lines,
+            lines="parameter groups",
+            max_markers=budget.markers,
+        )
+    return curves, lr, choice
+
+
+def _is_lr(name: str, split: str | None) -> bool:
+    return split == "train" and (name == "lr" or name.startswith("lr.group"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -359,13 +407,14 @@ def _update_band() -> tuple[float, float]:
     )
 
 
-def _activations(store: Store, run_id: str, *, max_points: int) -> Activations | None:
+def _activations(store: Store, run_id: str, budget: Budget) -> Activations | None:
     acts = store.sql(_ACTIVATIONS, {"run_id": run_id})
-    return activations.summarize(acts, max_points=max_points) if acts.height else None
+    return activations.summarize(acts, budget=budget) if acts.height else None
 
 
-def _samples(store: Store, run_id: str) -> tuple[list[SampleSet], int]:
-    """Filters first, then feature maps in forward order; at most MAX_SAMPLED_MODULES."""
+def _samples(store: Store, run_id: str, budget: Budget) -> tuple[list[SampleSet], int]:
+    """Filters first, then feature maps in forward order: at most MAX_SAMPLED_MODULES, and
+    as many as ``budget.pixels`` holds (``reports.samples.fit``)."""
     index = store.sql(_SAMPLE_INDEX, {"run_id": run_id})
     if not index.height:
         return [], 0
@@ -373,40 +422,9 @@ def _samples(store: Store, run_id: str) -> tuple[list[SampleSet], int]:
     groups = sorted(
         index.iter_rows(named=True), key=lambda r: (rank.get(r["what"], len(rank)), r["first_seq"])
     )
-    drawn = groups[:MAX_SAMPLED_MODULES]
-    images: dict[tuple[str, str], list[Image]] = {}
-    problems: dict[tuple[str, str], list[str]] = {}
-    wanted = {(g["module"], g["what"]) for g in drawn}
-    for row in store.sql(_SAMPLE_IMAGES, {"run_id": run_id}).iter_rows(named=True):
-        key = (row["module"], row["what"])
-        if key not in wanted:
-            continue
-        try:
-            image = samples.image(
-                module=row["module"],
-                what=row["what"],
-                step=row["step"],
-                data=row["data"] or b"",
-                shape=row["shape"] or [],
-                lo=row["lo"] or [],
-                hi=row["hi"] or [],
-                dtype=row["dtype"],
-            )
-        except samples.SampleError as e:
-            problems.setdefault(key, []).append(f"step {row['step']}: {e}")
-            continue
-        images.setdefault(key, []).append(image)
-    sets = [
-        SampleSet(
-            g["module"],
-            g["what"],
-            [int(s) for s in g["steps"]],
-            images.get((g["module"], g["what"]), []),
-            problems.get((g["module"], g["what"]), []),
-        )
-        for g in drawn
-    ]
-    return sets, len(groups) - len(drawn)
+    drawn, max_maps = samples.fit(groups[:MAX_SAMPLED_MODULES], budget.pixels)
+    rows = store.sql(_SAMPLE_IMAGES, {"run_id": run_id}).iter_rows(named=True)
+    return samples.sets(drawn, rows, max_maps=max_maps), len(groups) - len(drawn)
 
 
 def _exports(store: Store, run_id: str) -> pl.DataFrame | None:
@@ -417,26 +435,3 @@ def _exports(store: Store, run_id: str) -> pl.DataFrame | None:
 def _nan_origin(store: Store, run_id: str) -> NanOrigin | None:
     events = store.sql(_NAN_ORIGIN, {"run_id": run_id}).iter_rows()
     return first_origin(events, run_id=run_id)
-
-
-def _metric_order(names: Sequence[str]) -> list[str]:
-    first = [m for m in PREFERRED_METRICS if m in names]
-    return first + sorted(m for m in names if m not in PREFERRED_METRICS)
-
-
-def param_order(grads: pl.DataFrame) -> list[str]:
-    """Parameters by depth: first step they appear in, then ``seq`` within that step."""
-    return first_order(grads, "param")
-
-
-def global_norm(grads: pl.DataFrame) -> pl.DataFrame:
-    """The global gradient norm per step, over the parameters recorded at that step.
-
-    A NaN or Inf in any parameter's norm makes the step's global norm NaN/Inf on
-    purpose: it becomes a marker instead of vanishing from the line.
-    """
-    return (
-        grads.group_by("step")
-        .agg((pl.col("norm") ** 2).sum().sqrt().alias("norm"), pl.len().alias("params"))
-        .sort("step")
-    )

@@ -48,7 +48,9 @@ def curves(run: RunData, ids: Iterator[str]) -> RunCharts:
         lr = run.lr
         chart = lr_chart(points=lr.points, markers=lr.markers)
         charts.append(series_chart(next(ids), chart, lr, topic="lr"))
-    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
+    left_out = run.metrics_left_out
+    note = left_out.note(run.run_id) if left_out is not None else None
+    return RunCharts(run.run_id, display_name(run.name, run.run_id), charts, note)
 
 
 def overlay(runs: Sequence[RunData], ids: Iterator[str]) -> list[Chart]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from reports.budget import Budget
 from reports.series import LABEL, SIG_DIGITS
 
 CELL_BUDGET = 4_000
@@ -74,6 +75,12 @@ class Heatmap:
                 "are drawn"
             )
         return "; ".join(parts).capitalize() + "." if parts else None
+
+
+def bounds(budget: Budget) -> dict[str, int]:
+    """``grid``'s bounds from a run's budget: its cells, and as many rows as leave
+    ``MIN_COLUMNS`` columns each (up to ``MAX_ROWS``)."""
+    return {"cell_budget": budget.cells, "max_rows": min(MAX_ROWS, budget.cells // MIN_COLUMNS)}
 
 
 def grid(

@@ -106,7 +106,7 @@ def model_table(run: RunData) -> ModelTable | None:
     if modules is None or not modules.height:
         return None
     total, trainable = summary_totals(modules)
-    shown, folded = _fold(modules)
+    shown, folded = _fold(modules, min(MAX_SUMMARY_ROWS, run.budget.summary_rows))
     rows = [_module_row(r) for r in shown.iter_rows(named=True)]
     return ModelTable(
         run_id=run.run_id,
@@ -164,17 +164,17 @@ def format_shape(text: str | None) -> str:
     return shown if len(shown) <= MAX_SHAPE_CHARS else shown[: MAX_SHAPE_CHARS - 1] + "…"
 
 
-def _fold(modules: pl.DataFrame) -> tuple[pl.DataFrame, str | None]:
-    """The rows to show: all, or the deepest levels that fit in ``MAX_SUMMARY_ROWS``."""
-    if modules.height <= MAX_SUMMARY_ROWS:
+def _fold(modules: pl.DataFrame, rows: int) -> tuple[pl.DataFrame, str | None]:
+    """The rows to show: all, or the deepest levels that fit in ``rows``."""
+    if modules.height <= rows:
         return modules, None
     depth = pl.col("depth").fill_null(0)
     max_depth = 0
     for d in sorted(set(modules["depth"].fill_null(0).to_list())):
-        if modules.filter(depth <= d).height > MAX_SUMMARY_ROWS:
+        if modules.filter(depth <= d).height > rows:
             break
         max_depth = d
-    shown = modules.filter(depth <= max_depth).head(MAX_SUMMARY_ROWS)
+    shown = modules.filter(depth <= max_depth).head(rows)
     return shown, (
         f"{modules.height - shown.height:,} of {modules.height:,} modules not listed "
         f"(deeper than depth {max_depth}); their parameters are counted in their parents' "
@@ -244,7 +244,7 @@ def activation_charts(run: RunData, ids: Iterator[str]) -> RunCharts:
                 title=title,
                 y_title=y_title,
             )
-            caption = marker_caption(s.markers)
+            caption = marker_caption(s.markers, total=s.marked)
             spec, note = to_spec(chart), fractions.note
             charts.append(Chart(next(ids), spec, note=note, caption=caption, topic=value))
     return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)

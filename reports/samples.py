@@ -16,8 +16,9 @@ Pure Python and Polars, no I/O: ``reports.data`` applies it to what it reads.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -144,6 +145,83 @@ def image(
     return Image(
         module, what, step, (n, h, w), maps, math.ceil(h / factor), math.ceil(w / factor), factor
     )
+
+
+def drawn_pixels(
+    shape: Sequence[int], *, max_maps: int = MAX_MAPS, max_side: int = MAX_SIDE
+) -> int:
+    """Pixels ``image`` draws for a stored ``shape`` ([maps, H, W] or [H, W]); 0 if malformed."""
+    dims = [int(d) for d in shape]
+    if len(dims) == 2:
+        dims = [1, *dims]
+    if len(dims) != 3 or min(dims) <= 0:
+        return 0
+    n, h, w = dims
+    factor = max(1, math.ceil(max(h, w) / max_side))
+    return min(n, max_maps) * math.ceil(h / factor) * math.ceil(w / factor)
+
+
+def fit(groups: Sequence[dict[str, Any]], pixels: int) -> tuple[list[dict[str, Any]], int]:
+    """The sampled tensors of ``groups`` (in order) whose grids fit in ``pixels``, and the
+    maps each may draw: ``MAX_MAPS``, or fewer when even the first does not fit at full size.
+
+    A group has ``shape`` (as stored) and ``steps``; its grids are its first and latest step.
+    """
+    drawn: list[dict[str, Any]] = []
+    left, max_maps = pixels, MAX_MAPS
+    for g in groups:
+        shape, images = g["shape"] or [], min(2, len(g["steps"]))
+        cost = images * drawn_pixels(shape)
+        if cost > left and not drawn:
+            max_maps = max(1, left // max(1, images * drawn_pixels(shape, max_maps=1)))
+            cost = images * drawn_pixels(shape, max_maps=max_maps)
+        if cost > left:
+            break
+        drawn.append(g)
+        left -= cost
+    return drawn, max_maps
+
+
+def sets(
+    groups: Sequence[dict[str, Any]], rows: Iterable[dict[str, Any]], *, max_maps: int = MAX_MAPS
+) -> list[SampleSet]:
+    """One ``SampleSet`` per group (module, what, steps) from the stored ``rows`` of its grids.
+
+    A row that cannot be drawn costs its own grid, named in the set's ``problems``.
+    """
+    wanted = {(g["module"], g["what"]) for g in groups}
+    images: dict[tuple[str, str], list[Image]] = {}
+    problems: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        key = (row["module"], row["what"])
+        if key not in wanted:
+            continue
+        try:
+            drawn = image(
+                module=row["module"],
+                what=row["what"],
+                step=row["step"],
+                data=row["data"] or b"",
+                shape=row["shape"] or [],
+                lo=row["lo"] or [],
+                hi=row["hi"] or [],
+                dtype=row["dtype"],
+                max_maps=max_maps,
+            )
+        except SampleError as e:
+            problems.setdefault(key, []).append(f"step {row['step']}: {e}")
+            continue
+        images.setdefault(key, []).append(drawn)
+    return [
+        SampleSet(
+            g["module"],
+            g["what"],
+            [int(s) for s in g["steps"]],
+            images.get((g["module"], g["what"]), []),
+            problems.get((g["module"], g["what"]), []),
+        )
+        for g in groups
+    ]
 
 
 def _block_means(data: bytes, *, h: int, w: int, factor: int) -> list[list[int]]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from reports import evidence, exports, figures, internals
 from reports.blocks import Chart, RunCharts, display_name
+from reports.budget import MAX_CHARTED_RUNS
 from reports.comparison import Metric
 from reports.data import ReportData
 from reports.evidence import Link
@@ -48,6 +49,8 @@ class Header:
     generated_at: str
     schema_version: int
     package_version: str
+    max_charted: int = MAX_CHARTED_RUNS
+    """Runs with charts at most, whatever was asked (``reports.budget``)."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,12 @@ CHART_BUDGET = 20_000
 MIN_PER_SERIES = 100
 """Floor of the per-series share of CHART_BUDGET: a line keeps its shape at this many."""
 
+MAX_LINES = 60
+"""Series one chart draws at most (``reports.budget.Budget.lines``)."""
+
+MAX_MARKERS = 200
+"""Markers one chart draws at most, the first ones by step (``reports.budget.Budget.markers``)."""
+
 
 @dataclass(frozen=True)
 class Series:
@@ -44,11 +50,24 @@ class Series:
     markers: pl.DataFrame
     drawn: int
     total: int
+    lines: int = 1
+    """Series drawn; ``lines_total`` were read."""
+    lines_total: int = 1
+    lines_left_out: str = ""
+    """What the series are and which were drawn: ``parameters (...)``."""
+    marked: int = 0
+    """Rows that could not be drawn (``markers`` keeps the first ``MAX_MARKERS``)."""
 
     @property
     def note(self) -> str | None:
-        """The sentence under a decimated chart, or None when every point is drawn."""
-        return note(self.drawn, self.total)
+        """The sentences under a reduced chart, or None when every line and point is drawn."""
+        parts = []
+        if self.lines < self.lines_total:
+            parts.append(f"Lines for {self.lines} of {self.lines_total:,} {self.lines_left_out}.")
+        points = note(self.drawn, self.total)
+        if points:
+            parts.append(points[0].upper() + points[1:] + ".")
+        return " ".join(parts)[:-1] if parts else None
 
 
 def series(
@@ -59,23 +78,54 @@ def series(
     positive: bool = False,
     max_points: int = MAX_POINTS,
     budget: int = CHART_BUDGET,
+    max_lines: int = MAX_LINES,
+    first: Sequence[str] = (),
+    lines: str = "series",
+    max_markers: int = MAX_MARKERS,
 ) -> Series:
     """Decimate ``df`` per series (rows sharing ``by``, ordered by ``step``), then cut out markers.
 
     ``positive`` is for log-scale charts: values <= 0 cannot be drawn there, so they
     become markers too (a gradient norm of exactly 0 is a finding, not a gap).
     ``budget`` is the points the chart's series share (each keeps ``MIN_PER_SERIES``).
+    At most ``max_lines`` series are drawn: the values of ``by[0]`` in ``first``, then
+    the others in order of appearance; ``lines`` names them for the note ("parameters
+    (those findings name first)"). Markers beyond ``max_markers`` are counted, not drawn.
     """
+    keys = list(by)
+    lines_total = df.select(keys).n_unique() if keys and df.height else 1
+    if lines_total > max_lines:
+        df = _some_lines(df, keys, first, max_lines)
     # A chart of many series (a deep model's parameters) shares one budget, so a
     # chart stays a few MB at most; a single series still gets max_points.
-    n_series = df.select(by).n_unique() if by and df.height else 1
+    n_series = min(lines_total, max_lines)
     per_series = min(max_points, max(MIN_PER_SERIES, budget // n_series))
-    reduced = decimate(df, x="step", y=value, by=by, max_points=per_series)
+    reduced = decimate(df, x="step", y=value, by=keys, max_points=per_series)
     points, markers = split_drawable(reduced.frame, value=value, positive=positive)
+    marked = markers.height
+    # A series that diverged is NaN from there on: its first marks say where and what.
+    markers = markers.sort("step", maintain_order=True).head(max_markers)
     # 17-digit floats are most of a report's bytes; 6 significant digits are finer
     # than any axis or tooltip (4 digits) shows, and halve the size.
     points = points.with_columns(pl.col(value).round_sig_figs(SIG_DIGITS))
-    return Series(points, markers, reduced.drawn, reduced.total)
+    return Series(
+        points,
+        markers,
+        points.height + markers.height,
+        reduced.total,
+        lines=n_series,
+        lines_total=lines_total,
+        lines_left_out=lines,
+        marked=marked,
+    )
+
+
+def _some_lines(df: pl.DataFrame, keys: list[str], first: Sequence[str], n: int) -> pl.DataFrame:
+    """The rows of ``n`` series: those of ``first`` (values of ``keys[0]``), then by appearance."""
+    seen = df.select(keys).unique(maintain_order=True)
+    wanted = pl.col(keys[0]).is_in(list(first)) if first else pl.lit(False)
+    kept = pl.concat([seen.filter(wanted), seen.filter(~wanted)]).head(n)
+    return df.join(kept, on=keys, how="semi", maintain_order="left", nulls_equal=True)
 
 
 def split_drawable(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from reports.decimate import MAX_POINTS
+from reports.budget import Budget
 from reports.series import Series, series
 
 PARTS = ("data wait", "compute")
@@ -30,7 +30,11 @@ class System:
     """step, samples_per_s."""
 
 
-def summarize(rows: pl.DataFrame, *, max_points: int = MAX_POINTS) -> System | None:
+def summarize(
+    rows: pl.DataFrame,
+    *,
+    budget: Budget = Budget(),  # noqa: B008 (frozen: one shared default is safe)
+) -> System | None:
     """``rows``: step, step_time_s, data_time_s, compute_time_s, samples_per_s."""
     if not rows.height:
         return None
@@ -47,9 +51,12 @@ def summarize(rows: pl.DataFrame, *, max_points: int = MAX_POINTS) -> System | N
         ]
     ).filter(pl.col("seconds").is_not_null())
     rate = rows.select("step", "samples_per_s").filter(pl.col("samples_per_s").is_not_null())
+    n, marks = budget.series, budget.markers
     return System(
-        series(parts, value="seconds", by=["part"], max_points=max_points)
+        series(parts, value="seconds", by=["part"], max_points=n, max_markers=marks)
         if parts.height
         else None,
-        series(rate, value="samples_per_s", max_points=max_points) if rate.height else None,
+        series(rate, value="samples_per_s", max_points=n, max_markers=marks)
+        if rate.height
+        else None,
     )

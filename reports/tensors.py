@@ -18,20 +18,23 @@ Pure Polars, no I/O: ``reports.data`` reads the rows and calls these functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
-from reports.decimate import MAX_POINTS
-from reports.heatmap import Heatmap, grid
-from reports.series import LABEL, SIG_DIGITS, Series, series, split_drawable
+from reports.budget import Budget
+from reports.heatmap import Heatmap, bounds, grid
+from reports.series import LABEL, SIG_DIGITS, Series, first_order, series, split_drawable
 
-PER_PARAMETER_BUDGET = 6_000
+PER_PARAMETER_BUDGET = Budget().line_points
 """Points of a per-parameter line chart (gradient norm, weight norm, update ratio) across
 its lines: a chart of 60 lines draws 100 per line, enough for a norm's drift and its
 spikes (min/max per bucket), and a 100k-step run's report stays under 5 MB. The
 gradient heatmap shows every parameter at every bucket besides."""
+
+LINES = "parameters (those findings name, then spread over the depth)"
+"""What a per-parameter chart's lines are, for the note when some are left out."""
 
 MAX_BAND_PARAMS = 6
 """Parameters whose gradient distribution is drawn as bands: the first, the last, and
@@ -85,46 +88,136 @@ class Bands:
         return "; ".join(parts).capitalize() + "." if parts else ""
 
 
+@dataclass(frozen=True)
+class Gradients:
+    """What the gradients section draws of a run: lines, global norm, heatmap and bands."""
+
+    order: list[str]
+    """Parameters by depth: their order (``seq``) within the first step they appear."""
+    drawn: list[str]
+    """The parameters with a line (all of them unless the budget's ``lines`` are fewer)."""
+    lines: Series
+    global_norm: Series
+    heatmap: Heatmap
+    bands: Bands | None
+
+
+def gradients(grads: pl.DataFrame, budget: Budget, subjects: Iterable[str | None]) -> Gradients:
+    """``grads``: param, step, seq, norm, mean, std, min, max (one row per parameter and step).
+
+    ``subjects``: the run's finding subjects; the parameters they name get a line first.
+    """
+    order = first_order(grads, "param")
+    drawn = drawn_params(order, named_params(subjects, order), budget.lines)
+    return Gradients(
+        order,
+        drawn,
+        per_parameter(grads.select("param", "step", "norm"), "norm", budget, drawn),
+        series(
+            global_norm(grads),
+            value="norm",
+            positive=True,
+            max_points=budget.series,
+            max_markers=budget.markers,
+        ),
+        grad_heatmap(grads, order, budget=budget),
+        grad_bands(grads, order, buckets=budget.band_buckets),
+    )
+
+
+def global_norm(grads: pl.DataFrame) -> pl.DataFrame:
+    """The global gradient norm per step, over the parameters recorded at that step.
+
+    A NaN or Inf in any parameter's norm makes the step's global norm NaN/Inf on
+    purpose: it becomes a marker instead of vanishing from the line.
+    """
+    return (
+        grads.group_by("step")
+        .agg((pl.col("norm") ** 2).sum().sqrt().alias("norm"), pl.len().alias("params"))
+        .sort("step")
+    )
+
+
 def weights(
-    rows: pl.DataFrame, *, band: tuple[float, float], max_points: int = MAX_POINTS
+    rows: pl.DataFrame,
+    *,
+    band: tuple[float, float],
+    budget: Budget = Budget(),  # noqa: B008 (frozen: one shared default is safe)
+    first: Sequence[str] = (),
 ) -> Weights | None:
-    """``rows``: param, step, seq, weight, update (either may be null when not recorded)."""
+    """``rows``: param, step, seq, weight, update (either may be null when not recorded).
+
+    ``first``: the parameters drawn when there are more than ``budget.lines``.
+    """
     if not rows.height:
         return None
     norms = rows.filter(pl.col("weight").is_not_null()).select("param", "step", "weight")
     ratio = rows.filter(pl.col("weight").is_not_null() & pl.col("update").is_not_null())
     ratio = ratio.select("param", "step", (pl.col("update") / pl.col("weight")).alias("ratio"))
-    keep = {
-        "by": ["param"],
-        "positive": True,
-        "max_points": max_points,
-        "budget": PER_PARAMETER_BUDGET,
-    }
     return Weights(
-        series(norms, value="weight", **keep) if norms.height else None,  # type: ignore[arg-type]
-        series(ratio, value="ratio", **keep) if ratio.height else None,  # type: ignore[arg-type]
+        per_parameter(norms, "weight", budget, first) if norms.height else None,
+        per_parameter(ratio, "ratio", budget, first) if ratio.height else None,
         band,
     )
 
 
-def grad_heatmap(grads: pl.DataFrame, order: Sequence[str]) -> Heatmap:
+def per_parameter(rows: pl.DataFrame, value: str, budget: Budget, first: Sequence[str]) -> Series:
+    """One line per parameter of ``value`` (log scale: values <= 0 are markers)."""
+    return series(
+        rows,
+        value=value,
+        by=["param"],
+        positive=True,
+        max_points=budget.series,
+        budget=budget.line_points,
+        max_lines=budget.lines,
+        first=first,
+        lines=LINES,
+        max_markers=budget.markers,
+    )
+
+
+def drawn_params(order: Sequence[str], named: Iterable[str], n: int) -> list[str]:
+    """``n`` parameters of ``order`` for the line charts: those ``named``, then spread in depth."""
+    first = [p for p in order if p in set(named)][:n]
+    rest = [p for p in order if p not in set(first)]
+    return first + spread(rest, n - len(first)) if n > len(first) else first
+
+
+def named_params(subjects: Iterable[str | None], order: Sequence[str]) -> set[str]:
+    """The parameters that finding subjects name (``fc.weight``, ``grad of fc.weight``)."""
+    known = set(order)
+    found = {s.partition(" of ")[2] or s for s in subjects if s}
+    return found & known
+
+
+def grad_heatmap(
+    grads: pl.DataFrame,
+    order: Sequence[str],
+    *,
+    budget: Budget = Budget(),  # noqa: B008 (frozen: one shared default is safe)
+) -> Heatmap:
     """The gradient norm per parameter (rows, input side on top) and step bucket, log colour."""
     rows = grads.select(
         pl.col("param").alias("module"), pl.lit("parameter").alias("module_type"), "step", "norm"
     )
     points, markers = split_drawable(rows, value="norm", positive=True)
-    return grid(points, markers, value="norm", order=order, log=True)
+    return grid(points, markers, value="norm", order=order, log=True, **bounds(budget))
 
 
 def spread(order: Sequence[str], n: int = MAX_BAND_PARAMS) -> list[str]:
     """``n`` of ``order`` evenly spaced, the first and last included."""
     if len(order) <= n:
         return list(order)
+    if n <= 1:
+        return list(order[:n])
     picks = sorted({round(i * (len(order) - 1) / (n - 1)) for i in range(n)})
     return [order[i] for i in picks]
 
 
-def grad_bands(grads: pl.DataFrame, order: Sequence[str]) -> Bands | None:
+def grad_bands(
+    grads: pl.DataFrame, order: Sequence[str], *, buckets: int = BAND_BUCKETS
+) -> Bands | None:
     """Min..max and mean +/- std of a few parameters' gradients per bucket of sampled steps.
 
     ``grads``: param, step, mean, std, min, max. A bucket with a NaN/Inf in any of its
@@ -138,7 +231,7 @@ def grad_bands(grads: pl.DataFrame, order: Sequence[str]) -> Bands | None:
         return None
     steps = rows["step"].unique().sort()
     n = steps.len()
-    buckets = min(BAND_BUCKETS, n)
+    buckets = min(buckets, n)
     ranks = pl.int_range(n, eager=True, dtype=pl.Int64)
     index = pl.DataFrame({"step": steps, _BUCKET: ranks * buckets // max(1, n)})
     rows = rows.join(index, on="step")

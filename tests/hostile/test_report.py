@@ -6,13 +6,17 @@ embedded spec to Vega with none of them in an expression or a field name, and Ve
 draws every chart (vl-convert runs the Vega and Vega-Lite the page inlines, headless).
 A lone surrogate, valid in JSON text but not in UTF-8, cannot stop the page from
 being written.
+
+Sizes: 1,000 metrics, 1,000 parameters, a long run of NaN, or more runs than a page
+details each give a page of at most 5 MB that says what it left out.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +24,13 @@ import pytest
 import vl_convert
 
 from analysis import Diagnosis, Finding, Severity, open_store
-from reports import write_report
+from collector.records import Rows
+from collector.schema import Stream
+from reports import budget, write_report
 from tests.analysis.export_cases import ExportRunBuilder, timed
 from tests.builders import RunBuilder
 from tests.reports import pages
-from tests.reports.pages import Parts, open_undiagnosed
+from tests.reports.pages import Parts, datasets, open_undiagnosed
 
 SPECIALS = (
     'x"y',
@@ -48,6 +54,8 @@ FIELDS = {"field", "fields", "as", "groupby", "key"}
 """Keys of a Vega-Lite spec whose values name fields."""
 
 T0 = 1_700_000_000.0
+MAX_PAGE_BYTES = 5_000_000
+"""The README's bound on a report's size."""
 
 
 def hostile(kind: str) -> list[str]:
@@ -173,3 +181,143 @@ def test_a_lone_surrogate_cannot_stop_the_page_from_being_written(tmp_path: Path
     out = write_report(store, Diagnosis(runs, [finding]), tmp_path / "report.html")
     text = Parts(out.read_text(encoding="utf-8")).plain_text
     assert "conv\ufffd" in text and "NaN in \ufffd" in text
+
+
+# -- more than a page can draw ---------------------------------------------------------------
+
+
+def _scalars(root: Path, run_id: str, names: Sequence[str], steps: Sequence[int]) -> None:
+    """One row per name per step, split train, written in one segment (fast for many rows)."""
+    batches = [
+        Rows(
+            Stream.SCALARS,
+            step,
+            None,
+            T0 + step,
+            {
+                "name": list(names),
+                "split": ["train"] * len(names),
+                "value": [1.0 / (step + i) for i in range(len(names))],
+            },
+        )
+        for step in steps
+    ]
+    pages.write_stream(root, run_id, Stream.SCALARS, batches)
+
+
+def _tensors(
+    root: Path, run_id: str, params: Sequence[str], steps: Sequence[int], kinds: Sequence[str]
+) -> None:
+    n = len(params) * len(kinds)
+    batches = [
+        Rows(
+            Stream.TENSORS,
+            step,
+            None,
+            T0 + step,
+            {
+                "param": [p for _ in kinds for p in params],
+                "kind": [k for k in kinds for _ in params],
+                "numel": [100] * n,
+                "norm": [(1 + i % 7) * 1.1**-step for i in range(n)],
+                "mean": [0.0] * n,
+                "std": [0.01] * n,
+                "min": [-0.1] * n,
+                "max": [0.1] * n,
+            },
+        )
+        for step in steps
+    ]
+    pages.write_stream(root, run_id, Stream.TENSORS, batches)
+
+
+def _page(out: Path) -> tuple[int, Parts]:
+    return out.stat().st_size, Parts(out.read_text(encoding="utf-8"))
+
+
+def test_a_thousand_metrics_give_a_bounded_page_that_names_what_it_left_out(
+    tmp_path: Path,
+) -> None:
+    metrics = [f"metric.{i:04d}" for i in range(1_000)]
+    RunBuilder(tmp_path, "r").scalars("loss", "train", [1.0] * 200).scalars(
+        "acc", "val", [0.5, 0.6], steps=[100, 200]
+    ).finish().write()
+    _scalars(tmp_path, "r", metrics, range(1, 201))
+    store, diagnosis = open_undiagnosed(tmp_path)
+    spike = Finding("loss_spike", Severity.WARNING, "r", "metric.0999/train", 50, "spike", "look")
+    out = write_report(store, Diagnosis(diagnosis.runs, [spike]), tmp_path / "report.html")
+    size, parts = _page(out)
+    assert size <= MAX_PAGE_BYTES
+    drawn = [_title(s) for s in parts.chart_specs() if _title(s) != "learning rate"]
+    limit = budget.Budget().metric_charts
+    assert len(drawn) == limit
+    assert drawn[:2] == ["loss", "acc"], "loss- and accuracy-like names first"
+    assert "metric.0999" in drawn, "the metric a finding names is drawn"
+    text = parts.plain_text
+    assert f"Curves for {limit} of 1,002 metrics" in text
+    left_out = sorted(set(metrics) - set(drawn))
+    assert f"left out: {left_out[0]}, {left_out[1]}" in text
+    assert "telemetry query" in text
+
+
+def test_a_thousand_parameters_draw_a_bounded_number_of_lines_and_say_so(
+    tmp_path: Path,
+) -> None:
+    params = [f"blocks.{i}.weight" for i in range(1_000)]
+    RunBuilder(tmp_path, "r").scalars("loss", "train", [1.0, 0.5]).finish().write()
+    _tensors(tmp_path, "r", params, range(1, 61), ("grad", "weight", "update"))
+    store, diagnosis = open_undiagnosed(tmp_path)
+    named = Finding("nonfinite", Severity.ERROR, "r", "grad of blocks.500.weight", 3, "m", "s")
+    out = write_report(store, Diagnosis(diagnosis.runs, [named]), tmp_path / "report.html")
+    size, parts = _page(out)
+    assert size <= MAX_PAGE_BYTES
+    lines = budget.Budget().lines
+    per_param = [s for s in parts.chart_specs() if _title(s).endswith("per parameter")]
+    assert len(per_param) == 3
+    for spec in per_param:
+        names = {r["param"] for r in datasets(spec) if "param" in r}
+        assert len(names) == lines and "blocks.500.weight" in names
+        assert {"blocks.0.weight", "blocks.999.weight"} <= names, "spread over the depth"
+    assert parts.plain_text.count(f"Lines for {lines} of 1,000 parameters") == 3
+
+
+def test_a_long_run_of_nan_draws_a_bounded_number_of_marks(tmp_path: Path) -> None:
+    steps = 50_000
+    values = [1.0 if s < 100 else math.nan for s in range(1, steps + 1)]
+    RunBuilder(tmp_path, "r").scalars("loss", "train", values).finish().write()
+    out = write_report(*open_undiagnosed(tmp_path), tmp_path / "report.html")
+    size, parts = _page(out)
+    assert size <= MAX_PAGE_BYTES
+    (spec,) = parts.chart_specs()
+    marks = [r for r in datasets(spec) if "label" in r]
+    assert len(marks) == budget.Budget().markers
+    assert marks[0]["step"] == 100
+    assert re.search(
+        r"49,901 values could not be drawn \(NaN; first at step 100\): red marks for the "
+        r"first [\d,]+",
+        parts.plain_text,
+    )
+
+
+def test_more_runs_than_a_page_details_share_its_budget(tmp_path: Path) -> None:
+    runs = budget.MAX_CHARTED_RUNS + 2
+    params = [f"layer{i}.weight" for i in range(60)]
+    big = [[[(x * y) % 256 for x in range(32)] for y in range(32)]] * 16
+    for r in range(runs):
+        run_id = f"run{r:02d}"
+        config = {f"knob{k}": r * k for k in range(40)}
+        run = RunBuilder(tmp_path, run_id, config=config, start=T0 + r)
+        run.scalars("acc", "val", [0.5 + r / 100] * 10, steps=range(300, 3_001, 300))
+        run.finish().write()
+        _scalars(tmp_path, run_id, ["loss"], range(1, 3_001))
+        _tensors(tmp_path, run_id, params, range(10, 3_001, 10), ("grad",))
+        sample = pages.sample("conv", "feature_map", big, [0.0] * 16, [1.0] * 16)
+        layers = [{**sample, "module": f"conv{i}"} for i in range(6)]
+        pages.samples(tmp_path, run_id, {1: layers, 3_000: layers})
+    store, diagnosis = open_undiagnosed(tmp_path)
+    out = write_report(store, diagnosis, tmp_path / "report.html", max_runs=None)
+    size, parts = _page(out)
+    assert size <= MAX_PAGE_BYTES
+    text = parts.plain_text
+    assert f"Charts for the {budget.MAX_CHARTED_RUNS} most recently started of {runs} runs" in text
+    assert all(f"run{r:02d}" in text for r in range(runs)), "the runs table lists every run"

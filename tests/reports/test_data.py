@@ -102,7 +102,7 @@ def test_a_chart_of_many_series_shares_one_point_budget() -> None:
             "norm": [1.0] * (400 * 300),
         }
     )
-    s = series.series(df, value="norm", by=["param"], positive=True)
+    s = series.series(df, value="norm", by=["param"], positive=True, max_lines=400)
     assert s.total == 120_000
     assert s.drawn <= 400 * series.MIN_PER_SERIES
 

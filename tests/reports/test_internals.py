@@ -12,6 +12,7 @@ import pytest
 
 from analysis import Diagnosis, Finding, Severity, open_store
 from reports import data, heatmap, internals, render_report
+from reports.budget import MAP_PIXELS, Budget
 from tests.builders import RunBuilder
 from tests.reports import pages
 from tests.reports.pages import (
@@ -277,10 +278,11 @@ def test_sizes_stay_bounded_for_many_steps_modules_and_sampled_layers(tmp_path: 
     cells = [[r for r in datasets(s) if "step" in r] for s in heatmaps]  # not the name table
     assert [len(c) <= heatmap.CELL_BUDGET for c in cells] == [True, True]
     grids = [s for s in parts.chart_specs() if "facet" in s and isinstance(s["title"], dict)]
-    assert len(grids) == 2 * data.MAX_SAMPLED_MODULES
+    fit = Budget().pixels // (2 * MAP_PIXELS)  # each module: 16 maps at its first and last step
+    assert len(grids) == 2 * min(fit, data.MAX_SAMPLED_MODULES)
     assert all(len(r["b"]) == 32 * 32 for s in grids for r in datasets(s))
     text = parts.plain_text
-    assert "4 more sampled modules not drawn" in text
+    assert f"{10 - len(grids) // 2} more sampled modules not drawn" in text
     assert "100 sampled steps drawn as 26 columns" in text
     assert f"the first {heatmap.MAX_ROWS} of {heatmap.MAX_ROWS + 10} modules" in text
     assert "16 maps of 64×64, drawn at 32×32 (means of 2×2 blocks)" in text
