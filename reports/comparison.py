@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -27,7 +27,13 @@ PREFERRED = ("loss", "acc", "accuracy")
 """The comparison's primary metric: the first of these the runs have on val, else the first name."""
 
 MAX_PARAMS = 8
-"""Hyperparameters drawn as charts (the table lists every varying one)."""
+"""Hyperparameters drawn as charts (the table lists more)."""
+
+MAX_COLUMNS = 20
+"""Varying configuration keys the table lists (in the configs' order); the rest are named."""
+
+LISTED = 20
+"""Left-out keys named under the table; the rest are counted."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,21 @@ class Comparison:
     rows: list[ComparisonRow]
     points: pl.DataFrame
     """hyperparameter, run, value (text), x (float, null when not numeric), best."""
+    left_out: list[str] = field(default_factory=list)
+    """Varying keys beyond ``MAX_COLUMNS``: not in the table."""
+
+    @property
+    def note(self) -> str | None:
+        """The sentence under the table when keys were left out of it."""
+        if not self.left_out:
+            return None
+        listed = ", ".join(self.left_out[:LISTED])
+        more = len(self.left_out) - LISTED
+        return (
+            f"{len(self.left_out):,} more varying configuration keys are not in the table "
+            f"({listed}{f', … and {more:,} more' if more > 0 else ''}); "
+            'telemetry query ROOT "SELECT run_id, config FROM runs" reads every run\'s config.'
+        )
 
 
 def lower_is_better(metric: str) -> bool:
@@ -117,6 +138,7 @@ def compare(runs: pl.DataFrame, metrics: dict[str, list[Metric]]) -> Comparison 
     configs = {str(r["run_id"]): config(r.get("config")) for r in rows}
     keys = list(dict.fromkeys(k for c in configs.values() for k in c))
     varying = [k for k in keys if len({as_text(c.get(k)) for c in configs.values()}) > 1]
+    varying, left_out = varying[:MAX_COLUMNS], varying[MAX_COLUMNS:]
     table, points = [], []
     for r in rows:
         run_id = str(r["run_id"])
@@ -154,6 +176,5 @@ def compare(runs: pl.DataFrame, metrics: dict[str, list[Metric]]) -> Comparison 
         "x": pl.Float64,
         "best": pl.Float64,
     }
-    return Comparison(
-        metric, lower_is_better(metric), varying, table, pl.DataFrame(points, schema=schema)
-    )
+    frame = pl.DataFrame(points, schema=schema)
+    return Comparison(metric, lower_is_better(metric), varying, table, frame, left_out)

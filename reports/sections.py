@@ -35,6 +35,12 @@ from reports.internals import ModelTable, OriginBox, RunImages
 
 log = logging.getLogger(__name__)
 
+MAX_LISTED = 8
+"""Validation metrics listed per run in the runs table (best and final); the rest counted."""
+
+MAX_CONFIG = 20
+"""Config items listed per run in the runs table; the rest counted."""
+
 SEVERITIES = ("error", "warning", "info")
 """Worst first; also the CSS classes of the badges (nothing else reaches a class name)."""
 
@@ -251,10 +257,10 @@ def _overview(row: dict[str, Any], data: ReportData) -> OverviewRow:
         status=str(row.get("status") or ""),
         steps="" if steps is None else f"{steps:,}",
         duration=format_duration(row.get("duration_s")),
-        config=config_items(row.get("config")),
+        config=_cut(config_items(row.get("config")), MAX_CONFIG),
         error=str(row.get("error") or ""),
-        best=[_metric(m, m.best) for m in metrics],
-        final=[_metric(m, m.final) for m in metrics],
+        best=_cut([_metric(m, m.best) for m in metrics], MAX_LISTED),
+        final=_cut([_metric(m, m.final) for m in metrics], MAX_LISTED),
         findings=", ".join(
             f"{n} {s}{'s' if n != 1 and s != 'info' else ''}" for s, n in counts if n
         ),
@@ -266,6 +272,11 @@ def _overview(row: dict[str, Any], data: ReportData) -> OverviewRow:
             "findings": str(sum(n * 1000 ** (2 - i) for i, (_, n) in enumerate(counts))),
         },
     )
+
+
+def _cut(items: list[str], n: int) -> list[str]:
+    """The first ``n`` of ``items``, and ``… and 1,980 more`` when there were more."""
+    return items if len(items) <= n else [*items[:n], f"… and {len(items) - n:,} more"]
 
 
 def _plural(n: int, severity: str) -> str:

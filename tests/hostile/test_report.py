@@ -186,8 +186,10 @@ def test_a_lone_surrogate_cannot_stop_the_page_from_being_written(tmp_path: Path
 # -- more than a page can draw ---------------------------------------------------------------
 
 
-def _scalars(root: Path, run_id: str, names: Sequence[str], steps: Sequence[int]) -> None:
-    """One row per name per step, split train, written in one segment (fast for many rows)."""
+def _scalars(
+    root: Path, run_id: str, names: Sequence[str], steps: Sequence[int], split: str = "train"
+) -> None:
+    """One row per name per step, written in one segment (fast for many rows)."""
     batches = [
         Rows(
             Stream.SCALARS,
@@ -196,7 +198,7 @@ def _scalars(root: Path, run_id: str, names: Sequence[str], steps: Sequence[int]
             T0 + step,
             {
                 "name": list(names),
-                "split": ["train"] * len(names),
+                "split": [split] * len(names),
                 "value": [1.0 / (step + i) for i in range(len(names))],
             },
         )
@@ -321,3 +323,18 @@ def test_more_runs_than_a_page_details_share_its_budget(tmp_path: Path) -> None:
     text = parts.plain_text
     assert f"Charts for the {budget.MAX_CHARTED_RUNS} most recently started of {runs} runs" in text
     assert all(f"run{r:02d}" in text for r in range(runs)), "the runs table lists every run"
+
+
+def test_thousands_of_config_keys_and_val_metrics_keep_the_tables_bounded(tmp_path: Path) -> None:
+    runs, keys = 40, 2_000
+    for r in range(runs):
+        config = {f"knob{k:04d}": r * k for k in range(keys)}
+        RunBuilder(tmp_path, f"run{r:02d}", config=config, start=T0 + r).finish().write()
+        _scalars(tmp_path, f"run{r:02d}", [f"val.{m:03d}" for m in range(300)], [1], "val")
+    out = write_report(*open_undiagnosed(tmp_path), tmp_path / "report.html")
+    size, parts = _page(out)
+    assert size <= MAX_PAGE_BYTES
+    text = parts.plain_text
+    assert re.search(r"knob0000=0 .*… and 1,9\d\d more", text), "each run's config, cut"
+    assert "val.000 " in text and "… and 29" in text, "each run's metrics, cut"
+    assert re.search(r"1,9\d\d more varying configuration keys", text), "comparison columns"
