@@ -6,7 +6,9 @@ chart that shows its evidence), then the runs, their training curves, gradients,
 weights and updates, the model summary, activation statistics, feature maps and
 filters, where the first NaN/Inf appeared, step timing, export benchmarks, and a
 comparison of every run's hyperparameters with its best validation metric.
-Everything a run wrote is escaped.
+Everything a run wrote is escaped, and reaches a chart only as a data value. The page
+has a budget of charts, lines, points and pixels (``reports.budget``) and names what
+it left out.
 
 ``import reports`` stays light: the entry points below import the page machinery
 (DuckDB via analysis, Polars, Jinja2; Altair, ~0.5 s, only when there are charts)
@@ -44,7 +46,8 @@ def render_report(
 ) -> str:
     """The report as HTML text, for the runs of ``diagnosis`` (see ``reports.page``).
 
-    Per-run sections cover the ``max_runs`` most recently started runs (None: all).
+    Per-run sections cover the ``max_runs`` most recently started runs (None: all), and
+    never more than ``reports.budget.MAX_CHARTED_RUNS``: the page has a size budget.
     """
     from reports.page import render_report as render
 

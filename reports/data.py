@@ -353,12 +353,8 @@ def _curves(
     named = metrics.named_by(subjects, splits)
     choice = metrics.choose(splits, limit=budget.metric_charts, named=named)
     scalars = store.sql(_SCALARS, {"run_id": run_id, "names": choice.drawn})
-    # The collector logs the optimizer's lr as `lr`, `lr.group1`, ... with split train.
-    is_lr = (pl.col("name").eq("lr") | pl.col("name").str.starts_with("lr.group")) & pl.col(
-        "split"
-    ).eq("train").fill_null(False)
-    lr_rows = scalars.filter(is_lr)
-    by_name = scalars.filter(~is_lr).partition_by("name", as_dict=True, include_key=False)
+    lr_rows = scalars.filter(_LR)
+    by_name = scalars.filter(~_LR).partition_by("name", as_dict=True, include_key=False)
     # The curves share their points; a metric's splits share its part.
     per_chart = budget.curve_points // max(1, len(choice.drawn))
     curves = {
@@ -369,7 +365,7 @@ def _curves(
             max_points=min(budget.series, per_chart),
             budget=per_chart,
             max_lines=budget.lines,
-            lines="splits",
+            line_kind="splits",
             max_markers=budget.markers,
         )
         for metric in choice.drawn
@@ -384,13 +380,19 @@ def _curves(
             max_points=budget.series,
             budget=budget.series,
             max_lines=budget.lines,
-            lines="parameter groups",
+            line_kind="parameter groups",
             max_markers=budget.markers,
         )
     return curves, lr, choice
 
 
+# The collector logs the optimizer's lr as `lr`, `lr.group1`, ... with split train.
+_LR_NAME = pl.col("name").eq("lr") | pl.col("name").str.starts_with("lr.group")
+_LR = _LR_NAME & pl.col("split").eq("train").fill_null(False)
+
+
 def _is_lr(name: str, split: str | None) -> bool:
+    """``_LR`` for one (name, split) pair."""
     return split == "train" and (name == "lr" or name.startswith("lr.group"))
 
 

@@ -58,7 +58,8 @@ def render_report(
 
     The runs table, the findings of runs with any and the run comparison cover every
     run; charts and the other per-run sections cover the ``max_runs`` most recently
-    started ones (None: all), so a store of hundreds of runs stays a readable page.
+    started ones (None: all, up to ``reports.budget.MAX_CHARTED_RUNS``), so a store of
+    hundreds of runs stays a readable page.
 
     Example::
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from reports.budget import Budget
 from reports.decimate import MAX_POINTS, decimate, note
 
 LABEL = "label"
@@ -30,11 +31,11 @@ CHART_BUDGET = 20_000
 MIN_PER_SERIES = 100
 """Floor of the per-series share of CHART_BUDGET: a line keeps its shape at this many."""
 
-MAX_LINES = 60
-"""Series one chart draws at most (``reports.budget.Budget.lines``)."""
+MAX_LINES = Budget().lines
+"""Series one chart draws at most, by default (a run's share: ``reports.budget``)."""
 
-MAX_MARKERS = 200
-"""Markers one chart draws at most, the first ones by step (``reports.budget.Budget.markers``)."""
+MAX_MARKERS = Budget().markers
+"""Markers one chart draws at most, the first ones by step, by default."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ class Series:
     lines: int = 1
     """Series drawn; ``lines_total`` were read."""
     lines_total: int = 1
-    lines_left_out: str = ""
-    """What the series are and which were drawn: ``parameters (...)``."""
+    line_kind: str = "series"
+    """What the series are, and which are drawn when some are not: ``parameters (...)``."""
     marked: int = 0
     """Rows that could not be drawn (``markers`` keeps the first ``MAX_MARKERS``)."""
 
@@ -63,7 +64,7 @@ class Series:
         """The sentences under a reduced chart, or None when every line and point is drawn."""
         parts = []
         if self.lines < self.lines_total:
-            parts.append(f"Lines for {self.lines} of {self.lines_total:,} {self.lines_left_out}.")
+            parts.append(f"Lines for {self.lines} of {self.lines_total:,} {self.line_kind}.")
         points = note(self.drawn, self.total)
         if points:
             parts.append(points[0].upper() + points[1:] + ".")
@@ -80,7 +81,7 @@ def series(
     budget: int = CHART_BUDGET,
     max_lines: int = MAX_LINES,
     first: Sequence[str] = (),
-    lines: str = "series",
+    line_kind: str = "series",
     max_markers: int = MAX_MARKERS,
 ) -> Series:
     """Decimate ``df`` per series (rows sharing ``by``, ordered by ``step``), then cut out markers.
@@ -89,7 +90,7 @@ def series(
     become markers too (a gradient norm of exactly 0 is a finding, not a gap).
     ``budget`` is the points the chart's series share (each keeps ``MIN_PER_SERIES``).
     At most ``max_lines`` series are drawn: the values of ``by[0]`` in ``first``, then
-    the others in order of appearance; ``lines`` names them for the note ("parameters
+    the others in order of appearance; ``line_kind`` names them for the note ("parameters
     (those findings name first)"). Markers beyond ``max_markers`` are counted, not drawn.
     """
     keys = list(by)
@@ -115,7 +116,7 @@ def series(
         reduced.total,
         lines=n_series,
         lines_total=lines_total,
-        lines_left_out=lines,
+        line_kind=line_kind,
         marked=marked,
     )
 

@@ -172,7 +172,7 @@ def per_parameter(rows: pl.DataFrame, value: str, budget: Budget, first: Sequenc
         budget=budget.line_points,
         max_lines=budget.lines,
         first=first,
-        lines=LINES,
+        line_kind=LINES,
         max_markers=budget.markers,
     )
 
