@@ -128,15 +128,16 @@ def named(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def legend_labels(spec: dict[str, Any]) -> list[str]:
     """The legend entries Vega draws for ``spec``, in drawn order."""
-    return [text for texts in _labels(spec, "legend-label") for text in texts]
+    return [text for node in texts(spec, "legend-label") for text in node]
 
 
 def axis_labels(spec: dict[str, Any]) -> list[list[str]]:
     """The labels Vega draws on each axis of ``spec`` (one list per axis), in drawn order."""
-    return _labels(spec, "axis-label")
+    return texts(spec, "axis-label")
 
 
-def _labels(spec: dict[str, Any], role: str) -> list[list[str]]:
+def texts(spec: dict[str, Any], role: str) -> list[list[str]]:
+    """The texts Vega draws for each scenegraph node of ``role`` (``title-text``), in order."""
     scene = vl_convert.vegalite_to_scenegraph(spec, vl_version=VEGALITE)
     return [
         [str(item.get("text")) for item in node.get("items", [])]

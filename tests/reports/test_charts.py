@@ -10,9 +10,9 @@ import vl_convert
 
 from reports.blocks import to_spec
 from reports.charts.curves import NO_SPLIT, lr_chart, metric_chart
-from reports.charts.gradients import global_norm_chart, layer_norms_chart
+from reports.charts.gradients import bands_chart, global_norm_chart, layer_norms_chart
 from reports.theme import NONFINITE, SPLIT_COLORS
-from tests.reports.pages import legend_labels, marks
+from tests.reports.pages import legend_labels, marks, texts
 
 
 def _compiles(spec: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +80,16 @@ def test_layer_norms_use_a_log_scale_and_list_parameters_by_depth() -> None:
     assert encoding["y"]["scale"]["type"] == "log"
     assert legend_labels(spec) == ["z.in.weight", "a.out.weight"], "depth order, not alphabetical"
     _compiles(spec)
+
+
+def test_band_panels_follow_depth_order() -> None:
+    stats = {"lo": -1.0, "hi": 1.0, "mean": 0.0, "std_lo": -0.5, "std_hi": 0.5, "n": 1}
+    points = pl.DataFrame(
+        [{"param": p, "step": s, **stats} for p in ("a.out", "z.in") for s in (1, 2)]
+    )
+    chart = bands_chart(points=points, markers=_no_markers("param"), params=["z.in", "a.out"])
+    panels = [t for t in texts(to_spec(chart), "title-text") if t in (["z.in"], ["a.out"])]
+    assert panels == [["z.in"], ["a.out"]], "depth order, not alphabetical"
 
 
 def test_global_norm_and_lr_charts_compile() -> None:
