@@ -6,20 +6,27 @@ so a listing sees a compaction either before or after it, never half-way: the
 covered segments are left out (``collector.compaction.split_covered``), and no row is
 read twice. A file can still vanish between its listing and its reading; the reader
 then lists that run again (see ``analysis.store``).
+
+Nothing in a store is trusted for its name alone (``analysis.checks``). Only regular
+files are opened: a FIFO named like a segment would block the reader forever, so the
+type the directory listing reports is checked first (no extra system call). A run
+directory that is a symbolic link is read only when it leads outside the store (a
+link to a run of the same store would read its rows twice); link loops and dangling
+links are named as such. Every skipped entry is listed with its reason.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from collector.compaction import split_covered
+from analysis.checks import Vanished, check_segment, claim_problem, link_problem, not_regular
+from collector.compaction import claims, split_covered
 from collector.digest import DIGEST_DIR, Digest, digest_name, read_digest
 from collector.layout import SegmentName, parse_segment_name
-from collector.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, STREAM_KEY, Stream
+from collector.schema import Stream
 
 RESCANS = 8
 """Listings of one run taken at most while its files keep vanishing under the reader."""
@@ -33,7 +40,8 @@ EMPTY_RUN = (
 
 @dataclass(frozen=True)
 class Unreadable:
-    """A file in the store that the views leave out, and why."""
+    """An entry of the store that the views leave out (a file, a directory, or the
+    malformed values of a run's rows), and why."""
 
     path: Path
     reason: str
@@ -54,28 +62,46 @@ class RunListing:
         return [p for paths in self.segments.values() for p in paths]
 
 
-class Vanished(Exception):
-    """A listed file or directory disappeared before it was read."""
-
-
 def list_store(
     root: Path, *, trust_digests: bool = False
 ) -> tuple[list[RunListing], list[Unreadable]]:
-    """Every run directory under ``root``, and the stray files beside them.
+    """Every run directory under ``root``, and the stray entries beside them.
 
     ``trust_digests``: a writer whose digest matches its live segments
     (``collector.digest``) is listed by its digest, and its segments are neither
     checked nor returned (listing runs only)."""
     runs: list[RunListing] = []
     strays: list[Unreadable] = []
-    for entry in sorted(root.iterdir()):
+    for entry in sorted(_scan(os.fspath(root), final=True), key=_NAME):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            runs.append(list_run(entry, trust_digests=trust_digests))
+        path = root / entry.name
+        if entry.is_symlink():
+            reason = link_problem(entry.path) or _linked_inside(entry.path, root)
+            if reason:
+                strays.append(Unreadable(path, reason))
+                continue
+        if _is_dir(entry):
+            runs.append(list_run(path, trust_digests=trust_digests))
         else:
-            strays.append(Unreadable(entry, "a file where a run directory belongs"))
+            strays.append(Unreadable(path, not_regular(entry.path, where=_NO_RUN)))
     return runs, strays
+
+
+_NO_RUN = "where a run directory belongs"
+_NO_STREAM = "where a stream directory belongs"
+_NOT_SEGMENT = "named like a segment"
+
+
+def _linked_inside(link: str, root: Path) -> str | None:
+    """Why a run directory linked to ``link``'s target must not be read: it is the
+    store, holds it, or lies inside it (its rows would be read twice)."""
+    target, store = os.path.realpath(link), os.path.realpath(root)
+    if target == store or store.startswith(target + os.sep):
+        return f"a symbolic link to {target}, which holds this store (a loop)"
+    if target.startswith(store + os.sep):
+        return f"a symbolic link to {target} inside this store: read there, not twice"
+    return None
 
 
 def list_run(run_dir: Path, *, trust_digests: bool = False) -> RunListing:
@@ -95,28 +121,25 @@ def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
     # Names and strings, not Paths, until a file is kept: listing 10,000 runs is mostly
     # Python overhead per name (``benchmarks/store_scale.py``).
     listing = RunListing(run_dir)
-    base = os.fspath(run_dir)
     live_by_stream: dict[Stream, dict[str, SegmentName]] = {}
-    for name in sorted(_listdir(base, final=final)):
+    try:
+        entries = _scan(os.fspath(run_dir), final=final)
+    except OSError as e:
+        listing.unreadable.append(Unreadable(run_dir, f"cannot be listed ({e.strerror})"))
+        return listing
+    for entry in entries:
+        name = entry.name
         if name.startswith(".") or name == DIGEST_DIR:
             continue  # .attempts and the like; digests are read per writer below
         stream = _STREAMS.get(name)
         if stream is None:
             listing.unreadable.append(Unreadable(run_dir / name, "not a stream of this store"))
-            continue
-        named: dict[str, SegmentName] = {}
-        for file in sorted(_listdir(f"{base}{os.sep}{name}", final=final)):
-            if file.startswith("."):
-                continue  # a temporary file being written, or left by a crash
-            seg = parse_segment_name(file)
-            if seg is None:
-                listing.unreadable.append(
-                    Unreadable(run_dir / name / file, "not a segment file name")
-                )
-            else:
-                named[file] = seg
-        live_by_stream[stream], _covered = split_covered(named)  # never half a compaction
-    covered = _current_digests(base, live_by_stream, listing) if trust_digests else {}
+        elif not _is_dir(entry):
+            what = not_regular(entry.path, where=_NO_STREAM)
+            listing.unreadable.append(Unreadable(run_dir / name, what))
+        else:
+            live_by_stream[stream] = _list_stream(run_dir, name, entry.path, listing, final)
+    covered = _current_digests(run_dir, live_by_stream, listing) if trust_digests else {}
     listing.digests = list(covered.values())
     for stream, live in live_by_stream.items():
         for file in sorted(live):
@@ -124,7 +147,7 @@ def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
                 continue  # listed by its writer's digest
             path = run_dir / stream.value / file
             try:
-                reason = check_segment(path, stream)
+                reason = check_segment(path, stream, run_id=run_dir.name, seg=live[file])
             except Vanished:
                 if not final:
                     raise
@@ -135,16 +158,60 @@ def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
                 listing.segments[stream].append(path)
     if not listing.files() and not listing.unreadable and not covered and run_dir.exists():
         listing.unreadable.append(Unreadable(run_dir, EMPTY_RUN))
+    listing.unreadable.sort(key=_PATH)  # listed unsorted: sorting names costs more
     return listing
 
 
+def _list_stream(
+    run_dir: Path, stream: str, base: str, listing: RunListing, final: bool
+) -> dict[str, SegmentName]:
+    """The live segments of one stream directory (file name -> parsed name); what is
+    skipped goes to ``listing.unreadable``."""
+    named: dict[str, SegmentName] = {}
+    try:
+        entries = _scan(base, final=final)
+    except OSError as e:
+        reason = f"cannot be listed ({e.strerror})"
+        listing.unreadable.append(Unreadable(run_dir / stream, reason))
+        return named
+    for file in entries:
+        name = file.name
+        if name.startswith("."):
+            continue  # a temporary file being written, or left by a crash
+        seg = parse_segment_name(name)
+        if seg is None:
+            reason = "not a segment file name"
+            listing.unreadable.append(Unreadable(run_dir / stream / name, reason))
+        elif not file.is_file(follow_symlinks=False):  # the listing's type: no stat
+            reason = not_regular(file.path, where=_NOT_SEGMENT)
+            listing.unreadable.append(Unreadable(run_dir / stream / name, reason))
+        else:
+            named[name] = seg
+    if len(named) > 1:  # a claim needs two files; checked only in a crash or a look-alike
+        for compacted, covered in claims(named).items():
+            directory = run_dir / stream
+            path = directory / compacted
+            try:
+                problem = claim_problem(path, [directory / c for c in covered])
+            except Vanished:
+                if not final:
+                    raise
+                problem = REMOVED
+            if problem:
+                listing.unreadable.append(Unreadable(path, problem))
+                del named[compacted]
+    live, _covered = split_covered(named)  # never half a compaction
+    return live
+
+
 def _current_digests(
-    run_dir: str, live: dict[Stream, dict[str, SegmentName]], listing: RunListing
+    run_dir: Path, live: dict[Stream, dict[str, SegmentName]], listing: RunListing
 ) -> dict[tuple[int, int], Digest]:
     """The digests that still describe their writer: the live segments of that (rank,
     attempt) are exactly the ones the digest lists, in every stream. None for a resumed
     run: its views keep the latest attempt of each step, which takes the rows. Only the
-    digests of writers with live segments are read (one open each, no listing)."""
+    digests of writers with live segments are read (one open each, no listing); a
+    digest of another run (a copied directory) is not trusted."""
     on_disk: dict[tuple[int, int], dict[str, list[str]]] = {}
     for stream, segments in live.items():
         for file, seg in segments.items():
@@ -153,8 +220,9 @@ def _current_digests(
     if any(attempt for _, attempt in on_disk):
         return {}
     out: dict[tuple[int, int], Digest] = {}
+    base = os.fspath(run_dir)
     for (rank, attempt), found in on_disk.items():
-        path = os.path.join(run_dir, DIGEST_DIR, digest_name(rank, attempt))  # no Path: speed
+        path = os.path.join(base, DIGEST_DIR, digest_name(rank, attempt))  # no Path: speed
         try:
             d = read_digest(path)
         except FileNotFoundError:
@@ -163,44 +231,30 @@ def _current_digests(
             listing.unreadable.append(Unreadable(Path(path), str(e)))
             continue
         current = d.segments == {stream: sorted(files) for stream, files in found.items()}
-        if current and (d.rank, d.attempt) == (rank, attempt):
+        if current and (d.run_id, d.rank, d.attempt) == (run_dir.name, rank, attempt):
             out[(rank, attempt)] = d
     return out
 
 
-def _listdir(directory: str, *, final: bool) -> list[str]:
+def _scan(directory: str, *, final: bool) -> list[os.DirEntry[str]]:
+    """The entries of ``directory``, unsorted; each carries the type the listing
+    reported, so telling a regular file from a FIFO costs no system call."""
     try:
-        return os.listdir(directory)
-    except FileNotFoundError as e:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError) as e:
         if final:
             return []  # gone for good: nothing to read there
         raise Vanished(Path(directory)) from e
 
 
-def check_segment(path: Path, stream: Stream) -> str | None:
-    """Why ``path`` cannot be read as a segment of ``stream``, or None if it can."""
+_NAME = attrgetter("name")
+_PATH = attrgetter("path")
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """``entry.is_dir()``, false for a link that loops (which it raises for)."""
     try:
-        meta = pq.read_metadata(path)
-        schema = meta.schema.to_arrow_schema()
-    except Exception as e:  # truncated, garbage, permission: all mean "skip and say"
-        if not path.exists():
-            raise Vanished(path) from e
-        return f"not a readable Parquet file ({type(e).__name__}: {e})"
-    kv = schema.metadata or {}
-    version = kv.get(SCHEMA_VERSION_KEY)
-    if version is None:
-        return "no telemetry schema version in its metadata"
-    try:
-        v = int(version)
-    except ValueError:
-        return f"schema version {version!r} is not a number"
-    if v > SCHEMA_VERSION:
-        return f"written with schema version {v}; this reader knows up to {SCHEMA_VERSION}"
-    if kv.get(STREAM_KEY, stream.value.encode()) != stream.value.encode():
-        return f"a {kv[STREAM_KEY].decode()!r} segment in the {stream.value!r} directory"
-    if meta.num_rows == 0:
-        return None
-    missing = {"run_id", "step"} - set(schema.names)
-    if missing:
-        return f"missing envelope columns {sorted(missing)}"
-    return None
+        return entry.is_dir()
+    except OSError:
+        return False

@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 
 from analysis.scan import REMOVED, RESCANS, RunListing, Unreadable, list_run, list_store
-from collector.digest import ACTIVITY_STREAMS, Digest
+from collector.digest import ACTIVITY_STREAMS, DIGEST_DIR, Digest
 from collector.schema import SCHEMAS, Stream
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ class Store:
         )
         self.con.execute(f"CREATE TABLE _resumed AS {attempts}")
         self.unreadable: list[Unreadable] = strays + [u for r in runs for u in r.unreadable]
-        for item in self.unreadable:
-            log.warning("skipping %s: %s", item.path, item.reason)
+        self.unreadable += self._null_malformed_payloads()
+        _warn(self.unreadable)
         for view in ("runs",) if runs_only else (*VIEWS, "runs"):
             self.con.execute(f"CREATE VIEW {view} AS {_view_sql(view)}")
         # The lowest and highest finite value of each run's scalars (telemetry runs):
@@ -209,7 +209,6 @@ class Store:
             again = {r for r in gone if relisted.get(r, 0) < RESCANS}
             if not again:
                 self.segments[stream] = self._readable(runs, stream)
-                self._create_raw(stream, self.segments[stream])
                 return runs
             # A compaction published a merged file and removed the listed ones: list again.
             for run in again:
@@ -220,14 +219,15 @@ class Store:
             ]
 
     def _readable(self, runs: list[RunListing], stream: Stream) -> list[Path]:
-        """Read the files one by one: a file whose footer read well but whose data does
-        not, or that vanished, is moved from the listing to its unreadable list."""
+        """Load the files one by one: a file whose footer read well but whose data does
+        not (or does not fit the schema's types), or that vanished, is moved from the
+        listing to its unreadable list."""
+        self._create_raw(stream, [])
         good: list[Path] = []
         for run in runs:
             for path in list(run.segments[stream]):
                 try:
-                    # Every column read (count(*) would only read the footer).
-                    self.con.execute(f"SELECT * FROM read_parquet({_sql_list([path])})").fetchall()
+                    self._insert(stream, [path])  # every column read and cast
                     good.append(path)
                 except duckdb.Error as e:
                     run.segments[stream].remove(path)
@@ -236,13 +236,67 @@ class Store:
         return good
 
     def _create_raw(self, stream: Stream, files: list[Path]) -> None:
-        body = f"SELECT * FROM _empty_{stream.value}"
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE raw_{stream.value} AS SELECT * FROM _empty_{stream.value}"
+        )
         if files:
-            body += (
-                " UNION ALL BY NAME SELECT * FROM "
-                f"read_parquet({_sql_list(files)}, union_by_name = true)"
-            )
-        self.con.execute(f"CREATE OR REPLACE TABLE raw_{stream.value} AS {body}")
+            self._insert(stream, files)
+
+    def _insert(self, stream: Stream, files: list[Path]) -> None:
+        """Append ``files`` to ``raw_<stream>``, cast to the schema's types (a value that
+        does not fit fails the statement, which changes nothing). Only the schema's
+        columns are read: a newer writer's added columns are left out."""
+        known = ", ".join(f"'{name}'" for name in SCHEMAS[stream].names)
+        self.con.execute(
+            f"INSERT INTO raw_{stream.value} BY NAME SELECT COLUMNS(lambda c: c IN ({known})) "
+            f"FROM read_parquet({_sql_list(files)}, union_by_name = true)"
+        )
+
+    def _null_malformed_payloads(self) -> list[Unreadable]:
+        """Event payloads DuckDB cannot parse as JSON (a lone surrogate, which Python's
+        json module writes as the escape \\udc80; a torn value) become null, and each run
+        that had one is named: one such payload would otherwise fail every query of the
+        ``runs`` view, for the whole store."""
+        out: list[Unreadable] = []
+        for table, where in (("raw_events", "events"), ("_lifecycle", DIGEST_DIR)):
+            bad = self.con.execute(
+                f"SELECT run_id, count(*), list(DISTINCT kind ORDER BY kind) FROM {table} "
+                "WHERE NOT json_valid(payload) GROUP BY run_id ORDER BY run_id"
+            ).fetchall()
+            if not bad:
+                continue
+            self.con.execute(f"UPDATE {table} SET payload = NULL WHERE NOT json_valid(payload)")
+            for run_id, n, kinds in bad:
+                reason = (
+                    f"{n} event payload(s) that are not valid JSON ({', '.join(kinds)}): "
+                    "read as null; the rest of the run is read"
+                )
+                out.append(Unreadable(self.path / run_id / where, reason))
+        return out
+
+
+WARNED_PER_REASON = 3
+"""Skipped entries named one per line for each reason; beyond that, one line says how
+many there are, with the first few (``store.unreadable`` always lists every one)."""
+WARNED_REASONS = 20
+"""Reasons given lines of their own; the entries of any others are counted in one line."""
+
+
+def _warn(unreadable: list[Unreadable]) -> None:
+    by_reason: dict[str, list[Path]] = {}
+    for item in unreadable:
+        by_reason.setdefault(item.reason, []).append(item.path)
+    groups = list(by_reason.items())
+    for reason, paths in groups[:WARNED_REASONS]:
+        if len(paths) <= WARNED_PER_REASON:
+            for path in paths:
+                log.warning("skipping %s: %s", path, reason)
+        else:
+            shown = ", ".join(str(p) for p in paths[:WARNED_PER_REASON])
+            log.warning("skipping %d entries: %s (%s, ...)", len(paths), reason, shown)
+    rest = sum(len(paths) for _, paths in groups[WARNED_REASONS:])
+    if rest:
+        log.warning("skipping %d more entries for other reasons (see store.unreadable)", rest)
 
 
 def _view_sql(view: str) -> str:

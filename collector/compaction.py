@@ -65,6 +65,22 @@ def split_covered(
     return live, covered
 
 
+def claims(named: dict[K, SegmentName]) -> dict[K, list[K]]:
+    """Each compacted segment that covers others listed beside it, and those it covers.
+
+    Normally empty: a compaction deletes what it merged right after publishing. A
+    claim over files still present is a crash's leftovers, or a file that only looks
+    like a compacted segment (``0-0-000000_999999.parquet`` would hide every segment
+    of that writer); readers check it (``analysis.scan``) before they trust it."""
+    compacted = [(k, s) for k, s in named.items() if s.compacted]
+    out: dict[K, list[K]] = {}
+    for key, seg in compacted:
+        covered = [k for k, other in named.items() if seg.covers(other)]
+        if covered:
+            out[key] = covered
+    return out
+
+
 def compact_run(
     run_dir: Path, *, rank: int | None = None, attempt: int | None = None
 ) -> CompactionResult:

@@ -20,8 +20,11 @@ with digests it reads one small JSON file per run (``benchmarks/store_scale.py``
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,49 +151,132 @@ def write_digest(run_dir: Path, run_id: str, rank: int, attempt: int, activity: 
 
 def read_digest(path: str | Path) -> Digest:
     """The digest at ``path``; ``ValueError`` saying why when it cannot be used
-    (``FileNotFoundError`` when there is none)."""
+    (``FileNotFoundError`` when there is none).
+
+    Checked before it is trusted: only a regular file is opened (a FIFO would block
+    the reader), and every field must have its type and fit what the views store it
+    as (int32 rank and attempt, int64 step, a timestamp a date can hold, finite
+    scalar extremes, UTF-8 text), so a damaged or hand-made digest costs only speed:
+    the writer's rows are read instead."""
     try:
-        with open(path, "rb") as fh:  # FileNotFoundError passes: no digest is no problem
-            body = json.loads(fh.read())
+        body = json.loads(_read_regular(os.fspath(path)))
     except FileNotFoundError:
         raise
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"not a readable digest ({type(e).__name__}: {e})") from e
     if not isinstance(body, dict) or body.get("version") != DIGEST_VERSION:
         raise ValueError(f"not a version {DIGEST_VERSION} digest")
     try:
-        segments = {str(k): sorted(v) for k, v in body["segments"].items() if v}
-        if not all(isinstance(name, str) for names in segments.values() for name in names):
-            raise ValueError("segment names must be strings")
-        return Digest(
-            run_id=str(body["run_id"]),
-            rank=int(body["rank"]),
-            attempt=int(body["attempt"]),
-            segments=segments,
-            first_us=_optional_int(body["first_us"]),
-            last_us=_optional_int(body["last_us"]),
-            max_step=_optional_int(body["max_step"]),
-            lifecycle=[
-                {
-                    "kind": str(e["kind"]),
-                    "payload": str(e["payload"]),
-                    "wall_time": int(e["wall_time"]),
-                }
-                for e in body["lifecycle"]
-            ],
-            metrics=[
-                {
-                    "name": str(m["name"]),
-                    "split": None if m["split"] is None else str(m["split"]),
-                    "min": float(m["min"]),
-                    "max": float(m["max"]),
-                }
-                for m in body["metrics"]
-            ],
-        )
+        return _parse(body)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"a malformed digest ({type(e).__name__}: {e})") from e
 
 
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _read_regular(path: str) -> bytes:
+    # stat before open: open() on a FIFO blocks until a writer comes. O_NONBLOCK and the
+    # fstat close the gap of a file swapped in between.
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        if st.st_size > MAX_DIGEST_BYTES:
+            raise OSError(errno.EFBIG, f"over {MAX_DIGEST_BYTES} bytes: not a digest", path)
+        return fh.read(st.st_size + 1)  # a file that grew since is cut: JSON says so
+
+
+MAX_DIGEST_BYTES = 64 << 20
+"""A digest is a few kB (one entry per segment, lifecycle event and metric); a bigger
+file is not one, and is not read into memory whole."""
+
+_INT32 = (0, 2**31 - 1)  # rank, attempt: never negative
+_INT64 = (-(2**63), 2**63 - 1)
+_WALL_US = (-62_135_596_800_000_000, 253_402_300_799_999_999)
+"""Microseconds since the epoch of years 1 to 9999: what a timestamp column and a
+Python datetime both hold."""
+_LIFECYCLE_KINDS = frozenset(k.value for k in LIFECYCLE)
+
+
+def _parse(body: dict[str, Any]) -> Digest:
+    segments = body["segments"]
+    if not isinstance(segments, dict):
+        raise TypeError("segments must be an object")
+    names: dict[str, list[str]] = {}
+    for stream, files in segments.items():  # only compared with the names on disk
+        if not isinstance(files, list) or not all(type(f) is str for f in files):
+            raise TypeError(f"segments[{stream!r}] must be a list of file names")
+        if files:
+            names[stream] = sorted(files)
+    first = _optional_int(body["first_us"], "first_us", _WALL_US)
+    last = _optional_int(body["last_us"], "last_us", _WALL_US)
+    if first is not None and last is not None and first > last:
+        raise ValueError(f"first_us {first} is after last_us {last}")
+    return Digest(
+        run_id=_text(body["run_id"], "run_id"),
+        rank=_int(body["rank"], "rank", _INT32),
+        attempt=_int(body["attempt"], "attempt", _INT32),
+        segments=names,
+        first_us=first,
+        last_us=last,
+        max_step=_optional_int(body["max_step"], "max_step", _INT64),
+        lifecycle=[_event(e) for e in _list(body["lifecycle"], "lifecycle")],
+        metrics=[_metric(m) for m in _list(body["metrics"], "metrics")],
+    )
+
+
+def _event(e: Any) -> dict[str, Any]:
+    kind = _text(e["kind"], "a lifecycle kind")
+    if kind not in _LIFECYCLE_KINDS:
+        raise ValueError(f"lifecycle kind {kind!r} is not one of {sorted(_LIFECYCLE_KINDS)}")
+    return {
+        "kind": kind,
+        "payload": _text(e["payload"], "a lifecycle payload"),
+        "wall_time": _int(e["wall_time"], "a lifecycle wall_time", _WALL_US),
+    }
+
+
+def _metric(m: Any) -> dict[str, Any]:
+    lo, hi = _finite(m["min"], "a metric's min"), _finite(m["max"], "a metric's max")
+    if lo > hi:
+        raise ValueError(f"a metric's min {lo} is above its max {hi}")
+    split = m["split"]
+    return {
+        "name": _text(m["name"], "a metric name"),
+        "split": None if split is None else _text(split, "a metric split"),
+        "min": lo,
+        "max": hi,
+    }
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"{what} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {type(value).__name__}")
+    value.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate: not UTF-8
+    return value
+
+
+def _int(value: Any, what: str, bounds: tuple[int, int]) -> int:
+    if type(value) is not int:  # not a bool, a float or a numeric string
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
+    if not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{what} {value} is outside {bounds[0]}..{bounds[1]}")
+    return value
+
+
+def _optional_int(value: Any, what: str, bounds: tuple[int, int]) -> int | None:
+    return None if value is None else _int(value, what, bounds)
+
+
+def _finite(value: Any, what: str) -> float:
+    if type(value) not in (int, float):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is {value}; a digest keeps finite values only")
+    return float(value)

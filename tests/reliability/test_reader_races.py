@@ -71,11 +71,11 @@ def test_a_compaction_between_listing_a_directory_and_reading_a_footer_is_read_a
     real = scan.check_segment
     compacted: list[bool] = []
 
-    def check_then_compact(path: Path, stream: Stream) -> str | None:
+    def check_then_compact(path: Path, stream: Stream, **kwargs: Any) -> str | None:
         if not compacted:
             compacted.append(True)
             compact_run(tmp_path / "racing")
-        return real(path, stream)
+        return real(path, stream, **kwargs)
 
     monkeypatch.setattr(scan, "check_segment", check_then_compact)
     with analysis.open_store(tmp_path) as s:

@@ -1,0 +1,277 @@
+"""What a reader checks in a file before it trusts it: one segment, or a compaction's claim.
+
+A file named like a segment is only read when its footer (read once, no data) says
+it is one of ours and belongs where it lies: our schema version, the stream of its
+directory, the envelope columns, column types the views can use (a string ``value``
+would break every rule that calls ``isfinite``), and, from the column statistics,
+rows of the run whose directory holds it and of the rank and attempt its name says.
+A run directory copied or linked inside the store, or a segment dropped into the
+wrong run, is therefore named, never read twice.
+
+A compacted segment ``<rank>-<attempt>-<first>_<last>.parquet`` hides the segments
+it covers only while it holds their rows (``claim_problem``): compaction publishes
+the merged file before it deletes what it merged, so a crash in between leaves both,
+and every ``seq`` of the leftovers is in the merged file. A file that claims more
+than it holds (junk named ``0-0-000000_999999.parquet``) is skipped and named, and
+the segments it claimed are read.
+
+Columns this reader does not know are not an error: a newer writer may add a
+nullable column without a schema version bump. The store leaves them out.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from collector.layout import SegmentName
+from collector.schema import (
+    ENVELOPE,
+    ENVELOPE_NAMES,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    SCHEMAS,
+    STREAM_KEY,
+    Stream,
+)
+
+REQUIRED = tuple(f.name for f in ENVELOPE if not f.nullable)
+"""Envelope columns every row needs: the views group and order by them."""
+
+_TYPES = {s: {f.name: f.type for f in SCHEMAS[s]} for s in Stream}
+_OWN = {s: frozenset(_TYPES[s]) - ENVELOPE_NAMES for s in Stream}
+
+
+class Vanished(Exception):
+    """A listed file or directory disappeared before it was read."""
+
+
+def check_segment(
+    path: Path, stream: Stream, *, run_id: str | None = None, seg: SegmentName | None = None
+) -> str | None:
+    """Why ``path`` cannot be read as a segment of ``stream``, or None if it can.
+
+    ``run_id`` and ``seg``: the run whose directory holds it and its parsed name; its
+    rows must be theirs. Reads the footer only (and, where a foreign writer left no
+    column statistics, the three envelope columns that say whose rows they are)."""
+    try:
+        meta = pq.read_metadata(path)
+        schema = meta.schema.to_arrow_schema()
+    except Exception as e:  # truncated, garbage, permission: all mean "skip and say"
+        if not path.exists():
+            raise Vanished(path) from e
+        return f"not a readable Parquet file ({type(e).__name__}: {e})"
+    kv = schema.metadata or {}
+    version = kv.get(SCHEMA_VERSION_KEY)
+    if version is None:
+        return "no telemetry schema version in its metadata"
+    try:
+        v = int(version)
+    except ValueError:
+        return f"schema version {version!r} is not a number"
+    if v > SCHEMA_VERSION:
+        return f"written with schema version {v}; this reader knows up to {SCHEMA_VERSION}"
+    if kv.get(STREAM_KEY, stream.value.encode()) != stream.value.encode():
+        other = kv[STREAM_KEY].decode(errors="replace")
+        return f"a {other!r} segment in the {stream.value!r} directory"
+    if meta.num_rows == 0:
+        return None
+    if not schema.equals(SCHEMAS[stream]):  # ours are equal: the checks below are for others
+        problem = _columns_problem(schema, stream)
+        if problem:
+            return problem
+    if run_id is not None and seg is not None:
+        return _owner_problem(path, meta, schema, run_id, seg)
+    return None
+
+
+def _columns_problem(schema: pa.Schema, stream: Stream) -> str | None:
+    names = set(schema.names)
+    missing = [n for n in REQUIRED if n not in names]
+    if missing:
+        return f"missing envelope columns {missing}"
+    if not names & _OWN[stream]:
+        return f"none of the {stream.value} columns {sorted(_OWN[stream])}"
+    want = _TYPES[stream]
+    for field in schema:
+        expected = want.get(field.name)
+        if expected is not None and not compatible(field.type, expected):
+            return (
+                f"column {field.name!r} is {field.type}; the {stream.value} stream stores "
+                f"{expected}"
+            )
+    return None
+
+
+def compatible(found: pa.DataType, want: pa.DataType) -> bool:
+    """Whether a column of type ``found`` can be stored as ``want`` without changing its
+    meaning: another width of the same kind, a dictionary of it, all nulls."""
+    t = pa.types
+    if found == want or t.is_null(found):
+        return True
+    if t.is_dictionary(found):
+        found = found.value_type
+    if t.is_integer(want):
+        return bool(t.is_integer(found))
+    if t.is_floating(want):
+        return bool(t.is_floating(found) or t.is_integer(found))
+    if t.is_string(want) or t.is_large_string(want):
+        return bool(t.is_string(found) or t.is_large_string(found) or t.is_string_view(found))
+    if t.is_binary(want) or t.is_large_binary(want):
+        return bool(t.is_binary(found) or t.is_large_binary(found) or t.is_binary_view(found))
+    if t.is_timestamp(want):
+        return bool(t.is_timestamp(found))
+    if t.is_list(want):
+        lists = t.is_list(found) or t.is_large_list(found)
+        return bool(lists and compatible(found.value_type, want.value_type))
+    return bool(found == want)
+
+
+def _owner_problem(
+    path: Path, meta: pq.FileMetaData, schema: pa.Schema, run_id: str, seg: SegmentName
+) -> str | None:
+    """Whether the rows are of this run, rank and attempt: from the footer's statistics."""
+    want: dict[str, Any] = {"run_id": run_id, "rank": seg.rank, "attempt": seg.attempt}
+    found = _footer_values(meta, schema, want)
+    if found is None:  # no statistics (another writer): read those three columns
+        try:
+            table = pq.read_table(path, columns=list(want))
+        except Exception as e:  # as in check_segment: skip and say
+            if not path.exists():
+                raise Vanished(path) from e
+            return f"not a readable Parquet file ({type(e).__name__}: {e})"
+        found = {n: set(pc.unique(table[n]).to_pylist()) for n in want}
+    if found["run_id"] != {run_id}:
+        runs = ", ".join(sorted(repr(r) for r in found["run_id"]))
+        return (
+            f"holds rows of run {runs}, not of {run_id!r} whose directory holds it "
+            "(a copied or linked run directory, or a segment put in the wrong run)"
+        )
+    if found["rank"] != {seg.rank} or found["attempt"] != {seg.attempt}:
+        return (
+            f"holds rows of rank {sorted(found['rank'], key=repr)} and attempt "
+            f"{sorted(found['attempt'], key=repr)}; its name says rank {seg.rank}, "
+            f"attempt {seg.attempt}"
+        )
+    return None
+
+
+def _footer_values(
+    meta: pq.FileMetaData, schema: pa.Schema, names: dict[str, Any]
+) -> dict[str, set[Any]] | None:
+    """The values of ``names`` columns from their min/max statistics in every row group;
+    None where a row group has none (or holds nulls)."""
+    leaves = None
+    out: dict[str, set[Any]] = {n: set() for n in names}
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for name in names:
+            index = schema.get_field_index(name)
+            column = group.column(index)
+            if column.path_in_schema != name:  # a nested column before it: leaves differ
+                if leaves is None:
+                    leaves = {group.column(j).path_in_schema: j for j in range(group.num_columns)}
+                column = group.column(leaves[name])
+            stats = column.statistics
+            if stats is None or not stats.has_min_max or stats.null_count:
+                return None
+            out[name].update((stats.min, stats.max))
+    return out
+
+
+def claim_problem(compacted: Path, covered: list[Path]) -> str | None:
+    """Why ``compacted`` must not hide ``covered`` (the segments its name claims that are
+    still beside it), or None when it holds every row of each (every ``seq``).
+
+    A covered file that cannot be read, or that vanished (the compaction that published
+    ``compacted`` deleting it), is no evidence either way."""
+    try:
+        held = _seqs(compacted)
+    except Vanished:
+        raise
+    except Exception as e:  # whatever cannot be read holds nothing
+        return (
+            f"claims to merge {_few([p.name for p in covered])} but cannot be read "
+            f"({type(e).__name__}: {e}): not read; the segments it claims are read instead"
+        )
+    lacking = []
+    for path in covered:
+        try:
+            seqs = _seqs(path)
+        except Exception:  # Vanished included: see the docstring
+            continue
+        if len(seqs) and not pc.all(pc.is_in(seqs, value_set=held)).as_py():
+            lacking.append(path.name)
+    if not lacking:
+        return None
+    return (
+        f"claims to merge {_few(lacking)} but does not hold their rows: not read; the "
+        "segments it claims are read instead"
+    )
+
+
+def _seqs(path: Path) -> pa.Array:
+    try:
+        return pq.read_table(path, columns=["seq"])["seq"].combine_chunks()
+    except Exception as e:
+        if not path.exists():
+            raise Vanished(path) from e
+        raise
+
+
+def _few(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def not_regular(path: str, *, where: str) -> str:
+    """Why the entry at ``path`` (not a regular file, or a link) is not read, for a
+    ``where`` ("named like a segment", "where a stream directory belongs")."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return f"removed while the store was being read ({where})"
+    if stat.S_ISLNK(mode):
+        broken = link_problem(path)
+        if broken:
+            return broken
+        if where.startswith("named like a segment"):
+            return f"a symbolic link {where}: only regular files are read"
+        return f"a symbolic link to something other than a directory {where}"
+    return f"{_kind(mode)} {where}"
+
+
+def link_problem(path: str) -> str | None:
+    """Why the symbolic link at ``path`` cannot be followed, or None if it can."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop (following it never ends)"
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        if e.errno == errno.ENOENT:
+            return f"a dangling symbolic link (to {target!r})"
+        return f"a symbolic link to {target!r} that cannot be followed ({e.strerror})"
+    return None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a file"
