@@ -1,16 +1,17 @@
 """A page's budget: how many charts, lines, points and pixels it draws, shared by its runs.
 
 A report is mailed and opened in a browser, so it stays a few MB whatever the store
-holds (1,000 metrics x 2,000 steps once made a 121.7 MB page that took 40 s and
-1.8 GB). ``Budget()`` is what the charts of one run may draw when it is the only run
-with charts: about 60,000 points (at ~50 bytes of JSON each, names sent once per
-chart: ``reports.charts.codes``) and 131,072 pixels of feature maps, with the 0.9 MB
-of inlined Vega under 5 MB. With more runs, each gets its ``share``, down to a floor
-that keeps a chart readable, and at most ``MAX_CHARTED_RUNS`` runs get charts.
+holds (1,000 metrics x 2,000 steps once made a 123 MB page that took 33 s and 1.8 GB).
+``Budget()`` is what the charts of one run may draw when it is the only run with
+charts: about 50,000 points (~50 bytes of JSON each, names sent once per chart:
+``reports.charts.codes``) and 98,304 pixels of feature maps; with the 0.9 MB of
+inlined Vega that is under 5 MB when every kind of chart is drawn at its most. With
+more runs each gets its ``share``, down to a floor that keeps a chart readable, and at
+most ``MAX_CHARTED_RUNS`` runs get charts.
 
-Nothing is left out silently: the page says "curves for 40 of 1,002 metrics" and
-names the rest, "lines for 60 of 1,000 parameters", "red marks for the first 200",
-"4 more sampled modules not drawn", next to what it drew.
+Nothing is left out silently: the page says "Curves for 40 of 1,002 metrics" and names
+the rest, "Lines for 60 of 1,000 parameters", "red marks for the first 200", "4 more
+sampled modules not drawn", next to what it drew.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Budget:
 
     metric_charts: int = 40
     """Metrics with a curve; the rest are named under the curves (``reports.metrics``)."""
-    curve_points: int = 12_000
+    curve_points: int = 8_000
     """Points the metric curves share; one line still draws at most ``series``."""
     series: int = MAX_POINTS
     """Points of one line (``reports.decimate``); the learning rate's groups share them."""
@@ -41,12 +42,12 @@ class Budget:
     """Lines of a chart with one line per parameter, module or split."""
     line_points: int = 6_000
     """Points such a chart shares among its lines."""
-    cells: int = 4_000
-    """Cells of a heatmap (``reports.heatmap``)."""
+    cells: int = 2_500
+    """Cells of a heatmap (``reports.heatmap``): ~100 bytes each, the fattest point."""
     markers: int = 200
     """Marks of values a chart cannot draw (NaN, Inf): the first ones by step."""
-    pixels: int = 4 * 2 * MAP_PIXELS
-    """Pixels of feature maps and filters: four sampled tensors at two steps each."""
+    pixels: int = 3 * 2 * MAP_PIXELS
+    """Pixels of feature maps and filters: three sampled tensors at two steps each."""
     summary_rows: int = 300
     """Rows of the model summary table (``reports.internals``)."""
 
@@ -84,7 +85,7 @@ FLOOR = Budget(
     series=100,
     lines=6,
     line_points=300,
-    cells=300,
+    cells=150,
     markers=20,
     pixels=2 * 32 * 32,
     summary_rows=20,

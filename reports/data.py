@@ -195,9 +195,9 @@ class RunData:
     run_id: str
     name: str
     metrics: dict[str, Series] = field(default_factory=dict)
-    """Metric name -> series with columns split, step, epoch, value."""
+    """Metric name -> series with columns split, step, value, and epoch when the run logs one."""
     lr: Series | None = None
-    """Learning rate per param group: name, split, step, epoch, value."""
+    """Learning rate per param group: name, step, value."""
     layer_norms: Series | None = None
     """Per-parameter gradient norm: param, step, norm (markers: non-finite and zero)."""
     param_order: list[str] = field(default_factory=list)
@@ -355,6 +355,9 @@ def _curves(
     scalars = store.sql(_SCALARS, {"run_id": run_id, "names": choice.drawn})
     lr_rows = scalars.filter(_LR)
     by_name = scalars.filter(~_LR).partition_by("name", as_dict=True, include_key=False)
+    # An epoch on every row costs a sixth of a curve's bytes; most runs log none.
+    if scalars["epoch"].null_count() == scalars.height:
+        by_name = {k: v.drop("epoch") for k, v in by_name.items()}
     # The curves share their points; a metric's splits share its part.
     per_chart = budget.curve_points // max(1, len(choice.drawn))
     curves = {
@@ -374,7 +377,7 @@ def _curves(
     lr = None
     if lr_rows.height:
         lr = series(
-            lr_rows,
+            lr_rows.select("name", "step", "value"),
             value="value",
             by=["name"],
             max_points=budget.series,

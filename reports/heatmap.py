@@ -23,8 +23,11 @@ import polars as pl
 from reports.budget import Budget
 from reports.series import LABEL, SIG_DIGITS
 
-CELL_BUDGET = 4_000
-"""Cells one heatmap may draw (each cell is a row of JSON in the page)."""
+TIP_DIGITS = 4
+"""Digits of a cell's min and max: only the tooltip shows them, with four."""
+
+CELL_BUDGET = Budget().cells
+"""Cells one heatmap may draw (each cell is a row of JSON in the page), by default."""
 
 MAX_COLUMNS = 100
 """Step buckets at most, however few the modules."""
@@ -150,7 +153,9 @@ def grid(
     return Heatmap(
         cells.select(cell_cols)
         .with_columns(
-            pl.col(c).round_sig_figs(SIG_DIGITS) for c in (value, "lo", "hi") if c in cell_cols
+            pl.col(c).round_sig_figs(SIG_DIGITS if c == value else TIP_DIGITS)
+            for c in (value, "lo", "hi")
+            if c in cell_cols
         )
         .sort("module", "step"),
         bad.select(marker_cols).sort("module", "step"),

@@ -28,8 +28,9 @@ SIG_DIGITS = 6
 CHART_BUDGET = 20_000
 """Points one chart may draw across its series before each series gets fewer than MAX_POINTS."""
 
-MIN_PER_SERIES = 100
-"""Floor of the per-series share of CHART_BUDGET: a line keeps its shape at this many."""
+MIN_PER_SERIES = 50
+"""Floor of the per-series share of a chart's budget: a line keeps its shape at this many
+(24 buckets of min and max). A run's share of a crowded page reaches it."""
 
 MAX_LINES = Budget().lines
 """Series one chart draws at most, by default (a run's share: ``reports.budget``)."""

@@ -38,7 +38,7 @@ def metric_chart(
 ) -> alt.LayerChart:
     """``metric`` per split over ``step``: a line per split, dots on sparse ones, red NaN/Inf marks.
 
-    ``points``: split, step, epoch, value (finite). ``markers``: split, step, epoch, label.
+    ``points``: split, step, value (finite), and epoch if any. ``markers``: split, step, label.
     """
     pts = points.with_columns(pl.col("split").fill_null(NO_SPLIT))
     bad = markers.with_columns(pl.col("split").fill_null(NO_SPLIT))
@@ -53,7 +53,7 @@ def metric_chart(
         "tooltip": [
             alt.Tooltip("split:N", title="split"),
             alt.Tooltip("step:Q", title="step"),
-            alt.Tooltip("epoch:Q", title="epoch"),
+            *([alt.Tooltip("epoch:Q", title="epoch")] if "epoch" in pts.columns else []),
             alt.Tooltip("value:Q", title="value", format=_VALUE_FORMAT),
         ],
     }
