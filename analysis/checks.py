@@ -232,20 +232,20 @@ def _few(names: list[str], shown: int = 3) -> str:
 
 
 def not_regular(path: str, *, where: str) -> str:
-    """Why the entry at ``path`` (not a regular file, or a link) is not read, for a
-    ``where`` ("named like a segment", "where a stream directory belongs")."""
+    """Why the entry at ``path``, which the listing did not report as what belongs there
+    (a regular file, a directory), is not read; ``where`` says what it stands for
+    ("named like a segment", "where a stream directory belongs")."""
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return f"removed while the store was being read ({where})"
-    if stat.S_ISLNK(mode):
+        if not stat.S_ISLNK(mode):
+            return f"{_kind(mode)} {where}"
         broken = link_problem(path)
         if broken:
             return broken
-        if where.startswith("named like a segment"):
-            return f"a symbolic link {where}: only regular files are read"
-        return f"a symbolic link to something other than a directory {where}"
-    return f"{_kind(mode)} {where}"
+        target = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"removed while the store was being read ({where})"
+    return f"a symbolic link to {_kind(target)} {where}"
 
 
 def link_problem(path: str) -> str | None:

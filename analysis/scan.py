@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 
-from analysis.checks import Vanished, check_segment, claim_problem, link_problem, not_regular
+from analysis.checks import Vanished, check_segment, claim_problem, not_regular
 from collector.compaction import claims, split_covered
 from collector.digest import DIGEST_DIR, Digest, digest_name, read_digest
 from collector.layout import SegmentName, parse_segment_name
@@ -76,21 +76,18 @@ def list_store(
         if entry.name.startswith("."):
             continue
         path = root / entry.name
-        if entry.is_symlink():
-            reason = link_problem(entry.path) or _linked_inside(entry.path, root)
-            if reason:
-                strays.append(Unreadable(path, reason))
-                continue
-        if _is_dir(entry):
-            runs.append(list_run(path, trust_digests=trust_digests))
-        else:
+        if not _is_dir(entry):
             strays.append(Unreadable(path, not_regular(entry.path, where=_NO_RUN)))
+        elif entry.is_symlink() and (inside := _linked_inside(entry.path, root)):
+            strays.append(Unreadable(path, inside))
+        else:
+            runs.append(list_run(path, trust_digests=trust_digests))
     return runs, strays
 
 
 _NO_RUN = "where a run directory belongs"
 _NO_STREAM = "where a stream directory belongs"
-_NOT_SEGMENT = "named like a segment"
+_NOT_SEGMENT = "named like a segment (only regular files are read, never through a link)"
 
 
 def _linked_inside(link: str, root: Path) -> str | None:

@@ -1,12 +1,16 @@
 """open_store(path) -> Store: the read side of a telemetry store, as DuckDB views.
 
 The Store lists the published segments itself (instead of a DuckDB glob) so that it
-can skip what it cannot read and say so: torn or foreign files, segments of an
-unknown future schema version, stray files, empty run directories, and segments
-covered by a compacted one (which would otherwise be read twice). Views are defined
-once, at open time, from that list; reopen the store to see segments published
-later. The segments are loaded into in-memory DuckDB tables at open time (see
-``_load`` for why).
+can skip what it cannot read or trust and say so: torn or foreign files, segments of
+an unknown future schema version, look-alikes (``analysis.checks``: wrong column
+types, another run's rows, a compaction's false claim, a FIFO), stray files, empty
+run directories, and segments covered by a compacted one (which would otherwise be
+read twice). What it skips is in ``store.unreadable`` and in warnings summarised per
+reason. One bad file or value costs that file or value, never the store: an event
+payload DuckDB cannot parse as JSON is read as null. Views are defined once, at open
+time, from that list; reopen the store to see segments published later. The
+segments are loaded into in-memory DuckDB tables at open time (see ``_load`` for
+why).
 
 Writers keep writing while a store is opened: a segment listed here may be deleted
 by a compaction (its rows moved to a merged file published just before) before it
@@ -82,7 +86,8 @@ class Store:
         self.con.execute(f"CREATE TABLE _resumed AS {attempts}")
         self.unreadable: list[Unreadable] = strays + [u for r in runs for u in r.unreadable]
         self.unreadable += self._null_malformed_payloads()
-        _warn(self.unreadable)
+        for line in summarise(self.unreadable):
+            log.warning("%s", line)
         for view in ("runs",) if runs_only else (*VIEWS, "runs"):
             self.con.execute(f"CREATE VIEW {view} AS {_view_sql(view)}")
         # The lowest and highest finite value of each run's scalars (telemetry runs):
@@ -282,21 +287,24 @@ WARNED_REASONS = 20
 """Reasons given lines of their own; the entries of any others are counted in one line."""
 
 
-def _warn(unreadable: list[Unreadable]) -> None:
+def summarise(unreadable: list[Unreadable]) -> list[str]:
+    """Lines that name what ``unreadable`` holds, a few per reason: 100,000 stray files
+    make one line, not 100,000. What the store logs; a CLI can print the same."""
     by_reason: dict[str, list[Path]] = {}
     for item in unreadable:
         by_reason.setdefault(item.reason, []).append(item.path)
     groups = list(by_reason.items())
+    lines: list[str] = []
     for reason, paths in groups[:WARNED_REASONS]:
         if len(paths) <= WARNED_PER_REASON:
-            for path in paths:
-                log.warning("skipping %s: %s", path, reason)
+            lines += [f"skipping {path}: {reason}" for path in paths]
         else:
             shown = ", ".join(str(p) for p in paths[:WARNED_PER_REASON])
-            log.warning("skipping %d entries: %s (%s, ...)", len(paths), reason, shown)
+            lines.append(f"skipping {len(paths)} entries: {reason} ({shown}, ...)")
     rest = sum(len(paths) for _, paths in groups[WARNED_REASONS:])
     if rest:
-        log.warning("skipping %d more entries for other reasons (see store.unreadable)", rest)
+        lines.append(f"skipping {rest} more entries for other reasons (see store.unreadable)")
+    return lines
 
 
 def _view_sql(view: str) -> str:

@@ -29,7 +29,7 @@ import analysis
 from analysis import scan
 from collector.compaction import compact_run
 from collector.digest import DIGEST_DIR, Activity, digest_path, write_digest
-from collector.schema import Stream
+from collector.schema import SCHEMA_VERSION_KEY, SCHEMAS, Stream
 from telemetry.cli import main
 from tests.builders import RunBuilder
 
@@ -265,6 +265,28 @@ def test_a_segment_of_another_run_is_named_not_read(root: Path) -> None:
         assert _named(listed, GOOD, "scalars", "0-0-000090.parquet")
 
 
+def test_a_segment_of_another_run_without_statistics_is_named_not_read(root: Path) -> None:
+    # Another tool's writer may leave no column statistics: the three columns are read.
+    _run(root, OTHER)
+    table = pq.read_table(_one_segment(root / OTHER, Stream.SCALARS))
+    stray = root / GOOD / "scalars" / "0-0-000090.parquet"
+    pq.write_table(table, stray, write_statistics=False)
+    assert not pq.read_metadata(stray).row_group(0).column(0).is_stats_set
+    with _opened_both_ways(root) as (full, listed):
+        _check_good(full, listed)
+        assert _rows(full, OTHER)["scalars"] == 6
+        assert any(OTHER in r for r in _named(full, GOOD, "scalars", stray.name))
+
+
+def test_a_segment_that_is_a_link_is_named_not_read(tmp_path: Path, root: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.parquet"
+    shutil.copy(_one_segment(root / GOOD, Stream.SCALARS), elsewhere)
+    os.symlink(elsewhere, root / GOOD / "scalars" / "0-0-000033.parquet")
+    with _opened_both_ways(root) as (full, listed):
+        _check_good(full, listed)
+        assert any("link" in r for r in _named(full, GOOD, "scalars", "0-0-000033.parquet"))
+
+
 def test_a_segment_whose_rows_belong_to_another_writer_is_named_not_read(root: Path) -> None:
     plain = _one_segment(root / GOOD, Stream.SCALARS)
     shutil.copy(plain, root / GOOD / "scalars" / "1-0-000000.parquet")  # rank 0's rows
@@ -335,6 +357,24 @@ def test_many_stray_files_are_listed_but_summarised_in_the_warnings(
     assert len(lines) <= 2 * 4, lines  # a few lines per open, not one per file
     assert sum("300" in line for line in lines) == 4  # both kinds, both opens
     assert "stray-000.txt" in caplog.text and "notes-000.txt" in caplog.text
+
+
+def test_skipped_entries_of_many_reasons_are_counted_in_one_last_line(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(100):  # each with a reason of its own: its schema version
+        future = SCHEMAS[Stream.SCALARS].with_metadata({SCHEMA_VERSION_KEY: str(i + 2).encode()})
+        path = root / GOOD / "scalars" / f"0-{i + 1}-000000.parquet"
+        pq.write_table(pa.Table.from_batches([], schema=future), path)
+    with (
+        caplog.at_level(logging.WARNING, logger="analysis.store"),
+        analysis.open_store(root) as store,
+    ):
+        assert _rows(store, GOOD) == GOOD_ROWS
+        assert len(store.unreadable) == 100
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == analysis.store.WARNED_REASONS + 1, lines
+    assert "80 more entries" in lines[-1]
 
 
 def test_symbolic_link_loops_are_named_as_loops(root: Path) -> None:
