@@ -302,20 +302,28 @@ def test_a_long_run_of_nan_draws_a_bounded_number_of_marks(tmp_path: Path) -> No
 
 
 def test_more_runs_than_a_page_details_share_its_budget(tmp_path: Path) -> None:
+    # Every kind of chart, each beyond a crowded page's share: the page's worst case.
     runs = budget.MAX_CHARTED_RUNS + 2
     params = [f"layer{i}.weight" for i in range(60)]
+    modules = [(f"block{i}.act", "ReLU") for i in range(30)]
+    metrics = ["loss", "acc", *(f"metric.{m:02d}" for m in range(20)), "lr", "lr.group1"]
     big = [[[(x * y) % 256 for x in range(32)] for y in range(32)]] * 16
+    summary = [{"module": f"m{i}", "module_type": "Linear", "depth": 1} for i in range(400)]
     for r in range(runs):
         run_id = f"run{r:02d}"
         config = {f"knob{k}": r * k for k in range(40)}
         run = RunBuilder(tmp_path, run_id, config=config, start=T0 + r)
-        run.scalars("acc", "val", [0.5 + r / 100] * 10, steps=range(300, 3_001, 300))
+        run.system([0.02 + (s % 7) / 1e3 for s in range(3_000)], [0.005] * 3_000)
         run.finish().write()
-        _scalars(tmp_path, run_id, ["loss"], range(1, 3_001))
-        _tensors(tmp_path, run_id, params, range(10, 3_001, 10), ("grad",))
+        _scalars(tmp_path, run_id, metrics, range(1, 3_001))
+        _scalars(tmp_path, run_id, metrics[:-2], range(300, 3_001, 300), "val")
+        _tensors(tmp_path, run_id, params, range(10, 3_001, 10), ("grad", "weight", "update"))
+        frac = {"dead_frac": 0.3, "saturated_frac": 0.1}
+        pages.activations(tmp_path, run_id, modules, range(20, 3_001, 20), **frac)
         sample = pages.sample("conv", "feature_map", big, [0.0] * 16, [1.0] * 16)
         layers = [{**sample, "module": f"conv{i}"} for i in range(6)]
         pages.samples(tmp_path, run_id, {1: layers, 3_000: layers})
+        pages.modules(tmp_path, run_id, summary)
     store, diagnosis = open_undiagnosed(tmp_path)
     out = write_report(store, diagnosis, tmp_path / "report.html", max_runs=None)
     size, parts = _page(out)
