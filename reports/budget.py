@@ -57,7 +57,7 @@ class Budget:
         Example::
 
             >>> Budget().share(10).curve_points
-            1200
+            800
         """
         if runs <= 1:
             return self
@@ -70,13 +70,9 @@ class Budget:
 
     @property
     def band_buckets(self) -> int:
-        """Step buckets of the gradient band chart (six parameters, ~10 rows per line point)."""
+        """Step buckets of the gradient band chart: its six parameters' rows are a tenth of
+        ``line_points`` (a row holds six numbers), between 10 and 100 buckets."""
         return max(10, min(100, self.line_points // 60))
-
-    @property
-    def maps(self) -> int:
-        """Maps of one sampled tensor when even one does not fit ``pixels`` at full size."""
-        return max(1, min(16, self.pixels // (2 * 32 * 32)))
 
 
 FLOOR = Budget(
