@@ -1,4 +1,4 @@
-"""What a reader checks in a file before it trusts it: one segment, or a compaction's claim.
+"""What a reader checks in an entry of the store before it trusts it.
 
 A file named like a segment is only read when its footer (read once, no data) says
 it is one of ours and belongs where it lies: our schema version, the stream of its
@@ -8,12 +8,10 @@ rows of the run whose directory holds it and of the rank and attempt its name sa
 A run directory copied or linked inside the store, or a segment dropped into the
 wrong run, is therefore named, never read twice.
 
-A compacted segment ``<rank>-<attempt>-<first>_<last>.parquet`` hides the segments
-it covers only while it holds their rows (``claim_problem``): compaction publishes
-the merged file before it deletes what it merged, so a crash in between leaves both,
-and every ``seq`` of the leftovers is in the merged file. A file that claims more
-than it holds (junk named ``0-0-000000_999999.parquet``) is skipped and named, and
-the segments it claimed are read.
+A compacted segment hides the segments it covers only while it passes these checks
+and holds the rows of each of them that does (``collector.compaction.claim_problem``,
+called by ``analysis.scan``): ``seq`` values are unique per writer only. Entries that
+are no regular file are described by ``not_regular`` and never opened.
 
 Columns this reader does not know are not an error: a newer writer may add a
 nullable column without a schema version bump. The store leaves them out.
@@ -184,51 +182,6 @@ def _footer_values(
                 return None
             out[name].update((stats.min, stats.max))
     return out
-
-
-def claim_problem(compacted: Path, covered: list[Path]) -> str | None:
-    """Why ``compacted`` must not hide ``covered`` (the segments its name claims that are
-    still beside it), or None when it holds every row of each (every ``seq``).
-
-    A covered file that cannot be read, or that vanished (the compaction that published
-    ``compacted`` deleting it), is no evidence either way."""
-    try:
-        held = _seqs(compacted)
-    except Vanished:
-        raise
-    except Exception as e:  # whatever cannot be read holds nothing
-        return (
-            f"claims to merge {_few([p.name for p in covered])} but cannot be read "
-            f"({type(e).__name__}: {e}): not read; the segments it claims are read instead"
-        )
-    lacking = []
-    for path in covered:
-        try:
-            seqs = _seqs(path)
-        except Exception:  # Vanished included: see the docstring
-            continue
-        if len(seqs) and not pc.all(pc.is_in(seqs, value_set=held)).as_py():
-            lacking.append(path.name)
-    if not lacking:
-        return None
-    return (
-        f"claims to merge {_few(lacking)} but does not hold their rows: not read; the "
-        "segments it claims are read instead"
-    )
-
-
-def _seqs(path: Path) -> pa.Array:
-    try:
-        return pq.read_table(path, columns=["seq"])["seq"].combine_chunks()
-    except Exception as e:
-        if not path.exists():
-            raise Vanished(path) from e
-        raise
-
-
-def _few(names: list[str], shown: int = 3) -> str:
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 def not_regular(path: str, *, where: str) -> str:

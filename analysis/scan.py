@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 
-from analysis.checks import Vanished, check_segment, claim_problem, not_regular
-from collector.compaction import claims, split_covered
+from analysis.checks import Vanished, check_segment, not_regular
+from collector.compaction import claim_problem, claims, split_covered
 from collector.digest import DIGEST_DIR, Digest, digest_name, read_digest
 from collector.layout import SegmentName, parse_segment_name
 from collector.schema import Stream
@@ -135,7 +135,7 @@ def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
             what = not_regular(entry.path, where=_NO_STREAM)
             listing.unreadable.append(Unreadable(run_dir / name, what))
         else:
-            live_by_stream[stream] = _list_stream(run_dir, name, entry.path, listing, final)
+            live_by_stream[stream] = _list_stream(run_dir, stream, entry.path, listing, final)
     covered = _current_digests(run_dir, live_by_stream, listing) if trust_digests else {}
     listing.digests = list(covered.values())
     for stream, live in live_by_stream.items():
@@ -155,12 +155,12 @@ def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
                 listing.segments[stream].append(path)
     if not listing.files() and not listing.unreadable and not covered and run_dir.exists():
         listing.unreadable.append(Unreadable(run_dir, EMPTY_RUN))
-    listing.unreadable.sort(key=_PATH)  # listed unsorted: sorting names costs more
+    listing.unreadable.sort(key=_path_text)  # listed unsorted: sorting names costs more
     return listing
 
 
 def _list_stream(
-    run_dir: Path, stream: str, base: str, listing: RunListing, final: bool
+    run_dir: Path, stream: Stream, base: str, listing: RunListing, final: bool
 ) -> dict[str, SegmentName]:
     """The live segments of one stream directory (file name -> parsed name); what is
     skipped goes to ``listing.unreadable``."""
@@ -169,27 +169,28 @@ def _list_stream(
         entries = _scan(base, final=final)
     except OSError as e:
         reason = f"cannot be listed ({e.strerror})"
-        listing.unreadable.append(Unreadable(run_dir / stream, reason))
+        listing.unreadable.append(Unreadable(run_dir / stream.value, reason))
         return named
+    skipped: list[tuple[str, str]] = []  # (name, reason): a Path each only at the end
     for file in entries:
         name = file.name
         if name.startswith("."):
             continue  # a temporary file being written, or left by a crash
         seg = parse_segment_name(name)
         if seg is None:
-            reason = "not a segment file name"
-            listing.unreadable.append(Unreadable(run_dir / stream / name, reason))
+            skipped.append((name, "not a segment file name"))
         elif not file.is_file(follow_symlinks=False):  # the listing's type: no stat
-            reason = not_regular(file.path, where=_NOT_SEGMENT)
-            listing.unreadable.append(Unreadable(run_dir / stream / name, reason))
+            skipped.append((name, not_regular(file.path, where=_NOT_SEGMENT)))
         else:
             named[name] = seg
+    if skipped:
+        directory = run_dir / stream.value
+        listing.unreadable += [Unreadable(directory / n, r) for n, r in skipped]
     if len(named) > 1:  # a claim needs two files; checked only in a crash or a look-alike
         for compacted, covered in claims(named).items():
-            directory = run_dir / stream
-            path = directory / compacted
+            path = run_dir / stream.value / compacted
             try:
-                problem = claim_problem(path, [directory / c for c in covered])
+                problem = _claim_problem(run_dir, stream, compacted, covered, named)
             except Vanished:
                 if not final:
                     raise
@@ -199,6 +200,31 @@ def _list_stream(
                 del named[compacted]
     live, _covered = split_covered(named)  # never half a compaction
     return live
+
+
+def _claim_problem(
+    run_dir: Path, stream: Stream, compacted: str, covered: list[str], named: dict[str, SegmentName]
+) -> str | None:
+    """Why ``compacted`` must not hide ``covered``: it is not a segment of this writer
+    (its ``seq`` values would mean nothing), or it lacks the rows of one that is."""
+    directory = run_dir / stream.value
+    problem = check_segment(
+        directory / compacted, stream, run_id=run_dir.name, seg=named[compacted]
+    )
+    if problem:
+        return f"{problem}; it claims to merge {len(covered)} segment(s) beside it, read instead"
+    evidence = []  # only the writer's own segments can prove a claim wrong
+    for name in covered:
+        try:
+            own = check_segment(directory / name, stream, run_id=run_dir.name, seg=named[name])
+        except Vanished:
+            continue  # deleted by the compaction that published ``compacted``
+        if own is None:
+            evidence.append(directory / name)
+    try:
+        return claim_problem(directory / compacted, evidence)
+    except FileNotFoundError as e:
+        raise Vanished(directory / compacted) from e
 
 
 def _current_digests(
@@ -246,7 +272,10 @@ def _scan(directory: str, *, final: bool) -> list[os.DirEntry[str]]:
 
 
 _NAME = attrgetter("name")
-_PATH = attrgetter("path")
+
+
+def _path_text(item: Unreadable) -> str:
+    return str(item.path)  # sorting by Path's own ordering is ten times slower
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

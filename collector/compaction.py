@@ -5,7 +5,8 @@ Crash safety comes from the names (see ``collector.layout``): the merged file
 segments it covers are deleted, and readers ignore covered segments. A crash at
 any instant leaves either the originals, or the merged file plus some covered
 leftovers: no row is lost and none is read twice. A later compaction deletes the
-leftovers.
+leftovers. Readers trust a merged file's name only as far as its rows go
+(``claim_problem``): one that does not hold a segment it claims hides nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from collector.layout import SegmentName, parse_segment_name
@@ -79,6 +81,56 @@ def claims(named: dict[K, SegmentName]) -> dict[K, list[K]]:
         if covered:
             out[key] = covered
     return out
+
+
+def claim_problem(compacted: Path, covered: list[Path]) -> str | None:
+    """Why ``compacted`` must not hide ``covered`` (segments its name claims that are
+    still beside it), or None when it holds every row of each: every ``seq`` (unique
+    per writer). A crash between publishing a merged file and deleting what it merged
+    leaves exactly that; a file that claims more than it holds (junk named
+    ``0-0-000000_999999.parquet``) must not hide real segments. Reads the ``seq``
+    column of each file, which happens only when a claim covers files still present.
+
+    A covered file that cannot be read or has vanished (the compaction that published
+    ``compacted`` deleting it) is no evidence either way. ``FileNotFoundError`` when
+    ``compacted`` itself is gone."""
+    try:
+        held = _seqs(compacted)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # whatever cannot be read holds nothing
+        return (
+            f"claims to merge {_few([p.name for p in covered])} but cannot be read "
+            f"({type(e).__name__}: {e}): not read; the segments it claims are read instead"
+        )
+    lacking = []
+    for path in covered:
+        try:
+            seqs = _seqs(path)
+        except Exception:  # FileNotFoundError included: see above
+            continue
+        if len(seqs) and not pc.all(pc.is_in(seqs, value_set=held)).as_py():
+            lacking.append(path.name)
+    if not lacking:
+        return None
+    return (
+        f"claims to merge {_few(lacking)} but does not hold their rows: not read; the "
+        "segments it claims are read instead"
+    )
+
+
+def _seqs(path: Path) -> pa.Array:
+    try:
+        return pq.read_table(path, columns=["seq"])["seq"].combine_chunks()
+    except Exception as e:
+        if not path.exists():
+            raise FileNotFoundError(path) from e
+        raise
+
+
+def _few(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def compact_run(

@@ -300,7 +300,13 @@ JUNK = "0-0-000000_999999.parquet"
 
 @pytest.mark.parametrize(
     "junk",
-    ["garbage", "an empty segment", "a copy of a real segment", "a copy of the compacted one"],
+    [
+        "garbage",
+        "an empty segment",
+        "a copy of a real segment",
+        "a copy of the compacted one",
+        "another run's compacted segment",
+    ],
 )
 def test_a_compacted_segment_that_does_not_hold_what_it_claims_hides_nothing(
     root: Path, junk: str
@@ -312,6 +318,9 @@ def test_a_compacted_segment_that_does_not_hold_what_it_claims_hides_nothing(
     elif junk == "an empty segment":
         table = pq.read_table(plain)
         pq.write_table(table.slice(0, 0), scalars / JUNK)
+    elif junk == "another run's compacted segment":  # its seq values are this run's too
+        _run(root, OTHER)
+        shutil.copy(sorted((root / OTHER / "scalars").glob("*_*.parquet"))[0], scalars / JUNK)
     else:
         shutil.copy(plain if junk == "a copy of a real segment" else compacted, scalars / JUNK)
     with _opened_both_ways(root) as (full, listed):
@@ -319,6 +328,20 @@ def test_a_compacted_segment_that_does_not_hold_what_it_claims_hides_nothing(
         reasons = _named(full, GOOD, "scalars", JUNK)
         assert reasons and "claims" in reasons[0], reasons
         assert _named(listed, GOOD, "scalars", JUNK)
+
+
+def test_a_look_alike_inside_a_compacted_range_does_not_unseat_the_compacted_segment(
+    root: Path,
+) -> None:
+    # Another run's segment numbered inside this run's compacted range: its seq values
+    # are not in the compacted file, but it is no segment of this writer, so no evidence.
+    _run(root, OTHER)
+    scalars = root / GOOD / "scalars"
+    shutil.copy(_one_segment(root / OTHER, Stream.SCALARS), scalars / "0-0-000002.parquet")
+    with _opened_both_ways(root) as (full, listed):
+        _check_good(full, listed)
+        assert _rows(full, OTHER)["scalars"] == 6
+        assert not any(u.path.name.endswith("_000004.parquet") for u in full.unreadable)
 
 
 def test_a_compaction_interrupted_before_its_deletes_still_hides_what_it_merged(
