@@ -5,7 +5,9 @@ and the rule it must trigger for a pathological one, so that ``split.py`` can sp
 group in halves from the names alone. ``expect`` is empty for a healthy run (it must get
 no warning and no error); for a pathological run it lists the rules that must fire, and
 ``also`` the rules its pathology implies, which may fire with them (a loss that turns NaN
-is also a divergence). ``train`` trains the run into a store and returns its ground truth
+is also a divergence). A ``gap`` run is a classic mistake no rule is designed to see yet
+(validation in training mode): it expects nothing, and what fires on it is reported.
+``train`` trains the run into a store and returns its ground truth
 (``tests.scenarios.catalogue.Truth``), measured by the test itself: a run whose claims
 fail is not what its label says.
 """
@@ -34,10 +36,11 @@ class Run:
     expect: frozenset[str] = frozenset()
     also: frozenset[str] = frozenset()
     level: str = ""  # a pathology's strength: "mild" or "severe"
+    gap: str = ""  # a pathology no rule is meant to catch yet: what a rule would look for
 
     @property
     def healthy(self) -> bool:
-        return not self.expect
+        return not self.expect and not self.gap
 
     @property
     def group(self) -> str:
@@ -80,8 +83,10 @@ def pathological(
     schedule: str = "constant",
     task: str = "digits",
     batch: str,
+    gap: str = "",
 ) -> Callable[[Train], Train]:
-    """Register a pathological run that must trigger ``expect`` (decorator)."""
+    """Register a pathological run that must trigger ``expect`` (decorator); with
+    ``gap`` and no ``expect``, a pathology no rule covers (its findings are reported)."""
 
     def decorate(train: Train) -> Train:
         register(
@@ -97,6 +102,7 @@ def pathological(
                 expect=frozenset(expect),
                 also=frozenset(also),
                 level=level,
+                gap=gap,
             )
         )
         return train

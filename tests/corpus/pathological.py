@@ -1,0 +1,1232 @@
+"""The pathological corpus: every rule at a mild and a severe dose, on several families.
+
+The scenario suite's broken runs (``tests.scenarios.catalogue``) come first, trained by
+their own code and checked by their own claims; the runs below add a second
+architecture per rule, milder doses, and the classic mistakes: ``zero_grad()``
+forgotten, shuffled labels, a learning rate 100x too high with and without clipping,
+dead ReLUs, a deep sigmoid net, exploding gradients in a recurrent net, NaN from the log
+of a negative number in a custom module, a loader that sleeps, overfitting a tiny
+training set, validation run in training mode (a gap: no rule looks for it).
+
+Each run is named ``<rule>.<dose>_<what>`` and lists the rules it must trigger
+(``expect``) and those its pathology implies (``also``); its claims measure the symptom
+each expected rule describes, with the test's own instruments, so that a label never
+outlives its pathology. "mild" is a dose near the rule's line, or a pathology the run
+survives; "severe" is the textbook case.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from telemetry.demo import SmallCNN, sigmoid_mlp
+from tests.corpus import data, models
+from tests.corpus.data import Task
+from tests.corpus.healthy import dropout_mlp
+from tests.corpus.loop import CorpusTrace, train
+from tests.corpus.registry import pathological
+from tests.scenarios import probes
+from tests.scenarios.catalogue import SCENARIOS, Truth, patience_stop
+from tests.scenarios.harness import batchnorm_cnn, he_init, mlp
+
+# -- the scenario suite's broken runs, reused -------------------------------------------------
+
+# scenario -> (corpus name, dose, architecture, optimizer, batch)
+REUSED = {
+    "overfit": ("overfitting.severe_cnn_60_images", "severe", "CNN", "Adam", "32"),
+    "trained_too_long": (
+        "early_stopping.severe_mlp_lr_cut_then_12_epochs",
+        "severe",
+        "MLP",
+        "Adam",
+        "128",
+    ),
+    "too_small": ("underfitting.severe_mlp_1_unit_bottleneck", "severe", "MLP", "Adam", "256"),
+    "shuffled_labels": (
+        "loss_not_decreasing.severe_mlp_shuffled_labels",
+        "severe",
+        "MLP",
+        "SGD",
+        "128",
+    ),
+    "corrupt_batches": (
+        "loss_spike.severe_mlp_two_random_label_batches",
+        "severe",
+        "MLP",
+        "Adam",
+        "128",
+    ),
+    "gradient_ascent": ("divergence.mild_mlp_gradient_ascent", "mild", "MLP", "Adam", "128"),
+    "learning_rate_far_too_high": (
+        "divergence.severe_cnn_sgd_lr_1",
+        "severe",
+        "CNN",
+        "SGD momentum",
+        "64",
+    ),
+    "learning_rate_too_high": (
+        "loss_oscillation.severe_mlp_adam_lr_0.03_b16",
+        "severe",
+        "MLP",
+        "Adam",
+        "16",
+    ),
+    "decayed_too_early": (
+        "accuracy_plateau.severe_mlp_lr_cut_1000x",
+        "severe",
+        "MLP",
+        "Adam",
+        "128",
+    ),
+    "nan_in_data": ("nonfinite.mild_cnn_one_nan_pixel", "mild", "CNN", "Adam", "64"),
+    "deep_sigmoid": (
+        "vanishing_gradients.severe_mlp_12_sigmoid_layers",
+        "severe",
+        "MLP",
+        "SGD",
+        "64",
+    ),
+    "unnormalised_inputs": (
+        "exploding_gradients.severe_cnn_unnormalised_inputs",
+        "severe",
+        "CNN",
+        "SGD momentum",
+        "64",
+    ),
+    "learning_rate_typo": ("update_ratio.severe_mlp_body_lr_1e-7", "severe", "MLP", "Adam", "128"),
+    "head_not_in_optimizer": (
+        "stalled_parameters.severe_mlp_head_not_in_optimizer",
+        "severe",
+        "MLP",
+        "Adam",
+        "128",
+    ),
+    "unused_branch": ("unused_parameters.severe_mlp_aux_head", "severe", "MLP", "Adam", "128"),
+    "negative_bias": ("dead_relu.severe_cnn_negative_bias", "severe", "CNN", "Adam", "64"),
+    "tanh_large_init": (
+        "saturated_activations.severe_mlp_tanh_n01_init",
+        "severe",
+        "MLP (tanh)",
+        "Adam",
+        "128",
+    ),
+    "init_too_large": (
+        "poor_initialization.severe_mlp_he_x3_7_layers",
+        "severe",
+        "MLP",
+        "Adam",
+        "128",
+    ),
+    "slow_loader": (
+        "data_bottleneck.severe_mlp_augmentation_in_getitem",
+        "severe",
+        "MLP",
+        "Adam",
+        "128",
+    ),
+}
+
+
+def _digits_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    d = data.digits()
+    return d.x, d.y, d.x_val, d.y_val
+
+
+for _scenario in SCENARIOS:
+    if _scenario.rule is None:
+        continue  # the scenario suite's healthy runs stay there
+    _name, _level, _arch, _optimizer, _batch = REUSED[_scenario.name]
+    pathological(
+        _name,
+        expect=(_scenario.rule,),
+        also=tuple(sorted(_scenario.also)),
+        level=_level,
+        what=f"{_scenario.what} (scenario {_scenario.name})",
+        arch=_arch,
+        optimizer=_optimizer,
+        batch=_batch,
+    )(lambda root, s=_scenario: s.train(root, _digits_data()))
+
+
+# -- instruments --------------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float:
+    return probes.median(values)
+
+
+def _last(values: list[float], frac: float = 0.2) -> float:
+    """The median of the last ``frac`` of ``values`` (at least 3 points)."""
+    return _median(values[-max(3, int(len(values) * frac)) :])
+
+
+def _first_nonfinite(values: list[float]) -> int:
+    """The 1-based index of the first non-finite value, or -1."""
+    return next((i + 1 for i, v in enumerate(values) if not math.isfinite(v)), -1)
+
+
+def _truth(trace: CorpusTrace, numbers: dict[str, float], claims: dict[str, bool]) -> Truth:
+    return Truth(trace.run_id, {"steps": trace.steps, **numbers}, claims)
+
+
+def _learned_nothing(trace: CorpusTrace, classes: int) -> tuple[dict[str, float], dict[str, bool]]:
+    """The symptom of ``loss_not_decreasing``: validation accuracy at chance, and the training
+    loss of the last fifth of the run still at (or above) the chance level ln(classes)."""
+    last = _last(trace.train_loss)
+    numbers = {
+        "train_loss_last_fifth": last,
+        "chance_loss": math.log(classes),
+        "val_acc_last": trace.val_acc[-1],
+    }
+    return numbers, {
+        f"validation accuracy at chance (< {1.5 / classes:.2f})": trace.val_acc[-1] < 1.5 / classes,
+        "the last fifth's training loss >= 95% of chance (ln C)": last >= 0.95 * math.log(classes),
+    }
+
+
+def _dead(
+    model: nn.Module, x: torch.Tensor, module: str
+) -> tuple[dict[str, float], dict[str, bool]]:
+    """The symptom of ``dead_relu``: > 50% of ``module``'s units never fire on ``x``."""
+    share = probes.dead_relu_fractions(model, x)[module]
+    return {f"dead_share_{module}": share}, {
+        f"> 50% of ReLU {module}'s units never fire": share > 0.5
+    }
+
+
+def _oscillates(trace: CorpusTrace) -> tuple[dict[str, float], dict[str, bool]]:
+    """The symptom of ``loss_oscillation``: over the last half the loss jumps by a median of
+    at least 10% of its starting level from one step to the next."""
+    tail = trace.train_loss[len(trace.train_loss) // 2 :]
+    jump = _median([abs(b - a) for a, b in zip(tail, tail[1:], strict=False)])
+    start = _median(trace.train_loss[:10])
+    return {"median_jump_last_half": jump, "start_loss": start}, {
+        "over the last half the loss jumps by a median >= 10% of its start": jump >= 0.1 * start
+    }
+
+
+def _overfits(trace: CorpusTrace) -> tuple[dict[str, float], dict[str, bool]]:
+    """The symptom of ``overfitting``: validation loss ends > 10% above its best (mean of the
+    last 3), the best >= 3 evaluations before the end, training loss still falling."""
+    val = trace.val_loss
+    best = min(range(len(val)), key=val.__getitem__)
+    per_eval = len(trace.train_loss) // len(val)
+    at_best = _median(trace.train_loss[best * per_eval : (best + 1) * per_eval])
+    tail = sum(val[-3:]) / 3
+    last = _median(trace.train_loss[-per_eval:])
+    return {
+        "val_loss_best": val[best],
+        "val_loss_last3": tail,
+        "best_eval": best,
+        "train_loss_at_best": at_best,
+        "train_loss_last": last,
+    }, {
+        "validation loss ends > 10% above its best": tail > 1.1 * val[best],
+        "the best is >= 3 evaluations before the end": best <= len(val) - 4,
+        "training loss kept falling (< 1/2 of its level at the best)": last < 0.5 * at_best,
+    }
+
+
+def _update_ratio(
+    model: nn.Module, before: dict[str, torch.Tensor], steps: int
+) -> dict[str, float]:
+    """Each parameter's mean change per step, relative to its initial norm."""
+    return {
+        name: float((p.detach() - before[name]).norm() / before[name].norm()) / steps
+        for name, p in model.named_parameters()
+        if before[name].norm() > 0
+    }
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+# -- overfitting, early stopping, underfitting ------------------------------------------------
+
+
+@pathological(
+    "overfitting.mild_mlp_60_images",
+    expect=("overfitting",),
+    also=("early_stopping",),
+    level="mild",
+    what="a 256-wide MLP on 60 training images for 80 epochs (validation still 80%+)",
+    arch="MLP",
+    optimizer="Adam",
+    batch="20",
+)
+def overfit_mlp(root: Path) -> Truth:
+    model = he_init(mlp((64, 256, 256, 10)))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    task = data.digits().subset(60)
+    trace = train(
+        root, "overfitting.mild_mlp_60_images", model, opt, task, epochs=80, batch_size=20
+    )
+    numbers, claims = _overfits(trace)
+    numbers["val_acc_last"] = trace.val_acc[-1]
+    claims["validation accuracy still >= 75%"] = trace.val_acc[-1] >= 0.75
+    return _truth(trace, numbers, claims)
+
+
+@pathological(
+    "early_stopping.mild_cnn_lr_cut_then_7_epochs",
+    expect=("early_stopping",),
+    also=("update_ratio",),
+    level="mild",
+    what="BatchNorm CNN converged in 5 epochs, the LR cut 100x, then 7 more epochs",
+    arch="CNN + BatchNorm",
+    optimizer="Adam",
+    schedule="step",
+    batch="128",
+)
+def early_cnn(root: Path) -> Truth:
+    model = batchnorm_cnn()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[5], gamma=0.01)
+    trace = train(
+        root,
+        "early_stopping.mild_cnn_lr_cut_then_7_epochs",
+        model,
+        opt,
+        data.digits(),
+        epochs=12,
+        batch_size=128,
+        scheduler=sched,
+    )
+    stop = patience_stop(trace.val_loss)
+    numbers = {
+        "stop_epoch": -1 if stop is None else stop,
+        "epochs": len(trace.val_loss),
+        "val_acc_last": trace.val_acc[-1],
+    }
+    return _truth(
+        trace,
+        numbers,
+        {
+            "patience-5 early stopping stops >= 2 epochs before the end": (
+                stop is not None and stop <= len(trace.val_loss) - 3
+            ),
+            "the epochs after it gain < 1 point of validation accuracy": (
+                stop is not None and trace.val_acc[-1] - trace.val_acc[stop] < 0.01
+            ),
+            "validation loss ends within 10% of its best": trace.val_loss[-1]
+            <= 1.1 * min(trace.val_loss),
+        },
+    )
+
+
+@pathological(
+    "underfitting.mild_linear_nonlinear_regression",
+    expect=("underfitting",),
+    level="mild",
+    what="regression: a linear model on a nonlinear function (R^2 ~0.15, no train/val gap)",
+    arch="linear",
+    optimizer="SGD",
+    task="waves (regression)",
+    batch="128",
+)
+def linear_waves(root: Path) -> Truth:
+    model = nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    task = data.waves()
+    trace = train(
+        root,
+        "underfitting.mild_linear_nonlinear_regression",
+        model,
+        opt,
+        task,
+        epochs=30,
+        batch_size=128,
+    )
+    last_train = _last(trace.train_loss, 0.1)
+    numbers = {
+        "val_r2_last": trace.val_r2[-1],
+        "train_loss_first5": _median(trace.train_loss[:5]),
+        "train_loss_last_tenth": last_train,
+        "val_loss_last": trace.val_loss[-1],
+    }
+    return _truth(
+        trace,
+        numbers,
+        {
+            "validation R^2 < 0.3 (the model cannot fit the function)": trace.val_r2[-1] < 0.3,
+            "validation loss within 20% of the training loss (no gap)": abs(
+                trace.val_loss[-1] - last_train
+            )
+            <= 0.2 * last_train,
+        },
+    )
+
+
+@pathological(
+    "underfitting.severe_gru_2_hidden_units",
+    expect=("underfitting",),
+    level="severe",
+    what="a GRU with 2 hidden units on the digits' rows",
+    arch="GRU",
+    optimizer="Adam",
+    task="digit rows",
+    batch="64",
+)
+def gru_two_units(root: Path) -> Truth:
+    model = models.SequenceClassifier("gru", 8, 10, hidden=2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    trace = train(
+        root, "underfitting.severe_gru_2_hidden_units", model, opt, data.digit_rows(), epochs=8
+    )
+    per_epoch = trace.steps // 8
+    acc = sum(trace.train_acc[-per_epoch:]) / per_epoch
+    numbers = {
+        "train_acc_last_epoch": acc,
+        "val_acc_last": trace.val_acc[-1],
+        "train_loss_first5": _median(trace.train_loss[:5]),
+        "train_loss_last_epoch": _median(trace.train_loss[-per_epoch:]),
+    }
+    return _truth(
+        trace,
+        numbers,
+        {
+            "training accuracy stays below 50%": acc < 0.5,
+            "validation accuracy within 5 points of training (no gap)": abs(trace.val_acc[-1] - acc)
+            <= 0.05,
+            "the loss fell >= 5% (it learns a little)": numbers["train_loss_last_epoch"]
+            <= 0.95 * numbers["train_loss_first5"],
+        },
+    )
+
+
+# -- the loss curve -----------------------------------------------------------------------------
+
+
+@pathological(
+    "loss_not_decreasing.severe_transformer_lr_100x_clipped",
+    expect=("loss_not_decreasing",),
+    also=("update_ratio", "early_stopping", "accuracy_plateau"),
+    level="severe",
+    what="pre-norm transformer, AdamW at 0.3 (100x too high) with clipping at norm 1: "
+    "clipping bounds the gradient, not Adam's step",
+    arch="transformer (pre-norm)",
+    optimizer="AdamW",
+    task="digit rows",
+    batch="64",
+)
+def transformer_lr_100x(root: Path) -> Truth:
+    model = models.Transformer(10, features=8, length=8)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.3)
+    trace = train(
+        root,
+        "loss_not_decreasing.severe_transformer_lr_100x_clipped",
+        model,
+        opt,
+        data.digit_rows(),
+        epochs=4,
+        clip=1.0,
+    )
+    return _truth(trace, *_learned_nothing(trace, 10))
+
+
+@pathological(
+    "loss_not_decreasing.severe_cnn_sgd_lr_100x_clipped",
+    expect=("loss_not_decreasing", "dead_relu"),
+    also=("update_ratio", "vanishing_gradients", "early_stopping", "accuracy_plateau"),
+    level="severe",
+    what="the demo CNN at SGD lr 2.0 + momentum (100x too high) with clipping at norm 1: "
+    "every ReLU dies within 6 steps",
+    arch="CNN",
+    optimizer="SGD momentum",
+    batch="64",
+)
+def cnn_lr_100x_clipped(root: Path) -> Truth:
+    model = SmallCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=2.0, momentum=0.9)
+    task = data.digits()
+    trace = train(
+        root,
+        "loss_not_decreasing.severe_cnn_sgd_lr_100x_clipped",
+        model,
+        opt,
+        task,
+        epochs=4,
+        clip=1.0,
+    )
+    numbers, claims = _learned_nothing(trace, 10)
+    more, dead = _dead(model, task.x, "classifier.2")
+    return _truth(trace, numbers | more, claims | dead)
+
+
+@pathological(
+    "loss_not_decreasing.mild_cnn_zero_grad_forgotten",
+    expect=("loss_not_decreasing", "dead_relu"),
+    also=(
+        "exploding_gradients",
+        "loss_oscillation",
+        "update_ratio",
+        "early_stopping",
+        "accuracy_plateau",
+        "loss_spike",
+    ),
+    level="mild",
+    what="BatchNorm CNN, SGD + momentum, optimizer.zero_grad() never called: gradients pile "
+    "up, the loss ends above chance",
+    arch="CNN + BatchNorm",
+    optimizer="SGD momentum",
+    batch="64",
+)
+def cnn_zero_grad_forgotten(root: Path) -> Truth:
+    model = batchnorm_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    task = data.digits()
+    trace = train(
+        root,
+        "loss_not_decreasing.mild_cnn_zero_grad_forgotten",
+        model,
+        opt,
+        task,
+        epochs=3,
+        zero_grad=False,
+    )
+    numbers, claims = _learned_nothing(trace, 10)
+    more, dead = _dead(model, task.x, "classifier.2")
+    numbers["grad_norm_last_over_first"] = trace.grad_norm[-1] / trace.grad_norm[0]
+    return _truth(trace, numbers | more, claims | dead)
+
+
+@pathological(
+    "loss_spike.mild_gru_one_random_label_batch",
+    expect=("loss_spike",),
+    level="mild",
+    what="GRU over the digits' rows; the batch of step 80 carries random labels",
+    arch="GRU",
+    optimizer="Adam",
+    task="digit rows",
+    batch="64",
+)
+def gru_one_bad_batch(root: Path) -> Truth:
+    model = models.SequenceClassifier("gru", 8, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(3)
+
+    def perturb(step: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x, torch.randint(0, 10, y.shape, generator=gen)) if step == 80 else (x, y)
+
+    trace = train(
+        root,
+        "loss_spike.mild_gru_one_random_label_batch",
+        model,
+        opt,
+        data.digit_rows(),
+        epochs=6,
+        perturb=perturb,
+    )
+    loss = trace.train_loss
+    before, after = _median(loss[59:79]), max(loss[82:86])
+    return _truth(
+        trace,
+        {"loss_at_80": loss[79], "median_before": before, "max_3_to_6_after": after},
+        {
+            "step 80: loss >= 3x its previous 20-step median": loss[79] >= 3 * before,
+            "back under 1.5x that median 3-6 steps later": after < 1.5 * before,
+        },
+    )
+
+
+@pathological(
+    "loss_oscillation.mild_mlp_zero_grad_forgotten",
+    expect=("loss_oscillation",),
+    also=("overfitting", "early_stopping", "loss_spike"),
+    level="mild",
+    what="ReLU MLP, plain SGD 0.02, optimizer.zero_grad() never called: each step applies "
+    "the sum of every gradient so far",
+    arch="MLP",
+    optimizer="SGD",
+    batch="64",
+)
+def mlp_zero_grad_forgotten(root: Path) -> Truth:
+    model = he_init(mlp((64, 128, 128, 10)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.02)
+    trace = train(
+        root,
+        "loss_oscillation.mild_mlp_zero_grad_forgotten",
+        model,
+        opt,
+        data.digits(),
+        epochs=5,
+        zero_grad=False,
+    )
+    numbers, claims = _oscillates(trace)
+    numbers["val_loss_last_over_best"] = trace.val_loss[-1] / min(trace.val_loss)
+    claims["validation loss ends > 1.5x its best"] = numbers["val_loss_last_over_best"] > 1.5
+    return _truth(trace, numbers, claims)
+
+
+@pathological(
+    "loss_oscillation.severe_resnet_sgd_lr_1_momentum",
+    expect=("loss_oscillation",),
+    also=("overfitting", "early_stopping", "loss_spike", "update_ratio", "dead_relu"),
+    level="severe",
+    what="a 2-block ResNet at SGD lr 1.0 + momentum 0.9 (~20x too high): BatchNorm keeps it "
+    "finite, the loss bounces and validation loss ends 2x its best",
+    arch="ResNet (BatchNorm)",
+    optimizer="SGD momentum",
+    batch="32 (last 29)",
+)
+def resnet_lr_1(root: Path) -> Truth:
+    model = models.ResNet()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9)
+    trace = train(
+        root,
+        "loss_oscillation.severe_resnet_sgd_lr_1_momentum",
+        model,
+        opt,
+        data.digits(),
+        epochs=3,
+        batch_size=32,
+    )
+    numbers, claims = _oscillates(trace)
+    numbers["val_loss_last_over_best"] = trace.val_loss[-1] / min(trace.val_loss)
+    claims["validation loss ends > 1.5x its best"] = numbers["val_loss_last_over_best"] > 1.5
+    claims["every loss finite (not a divergence)"] = all(map(math.isfinite, trace.train_loss))
+    return _truth(trace, numbers, claims)
+
+
+@pathological(
+    "accuracy_plateau.severe_cnn_lr_cut_1000x_after_1_epoch",
+    expect=("accuracy_plateau",),
+    also=("update_ratio", "early_stopping"),
+    level="severe",
+    what="the demo CNN, Adam; the LR cut 1000x after the first epoch, validation every 5 steps",
+    arch="CNN",
+    optimizer="Adam",
+    schedule="step",
+    batch="32",
+)
+def cnn_plateau(root: Path) -> Truth:
+    model = SmallCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1], gamma=0.001)
+    trace = train(
+        root,
+        "accuracy_plateau.severe_cnn_lr_cut_1000x_after_1_epoch",
+        model,
+        opt,
+        data.digits(),
+        epochs=3,
+        batch_size=32,
+        scheduler=sched,
+        eval_every=5,
+    )
+    acc, cut = trace.val_acc, 45 // 5  # the evaluations of the first epoch (45 steps)
+    best_before = max(acc[:cut])
+    return _truth(
+        trace,
+        {
+            "val_acc_best_first_epoch": best_before,
+            "val_acc_best_after": max(acc[cut:]),
+            "evaluations_after_cut": len(acc) - cut,
+        },
+        {
+            "no evaluation after the cut beats the first epoch's best by 0.5 points": max(acc[cut:])
+            < best_before + 0.005,
+            ">= 10 evaluations after the cut": len(acc) - cut >= 10,
+            "training accuracy below 99%": trace.train_acc[-1] < 0.99,
+        },
+    )
+
+
+# -- non-finite values and divergence -------------------------------------------------------
+
+
+class LogFeatures(nn.Module):
+    """A custom layer whose own forward takes the log of a Linear's output: NaN wherever
+    that output is negative (its child is finite; the NaN is made by its functional code)."""
+
+    def __init__(self, width: int, *, bias: float | None = None, gain: float = 1.0) -> None:
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+        with torch.no_grad():
+            self.linear.weight.mul_(gain)
+            if bias is not None:
+                self.linear.bias.fill_(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.linear(x))
+
+
+def _nonfinite_claims(trace: CorpusTrace, *, by: int) -> tuple[dict[str, float], dict[str, bool]]:
+    first = _first_nonfinite(trace.train_loss)
+    return {"first_nonfinite_step": first}, {
+        f"the loss turns NaN by step {by}": 0 < first <= by,
+        "and stays NaN": all(not math.isfinite(v) for v in trace.train_loss[first - 1 :]),
+    }
+
+
+@pathological(
+    "nonfinite.severe_mlp_log_of_linear_output",
+    expect=("nonfinite",),
+    also=("divergence",),
+    level="severe",
+    what="a custom module computes torch.log(self.linear(x)): NaN from the first step",
+    arch="MLP (custom module)",
+    optimizer="Adam",
+    batch="64",
+)
+def log_of_negative(root: Path) -> Truth:
+    model = nn.Sequential(nn.Flatten(), LogFeatures(64), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    trace = train(
+        root, "nonfinite.severe_mlp_log_of_linear_output", model, opt, data.digits(), epochs=2
+    )
+    return _truth(trace, *_nonfinite_claims(trace, by=1))
+
+
+@pathological(
+    "nonfinite.mild_mlp_log_turns_negative",
+    expect=("nonfinite",),
+    also=("divergence", "update_ratio"),
+    level="mild",
+    what="the same custom log layer started positive (bias 1, small weights): training "
+    "drives an output below zero at step 10",
+    arch="MLP (custom module)",
+    optimizer="Adam",
+    batch="64",
+)
+def log_turns_negative(root: Path) -> Truth:
+    model = nn.Sequential(
+        nn.Flatten(), LogFeatures(64, bias=1.0, gain=0.05), nn.ReLU(), nn.Linear(64, 10)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    trace = train(
+        root, "nonfinite.mild_mlp_log_turns_negative", model, opt, data.digits(), epochs=3
+    )
+    numbers, claims = _nonfinite_claims(trace, by=30)
+    claims["the first steps are finite"] = numbers["first_nonfinite_step"] > 3
+    return _truth(trace, numbers, claims)
+
+
+# -- gradients ---------------------------------------------------------------------------------
+
+
+class ReluCharRNN(nn.Module):
+    """A character-level Elman RNN with ReLU units and an orthogonal recurrent matrix x1.2:
+    over 32 characters the backward pass multiplies by up to 1.2^32 ~ 340."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 32)
+        self.rnn = nn.RNN(32, 96, nonlinearity="relu", batch_first=True)
+        self.head = nn.Linear(96, vocab)
+        with torch.no_grad():
+            nn.init.orthogonal_(self.rnn.weight_hh_l0)
+            self.rnn.weight_hh_l0.mul_(1.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.embed(x))[0])
+
+
+@pathological(
+    "exploding_gradients.severe_rnn_relu_no_clipping",
+    expect=("exploding_gradients", "divergence", "nonfinite"),
+    also=("update_ratio", "loss_spike"),
+    level="severe",
+    what="character-level ReLU RNN (recurrent matrix 1.2x orthogonal), SGD + momentum, no "
+    "clipping: the gradient norm grows 1e17x in 6 steps, then NaN",
+    arch="RNN (ReLU, char LM)",
+    optimizer="SGD momentum",
+    task="text (char LM)",
+    batch="32",
+)
+def rnn_exploding(root: Path) -> Truth:
+    task = data.text()
+    model = ReluCharRNN(task.classes or 0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    trace = train(
+        root,
+        "exploding_gradients.severe_rnn_relu_no_clipping",
+        model,
+        opt,
+        task,
+        epochs=2,
+        batch_size=32,
+    )
+    finite = [g for g in trace.grad_norm if math.isfinite(g)]
+    numbers = {
+        "grad_norm_first": trace.grad_norm[0],
+        "grad_norm_peak_finite": max(finite),
+        "first_nonfinite_grad_step": _first_nonfinite(trace.grad_norm),
+    }
+    more, claims = _nonfinite_claims(trace, by=20)
+    return _truth(
+        trace,
+        numbers | more,
+        claims
+        | {
+            "the gradient norm grew > 1000x its first value": max(finite)
+            > 1000 * trace.grad_norm[0],
+        },
+    )
+
+
+@pathological(
+    "exploding_gradients.severe_mlp_sgd_lr_100x",
+    expect=("exploding_gradients", "dead_relu", "loss_not_decreasing"),
+    also=(
+        "update_ratio",
+        "vanishing_gradients",
+        "loss_spike",
+        "early_stopping",
+        "accuracy_plateau",
+        "divergence",
+    ),
+    level="severe",
+    what="ReLU MLP at plain SGD lr 5.0 (100x too high), no clipping: the loss jumps to 1e7, "
+    "every ReLU dies, the loss sits at chance",
+    arch="MLP",
+    optimizer="SGD",
+    batch="64",
+)
+def mlp_lr_100x(root: Path) -> Truth:
+    model = he_init(mlp((64, 128, 128, 10)))
+    opt = torch.optim.SGD(model.parameters(), lr=5.0)
+    task = data.digits()
+    trace = train(root, "exploding_gradients.severe_mlp_sgd_lr_100x", model, opt, task, epochs=2)
+    numbers, claims = _learned_nothing(trace, 10)
+    more, dead = _dead(model, task.x, "2")
+    numbers |= more | {
+        "grad_norm_first": trace.grad_norm[0],
+        "grad_norm_peak": max(trace.grad_norm),
+    }
+    claims |= dead | {
+        "the gradient norm peaks > 1000x its first value": max(trace.grad_norm)
+        > 1000 * trace.grad_norm[0]
+    }
+    return _truth(trace, numbers, claims)
+
+
+def _vanishing_claims(model: nn.Module, task: Task) -> tuple[dict[str, float], dict[str, bool]]:
+    """Call before training: the initial gradient of the first layer vs the largest."""
+    norms = probes.layer_grad_norms(model, task.x[:256], task.y[:256])
+    return {"first_layer_grad_norm_at_init": norms[0], "largest_grad_norm_at_init": max(norms)}, {
+        "at init the first layer's gradient < 1e-3 of the largest layer's": norms[0]
+        < 1e-3 * max(norms)
+    }
+
+
+@pathological(
+    "vanishing_gradients.mild_mlp_5_sigmoid_layers_adam",
+    expect=("vanishing_gradients",),
+    also=("underfitting", "loss_not_decreasing"),
+    level="mild",
+    what="a 5-layer sigmoid MLP with Adam: it learns a little (Adam rescales the small "
+    "gradients), the first layer's gradient is ~1e-4 of the last's at init",
+    arch="MLP (sigmoid)",
+    optimizer="Adam",
+    batch="64",
+)
+def sigmoid_5(root: Path) -> Truth:
+    model = sigmoid_mlp(depth=5)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    task = data.digits()
+    at_init = _vanishing_claims(model, task)
+    trace = train(
+        root, "vanishing_gradients.mild_mlp_5_sigmoid_layers_adam", model, opt, task, epochs=6
+    )
+    return _truth(trace, *at_init)
+
+
+class SigmoidCNN(nn.Sequential):
+    """Six 3x3 convolutions with sigmoid activations and a linear head."""
+
+    def __init__(self) -> None:
+        layers: list[nn.Module] = []
+        for i in range(6):
+            layers += [nn.Conv2d(1 if i == 0 else 16, 16, 3, padding=1), nn.Sigmoid()]
+        super().__init__(*layers, nn.Flatten(), nn.Linear(16 * 64, 10))
+
+
+@pathological(
+    "vanishing_gradients.severe_cnn_6_sigmoid_layers",
+    expect=("vanishing_gradients",),
+    also=(
+        "loss_not_decreasing",
+        "saturated_activations",
+        "update_ratio",
+        "underfitting",
+        "early_stopping",
+        "accuracy_plateau",
+    ),
+    level="severe",
+    what="six sigmoid convolutions, SGD + momentum: the loss stays at chance",
+    arch="CNN (sigmoid)",
+    optimizer="SGD momentum",
+    batch="64",
+)
+def sigmoid_cnn(root: Path) -> Truth:
+    model = SigmoidCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    task = data.digits()
+    at_init = _vanishing_claims(model, task)
+    trace = train(
+        root, "vanishing_gradients.severe_cnn_6_sigmoid_layers", model, opt, task, epochs=3
+    )
+    return _truth(trace, *at_init)
+
+
+# -- updates and parameters ---------------------------------------------------------------------
+
+
+@pathological(
+    "update_ratio.mild_cnn_sgd_lr_1e-4",
+    expect=("update_ratio",),
+    also=("loss_not_decreasing", "underfitting", "early_stopping", "accuracy_plateau"),
+    level="mild",
+    what="the demo CNN at plain SGD lr 1e-4 (a few hundred times too low)",
+    arch="CNN",
+    optimizer="SGD",
+    batch="64",
+)
+def cnn_lr_too_low(root: Path) -> Truth:
+    model = SmallCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    before = _snapshot(model)
+    trace = train(root, "update_ratio.mild_cnn_sgd_lr_1e-4", model, opt, data.digits(), epochs=3)
+    ratio = _update_ratio(model, before, trace.steps)["features.0.weight"]
+    return _truth(
+        trace,
+        {"first_conv_change_per_step": ratio},
+        {
+            "the first conv's weight moves < 1e-5 of its norm per step": ratio < 1e-5,
+        },
+    )
+
+
+@pathological(
+    "stalled_parameters.mild_transformer_no_decay_group_forgotten",
+    expect=("stalled_parameters",),
+    level="mild",
+    what="AdamW given only the weight-decay group (matrices): biases, LayerNorms and the "
+    "positional embedding never move; the run still learns",
+    arch="transformer (pre-norm)",
+    optimizer="AdamW",
+    task="digit rows",
+    batch="64",
+)
+def transformer_no_decay_forgotten(root: Path) -> Truth:
+    model = models.Transformer(10, features=8, length=8)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}], lr=3e-3)
+    before = _snapshot(model)
+    trace = train(
+        root,
+        "stalled_parameters.mild_transformer_no_decay_group_forgotten",
+        model,
+        opt,
+        data.digit_rows(),
+        epochs=6,
+    )
+    frozen = [n for n, p in model.named_parameters() if torch.equal(p.detach(), before[n])]
+    with_grad = [
+        n
+        for n in frozen
+        if (p := dict(model.named_parameters())[n]).grad is not None
+        and bool(p.grad.abs().sum() > 0)
+    ]
+    return _truth(
+        trace,
+        {"unchanged_params": len(frozen), "val_acc_last": trace.val_acc[-1]},
+        {
+            "the 1-D parameters are exactly as initialised": len(frozen) >= 10,
+            "and they get gradients": len(with_grad) == len(frozen),
+            "the run still learns (validation accuracy > 80%)": trace.val_acc[-1] > 0.8,
+        },
+    )
+
+
+class GRUWithUnusedLayer(models.SequenceClassifier):
+    """A GRU classifier with an attention scorer built in __init__ that forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__("gru", 8, 10)
+        self.attention = nn.Linear(64, 1)
+
+
+@pathological(
+    "unused_parameters.mild_gru_unused_attention_layer",
+    expect=("unused_parameters",),
+    level="mild",
+    what="a GRU classifier with an attention layer forward never calls (the run learns)",
+    arch="GRU",
+    optimizer="Adam",
+    task="digit rows",
+    batch="64",
+)
+def gru_unused_layer(root: Path) -> Truth:
+    model = GRUWithUnusedLayer()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    trace = train(
+        root,
+        "unused_parameters.mild_gru_unused_attention_layer",
+        model,
+        opt,
+        data.digit_rows(),
+        epochs=5,
+    )
+    without = [n for n, p in model.named_parameters() if p.grad is None]
+    return _truth(
+        trace,
+        {"params_without_grad": len(without)},
+        {
+            "exactly the attention layer's 2 parameters never got a gradient": without
+            == ["attention.weight", "attention.bias"],
+        },
+    )
+
+
+# -- activations and initialisation -------------------------------------------------------------
+
+
+@pathological(
+    "dead_relu.mild_mlp_negative_bias_on_80_of_128",
+    expect=("dead_relu",),
+    level="mild",
+    what="ReLU MLP whose first hidden layer has a -3 bias on 80 of its 128 units (the run "
+    "still learns on the rest)",
+    arch="MLP",
+    optimizer="Adam",
+    batch="64",
+)
+def mlp_dead_mild(root: Path) -> Truth:
+    model = he_init(mlp((64, 128, 128, 10)))
+    with torch.no_grad():
+        model[1].bias[:80] -= 3.0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    task = data.digits()
+    trace = train(root, "dead_relu.mild_mlp_negative_bias_on_80_of_128", model, opt, task, epochs=4)
+    numbers, claims = _dead(model, task.x, "2")
+    claims["the run still learns (validation accuracy > 85%)"] = trace.val_acc[-1] > 0.85
+    return _truth(trace, numbers | {"val_acc_last": trace.val_acc[-1]}, claims)
+
+
+@pathological(
+    "dead_relu.severe_mlp_adam_lr_100x",
+    expect=("dead_relu",),
+    also=("loss_spike", "update_ratio", "loss_oscillation"),
+    level="severe",
+    what="ReLU MLP at Adam lr 0.1 (100x the default): 90% of the first hidden layer dies "
+    "in 6 steps",
+    arch="MLP",
+    optimizer="Adam",
+    batch="64",
+)
+def mlp_adam_lr_100x(root: Path) -> Truth:
+    model = he_init(mlp((64, 128, 128, 10)))
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    task = data.digits()
+    trace = train(root, "dead_relu.severe_mlp_adam_lr_100x", model, opt, task, epochs=4)
+    return _truth(trace, *_dead(model, task.x, "2"))
+
+
+class TanhCNN(nn.Sequential):
+    """The demo CNN's shape with Tanh activations, every weight drawn from N(0, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.Tanh(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(512, 64),
+            nn.Tanh(),
+            nn.Linear(64, 10),
+        )
+        for m in self:
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.normal_(m.weight, std=1.0)
+
+
+@pathological(
+    "saturated_activations.severe_cnn_tanh_n01_init",
+    expect=("saturated_activations",),
+    also=("underfitting",),
+    level="severe",
+    what="a tanh CNN initialised N(0, 1): ~90% of the hidden tanh's outputs at +-1",
+    arch="CNN (tanh)",
+    optimizer="Adam",
+    batch="64",
+)
+def tanh_cnn(root: Path) -> Truth:
+    model = TanhCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    task = data.digits()
+    trace = train(
+        root, "saturated_activations.severe_cnn_tanh_n01_init", model, opt, task, epochs=3
+    )
+    saturated = probes.saturated_fractions(model, task.x)
+    return _truth(
+        trace,
+        {f"saturated_share_{k}": v for k, v in saturated.items()},
+        {
+            "> 50% of the hidden tanh's outputs within 1e-3 of +-1": saturated["7"] > 0.5,
+        },
+    )
+
+
+class ShrinkingCNN(nn.Sequential):
+    """Six ReLU convolutions and a head, every weight 0.3x He: the signal shrinks ~3x per
+    layer."""
+
+    def __init__(self) -> None:
+        layers: list[nn.Module] = []
+        for i in range(6):
+            layers += [nn.Conv2d(1 if i == 0 else 16, 16, 3, padding=1), nn.ReLU()]
+        super().__init__(*layers, nn.Flatten(), nn.Linear(16 * 64, 10))
+        he_init(self, gain=0.3)
+
+
+@pathological(
+    "poor_initialization.severe_cnn_0.3x_he_6_layers",
+    expect=("poor_initialization",),
+    level="severe",
+    what="six ReLU convolutions at 0.3x He init: the output std shrinks ~4000x with depth "
+    "(the run recovers)",
+    arch="CNN",
+    optimizer="Adam",
+    batch="64",
+)
+def cnn_shrinking_init(root: Path) -> Truth:
+    model = ShrinkingCNN()
+    task = data.digits()
+    stds = probes.layer_output_stds(model, task.x)
+    logs = [math.log(s) for s in stds]
+    r = float(torch.corrcoef(torch.tensor([list(range(len(logs))), logs]))[0, 1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    trace = train(
+        root, "poor_initialization.severe_cnn_0.3x_he_6_layers", model, opt, task, epochs=3
+    )
+    return _truth(
+        trace,
+        {
+            "first_layer_std_at_init": stds[0],
+            "last_layer_std_at_init": stds[-1],
+            "log_std_vs_depth_r2": r * r,
+        },
+        {
+            "at init the output std shrinks > 100x from first to last layer": stds[-1]
+            < stds[0] / 100,
+            "geometrically (r^2 >= 0.9)": r * r >= 0.9,
+        },
+    )
+
+
+@pathological(
+    "poor_initialization.severe_mlp_zero_init",
+    expect=("poor_initialization", "loss_not_decreasing"),
+    also=(
+        "dead_relu",
+        "unused_parameters",
+        "vanishing_gradients",
+        "update_ratio",
+        "early_stopping",
+        "accuracy_plateau",
+    ),
+    level="severe",
+    what="ReLU MLP with every weight and bias zero: the output is a constant, only the last "
+    "bias learns",
+    arch="MLP",
+    optimizer="Adam",
+    batch="64",
+)
+def mlp_zero_init(root: Path) -> Truth:
+    model = mlp((64, 128, 128, 10))
+    for p in model.parameters():
+        nn.init.zeros_(p)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    trace = train(
+        root, "poor_initialization.severe_mlp_zero_init", model, opt, data.digits(), epochs=3
+    )
+    first10 = trace.train_loss[:10]
+    spread = (max(first10) - min(first10)) / _median(first10)
+    numbers, claims = _learned_nothing(trace, 10)
+    return _truth(
+        trace,
+        numbers | {"first10_relative_spread": spread},
+        claims
+        | {
+            "the first 10 losses stay within 0.1%": spread < 1e-3,
+        },
+    )
+
+
+# -- system ------------------------------------------------------------------------------------
+
+
+@pathological(
+    "data_bottleneck.severe_gru_loader_sleeps_40ms",
+    expect=("data_bottleneck",),
+    level="severe",
+    what="GRU over the digits' rows; the loader sleeps 40 ms per batch (a slow disk)",
+    arch="GRU",
+    optimizer="Adam",
+    task="digit rows",
+    batch="128",
+)
+def gru_slow_loader(root: Path) -> Truth:
+    model = models.SequenceClassifier("gru", 8, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    trace = train(
+        root,
+        "data_bottleneck.severe_gru_loader_sleeps_40ms",
+        model,
+        opt,
+        data.digit_rows(),
+        epochs=2,
+        batch_size=128,
+        sleep_s=0.04,
+    )
+    shares = [w / s for w, s in zip(trace.wait_s, trace.step_s, strict=True)]
+    return _truth(
+        trace,
+        {"median_wait_share": _median(shares)},
+        {
+            "the loop waits for the batch most of each step (median share > 0.5)": _median(shares)
+            > 0.5,
+        },
+    )
+
+
+# -- gaps: classic mistakes no rule looks for yet ------------------------------------------
+
+
+@pathological(
+    "gap.mlp_eval_mode_forgotten",
+    expect=(),
+    level="severe",
+    gap="validation run in training mode (dropout 0.5 active): the collector sees the "
+    "evaluation forward under no_grad with model.training True",
+    what="ReLU MLP with dropout 0.5; validation without model.eval()",
+    arch="MLP",
+    optimizer="Adam",
+    batch="64",
+)
+def eval_mode_forgotten(root: Path) -> Truth:
+    model = dropout_mlp((64, 128, 128, 10), 0.5)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    task = data.digits()
+    trace = train(root, "gap.mlp_eval_mode_forgotten", model, opt, task, epochs=10, eval_mode=False)
+    model.eval()
+    with torch.no_grad():
+        eval_acc = float((model(task.x_val).argmax(1) == task.y_val).float().mean())
+    return _truth(
+        trace,
+        {"val_acc_logged": trace.val_acc[-1], "val_acc_in_eval_mode": eval_acc},
+        {
+            "the logged validation accuracy is >= 5 points below the model's true one": (
+                eval_acc - trace.val_acc[-1] >= 0.05
+            ),
+        },
+    )
