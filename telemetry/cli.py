@@ -1,16 +1,23 @@
 """The ``telemetry`` command line: one function per verb, heavy imports inside them.
 
 Exit codes:
-    0  done (and no finding reached ``--fail-on``)
-    1  a finding at or above ``--fail-on`` severity
-    2  bad usage (click's own code)
-    3  the store or a run could not be found or read
+    0    done (and no finding reached ``--fail-on``)
+    1    a finding at or above ``--fail-on`` severity
+    2    bad usage (click's own code), a query or filter that cannot run
+    3    the store or a run could not be found or read
+    124  ``telemetry query --timeout`` passed (the status timeout(1) uses)
+    130  interrupted by Ctrl-C (128 + SIGINT, what a shell reports)
+
+Everything a verb prints for people goes through ``telemetry.output.printable``:
+control characters in run names, ids, metrics, messages and file names are shown
+escaped, never sent to the terminal (warnings of the libraries too, see ``_Warnings``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -19,15 +26,61 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from telemetry.output import CliError, printable
+
 if TYPE_CHECKING:
     from analysis import Diagnosis, Finding, Rule, Store
 
 EXIT_FINDINGS = 1
 EXIT_STORE = 3
+EXIT_INTERRUPTED = 130
 
 
-class StoreProblem(click.ClickException):
+class StoreProblem(CliError):
     exit_code = EXIT_STORE
+
+
+class Interrupted(CliError):
+    """Ctrl-C: a short line and exit 130 instead of click's "Aborted!" and status 1."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted (Ctrl-C)")
+
+    def show(self, file: Any = None) -> None:
+        click.echo(err=True)  # past the "^C" the terminal echoed, as click does
+        super().show(file)
+
+
+class _Verbs(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        # Every verb: click would print "Aborted!" and exit 1, which a script cannot
+        # tell from a failure. (telemetry query also stops DuckDB first: query.py.)
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+
+class _Warnings(logging.Handler):
+    """The libraries' warnings (a skipped file, named by its path) on stderr, escaped.
+
+    Python's last-resort handler would print them raw: a file name in the store can
+    hold any byte but '/' and NUL. Resolves stderr when it writes (CliRunner swaps it).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(printable(self.format(record), keep="\n"), err=True)
+
+
+def _escape_warnings() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, _Warnings) for h in root.handlers):
+        root.addHandler(_Warnings())
 
 
 _root_argument = click.argument("root", type=click.Path(path_type=Path))
@@ -39,7 +92,7 @@ _quiet_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Verbs, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="telemetry")
 def main() -> None:
     """Training telemetry for PyTorch: Parquet event logs, SQL diagnostics, an HTML report.
@@ -54,6 +107,7 @@ def main() -> None:
     """
     if os.environ.get("NO_COLOR"):  # https://no-color.org; subcommands inherit ctx.color
         click.get_current_context().color = False
+    _escape_warnings()
 
 
 def _open(root: Path, *, runs_only: bool = False) -> Store:
@@ -233,7 +287,10 @@ def report(
     limit = None if run_ids or max_runs == 0 else max_runs
     path = write_report(store, diagnosis, output, title=title, max_runs=limit)
     size = path.stat().st_size
-    click.echo(f"wrote {path} ({size / 1e6:.2f} MB, {size:,} bytes, {len(diagnosis.runs)} runs)")
+    click.echo(
+        f"wrote {printable(str(path))} ({size / 1e6:.2f} MB, {size:,} bytes, "
+        f"{len(diagnosis.runs)} runs)"
+    )
 
 
 @main.command()
@@ -278,7 +335,7 @@ def demo(out: Path, report_path: Path, quiet: bool) -> None:
     epochs = sum(s.epochs for s in SCENARIOS)
     with progress(epochs, "training", quiet=quiet, unit="epoch") as bar:
         bar.say(
-            f"training {len(SCENARIOS)} demo runs into {out}/ "
+            f"training {len(SCENARIOS)} demo runs into {printable(str(out))}/ "
             "(digits from scikit-learn, no download)"
         )
         run_ids = run_demo(
@@ -292,11 +349,12 @@ def demo(out: Path, report_path: Path, quiet: bool) -> None:
         click.echo(format_diagnosis(diagnosis, store))
     path = write_report(store, diagnosis, report_path, title="telemetry demo")
     total = time.perf_counter() - started
+    shown, where = printable(str(path)), printable(str(out))
     if quiet:
-        click.echo(f"wrote {path}")
+        click.echo(f"wrote {shown}")
         return
-    click.echo(f"\nwrote {path}  (training {trained:.1f} s, total {total:.1f} s)")
-    click.echo(f"next: telemetry analyze {out}   |   open {path} in a browser")
+    click.echo(f"\nwrote {shown}  (training {trained:.1f} s, total {total:.1f} s)")
+    click.echo(f"next: telemetry analyze {where}   |   open {shown} in a browser")
 
 
 def _diagnose_with_progress(
@@ -323,32 +381,37 @@ def format_diagnosis(diagnosis: Diagnosis, store: Store) -> str:
     (severity, rule, subject, step, message) and the suggestion under it.
 
     Colour comes from ``click.style``; ``click.echo`` strips it where the output is not
-    a terminal, so files, pipes and tests get plain text.
+    a terminal, so files, pipes and tests get plain text. Every string that comes from
+    the store goes through ``printable`` (``p``) before it is styled or aligned.
     """
+    p = printable
     lines: list[str] = []
     runs = diagnosis.runs
     if store.unreadable:
         lines.append(f"skipped {len(store.unreadable)} unreadable file(s):")
-        lines += [f"  {u.path}: {u.reason}" for u in store.unreadable]
+        lines += [f"  {p(str(u.path))}: {p(u.reason)}" for u in store.unreadable]
     if runs.is_empty():
-        lines.append(f"no runs in {store.path}")
+        lines.append(f"no runs in {p(str(store.path))}")
         return "\n".join(lines)
-    names = dict(zip(runs["run_id"].to_list(), runs["name"].to_list(), strict=True))
+    names = {
+        run_id: p(name)
+        for run_id, name in zip(runs["run_id"].to_list(), runs["name"].to_list(), strict=True)
+    }
     width = max(len(n) for n in names.values())
-    lines.append(f"{len(runs)} run(s) in {store.path}:")
+    lines.append(f"{len(runs)} run(s) in {p(str(store.path))}:")
     for row in runs.iter_rows(named=True):
         duration = f"{row['duration_s']:.1f} s" if row["duration_s"] is not None else "?"
         lines.append(
-            f"  {row['name']:<{width}}  {row['status']:<8}  {row['steps']:>6} steps  "
-            f"{duration:>9}  {row['run_id']}"
+            f"  {names[row['run_id']]:<{width}}  {p(row['status']):<8}  {row['steps']:>6} steps  "
+            f"{duration:>9}  {p(row['run_id'])}"
         )
     lines.append("")
     by_run: dict[str, list[Finding]] = {}
     for f in diagnosis.findings:
         by_run.setdefault(f.run_id, []).append(f)
     found_all = diagnosis.findings
-    rule_w = max((len(f.rule) for f in found_all), default=0)
-    subject_w = min(max((len(f.subject or "") for f in found_all), default=0), _SUBJECT_WIDTH)
+    rule_w = max((len(p(f.rule)) for f in found_all), default=0)
+    subject_w = min(max((len(p(f.subject or "")) for f in found_all), default=0), _SUBJECT_WIDTH)
     step_w = max((len(_step(f)) for f in found_all), default=0)
     indent = " " * (4 + 7 + 2)
     lines.append("findings:")
@@ -356,19 +419,20 @@ def format_diagnosis(diagnosis: Diagnosis, store: Store) -> str:
         found = sorted(by_run.get(run_id, []), key=lambda f: -f.severity.rank)
         serious = [f for f in found if f.severity.rank >= 1]
         verdict = "no warnings or errors" if not serious else f"{len(serious)} warning(s)/error(s)"
-        lines.append(f"  {click.style(name, bold=True)} ({run_id}): {verdict}")
+        lines.append(f"  {click.style(name, bold=True)} ({p(run_id)}): {verdict}")
         for f in found:
             label, colour = _BADGES[f.severity.value]
             badge = click.style(f"{label:<7}", fg=colour, bold=f.severity.rank == 2)
-            cells = f"{f.rule:<{rule_w}}  {f.subject or '':<{subject_w}}  {_step(f):<{step_w}}"
-            message = f.message if f.severity.rank else click.style(f.message, dim=True)
+            subject = p(f.subject or "")
+            cells = f"{p(f.rule):<{rule_w}}  {subject:<{subject_w}}  {_step(f):<{step_w}}"
+            message = p(f.message) if f.severity.rank else click.style(p(f.message), dim=True)
             lines.append(f"    {badge}  {cells}  {message}")
-            lines.append(click.style(f"{indent}fix: {f.suggestion}", dim=True))
+            lines.append(click.style(f"{indent}fix: {p(f.suggestion)}", dim=True))
     if diagnosis.not_evaluated:
         lines.append("")
         lines.append(f"not evaluated ({len(diagnosis.not_evaluated)}):")
         for n in diagnosis.not_evaluated:
-            lines.append(f"  {names.get(n.run_id, n.run_id)}: {n.rule}: {n.reason}")
+            lines.append(f"  {names.get(n.run_id, p(n.run_id))}: {p(n.rule)}: {p(n.reason)}")
     return "\n".join(lines)
 
 

@@ -1,34 +1,92 @@
-"""Query results out of the CLI: an aligned text table, CSV, JSON or Parquet.
+"""Results and messages out of the CLI: an aligned text table, CSV, JSON or Parquet.
 
-``telemetry query`` and ``telemetry runs`` print a Polars DataFrame in the format the
-user asks for, to stdout or to ``-o FILE``. The table is for people (long text cut,
-floats to 6 significant digits); CSV, JSON and Parquet carry every value as it is,
-except what a format cannot hold: in CSV and JSON, binary cells (``samples.data``) are
-base64 text and list cells are JSON text; in JSON, NaN and +-Inf are the strings
-``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (strict JSON has no such numbers).
+``telemetry query`` and ``telemetry runs`` print a result in the format the user asks
+for, to stdout or to ``-o FILE``. A result is a Polars DataFrame or a stream of them
+(``frames``): every format is written batch by batch, so the memory a query needs does
+not grow with its result. The table is for people (long text cut, floats to 6
+significant digits, at most ``max_rows`` rows and a line saying how many were left
+out); CSV, JSON and Parquet carry every row and every value as it is, except what a
+format cannot hold: in CSV and JSON, binary cells (``samples.data``) are base64 text and
+list cells are JSON text; in JSON, NaN and +-Inf are the strings ``"NaN"``,
+``"Infinity"``, ``"-Infinity"`` (strict JSON has no such numbers).
+
+Text from a run (names, ids, metric names, messages, config, file names) may hold
+control characters: ``printable`` shows them as escapes (``\\x1b``) in every
+human-readable output, so a run named ``"\\x1b]0;owned\\x07"`` cannot set the
+terminal's title. JSON escapes them itself. CSV carries them as they are (a program
+reading it gets the value back), except when it is printed to a terminal, where it is
+read by a person: then they are escaped, as ``ls`` does with file names.
+
+Errors::
+
+    click.ClickException
+      CliError          message shown with control characters escaped
+        OutputProblem   (exit 2) cannot write the output, or parquet without -o
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
 import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
     import polars as pl
+    import pyarrow as pa
 
 FORMATS = ("table", "csv", "json", "parquet")
 CELL_WIDTH = 48
 """Longest cell of a table (config JSON, event payloads): the rest is cut with '...'."""
 
+# C0, DEL and C1 (\x9b is a one-byte CSI on some terminals), the Unicode line and
+# paragraph separators and bidirectional overrides/isolates (they reorder what a
+# terminal shows: "Trojan Source"), and lone surrogates (a file name that is not UTF-8
+# decodes to them; printing one raises UnicodeEncodeError). Backslashes are left as
+# they are: a Windows path stays readable, at the cost of "\x1b" typed literally
+# looking like an escaped ESC.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
-class OutputProblem(click.ClickException):
+
+class CliError(click.ClickException):
+    """A CLI error; its message may quote a run, so it is shown through ``printable``."""
+
+    def format_message(self) -> str:
+        return printable(self.message, keep="\n")
+
+
+class OutputProblem(CliError):
     exit_code = 2
+
+
+def printable(text: str, *, keep: str = "") -> str:
+    """``text`` with every control character shown as an escape, never emitted raw.
+
+    ``keep``: characters left as they are (``"\\n"`` for a message of several lines).
+
+    >>> printable("run\\x1b]0;owned\\x07")
+    'run\\\\x1b]0;owned\\\\x07'
+    """
+    if _CONTROL.search(text) is None:  # the common case: no copy
+        return text
+    return _CONTROL.sub(lambda m: m[0] if m[0] in keep else _escape(m[0]), text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
 
 
 def format_option(formats: tuple[str, ...] = FORMATS) -> Any:
@@ -54,51 +112,157 @@ output_option = click.option(
 )
 
 
-def emit(df: pl.DataFrame, fmt: str, output: Path | None, *, quiet: bool = False) -> None:
-    """Print ``df`` in ``fmt``, or write it to ``output`` (and say so on stderr)."""
+def frames(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> Iterator[pl.DataFrame]:
+    """``batches`` as DataFrames; one empty frame (the columns of ``schema``) if none."""
+    import polars as pl
+
+    empty = True
+    for batch in batches:
+        empty = False
+        yield pl.DataFrame(pl.from_arrow(batch))
+    if empty:
+        yield pl.DataFrame(pl.from_arrow(schema.empty_table()))
+
+
+def emit(
+    result: pl.DataFrame | Iterable[pl.DataFrame],
+    fmt: str,
+    output: Path | None,
+    *,
+    quiet: bool = False,
+    max_rows: int | None = None,
+) -> None:
+    """Print ``result`` in ``fmt``, or write it to ``output`` (and say so on stderr).
+
+    ``result``: one DataFrame, or frames of the same columns (at least one) read one at
+    a time. ``max_rows``: the table shows at most this many rows (None: all).
+    ``output`` is written under a temporary name and renamed when complete, so a query
+    that fails or is interrupted half-way leaves no half-written file.
+    """
+    import polars as pl
+
+    chunks = iter([result] if isinstance(result, pl.DataFrame) else result)
     if fmt == "parquet":
         if output is None:
             raise OutputProblem("--format parquet writes a binary file: give -o FILE")
-        _write(output, lambda: df.write_parquet(output))
+        with _atomic(output) as path:
+            rows = _write_parquet(chunks, path)
+    elif output is None:
+        rows = _write_text(chunks, fmt, sys.stdout, max_rows=max_rows)
     else:
-        text = render(df, fmt)
-        if output is None:
-            click.echo(text, nl=not text.endswith("\n"))
-            return
-        write_text(text, output)
-    if not quiet:
-        click.echo(f"wrote {len(df)} row(s) to {output}", err=True)
+        with _atomic(output) as path, path.open("w", encoding="utf-8", newline="") as f:
+            rows = _write_text(chunks, fmt, f, max_rows=max_rows)
+    if output is not None and not quiet:
+        click.echo(f"wrote {rows} row(s) to {printable(str(output))}", err=True)
 
 
 def write_text(text: str, output: Path) -> None:
     """``text`` (newline-terminated) into ``output``; a failure is an ``OutputProblem``."""
-    _write(output, lambda: output.write_text(text if text.endswith("\n") else text + "\n"))
+    with _atomic(output) as path:
+        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
-def _write(path: Path, write: Any) -> None:
+@contextmanager
+def _atomic(output: Path) -> Iterator[Path]:
+    """A temporary path beside ``output``, renamed to it when the block succeeds."""
     try:
-        write()
+        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+        os.close(fd)
     except OSError as e:
-        raise OutputProblem(f"cannot write {str(path)!r}: {e.strerror or e}") from e
+        raise _cannot_write(output, e) from e
+    path = Path(tmp)
+    try:
+        yield path
+        os.replace(path, output)
+    except OSError as e:
+        raise _cannot_write(output, e) from e
+    finally:
+        path.unlink(missing_ok=True)
 
 
-def render(df: pl.DataFrame, fmt: str) -> str:
-    if fmt == "csv":
-        return _plain(df).write_csv()
-    if fmt == "json":
-        rows = [{k: _json_value(v) for k, v in row.items()} for row in df.iter_rows(named=True)]
-        return json.dumps(rows, indent=2, allow_nan=False)
+def _cannot_write(path: Path, e: OSError) -> OutputProblem:
+    return OutputProblem(f"cannot write {str(path)!r}: {e.strerror or e}")
+
+
+def _write_parquet(chunks: Iterator[pl.DataFrame], path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    first = next(chunks).to_arrow()
+    rows = 0
+    with pq.ParquetWriter(path, first.schema) as writer:
+        for table in (first, *(c.to_arrow() for c in chunks)):
+            writer.write_table(table)
+            rows += table.num_rows
+    return rows
+
+
+def _write_text(
+    chunks: Iterator[pl.DataFrame], fmt: str, stream: IO[str], *, max_rows: int | None
+) -> int:
+    """Each chunk rendered and written before the next is read; returns the rows."""
+    write = stream.write
     if fmt == "table":
-        return table(df)
+        # Through click.echo: it drops colour codes where stdout is not a terminal.
+        return _write_table(chunks, lambda t: click.echo(t, file=stream, nl=False), max_rows)
+    if fmt == "csv":
+        if stream.isatty():  # read by a person: control characters escaped (see above)
+            write = lambda text: stream.write(printable(text, keep="\n"))  # noqa: E731
+        rows = 0
+        for i, chunk in enumerate(chunks):
+            write(_plain(chunk).write_csv(include_header=i == 0))
+            rows += len(chunk)
+        return rows
+    if fmt == "json":
+        return _write_json(chunks, write)
     raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
-def table(df: pl.DataFrame) -> str:
-    """Columns aligned under their names, numbers to the right; '(no rows)' when empty."""
-    names = df.columns
-    numeric = [df.schema[c].is_numeric() for c in names]
-    cells = [[_cell(v) for v in row] for row in df.iter_rows()]
-    widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(names)]
+def _write_json(chunks: Iterator[pl.DataFrame], write: Callable[[str], object]) -> int:
+    """The text of ``json.dumps(rows, indent=2)``, written one row at a time."""
+    rows = 0
+    for chunk in chunks:
+        keys = [_JSON_LINE.encode(k) for k in chunk.columns]
+        for row in chunk.iter_rows():
+            fields = ",\n    ".join(f"{k}: {_json_text(v)}" for k, v in zip(keys, row, strict=True))
+            write(("[\n" if rows == 0 else ",\n") + "  {\n    " + fields + "\n  }")
+            rows += 1
+    write("\n]\n" if rows else "[]\n")
+    return rows
+
+
+# One encoder each, made once: json.dumps(indent=...) builds an encoder per call and
+# encodes in pure Python; only nested values need the indenting one (a million rows:
+# 14 s -> 6 s).
+_JSON_LINE = json.JSONEncoder(allow_nan=False)
+_JSON_NESTED = json.JSONEncoder(allow_nan=False, indent=2)
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as it reads inside a row object of ``json.dumps(rows, indent=2)``."""
+    value = _json_value(value)
+    if isinstance(value, list | dict) and value:
+        return _JSON_NESTED.encode(value).replace("\n", "\n    ")
+    return _JSON_LINE.encode(value)
+
+
+def _write_table(
+    chunks: Iterator[pl.DataFrame], write: Callable[[str], None], max_rows: int | None
+) -> int:
+    """The first ``max_rows`` rows as a table; the rest only counted (a table of
+    millions of rows is read by no one, and its widths would need every row)."""
+    first = next(chunks)
+    names = first.columns
+    numeric = [first.schema[c].is_numeric() for c in names]
+    cells: list[list[str]] = []
+    rows = 0
+    for chunk in itertools.chain([first], chunks):
+        room = len(chunk) if max_rows is None else max(max_rows - len(cells), 0)
+        cells += [[_cell(v) for v in row] for row in chunk.head(room).iter_rows()]
+        rows += len(chunk)
+        if max_rows is not None and len(cells) >= max_rows:
+            break
+    headers = [printable(n) for n in names]
+    widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(headers)]
 
     def line(values: list[str]) -> str:
         parts = [
@@ -107,10 +271,17 @@ def table(df: pl.DataFrame) -> str:
         ]
         return "  ".join(parts).rstrip()
 
-    out = [line(names), line(["-" * w for w in widths]), *(line(r) for r in cells)]
-    if df.is_empty():
+    out = [line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)]
+    if not rows:
         out.append("(no rows)")
-    return "\n".join(out)
+    write("\n".join(out) + "\n")
+    rows += sum(len(chunk) for chunk in chunks)  # the rest, counted as it streams
+    if rows > len(cells):
+        write(
+            f"({rows - len(cells):,} more row(s) not shown: --max-rows N, "
+            "or --format csv|json|parquet for every row)\n"
+        )
+    return rows
 
 
 def _cell(value: Any) -> str:
@@ -122,7 +293,7 @@ def _cell(value: Any) -> str:
         return f"<{len(value)} bytes>"
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ", timespec="seconds")
-    text = str(value).replace("\n", " ")
+    text = printable(str(value))
     return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 3] + "..."
 
 

@@ -7,6 +7,12 @@ settings. Only one ``SELECT`` (or ``EXPLAIN``) statement is accepted, so the vie
 cannot be dropped or replaced either. A misspelt view or column is answered with
 what exists: the views, or the columns of the views the query names.
 
+The result is streamed: fetched from DuckDB ``BATCH_ROWS`` rows at a time and written
+before the next batch is read (``telemetry.output``), so memory does not grow with
+the result. The query and its output run on a worker thread while the main thread
+waits; Ctrl-C (exit 130) or ``--timeout`` (exit 124) interrupt DuckDB at once
+(``DuckDBPyConnection.interrupt``) instead of waiting for it to finish.
+
 From Python, the same views without the CLI::
 
     from analysis import open_store
@@ -15,18 +21,23 @@ From Python, the same views without the CLI::
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from telemetry.output import emit, format_option, output_option, write_text
+from telemetry.output import CliError, emit, format_option, frames, output_option, write_text
 
 if TYPE_CHECKING:
+    import duckdb
     import polars as pl
+    import pyarrow as pa
 
     from analysis import Store
 
@@ -53,10 +64,24 @@ ALLOWED_STATEMENTS = ("SELECT",)
 """Statement types a query may be (``EXPLAIN`` and ``EXPLAIN ANALYZE`` of one, too)."""
 
 
-class QueryError(click.ClickException):
+BATCH_ROWS = 16_384
+"""Rows fetched from DuckDB at a time: what the output holds in memory, whatever the result."""
+TABLE_ROWS = 1000
+"""Rows the table format shows by default (``--max-rows``); the rest are counted."""
+EXIT_TIMEOUT = 124
+"""Exit status of a query stopped by ``--timeout``: the status timeout(1) uses."""
+
+
+class QueryError(CliError):
     """A query that cannot run: not one read-only statement, or DuckDB refused it."""
 
     exit_code = 2
+
+
+class QueryTimeout(CliError):
+    """The query ran past ``--timeout`` and was interrupted."""
+
+    exit_code = EXIT_TIMEOUT
 
 
 def public_views() -> tuple[str, ...]:
@@ -66,7 +91,63 @@ def public_views() -> tuple[str, ...]:
 
 
 def run_query(store: Store, sql: str) -> pl.DataFrame:
-    """``sql`` on a locked ``store``; a ``QueryError`` that says what exists when it fails."""
+    """``sql`` on a locked ``store``, the whole result at once (``stream_query`` for a
+    large one); a ``QueryError`` that says what exists when it fails."""
+    import duckdb
+
+    check_query(store, sql)
+    try:
+        return store.sql(sql)
+    except duckdb.Error as e:
+        raise _query_error(e, store, sql) from e
+
+
+def stream_query(
+    store: Store,
+    sql: str,
+    *,
+    cursor: duckdb.DuckDBPyConnection,
+    rows_per_batch: int = BATCH_ROWS,
+) -> Iterator[pl.DataFrame]:
+    """The result of ``sql`` on a locked ``store``, one DataFrame per batch of rows.
+
+    ``cursor``: a cursor of ``store.con``, the one to ``interrupt()`` to stop the query.
+    Errors are ``QueryError`` whether DuckDB raises them before the first row or
+    half-way through the result.
+    """
+    import duckdb
+
+    check_query(store, sql)
+    try:
+        rel = cursor.sql(sql)
+        # to_arrow_reader from duckdb 1.4 on; fetch_arrow_reader (deprecated there) before.
+        reader: pa.RecordBatchReader = (
+            rel.to_arrow_reader(rows_per_batch)
+            if hasattr(rel, "to_arrow_reader")
+            else rel.fetch_arrow_reader(rows_per_batch)
+        )
+    except duckdb.Error as e:
+        raise _query_error(e, store, sql) from e
+    yield from frames(reader.schema, _batches(reader))
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; DuckDB's errors while streaming (a cast that fails on row
+    10 million, an interrupt) reach here through Arrow as ``OSError``."""
+    import pyarrow as pa
+
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as e:
+            raise QueryError(_first_lines(e)) from e
+        yield batch
+
+
+def check_query(store: Store, sql: str) -> None:
+    """Lock ``store`` and refuse ``sql`` unless it is one ``SELECT`` (or ``EXPLAIN`` of one)."""
     import duckdb
 
     store.lock()
@@ -88,21 +169,78 @@ def run_query(store: Store, sql: str) -> pl.DataFrame:
             f"telemetry query is read-only: statement {kind} is refused; "
             "write a SELECT over the views (and -o FILE to save its result)"
         )
-    try:
-        return store.sql(sql)
-    except duckdb.PermissionException as e:
-        raise QueryError(
+
+
+def _query_error(e: duckdb.Error, store: Store, sql: str) -> QueryError:
+    """DuckDB's refusal of ``sql``, with what the user can do or what exists."""
+    import duckdb
+
+    if isinstance(e, duckdb.PermissionException):
+        return QueryError(
             f"{_first_lines(e)}\ntelemetry query is read-only and reads only the store's "
             "views: no other files, no writes (use -o FILE to save a result)"
-        ) from e
-    except duckdb.InvalidInputException as e:
-        raise QueryError(f"{_first_lines(e)}\n(settings cannot be changed in a query)") from e
-    except duckdb.CatalogException as e:
-        raise QueryError(f"{_first_line(e)}{_did_you_mean(e)}\n{_views_hint()}") from e
-    except duckdb.BinderException as e:
-        raise QueryError(f"{_first_lines(e)}\n{_columns_hint(store, sql)}") from e
-    except duckdb.Error as e:
-        raise QueryError(_first_lines(e)) from e
+        )
+    if isinstance(e, duckdb.InvalidInputException):
+        return QueryError(f"{_first_lines(e)}\n(settings cannot be changed in a query)")
+    if isinstance(e, duckdb.CatalogException):
+        return QueryError(f"{_first_line(e)}{_did_you_mean(e)}\n{_views_hint()}")
+    if isinstance(e, duckdb.BinderException):
+        return QueryError(f"{_first_lines(e)}\n{_columns_hint(store, sql)}")
+    return QueryError(_first_lines(e))
+
+
+def run_stoppable(
+    cursor: duckdb.DuckDBPyConnection, work: Callable[[], None], *, timeout: float | None
+) -> None:
+    """``work`` (a query on ``cursor`` and its output) on a worker thread, stopped by
+    Ctrl-C or after ``timeout`` seconds.
+
+    The main thread only waits, so it takes SIGINT at once; DuckDB, running in the
+    main thread, would only see it between tasks, and Polars' conversion of a result
+    never (Ctrl-C waited for the whole query, then was lost). The wait is the timer of
+    ``--timeout``. Ctrl-C re-raises ``KeyboardInterrupt`` once the query has stopped
+    (a second Ctrl-C does not wait); the deadline raises ``QueryTimeout``. ``work``'s
+    own error is raised here. The worker closes ``cursor`` when it is done.
+    """
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as e:  # handed to the main thread, raised there
+            failure.append(e)
+        finally:
+            cursor.close()
+
+    worker = threading.Thread(target=target, name="telemetry-query", daemon=True)
+    worker.start()
+    try:
+        worker.join(timeout)
+    except KeyboardInterrupt:
+        _stop(cursor, worker)
+        raise
+    if worker.is_alive():
+        _stop(cursor, worker)
+        raise QueryTimeout(
+            f"the query ran past --timeout {timeout:g} s and was stopped; "
+            "narrow it (WHERE, LIMIT) or give it more time"
+        )
+    if failure:
+        raise failure[0]
+
+
+def _stop(cursor: duckdb.DuckDBPyConnection, worker: threading.Thread) -> None:
+    """Interrupt DuckDB until the worker has ended.
+
+    Again and again: an interrupt that lands between two statements of the worker
+    (before its query starts) is forgotten by DuckDB, the next one is not.
+    """
+    import duckdb
+
+    while worker.is_alive():
+        with contextlib.suppress(duckdb.Error):  # the worker closed the cursor meanwhile
+            cursor.interrupt()
+        worker.join(0.05)
 
 
 def _statement_kind(store: Store, sql: str) -> str:
@@ -196,15 +334,38 @@ def _columns_hint(store: Store, sql: str) -> str:
 )
 @format_option()
 @output_option
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help=f"Stop the query (and its output) after this long; exit {EXIT_TIMEOUT}.",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=0),
+    default=TABLE_ROWS,
+    show_default=True,
+    help="Rows the table format shows, the rest are counted (0: all). "
+    "csv, json and parquet write every row.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not say where -o wrote the result.")
 def query(
-    root: Path, sql: str | None, schema: bool, fmt: str, output: Path | None, quiet: bool
+    root: Path,
+    sql: str | None,
+    schema: bool,
+    fmt: str,
+    output: Path | None,
+    timeout: float | None,
+    max_rows: int,
+    quiet: bool,
 ) -> None:
     """Run one read-only SQL query over the views of the store at ROOT.
 
     Views: runs, events, scalars, tensors, activations, samples, modules, system,
     exports (--schema lists their columns). SQL '-' reads the query from stdin. The
-    query may not write, read other files or change settings.
+    query may not write, read other files or change settings. The result is streamed:
+    any size prints in constant memory. Ctrl-C stops the query at once (exit 130).
 
     \b
     Example:
@@ -212,7 +373,7 @@ def query(
       telemetry query runs/ "SELECT run_id, status, steps FROM runs ORDER BY started_at"
       telemetry query runs/ "SELECT step, value FROM scalars WHERE name = 'loss'" --format csv
       telemetry query runs/ "SELECT * FROM tensors WHERE kind = 'grad'" -o grads.parquet \\
-          --format parquet
+          --format parquet --timeout 60
     """
     from telemetry.cli import _open  # the store, or exit 3 naming the problem
 
@@ -240,4 +401,11 @@ def query(
         return
     if sql == "-":
         sql = sys.stdin.read()
-    emit(run_query(store, sql), fmt, output, quiet=quiet)
+    text = sql
+    cursor = store.con.cursor()
+
+    def work() -> None:
+        result = stream_query(store, text, cursor=cursor)
+        emit(result, fmt, output, quiet=quiet, max_rows=max_rows or None)
+
+    run_stoppable(cursor, work, timeout=timeout)

@@ -77,10 +77,34 @@ def list_runs(
             rel = rel.limit(limit)
         try:
             return rel.pl()
-        except duckdb.Error as e:  # a where that parsed but cannot be evaluated
-            raise QueryError(f"--where {where!r}: {_message(e)}") from e
+        except duckdb.Error as e:
+            raise _listing_error(e, store, cur, sql, params, where) from e
     finally:
         cur.close()
+
+
+def _listing_error(
+    e: duckdb.Error,
+    store: Store,
+    cur: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any],
+    where: str | None,
+) -> click.ClickException:
+    """Blame ``--where`` only if the listing without it can be read (it was blamed,
+    "--where None: Malformed JSON", for a bad payload in a run's events)."""
+    import duckdb
+
+    from telemetry.cli import StoreProblem
+
+    if where is not None:
+        try:
+            cur.sql(sql, params=params).fetchall()  # every column: count(*) would skip some
+        except duckdb.Error:
+            pass
+        else:  # the rows are fine: the expression cannot be evaluated on them
+            return QueryError(f"--where {where!r}: {_message(e)}")
+    return StoreProblem(f"cannot list the runs in {str(store.path)!r}: {_message(e)}")
 
 
 def _listing_sql(store: Store) -> tuple[str, list[Any]]:
