@@ -45,6 +45,8 @@ REQUIRED = tuple(f.name for f in ENVELOPE if not f.nullable)
 
 _TYPES = {s: {f.name: f.type for f in SCHEMAS[s]} for s in Stream}
 _OWN = {s: frozenset(_TYPES[s]) - ENVELOPE_NAMES for s in Stream}
+_LEAVES = {f.name: i for i, f in enumerate(ENVELOPE)}
+"""Leaf column index of each envelope column in a file of the stream's own schema."""
 
 
 class Vanished(Exception):
@@ -81,12 +83,13 @@ def check_segment(
         return f"a {other!r} segment in the {stream.value!r} directory"
     if meta.num_rows == 0:
         return None
-    if not schema.equals(SCHEMAS[stream]):  # ours are equal: the checks below are for others
+    ours = schema.equals(SCHEMAS[stream])
+    if not ours:  # another writer's file: the columns have to be checked
         problem = _columns_problem(schema, stream)
         if problem:
             return problem
     if run_id is not None and seg is not None:
-        return _owner_problem(path, meta, schema, run_id, seg)
+        return _owner_problem(path, meta, run_id, seg, ours=ours)
     return None
 
 
@@ -133,11 +136,11 @@ def compatible(found: pa.DataType, want: pa.DataType) -> bool:
 
 
 def _owner_problem(
-    path: Path, meta: pq.FileMetaData, schema: pa.Schema, run_id: str, seg: SegmentName
+    path: Path, meta: pq.FileMetaData, run_id: str, seg: SegmentName, *, ours: bool
 ) -> str | None:
     """Whether the rows are of this run, rank and attempt: from the footer's statistics."""
     want: dict[str, Any] = {"run_id": run_id, "rank": seg.rank, "attempt": seg.attempt}
-    found = _footer_values(meta, schema, want)
+    found = _footer_values(meta, want, ours=ours)
     if found is None:  # no statistics (another writer): read those three columns
         try:
             table = pq.read_table(path, columns=list(want))
@@ -162,26 +165,31 @@ def _owner_problem(
 
 
 def _footer_values(
-    meta: pq.FileMetaData, schema: pa.Schema, names: dict[str, Any]
+    meta: pq.FileMetaData, names: dict[str, Any], *, ours: bool
 ) -> dict[str, set[Any]] | None:
-    """The values of ``names`` columns from their min/max statistics in every row group;
-    None where a row group has none (or holds nulls)."""
-    leaves = None
+    """The values of the ``names`` columns from their min/max statistics in every row
+    group (text decoded); None where a row group has none or holds nulls. ``ours``: the
+    file has the stream's schema, whose envelope columns come first."""
+    if ours:
+        leaves = _LEAVES
+    else:
+        group = meta.row_group(0)
+        leaves = {group.column(j).path_in_schema: j for j in range(group.num_columns)}
+        if any(n not in leaves for n in names):
+            return None
     out: dict[str, set[Any]] = {n: set() for n in names}
     for i in range(meta.num_row_groups):
         group = meta.row_group(i)
         for name in names:
-            index = schema.get_field_index(name)
-            column = group.column(index)
-            if column.path_in_schema != name:  # a nested column before it: leaves differ
-                if leaves is None:
-                    leaves = {group.column(j).path_in_schema: j for j in range(group.num_columns)}
-                column = group.column(leaves[name])
-            stats = column.statistics
+            stats = group.column(leaves[name]).statistics
             if stats is None or not stats.has_min_max or stats.null_count:
                 return None
-            out[name].update((stats.min, stats.max))
-    return out
+            out[name].update((stats.min_raw, stats.max_raw))  # raw: a third of the cost
+    return {n: {_text(v) for v in values} for n, values in out.items()}
+
+
+def _text(value: Any) -> Any:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def not_regular(path: str, *, where: str) -> str:
