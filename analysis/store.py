@@ -262,21 +262,24 @@ class Store:
         json module writes as the escape \\udc80; a torn value) become null, and each run
         that had one is named: one such payload would otherwise fail every query of the
         ``runs`` view, for the whole store."""
-        out: list[Unreadable] = []
-        for table, where in (("raw_events", "events"), ("_lifecycle", DIGEST_DIR)):
-            bad = self.con.execute(
-                f"SELECT run_id, count(*), list(DISTINCT kind ORDER BY kind) FROM {table} "
-                "WHERE NOT json_valid(payload) GROUP BY run_id ORDER BY run_id"
-            ).fetchall()
-            if not bad:
-                continue
+        sources = {"raw_events": "events", "_lifecycle": DIGEST_DIR}
+        bad = self.con.execute(  # one query for both: each costs a millisecond
+            " UNION ALL ".join(
+                f"SELECT '{table}', run_id, count(*), list(DISTINCT kind ORDER BY kind) "
+                f"FROM {table} WHERE NOT json_valid(payload) GROUP BY run_id"
+                for table in sources
+            )
+            + " ORDER BY 2, 1"
+        ).fetchall()
+        for table in {row[0] for row in bad}:
             self.con.execute(f"UPDATE {table} SET payload = NULL WHERE NOT json_valid(payload)")
-            for run_id, n, kinds in bad:
-                reason = (
-                    f"{n} event payload(s) that are not valid JSON ({', '.join(kinds)}): "
-                    "read as null; the rest of the run is read"
-                )
-                out.append(Unreadable(self.path / run_id / where, reason))
+        out = []
+        for table, run_id, n, kinds in bad:
+            reason = (
+                f"{n} event payload(s) that are not valid JSON ({', '.join(kinds)}): "
+                "read as null; the rest of the run is read"
+            )
+            out.append(Unreadable(self.path / run_id / sources[table], reason))
         return out
 
 
