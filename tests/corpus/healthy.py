@@ -337,6 +337,36 @@ def mlp_cyclic(root: Path) -> Truth:
 
 
 @healthy(
+    "mlp.warmup_cosine_b16_sparse_stats",
+    what="ReLU MLP, AdamW 2e-3, 50-step warm-up + cosine over 4 epochs of batch 16; the "
+    "collector samples parameter statistics every 10th step, activations every 20th",
+    arch="MLP",
+    optimizer="AdamW",
+    schedule="warm-up + cosine",
+    task="digits",
+    batch="16 (last 13)",
+)
+def mlp_sparse_stats(root: Path) -> Truth:
+    task, epochs = data.digits(), 4
+    model = he_init(mlp((64, 128, 128, 10)))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    sched = warmup_cosine(opt, 50, epochs * steps_per_epoch(task, 16))
+    return _fit(
+        root,
+        "mlp.warmup_cosine_b16_sparse_stats",
+        model,
+        opt,
+        task,
+        epochs=epochs,
+        batch_size=16,
+        scheduler=sched,
+        schedule_every="step",
+        stats_every=10,
+        activations_every=20,
+    )
+
+
+@healthy(
     "mlp.label_smoothing_b64",
     what="ReLU MLP, Adam 1e-3, cross-entropy with label smoothing 0.1",
     arch="MLP",

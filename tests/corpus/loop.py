@@ -7,8 +7,7 @@ epoch or per optimizer step, gradient clipping, gradient accumulation, bf16 auto
 label smoothing, evaluation every N steps or once per epoch, training metrics logged per
 step or once per epoch (an epoch mean, as imported runs have), a loader that sleeps, and
 the mistakes themselves: ``zero_grad=False`` (gradients pile up), ``eval_mode=False``
-(validation in training mode), ``stay_in_eval=True`` (``model.train()`` forgotten after
-the first evaluation).
+(validation in training mode).
 """
 
 from __future__ import annotations
@@ -90,7 +89,6 @@ def train(
     perturb: Perturb | None = None,
     zero_grad: bool = True,
     eval_mode: bool = True,
-    stay_in_eval: bool = False,
     config: dict[str, Any] | None = None,
     **collector_options: Any,
 ) -> CorpusTrace:
@@ -114,8 +112,7 @@ def train(
                 model.eval()
             with torch.no_grad(), autocast:
                 loss, acc = loss_and_accuracy(model(task.x_val), task.y_val, task)
-            if not stay_in_eval:
-                model.train()
+            model.train()
             trace.val_loss.append(float(loss))
             metrics = {"loss": loss}
             if acc is not None:
