@@ -107,7 +107,8 @@ def _fractions(
         value=value,
         by=["module"],
         max_points=budget.series,
-        budget=budget.line_points,
+        # Half a per-parameter chart's points: a share moves slowly, 20 lines at most.
+        budget=budget.line_points // 2,
         max_markers=budget.markers,
     )
     return Fractions(s, modules=peaks.height, drawn=[m for m in order if m in set(drawn)])
