@@ -1124,6 +1124,43 @@ def cnn_shrinking_init(root: Path) -> Truth:
 
 
 @pathological(
+    "poor_initialization.mild_mlp_he_x2.5_7_layers",
+    expect=("poor_initialization",),
+    level="mild",
+    what="a 7-layer ReLU MLP at 2.5x He init: the output std grows ~165x with depth (the "
+    "scenario's 3x grows it ~700x)",
+    arch="MLP",
+    optimizer="Adam",
+    batch="128",
+)
+def mlp_he_x2_5(root: Path) -> Truth:
+    model = he_init(mlp((64,) + (64,) * 6 + (10,)), gain=2.5)
+    task = data.digits()
+    stds = probes.layer_output_stds(model, task.x)
+    logs = [math.log(s) for s in stds]
+    r = float(torch.corrcoef(torch.tensor([list(range(len(logs))), logs]))[0, 1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    trace = train(
+        root,
+        "poor_initialization.mild_mlp_he_x2.5_7_layers",
+        model,
+        opt,
+        task,
+        epochs=6,
+        batch_size=128,
+    )
+    return _truth(
+        trace,
+        {"last_over_first_std_at_init": stds[-1] / stds[0], "log_std_vs_depth_r2": r * r},
+        {
+            "at init the output std grows > 100x from first to last layer": stds[-1]
+            > 100 * stds[0],
+            "geometrically (r^2 >= 0.9)": r * r >= 0.9,
+        },
+    )
+
+
+@pathological(
     "poor_initialization.severe_mlp_zero_init",
     expect=("poor_initialization", "loss_not_decreasing"),
     also=(
