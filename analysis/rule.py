@@ -9,6 +9,8 @@ Header fields (one per line, before the query)::
     -- param: min_rise = 0.1               a threshold; used in the query as $min_rise
     -- seed: §1.3, §3.3                    where the seed tutorial discusses it
     -- suggestion: ...                     what to do (from the seed's tables)
+    -- null: ...                           the null hypothesis: what a healthy run shows
+    -- false_alarms: ...                   the budget: how often it may fire on healthy runs
 
 The query returns ``run_id, subject, step, message, evidence`` (evidence: JSON), one
 row per finding. Loading rejects a missing field, a parameter declared but unused
@@ -77,6 +79,10 @@ class Rule:
     params: dict[str, Any]
     requires: tuple[Need, ...]
     sql: str
+    null: str = ""
+    """The null hypothesis the rule decides against (what a healthy run shows)."""
+    false_alarms: str = ""
+    """The false-alarm budget on healthy runs, as calibrated (see tests/corpus)."""
 
 
 def parse_rule(text: str, *, filename: str) -> Rule:
@@ -149,6 +155,8 @@ def parse_rule(text: str, *, filename: str) -> Rule:
         params=params,
         requires=tuple(requires),
         sql=sql,
+        null=fields.get("null", ""),
+        false_alarms=fields.get("false_alarms", ""),
     )
 
 
