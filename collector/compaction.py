@@ -40,7 +40,10 @@ class CompactionResult:
 def live_segments(directory: Path) -> tuple[dict[Path, SegmentName], list[Path]]:
     """Published segments of a stream directory that no compacted segment covers.
 
-    Returns ``(live, covered)``: covered files are safe to delete.
+    Returns ``(live, covered)``: covered files are safe to delete. A compacted file
+    that does not hold the rows of a segment it claims (``claim_problem``: junk named
+    ``0-0-000000_999999.parquet``) is neither: it covers nothing, is not merged, and
+    is left for readers to name.
     """
     named: dict[Path, SegmentName] = {}
     if directory.is_dir():
@@ -48,6 +51,13 @@ def live_segments(directory: Path) -> tuple[dict[Path, SegmentName], list[Path]]
             seg = parse_segment_name(path.name)
             if seg is not None:
                 named[path] = seg
+    for compacted, claimed in claims(named).items():
+        try:
+            unproven = claim_problem(compacted, claimed)
+        except FileNotFoundError:
+            unproven = "gone"
+        if unproven is not None:
+            del named[compacted]
     return split_covered(named)
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from collector.compaction import CompactionResult, compact_run, live_segments
@@ -214,3 +215,26 @@ def test_crash_after_a_hand_published_merge_reads_each_row_once(tmp_path: Path) 
     result = compact_run(run)
     assert result.files_removed >= len(segs)
     assert len(_names(scalars)) == 1
+
+
+@pytest.mark.parametrize("junk", [b"not parquet at all", None], ids=["garbage", "empty-segment"])
+def test_a_junk_file_named_like_a_merge_of_everything_deletes_no_real_segment(
+    tmp_path: Path, junk: bytes | None
+) -> None:
+    _write_run(tmp_path, flushes=3)
+    run = tmp_path / RUN
+    scalars = run / "scalars"
+    before = _rows(run, Stream.SCALARS)
+    fake = scalars / SegmentName(0, 0, 0, 999_999).filename()  # 0-0-000000_999999.parquet
+    if junk is None:  # a well-formed segment that holds none of the rows it claims
+        write_segment(SCHEMAS[Stream.SCALARS].empty_table(), scalars, fake.name)
+    else:
+        fake.write_bytes(junk)
+    live, covered = live_segments(scalars)
+    assert fake not in live and fake not in covered  # it proves nothing, so it hides nothing
+    assert len(live) == 3
+    compact_run(run)
+    assert fake.exists()  # left for the readers to name, never merged
+    merged = [p for p in scalars.iterdir() if p != fake]
+    assert len(merged) == 1
+    assert sorted(pq.read_table(merged[0]).to_pylist(), key=lambda r: r["seq"]) == before
