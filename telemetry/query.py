@@ -25,6 +25,7 @@ import contextlib
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -70,6 +71,8 @@ TABLE_ROWS = 1000
 """Rows the table format shows by default (``--max-rows``); the rest are counted."""
 EXIT_TIMEOUT = 124
 """Exit status of a query stopped by ``--timeout``: the status timeout(1) uses."""
+_POLL_S = 0.05
+"""How often the main thread wakes while a query runs (to take Ctrl-C, to interrupt)."""
 
 
 class QueryError(CliError):
@@ -128,7 +131,10 @@ def stream_query(
         )
     except duckdb.Error as e:
         raise _query_error(e, store, sql) from e
-    yield from frames(reader.schema, _batches(reader))
+    try:
+        yield from frames(reader.schema, _batches(reader))
+    finally:  # the stream's DuckDB result, released before its cursor is closed
+        reader.close()
 
 
 def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
@@ -200,9 +206,13 @@ def run_stoppable(
     never (Ctrl-C waited for the whole query, then was lost). The wait is the timer of
     ``--timeout``. Ctrl-C re-raises ``KeyboardInterrupt`` once the query has stopped
     (a second Ctrl-C does not wait); the deadline raises ``QueryTimeout``. ``work``'s
-    own error is raised here. The worker closes ``cursor`` when it is done.
+    own error is raised here. ``cursor`` is closed once the worker has ended.
     """
     failure: list[BaseException] = []
+    # An Event, not Thread.join()/is_alive(): Ctrl-C inside join() can leave a thread
+    # that still runs reported as stopped (CPython 3.11's bpo-45274 handling), and the
+    # query then ran on while the CLI exited (and hung in DuckDB's atexit clean-up).
+    done = threading.Event()
 
     def target() -> None:
         try:
@@ -210,26 +220,34 @@ def run_stoppable(
         except BaseException as e:  # handed to the main thread, raised there
             failure.append(e)
         finally:
-            cursor.close()
+            done.set()
 
-    worker = threading.Thread(target=target, name="telemetry-query", daemon=True)
-    worker.start()
+    threading.Thread(target=target, name="telemetry-query", daemon=True).start()
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        worker.join(timeout)
+        # Short waits: SIGINT may be delivered to another thread, and then nothing
+        # wakes a main thread blocked for good to run the handler.
+        while not done.is_set() and (deadline is None or time.monotonic() < deadline):
+            done.wait(_POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic()))
+        if not done.is_set():
+            _stop(cursor, done)
+            raise QueryTimeout(
+                f"the query ran past --timeout {timeout:g} s and was stopped; "
+                "narrow it (WHERE, LIMIT) or give it more time"
+            )
     except KeyboardInterrupt:
-        _stop(cursor, worker)
+        _stop(cursor, done)
         raise
-    if worker.is_alive():
-        _stop(cursor, worker)
-        raise QueryTimeout(
-            f"the query ran past --timeout {timeout:g} s and was stopped; "
-            "narrow it (WHERE, LIMIT) or give it more time"
-        )
+    finally:
+        # Closed here, once the worker has ended (never under it: a second Ctrl-C
+        # leaves it running): DuckDB refuses close() while interrupt() runs.
+        if done.is_set():
+            cursor.close()
     if failure:
         raise failure[0]
 
 
-def _stop(cursor: duckdb.DuckDBPyConnection, worker: threading.Thread) -> None:
+def _stop(cursor: duckdb.DuckDBPyConnection, done: threading.Event) -> None:
     """Interrupt DuckDB until the worker has ended.
 
     Again and again: an interrupt that lands between two statements of the worker
@@ -237,10 +255,10 @@ def _stop(cursor: duckdb.DuckDBPyConnection, worker: threading.Thread) -> None:
     """
     import duckdb
 
-    while worker.is_alive():
-        with contextlib.suppress(duckdb.Error):  # the worker closed the cursor meanwhile
+    while not done.is_set():
+        with contextlib.suppress(duckdb.Error):  # a connection busy closing its result
             cursor.interrupt()
-        worker.join(0.05)
+        done.wait(_POLL_S)
 
 
 def _statement_kind(store: Store, sql: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from analysis import Rule, load_rules
-from telemetry.cli import EXIT_FINDINGS, EXIT_STORE, main
+from telemetry.cli import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_STORE, main
 from tests.analysis import cases
 
 
@@ -223,3 +223,26 @@ def test_analyze_help_documents_the_threshold_options() -> None:
     assert result.exit_code == 0
     for text in ("--set RULE.PARAM=VALUE", "--config FILE", "--explain RULE", "no ROOT needed"):
         assert text in result.output
+
+
+def test_ctrl_c_in_any_verb_exits_130_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("telemetry.cli._open", interrupted)
+    for verb in ("analyze", "report", "runs", "query"):
+        result = CliRunner().invoke(
+            main, [verb, str(tmp_path), "SELECT 1"][: 3 if verb == "query" else 2]
+        )
+        assert result.exit_code == EXIT_INTERRUPTED, (verb, result.output)
+        assert result.output == "\nError: interrupted (Ctrl-C)\n"
+
+
+def test_library_warnings_are_printed_escaped(tmp_path: Path) -> None:
+    _store(tmp_path)
+    (tmp_path / "stray\x1b]0;owned\x07").write_text("not a run")
+    result = CliRunner().invoke(main, ["runs", str(tmp_path)])  # only the warning names it
+    assert result.exit_code == 0, result.output
+    assert "stray\\x1b]0;owned\\x07" in result.output and "\x1b" not in result.output

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from analysis import open_store
 from analysis.store import VIEWS
 from telemetry.cli import EXIT_STORE, main
-from telemetry.query import QueryError, run_query
+from telemetry.query import TABLE_ROWS, QueryError, run_query, run_stoppable
 from tests.analysis import cases
 
 
@@ -156,3 +156,49 @@ def test_an_unwritable_output_is_a_clear_error(store_path: Path, tmp_path: Path)
     target = tmp_path / "missing" / "out.csv"
     code, out = _query(store_path, "SELECT 1", "--format", "csv", "-o", str(target))
     assert code == 2 and f"cannot write {str(target)!r}" in out
+
+
+def test_a_large_result_is_streamed_whole_in_every_program_format(
+    store_path: Path, tmp_path: Path
+) -> None:
+    sql = "SELECT range AS i FROM range(100_000)"  # several batches of BATCH_ROWS
+    code, out = _query(store_path, sql, "--format", "csv")
+    assert code == 0 and out.splitlines() == ["i", *map(str, range(100_000))]
+    code, out = _query(store_path, sql, "--format", "json")
+    assert code == 0 and json.loads(out) == [{"i": i} for i in range(100_000)]
+    target = tmp_path / "i.parquet"
+    code, out = _query(store_path, sql, "--format", "parquet", "-o", str(target))
+    assert code == 0 and "wrote 100000 row(s)" in out
+    assert pl.read_parquet(target)["i"].to_list() == list(range(100_000))
+
+
+def test_the_table_shows_max_rows_and_counts_the_rest(store_path: Path) -> None:
+    code, out = _query(store_path, "SELECT range AS i FROM range(100_000)")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2 + TABLE_ROWS + 1
+    assert lines[-1].startswith(f"({100_000 - TABLE_ROWS:,} more row(s) not shown")
+    code, out = _query(store_path, "SELECT range AS i FROM range(30)", "--max-rows", "0")
+    assert out.splitlines()[-1].strip() == "29"
+
+
+def test_an_error_half_way_through_the_result_is_a_query_error(store_path: Path) -> None:
+    sql = "SELECT CAST(CASE WHEN range < 50_000 THEN '1' ELSE 'x' END AS INT) FROM range(60_000)"
+    code, out = _query(store_path, sql, "--format", "csv")
+    assert code == 2
+    assert "Error: Conversion Error: Could not convert string 'x' to INT32" in out
+    assert "Traceback" not in out
+
+
+def test_run_stoppable_raises_the_work_s_error_in_the_calling_thread(store_path: Path) -> None:
+    def work() -> None:
+        raise QueryError("from the worker")
+
+    with open_store(store_path) as store, pytest.raises(QueryError, match="from the worker"):
+        run_stoppable(store.con.cursor(), work, timeout=None)
+
+
+def test_timeout_is_a_positive_number_of_seconds(store_path: Path) -> None:
+    code, out = _query(store_path, "SELECT 1", "--timeout", "0")
+    assert code == 2 and "--timeout" in out
+    code, out = _query(store_path, "SELECT 1 AS x", "--timeout", "30", "--format", "csv")
+    assert code == 0 and out == "x\n1\n"
