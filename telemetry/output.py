@@ -190,7 +190,7 @@ def _write_parquet(chunks: Iterator[pl.DataFrame], path: Path) -> int:
     first = next(chunks).to_arrow()
     rows = 0
     with pq.ParquetWriter(path, first.schema) as writer:
-        for table in (first, *(c.to_arrow() for c in chunks)):
+        for table in itertools.chain([first], (c.to_arrow() for c in chunks)):
             writer.write_table(table)
             rows += table.num_rows
     return rows

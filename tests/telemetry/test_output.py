@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import io
 import json
 import math
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from telemetry.output import CliError, OutputProblem, emit, printable
@@ -74,6 +79,46 @@ def test_each_batch_is_written_before_the_next_is_read(
     assert log[0] == 0 and log[2] > 0
     if fmt != "table":  # the table is written once max_rows are in, the rest counted
         assert log[1] < log[2] < log[3]
+
+
+def test_parquet_writes_each_batch_before_the_next_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    write_table = pq.ParquetWriter.write_table
+
+    def logged(self: pq.ParquetWriter, table: pa.Table, *args: Any, **kwargs: Any) -> None:
+        events.append("write")
+        write_table(self, table, *args, **kwargs)
+
+    def frames() -> Iterator[pl.DataFrame]:
+        for b in range(3):
+            events.append("read")
+            yield pl.DataFrame({"i": [b]})
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", logged)
+    emit(frames(), "parquet", tmp_path / "out.parquet", quiet=True)
+    assert events == ["read", "write"] * 3
+    assert pl.read_parquet(tmp_path / "out.parquet")["i"].to_list() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "parquet"])
+def test_no_batch_is_kept_once_it_is_written(fmt: str, tmp_path: Path) -> None:
+    """Memory does not grow with the result: batch k is gone when batch k + 2 is read
+    (the first may stay: it carries the columns)."""
+    pulled: list[weakref.ref[pl.DataFrame]] = []
+    kept: list[int] = []
+
+    def frames() -> Iterator[pl.DataFrame]:
+        for b in range(8):
+            gc.collect()
+            kept.extend(k for k, ref in enumerate(pulled[1 : b - 1], start=1) if ref())
+            frame = pl.DataFrame({"i": list(range(b * 100, (b + 1) * 100))})
+            pulled.append(weakref.ref(frame))
+            yield frame
+
+    emit(frames(), fmt, tmp_path / "out", quiet=True, max_rows=50)
+    assert len(pulled) == 8 and kept == []
 
 
 def test_table_shows_max_rows_and_counts_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
