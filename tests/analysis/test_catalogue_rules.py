@@ -5,6 +5,7 @@ test: the near misses each one must leave alone, and what its finding says."""
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 from analysis import diagnose, load_rules, open_store
@@ -67,15 +68,16 @@ def _with_spike(values: list[float], at: int, factor: float) -> list[float]:
     return [*values[:at], factor * values[at - 1], *values[at + 1 :]]
 
 
-def test_spike_lists_each_recovered_spike_and_counts_a_lasting_jump_apart(tmp_path: Path) -> None:
+def test_spike_lists_each_recovered_spike_and_leaves_a_lasting_jump_out(tmp_path: Path) -> None:
     values = _with_spike(train_curve(), 40, 3.0)
     values[70:] = noisy([4 * values[69]] * 30, 0.05, seed=4)  # jumps at step 71 and stays up
     RunBuilder(tmp_path, "r").scalars("loss", "train", values).write()
     (finding,) = _findings(tmp_path, "loss_spike")
     assert finding.step == 41
     assert [s["step"] for s in finding.evidence["spikes"]] == [41]
-    assert finding.evidence["unrecovered_jumps"] == 1
+    assert finding.evidence["unrecovered_jumps"] == 0  # the level after it is its own median
     assert finding.evidence["spikes"][0]["recovered_by_step"] == 42
+    assert finding.evidence["spikes"][0]["spreads"] > finding.evidence["k"]
 
 
 def test_a_jump_that_does_not_come_back_is_not_a_spike(tmp_path: Path) -> None:
@@ -97,6 +99,44 @@ def test_a_blip_at_a_converged_loss_is_not_a_spike_unless_asked(tmp_path: Path) 
     assert _findings(tmp_path, "loss_spike") == []
     (finding,) = _findings(tmp_path, "loss_spike", min_height=0.01)
     assert finding.step == 91
+
+
+def _heavy_tailed(n: int, sigma: float, seed: int) -> list[float]:
+    """A falling curve times lognormal batch noise: small batches draw one-step blips of
+    several times the local level as a matter of course."""
+    rng = random.Random(seed)
+    return [level * rng.lognormvariate(0.0, sigma) for level in train_curve(n, end=0.1)]
+
+
+def test_one_step_blips_of_the_runs_own_heavy_tailed_noise_are_not_spikes(
+    tmp_path: Path,
+) -> None:
+    values = _heavy_tailed(300, 0.6, seed=5)  # blips up to ~6x the local median
+    assert max(v / w for v, w in zip(values[1:], values, strict=False)) > 4
+    RunBuilder(tmp_path, "r").scalars("loss", "train", values).write()
+    assert _findings(tmp_path, "loss_spike") == []
+
+
+def test_a_blip_rare_for_a_quiet_run_is_a_spike_even_at_3x(tmp_path: Path) -> None:
+    values = _heavy_tailed(300, 0.02, seed=5)
+    values[150] *= 3.0
+    RunBuilder(tmp_path, "r").scalars("loss", "train", values).write()
+    (finding,) = _findings(tmp_path, "loss_spike")
+    assert finding.step == 151
+    assert finding.evidence["threshold_ratio"] == 2.0  # the 2x floor: the noise is far below
+    assert finding.evidence["tail_ratio"] < 1.1
+
+
+def test_a_blip_on_the_last_batch_of_an_epoch_is_expected(tmp_path: Path) -> None:
+    # 20 steps per epoch; the short last batch of each epoch jumps 4x, one step mid-epoch too
+    values = _heavy_tailed(200, 0.02, seed=6)
+    for end in range(19, 200, 20):
+        values[end] *= 4.0
+    values[110] *= 4.0
+    RunBuilder(tmp_path, "r").scalars("loss", "train", values, epochs=epochs_of(200, 20)).write()
+    (finding,) = _findings(tmp_path, "loss_spike")
+    assert [s["step"] for s in finding.evidence["spikes"]] == [111]
+    assert finding.evidence["epoch_end_blips"] >= 8
 
 
 # loss_oscillation

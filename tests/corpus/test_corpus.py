@@ -34,13 +34,6 @@ EXCLUDED = {
 
 # (healthy run, rule) -> why the rule fires today. Fix the class, not the example.
 KNOWN_FALSE_ALARMS: dict[tuple[str, str], str] = {
-    ("mlp.nesterov_b8", "loss_spike"): "minibatch noise at batch 8: 6 one-step blips at 3-5x",
-    ("mlp.sgd_b4_last_batch_1", "loss_spike"): "minibatch noise at batch 4: one-step blips",
-    ("mlp.iris_momentum_b8", "loss_spike"): "minibatch noise at batch 8 near a 0.06 loss",
-    ("mlp.diabetes_adam_mse", "loss_spike"): "MSE minibatch noise (regression)",
-    ("cnn.adagrad_b16", "loss_spike"): "minibatch noise at batch 16 near a converged loss",
-    ("resnet.mlp_waves_adamw_cosine", "loss_spike"): "MSE minibatch noise (regression)",
-    ("mlp.batchnorm_b41_last_batch_2", "loss_spike"): "the 2-row last batch under BatchNorm",
     ("mlp.batchnorm_b41_last_batch_2", "exploding_gradients"): (
         "error on the 2-row last batch under BatchNorm (a one-step jump; the loss fell)"
     ),
