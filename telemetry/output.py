@@ -33,8 +33,8 @@ import json
 import math
 import os
 import re
+import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -164,20 +164,30 @@ def write_text(text: str, output: Path) -> None:
 
 @contextmanager
 def _atomic(output: Path) -> Iterator[Path]:
-    """A temporary path beside ``output``, renamed to it when the block succeeds."""
+    """A temporary path beside ``output``, renamed to it when the block succeeds.
+
+    Not mkstemp: its file is private (0600) where the umask would make a result
+    readable. ``output`` itself when it is not a regular file (``-o /dev/stdout``).
+    """
+    if output.exists() and not output.is_file():
+        with _reporting(output):
+            yield output
+        return
+    path = output.parent / f".{output.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
-        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as e:
-        raise _cannot_write(output, e) from e
-    path = Path(tmp)
-    try:
-        yield path
-        os.replace(path, output)
-    except OSError as e:
-        raise _cannot_write(output, e) from e
+        with _reporting(output):
+            yield path
+            os.replace(path, output)
     finally:
         path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _reporting(output: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        raise _cannot_write(output, e) from e
 
 
 def _cannot_write(path: Path, e: OSError) -> OutputProblem:
@@ -200,13 +210,15 @@ def _write_text(
     chunks: Iterator[pl.DataFrame], fmt: str, stream: IO[str], *, max_rows: int | None
 ) -> int:
     """Each chunk rendered and written before the next is read; returns the rows."""
-    write = stream.write
     if fmt == "table":
         # Through click.echo: it drops colour codes where stdout is not a terminal.
         return _write_table(chunks, lambda t: click.echo(t, file=stream, nl=False), max_rows)
+    terminal = stream.isatty()  # read by a person: control characters escaped (see above)
+
+    def write(text: str) -> None:
+        stream.write(printable(text, keep="\n") if terminal else text)
+
     if fmt == "csv":
-        if stream.isatty():  # read by a person: control characters escaped (see above)
-            write = lambda text: stream.write(printable(text, keep="\n"))  # noqa: E731
         rows = 0
         for i, chunk in enumerate(chunks):
             write(_plain(chunk).write_csv(include_header=i == 0))

@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import math
+import os
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,3 +208,16 @@ def test_a_complete_file_replaces_the_old_one(tmp_path: Path) -> None:
     emit(iter([pl.DataFrame({"i": [1]}), pl.DataFrame({"i": [2]})]), "csv", target, quiet=True)
     assert target.read_text() == "i\n1\n2\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_an_output_file_has_the_umask_s_mode_and_a_device_is_written_in_place(
+    tmp_path: Path,
+) -> None:
+    umask = os.umask(0o022)
+    try:
+        emit(pl.DataFrame({"i": [1]}), "csv", tmp_path / "out.csv", quiet=True)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    emit(pl.DataFrame({"i": [1]}), "parquet", Path(os.devnull), quiet=True)
+    assert Path(os.devnull).is_char_device()
