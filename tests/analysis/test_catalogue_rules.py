@@ -169,6 +169,45 @@ def test_oscillation_measures_the_bounce_against_the_scale_of_the_run(tmp_path: 
     assert _findings(tmp_path, "loss_oscillation", min_amplitude=0.5) == []
 
 
+def _floor(start: float, floor: float, noise: list[float], n: int = 200) -> list[float]:
+    """A loss falling from ``start`` to ``floor`` times (1 + noise[i])."""
+    return [
+        (floor + (start - floor) * math.exp(-8 * i / n)) * (1 + noise[i % len(noise)])
+        for i in range(n)
+    ]
+
+
+def test_minibatch_noise_at_a_high_floor_is_not_an_oscillation(tmp_path: Path) -> None:
+    # a regression target's floor (R^2 ~0.5): +-35% white noise, 17% of the start, 35% of the level
+    rng = random.Random(9)
+    values = _floor(1.0, 0.5, [0.35 * rng.gauss(0.0, 1.0) for _ in range(200)])
+    RunBuilder(tmp_path, "r").scalars("loss", "train", values).write()
+    assert _findings(tmp_path, "loss_oscillation") == []
+    (finding,) = _findings(tmp_path, "loss_oscillation", min_to_level=0.2)
+    assert 0.1 < finding.evidence["relative_sigma"] < finding.evidence["sigma_to_level"] < 0.5
+    assert finding.evidence["zigzag"] is False
+
+
+def test_a_loss_that_bounces_by_its_own_level_oscillates(tmp_path: Path) -> None:
+    # learning rate too high: 2.3 -> ~0.5, bouncing between ~0.1 and ~1.5 in no regular pattern
+    rng = random.Random(10)
+    values = _floor(2.3, 0.5, [rng.lognormvariate(0.0, 0.9) - 1 for _ in range(200)])
+    RunBuilder(tmp_path, "r").scalars("loss", "train", values).write()
+    (finding,) = _findings(tmp_path, "loss_oscillation")
+    assert finding.evidence["bounces_by_level"] is True and finding.evidence["zigzag"] is False
+    assert "of the level it sits around" in finding.message
+
+
+def test_a_regular_zigzag_oscillates_even_below_half_its_level(tmp_path: Path) -> None:
+    # +-20% up, down, up around a floor of 1.0, from 2.3: 13% of the scale, 30% of the level
+    rng = random.Random(11)
+    values = _floor(2.3, 1.0, [0.2 * (-1) ** i * rng.uniform(0.6, 1.0) for i in range(200)])
+    RunBuilder(tmp_path, "r").scalars("loss", "train", values).write()
+    (finding,) = _findings(tmp_path, "loss_oscillation")
+    assert finding.evidence["zigzag"] is True and finding.evidence["bounces_by_level"] is False
+    assert "a zigzag" in finding.message
+
+
 # accuracy_plateau
 
 

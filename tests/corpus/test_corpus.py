@@ -40,9 +40,6 @@ KNOWN_FALSE_ALARMS: dict[tuple[str, str], str] = {
     ("rnn.lstm_adam_cosine_b32", "exploding_gradients"): (
         "error: the gradient norm grew 11x as the LSTM started learning; the loss fell"
     ),
-    ("mlp.diabetes_adam_mse", "loss_oscillation"): "MSE noise at a high floor (R^2 ~0.5)",
-    ("linear.diabetes_sgd_b16", "loss_oscillation"): "MSE noise at a high floor (R^2 ~0.5)",
-    ("linear.iris_logistic_adagrad", "loss_oscillation"): "batch-16 noise of a 120-row table",
     ("linear.diabetes_sgd_b16", "underfitting"): "a noisy target's floor (R^2 ~0.5 is the best)",
     ("linear.diabetes_sgd_b16", "update_ratio"): "a 1-D parameter (the bias)",
     ("linear.iris_logistic_adagrad", "accuracy_plateau"): "a plateau at convergence (96.7%)",
