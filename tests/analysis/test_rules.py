@@ -107,7 +107,7 @@ def test_requirements_follow_an_overridden_metric(tmp_path: Path) -> None:
     rule = [RULES["loss_not_decreasing"]]
     default = diagnose(store, rules=rule)
     assert [n.reason for n in default.not_evaluated] == [
-        "needs at least 20 rows of scalars:loss/train"
+        "needs at least 20 rows of scalars:loss/train or at least 20 rows of scalars:loss/val"
     ]
     custom = diagnose(store, rules=rule, params={"loss_not_decreasing": {"metric": "mse"}})
     assert custom.not_evaluated == []

@@ -40,12 +40,7 @@ KNOWN_FALSE_ALARMS: dict[tuple[str, str], str] = {
     ("rnn.lstm_adam_cosine_b32", "exploding_gradients"): (
         "error: the gradient norm grew 11x as the LSTM started learning; the loss fell"
     ),
-    ("linear.diabetes_sgd_b16", "underfitting"): "a noisy target's floor (R^2 ~0.5 is the best)",
     ("linear.diabetes_sgd_b16", "update_ratio"): "a 1-D parameter (the bias)",
-    ("linear.iris_logistic_adagrad", "accuracy_plateau"): "a plateau at convergence (96.7%)",
-    ("mlp.dropout_step_30_epochs_b256", "accuracy_plateau"): (
-        "a plateau at convergence (93.9%) blamed on a standard step schedule"
-    ),
     ("cnn.batchnorm_momentum_onecycle_b128", "dead_relu"): (
         "55% of a hidden ReLU layer dead in a run at 90%+ validation accuracy"
     ),
@@ -56,18 +51,6 @@ KNOWN_FALSE_ALARMS: dict[tuple[str, str], str] = {
 
 # (pathological run, expected rule) -> why the rule misses it today.
 KNOWN_MISSES: dict[tuple[str, str], str] = {
-    ("underfitting.mild_linear_nonlinear_regression", "underfitting"): (
-        "the loss converges within the warm-up window: called loss_not_decreasing instead"
-    ),
-    ("loss_not_decreasing.severe_transformer_lr_100x_clipped", "loss_not_decreasing"): (
-        "the first window after warm-up holds the blow-up: the run 'progressed' (underfitting)"
-    ),
-    ("loss_not_decreasing.mild_cnn_zero_grad_forgotten", "loss_not_decreasing"): (
-        "an early loss above chance makes the chance-level tail look like progress"
-    ),
-    ("exploding_gradients.severe_mlp_sgd_lr_100x", "loss_not_decreasing"): (
-        "the first window after warm-up holds the 1e7 blow-up; the loss ends at chance"
-    ),
     ("exploding_gradients.severe_rnn_relu_no_clipping", "exploding_gradients"): (
         "1.5 -> 3.5e17 within 6 steps, then NaN: one hit past abs_bound, none after step 10"
     ),
