@@ -83,3 +83,45 @@ def test_gradients_of_a_closure_are_read_after_the_step(tmp_path: Any) -> None:
     sgd = lambda ps: torch.optim.SGD(ps, lr=0.1)  # noqa: E731
     recorded, true = _grad_norms(tmp_path, sgd, closure=True)
     assert recorded == pytest.approx(true, rel=1e-5)
+
+
+def _frozen_backbone() -> tuple[nn.Sequential, torch.optim.Optimizer]:
+    """A backbone frozen by design whose parameters the optimizer holds anyway."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    model[0].requires_grad_(False)
+    return model, torch.optim.Adam(model.parameters(), lr=0.1)
+
+
+def test_frozen_parameters_given_to_the_optimizer_keep_the_models_names() -> None:
+    model, opt = _frozen_backbone()
+    extra = nn.Parameter(torch.ones(1))  # a learnable temperature outside the model
+    opt.add_param_group({"params": [extra]})
+    names = [n for n, _ in select_parameters(model, opt)]
+    assert names == ["0.weight", "0.bias", "2.weight", "2.bias", "group1.0"]
+    # frozen and not in the optimizer: nothing to watch
+    head_only = torch.optim.SGD(model[2].parameters(), lr=0.1)
+    assert [n for n, _ in select_parameters(model, head_only)] == ["2.weight", "2.bias"]
+
+
+def test_a_frozen_parameter_is_written_only_while_it_is_trainable() -> None:
+    model, opt = _frozen_backbone()
+    watcher = ParamWatcher(select_parameters(model, opt), every=1)
+
+    def rows(step: int) -> set[tuple[str, str]]:
+        opt.zero_grad()
+        model(torch.ones(2, 3)).sum().backward()
+        watcher.on_before_optimizer_step(step)
+        opt.step()
+        columns = watcher.on_after_optimizer_step()
+        assert columns is not None
+        return set(zip(columns["param"].to_pylist(), columns["kind"].to_pylist(), strict=True))
+
+    head = {(p, k) for p in ("2.weight", "2.bias") for k in ("grad", "weight", "update")}
+    assert rows(1) == head
+    model[0].requires_grad_(True)  # gradual unfreezing
+    assert rows(2) == head | {
+        (p, k) for p in ("0.weight", "0.bias") for k in ("grad", "weight", "update")
+    }
+    model.requires_grad_(False)  # everything frozen: the step is not written
+    watcher.on_before_optimizer_step(3)
+    assert watcher.on_after_optimizer_step() is None
