@@ -12,6 +12,8 @@
 -- param: loss_tolerance = 1e-3
 -- seed: part 3 §2.1 and §2.2 (Xavier / He initialisation keep the initial weights at a suitable size), part 6 §2, part 6 §5 (check that the gradients update)
 -- suggestion: Initialise the weights for the activation that follows them: He (Kaiming) for ReLU (nn.init.kaiming_normal_(m.weight, nonlinearity='relu')), Xavier for sigmoid/tanh (nn.init.xavier_uniform_), zero biases; add normalisation layers (BatchNorm/LayerNorm) or residual connections in deep stacks, and check that the inputs are normalised.
+-- null: at initialisation a healthy net keeps the output scale of its weight layers within a small factor from the first to the last (He/Xavier initialisation, normalisation layers), and its first training losses move (the tuning half of tests/corpus: the last layer's std within 0.5x..3.4x of the first's)
+-- false_alarms: under 1 % of healthy runs of 10k steps; calibrated on the tuning half of tests/corpus (23 healthy runs: none fired; the largest spread, 3.4x, is 30x under the 100x line)
 -- Two forms, one finding each.
 -- Activations: over the first `first_samples` sampled steps (1: the first, whose forward
 -- ran on the initial weights: every later sample has been through optimizer updates, and

@@ -7,6 +7,8 @@
 -- param: min_samples = 5
 -- seed: part 2 §5 (loss not decreasing: check that the gradients update the weights), part 3 §2.1 (some layers' weights barely change)
 -- suggestion: Check that the parameter is in the optimizer (build the optimizer after the model is complete, from model.parameters(), including layers added or replaced later), and that its param group's learning rate is not 0 (a scheduler or a param-group override that zeroes it); freeze on purpose with requires_grad_(False) instead, so that no gradient is computed for it.
+-- null: in a healthy run an optimizer step moves every parameter that has a real gradient; an exact-zero update happens only on an occasional skipped step (AMP's GradScaler on an overflow, a learning rate that starts at 0) (the tuning half of tests/corpus: no parameter with a zero update on more than 1% of its sampled steps)
+-- false_alarms: under 1 % of healthy runs of 10k steps; calibrated on the tuning half of tests/corpus (23 healthy runs: none fired; healthy runs stay near 0% of zero updates, the 90% line is far)
 -- A parameter gets a real gradient but the optimizer step leaves it exactly as it was:
 -- on at least `sustained` (90%) of the sampled steps on which its gradient was non-zero,
 -- its update (w_t - w_{t-1}) is exactly zero, over at least min_samples such steps. The

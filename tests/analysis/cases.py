@@ -133,18 +133,20 @@ def vanishing_gradients(root: Path) -> RunBuilder:
 
 
 def exploding_gradients(root: Path) -> RunBuilder:
+    """The gradient norm jumps 20x at step 32 and keeps climbing; the loss, which was
+    falling, climbs with it to Inf (plain SGD: each step's size is the gradient's)."""
     run = RunBuilder(root, "exploding")
-    norms = noisy([1.0] * 30, 0.3) + [3.0, 20.0, 150.0, 2e3, 5e4, math.inf]
-    run.scalars("loss", "train", train_curve(36))
+    norms = noisy([1.0] * 31, 0.3) + [20.0, 150.0, 2e3, 5e4, math.inf]
+    run.scalars("loss", "train", train_curve(31) + [0.6, 3.0, 40.0, 900.0, math.inf])
     run.tensors("fc.weight", "grad", norms)
     return run.finish()
 
 
 def dead_relu(root: Path) -> RunBuilder:
-    """The hidden ReLU loses 70% of its units after step 20 and never recovers."""
+    """The hidden ReLU loses 90% of its units after step 20 and never recovers."""
     run = RunBuilder(root, "dead")
     run.scalars("loss", "train", train_curve())
-    dying = [0.05, 0.3] + noisy([0.7] * (len(SAMPLED) - 2), 0.05, seed=7)
+    dying = [0.05, 0.3] + noisy([0.9] * (len(SAMPLED) - 2), 0.05, seed=7)
     return cnn_activations(run, dead={"classifier.2": dying}).finish()
 
 
@@ -217,18 +219,25 @@ def accuracy_plateau(root: Path) -> RunBuilder:
     return run.scalars("acc", "train", train, epochs=epochs_of(200)).finish()
 
 
+def numel_of(param: str) -> int:
+    """A plausible size: a 32x64 matrix for a weight, 32 elements for a bias."""
+    return 32 if "bias" in param.rsplit(".", 1)[-1] else 32 * 64
+
+
 def param_stats(run: RunBuilder, ratios: dict[str, float], steps: int = 40) -> RunBuilder:
     """Parameters in depth order with steady gradients, weights of norm 5 and updates of
     ``ratio`` times that norm (0: the weight never moves)."""
     for depth, (param, ratio) in enumerate(ratios.items()):
-        run.tensors(param, "grad", noisy([0.5] * steps, 0.3, seed=depth))
-        run.tensors(param, "weight", [5.0] * steps)
-        run.tensors(param, "update", noisy([5.0 * ratio] * steps, 0.3, seed=depth))
+        n = numel_of(param)
+        run.tensors(param, "grad", noisy([0.5] * steps, 0.3, seed=depth), numel=n)
+        run.tensors(param, "weight", [5.0] * steps, numel=n)
+        run.tensors(param, "update", noisy([5.0 * ratio] * steps, 0.3, seed=depth), numel=n)
     return run
 
 
 def update_ratio(root: Path) -> RunBuilder:
-    """Two layers move ~30% of their norm every step: a learning rate ~100x too large."""
+    """A layer's weight matrix moves ~30% of its norm every step: a learning rate ~100x
+    too large (its bias, at 50%, is not judged: a bias's norm says nothing of the rate)."""
     run = RunBuilder(root, "update-ratio")
     run.scalars("loss", "train", train_curve(40))
     ratios = {"fc1.weight": 1e-3, "fc1.bias": 2e-3, "fc2.weight": 0.3, "fc2.bias": 0.5}

@@ -21,7 +21,7 @@ def _findings(root: Path, rule_id: str, **params: object) -> list[Finding]:
 def test_dead_relu_names_the_module_that_stays_dead_and_ignores_a_brief_one(
     tmp_path: Path,
 ) -> None:
-    dying = [0.05, 0.3] + [0.7] * 8
+    dying = [0.05, 0.3] + [0.9] * 8
     # dead for two samples mid-run, then again at the very last one only
     brief = [0.05, 0.05, 0.05, 0.9, 0.9, 0.05, 0.05, 0.05, 0.05, 0.9]
     run = RunBuilder(tmp_path, "r")
@@ -30,8 +30,31 @@ def test_dead_relu_names_the_module_that_stays_dead_and_ignores_a_brief_one(
     assert finding.subject == "classifier.2"
     assert finding.step == 21
     assert finding.evidence["samples"] == 5 and finding.evidence["samples_above"] == 5
-    assert finding.evidence["median_dead_frac"] == 0.7
+    assert finding.evidence["median_dead_frac"] == 0.9
     assert finding.evidence["dead_since_step"] == 21
+    assert finding.evidence["reason"] == "nearly_all_dead"
+    assert "nearly the whole layer" in finding.message
+
+
+def test_dead_relu_leaves_a_layer_that_died_down_to_a_majority_during_training_alone(
+    tmp_path: Path,
+) -> None:
+    # a one-cycle BatchNorm CNN at 90%+ accuracy: 10% dead at first, 55% from the LR peak on
+    pruned = [0.09, 0.11, 0.4] + [0.55] * 7
+    cnn_activations(RunBuilder(tmp_path, "r"), dead={"classifier.2": pruned}).write()
+    assert _findings(tmp_path, "dead_relu") == []
+    assert len(_findings(tmp_path, "dead_relu", nearly_all=0.5)) == 1
+
+
+def test_dead_relu_flags_a_majority_dead_from_the_first_step(tmp_path: Path) -> None:
+    # a -3 bias on 80 of 128 units: 62% never fire, from the initial weights on
+    biased = [0.65, 0.64, 0.66] + [0.63] * 7
+    cnn_activations(RunBuilder(tmp_path, "r"), dead={"classifier.2": biased}).write()
+    (finding,) = _findings(tmp_path, "dead_relu")
+    assert finding.step == 1
+    assert finding.evidence["reason"] == "dead_from_start"
+    assert finding.evidence["initial_dead_frac"] == 0.65
+    assert "dead from the start" in finding.message
 
 
 def test_dead_relu_needs_enough_sampled_steps(tmp_path: Path) -> None:

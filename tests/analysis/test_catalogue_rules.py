@@ -10,9 +10,11 @@ from pathlib import Path
 
 from analysis import diagnose, load_rules, open_store
 from analysis.findings import Finding
+from collector.records import Rows
+from collector.schema import Stream
 from tests.analysis import cases
 from tests.analysis.cases import acc_curve, epochs_of, noisy, param_stats, train_curve, with_val
-from tests.builders import RunBuilder
+from tests.builders import RunBuilder, publish
 
 RULES = {r.id: r for r in load_rules()}
 
@@ -299,13 +301,50 @@ def test_update_ratio_reports_each_direction_once(tmp_path: Path) -> None:
 
 
 def test_update_ratio_skips_the_warm_up(tmp_path: Path) -> None:
-    # a zero-initialised bias: its first updates are as large as the bias itself
+    # Adam's first steps: every element moves by ~lr, a large share of a small-init matrix
     run = RunBuilder(tmp_path, "r")
-    run.tensors("fc.bias", "weight", [0.01] * 4 + [5.0] * 36)
-    run.tensors("fc.bias", "update", [0.01] * 4 + [5e-3] * 36).write()
+    run.tensors("fc.weight", "weight", [0.01] * 4 + [5.0] * 36)
+    run.tensors("fc.weight", "update", [0.01] * 4 + [5e-3] * 36).write()
     assert _findings(tmp_path, "update_ratio") == []
     assert _findings(tmp_path, "update_ratio", warmup_frac=0.0) == []  # median still in band
     assert len(_findings(tmp_path, "update_ratio", warmup_frac=0.0, high=1e-4)) == 1
+
+
+def test_update_ratio_skips_a_learning_rate_warm_up_until_its_peak(tmp_path: Path) -> None:
+    # the learning rate ramps up over the first 60 of 100 steps; the ratios are large then
+    run = RunBuilder(tmp_path, "r")
+    run.scalars("lr", "train", [1e-3 * min(1.0, s / 60) for s in range(1, 101)])
+    run.tensors("fc.weight", "weight", [5.0] * 100, numel=2048)
+    run.tensors("fc.weight", "update", [2.5] * 60 + [0.05] * 40, numel=2048).write()
+    assert _findings(tmp_path, "update_ratio") == []  # warm-up to step 50: half the run at most
+    (finding,) = _findings(tmp_path, "update_ratio", warmup_cap=0.0)
+    assert finding.evidence["direction"] == "high"
+    assert finding.evidence["warmup_until_step"] == 10  # the plain 10% without the schedule
+
+
+def test_update_ratio_judges_weight_matrices_only(tmp_path: Path) -> None:
+    # a bias and a normalisation layer's scale start near 0 and 1 whatever the layer's
+    # size: their ratio says nothing of the learning rate (a regression's bias moving 27%
+    # a step is SGD noise around a small value)
+    run = RunBuilder(tmp_path, "r")
+    param_stats(run, {"fc.weight": 1e-3, "fc.bias": 0.3, "ln.weight": 0.2, "temperature": 0.5})
+    for param in ("scale.weight", "scale.bias"):  # an elementwise scale: weight and bias alike
+        run.tensors(param, "weight", [1.0] * 40, numel=32)
+        run.tensors(param, "update", [0.2] * 40, numel=32)
+    run.write()
+    # the model summary says ln is a LayerNorm (its weight has no bias beside it)
+    ln = {"module": ["ln"], "module_type": ["LayerNorm"], "own_params": [2048]}
+    publish(
+        tmp_path,
+        "r",
+        Stream.MODULES,
+        [Rows(Stream.MODULES, 1, None, 1.0, ln)],
+        segment=0,
+        first_seq=10_000,
+    )
+    assert _findings(tmp_path, "update_ratio") == []
+    (finding,) = _findings(tmp_path, "update_ratio", high=1e-4)
+    assert finding.subject == "fc.weight" and finding.evidence["matrices"] == 1
 
 
 # stalled_parameters
@@ -355,14 +394,19 @@ def test_unused_parameters_leaves_a_parameter_used_on_some_steps_alone(tmp_path:
     assert _findings(tmp_path, "unused_parameters") == []
 
 
-def test_unused_parameters_counts_all_zero_gradients_as_none(tmp_path: Path) -> None:
-    # zero_grad(set_to_none=False) leaves a zero tensor on a parameter outside the graph
+def test_unused_parameters_tells_all_zero_gradients_from_none(tmp_path: Path) -> None:
+    # in the graph but blocked (dead ReLUs after it) is not the same fault as not in the graph
     run = RunBuilder(tmp_path, "r")
     param_stats(run, {"fc.weight": 1e-3})
-    run.tensors("skip.weight", "grad", [0.0] * 40)
-    run.tensors("skip.weight", "weight", [2.0] * 40).write()
-    (finding,) = _findings(tmp_path, "unused_parameters")
-    assert finding.subject == "skip.weight" and "only all-zero ones" in finding.message
+    run.tensors("blocked.weight", "grad", [0.0] * 40)
+    run.tensors("blocked.weight", "weight", [2.0] * 40)
+    run.tensors("aux.weight", "weight", [2.0] * 40).write()
+    found = {f.evidence["cause"]: f for f in _findings(tmp_path, "unused_parameters")}
+    assert sorted(found) == ["not_in_graph", "zero_gradient"]
+    assert found["zero_gradient"].subject == "blocked.weight"
+    assert "all zeros" in found["zero_gradient"].message
+    assert found["not_in_graph"].subject == "aux.weight"
+    assert ".grad stayed None" in found["not_in_graph"].message
 
 
 def test_unused_parameters_is_silent_when_no_parameter_gets_a_gradient(tmp_path: Path) -> None:

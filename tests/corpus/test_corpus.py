@@ -33,28 +33,10 @@ EXCLUDED = {
 }
 
 # (healthy run, rule) -> why the rule fires today. Fix the class, not the example.
-KNOWN_FALSE_ALARMS: dict[tuple[str, str], str] = {
-    ("mlp.batchnorm_b41_last_batch_2", "exploding_gradients"): (
-        "error on the 2-row last batch under BatchNorm (a one-step jump; the loss fell)"
-    ),
-    ("rnn.lstm_adam_cosine_b32", "exploding_gradients"): (
-        "error: the gradient norm grew 11x as the LSTM started learning; the loss fell"
-    ),
-    ("linear.diabetes_sgd_b16", "update_ratio"): "a 1-D parameter (the bias)",
-    ("cnn.batchnorm_momentum_onecycle_b128", "dead_relu"): (
-        "55% of a hidden ReLU layer dead in a run at 90%+ validation accuracy"
-    ),
-    ("frozen.mlp_backbone_adam_head", "unused_parameters"): (
-        "frozen by design (requires_grad=False) but given to the optimizer"
-    ),
-}
+KNOWN_FALSE_ALARMS: dict[tuple[str, str], str] = {}
 
 # (pathological run, expected rule) -> why the rule misses it today.
-KNOWN_MISSES: dict[tuple[str, str], str] = {
-    ("exploding_gradients.severe_rnn_relu_no_clipping", "exploding_gradients"): (
-        "1.5 -> 3.5e17 within 6 steps, then NaN: one hit past abs_bound, none after step 10"
-    ),
-}
+KNOWN_MISSES: dict[tuple[str, str], str] = {}
 
 
 def _ids(runs: list[Run]) -> list[str]:
