@@ -383,7 +383,8 @@ def query(
     Views: runs, events, scalars, tensors, activations, samples, modules, system,
     exports (--schema lists their columns). SQL '-' reads the query from stdin. The
     query may not write, read other files or change settings. The result is streamed:
-    any size prints in constant memory. Ctrl-C stops the query at once (exit 130).
+    writing it takes the same memory whatever its size. Ctrl-C stops the query at
+    once (exit 130).
 
     \b
     Example:
