@@ -263,8 +263,9 @@ def analyze(
     type=click.IntRange(min=0),
     default=10,
     show_default=True,
-    help="Without --run: charts for this many most recently started runs (0: all). "
-    "Findings, the runs table and the run comparison always cover every run.",
+    help="Without --run: charts for this many most recently started runs (0: as many as "
+    "a page holds, 12). Findings, the runs table and the run comparison always cover "
+    "every run.",
 )
 def report(
     root: Path, output: Path, run_ids: tuple[str, ...], title: str | None, max_runs: int
@@ -388,8 +389,10 @@ def format_diagnosis(diagnosis: Diagnosis, store: Store) -> str:
     lines: list[str] = []
     runs = diagnosis.runs
     if store.unreadable:
+        from analysis.store import summarise  # a few lines per reason, however many files
+
         lines.append(f"skipped {len(store.unreadable)} unreadable file(s):")
-        lines += [f"  {p(str(u.path))}: {p(u.reason)}" for u in store.unreadable]
+        lines += [f"  {p(line)}" for line in summarise(store.unreadable)]
     if runs.is_empty():
         lines.append(f"no runs in {p(str(store.path))}")
         return "\n".join(lines)

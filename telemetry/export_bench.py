@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from telemetry.output import printable
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -165,7 +167,7 @@ def render(result: ExportBenchmark, output: str, *, root: Path) -> str:
 def format_table(result: ExportBenchmark, *, root: Path) -> str:
     """The plain-text table: fastest first within each batch size, failures last."""
     ordered = sorted(result.results, key=_order)
-    cells = [[_cell(key, getattr(r, key)) for _, key in _COLUMNS] for r in ordered]
+    cells = [[printable(_cell(key, getattr(r, key))) for _, key in _COLUMNS] for r in ordered]
     heads = [head for head, _ in _COLUMNS]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
     left = {0, len(heads) - 1}

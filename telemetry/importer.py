@@ -34,6 +34,8 @@ from typing import Any
 
 import click
 
+from telemetry.output import printable
+
 SOURCE = "tensorboard"
 
 
@@ -85,20 +87,22 @@ def tensorboard(logdir: Path, root: Path, again: bool) -> None:
     done = set() if again else imported_paths(root)
     for run_dir in run_dirs:
         name = run_name(logdir, run_dir)
+        shown = printable(name)  # a directory name can hold terminal escapes
         if str(run_dir.resolve()) in done:
-            click.echo(f"{name}: imported before, skipped (--again imports it again)")
+            click.echo(f"{shown}: imported before, skipped (--again imports it again)")
             continue
         run = read_run(run_dir)
         if not run.scalars and not run.histograms:
-            click.echo(f"{name}: no scalars or histograms, skipped{_skipped(run)}")
+            click.echo(f"{shown}: no scalars or histograms, skipped{_skipped(run)}")
             continue
         run_id = write_run(root, name, run_dir, run)
         click.echo(
-            f"{name} -> {run_id}: {len(run.scalars)} scalars "
+            f"{shown} -> {printable(run_id)}: {len(run.scalars)} scalars "
             f"({len({s.tag for s in run.scalars})} tags), {len(run.histograms)} histograms "
             f"({len({h.tag for h in run.histograms})} tags), {len(run.texts)} texts{_skipped(run)}"
         )
-    click.echo(f"next: telemetry analyze {root}   |   telemetry report {root}")
+    where = printable(str(root))
+    click.echo(f"next: telemetry analyze {where}   |   telemetry report {where}")
 
 
 @dataclass(frozen=True)

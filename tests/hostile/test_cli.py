@@ -186,3 +186,15 @@ def test_ctrl_c_stops_a_running_query_at_once(hostile: Path) -> None:
 
 def test_escaped_output_shows_every_escape_as_printable_does() -> None:
     assert printable(ESCAPES) == "\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\x7f\\u202e\\r"
+
+
+def test_analyze_lists_thousands_of_skipped_files_in_a_few_lines(tmp_path: Path) -> None:
+    RunBuilder(tmp_path, "plain").scalars("loss", "train", [1.0, 0.5]).finish().write()
+    scalars = tmp_path / "plain" / "scalars"
+    for i in range(2000):
+        (scalars / f"0-9-{i:06d}.parquet").write_bytes(b"not parquet")
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "skipped 2000 unreadable file(s):" in result.output
+    assert "skipping 2000 entries" in result.output
+    assert len(result.output.splitlines()) < 30
