@@ -11,7 +11,7 @@
 -- seed: part 1 §4 (see whether the curves diverge), part 6 §4 (learning rate too large)
 -- suggestion: Lower the learning rate (or add warm-up), clip gradients (torch.nn.utils.clip_grad_norm_), normalise the inputs, and check the loss for log(0) or division by zero.
 -- null: a healthy run's loss stays finite and ends below (at worst near) where it started, and its validation accuracy never falls to half of the level it had reached
--- false_alarms: none of the 23 healthy runs of the corpus's tuning half (budget: under 1 in 100 healthy runs: an error says the run is broken)
+-- false_alarms: none of the 23 healthy runs of the corpus's tuning half (budget: under 1 in 100 healthy runs: an error says the run is broken); no run there collapses, so `collapse` is set from the symptom (most of what was learned is lost), far below the deepest healthy dip of validation accuracy under its smoothed best on that half (to 0.93 of it)
 -- The run diverged: one finding per run, the first of these that holds.
 --   non-finite       the loss became NaN/Inf (training, or validation for a run that logs
 --                    no training loss: an evaluation-only or imported log)

@@ -122,7 +122,7 @@ SELECT run_id,
                        THEN printf('it ended less than %.0f%% below where it started (median %.4g over its first %d points, %.4g over the last window from step %d: %+.1f%%)',
                                    100 * $min_decrease, start_level, $start_points, last_level,
                                    last_from, 100 * (last_level / start_level - 1)) END,
-                  CASE WHEN flat_after_warmup
+                  CASE WHEN flat_after_warmup AND NOT not_below_start
                        THEN printf('median %.4g over the first window after warm-up, %.4g over the last (%+.1f%%, steps %d-%d)',
                                    first_level, last_level, 100 * (last_level / first_level - 1),
                                    from_step, to_step) END,

@@ -33,10 +33,12 @@
 --   training stopped high      with an accuracy (`acc_metric`, train or val, as a fraction
 --                              or in percent): the better of the last training and the
 --                              last validation accuracy closed less than max_acc_gain
---                              (half) of the gap from the untrained model's accuracy (its
---                              first points) to 100%; judged by its accuracy, a model at
---                              0.99 is not underfitting whatever its loss (detection and
---                              label-smoothed losses have high floors). With no accuracy:
+--                              (half) of the gap from the untrained model's accuracy (the
+--                              training accuracy's first points; with a validation
+--                              accuracy alone, its first evaluation) to 100%: judged by
+--                              its accuracy, a model at 0.99 is not underfitting whatever
+--                              its loss (detection and label-smoothed losses have high
+--                              floors). With no accuracy:
 --                              the last training level (window_frac of the points, >= 3)
 --                              is still >= high_frac (half) of the start, the median of the
 --                              untrained model's first `start_points` losses (R^2 < 0.5
@@ -69,6 +71,7 @@ levels AS (
     SELECT run_id, name, split,
            median(value) FILTER (WHERE i <= $start_points) AS start_level,
            median(value) FILTER (WHERE i <= greatest($start_points, ceil(n * 0.05))) AS acc_start,
+           arg_min(value, step) AS first_value,
            median(value) FILTER (WHERE i > n - greatest(ceil(n * $window_frac), 3)) AS last_level,
            median(value) FILTER (WHERE i > floor(n * $warmup_frac)
                                    AND i <= floor(n * $warmup_frac) + greatest(floor(n * $progress_window_frac), 3)) AS progress_first,
@@ -85,7 +88,7 @@ joined AS (
            t.progress_first, t.progress_last,
            t.last_from, t.last_step, t.points,
            v.last_level AS val_last,
-           coalesce(a.acc_start, av.start_level) AS acc_start,
+           coalesce(a.acc_start, av.first_value) AS acc_start,
            a.last_level AS acc_last, av.last_level AS val_acc_last,
            greatest(a.last_level, av.last_level) AS acc_best_last,
            coalesce(a.scale, av.scale) AS acc_scale,
