@@ -23,9 +23,10 @@
 --                        the best, is more than min_rise (5%) above it: a rise that lasts
 --                        to the end is the symptom, one bad evaluation is not
 --   above the noise      and more than min_z (3) robust sigmas of the curve's own noise
---                        above it (sigma = MAD of the first differences / (0.6745 sqrt 2),
---                        Donoho-Johnstone, as in loss_spike): a small validation set's
---                        jitter is not a trend
+--                        above it (sigma = MAD of the second differences / (0.6745 sqrt 6),
+--                        the Donoho-Johnstone estimate on differences that a steady trend
+--                        leaves at zero: the rise itself must not pass for noise): a small
+--                        validation set's jitter is not a trend
 --   training fell        the training loss (median over the interval that ends at each
 --                        evaluation) fell more than min_train_drop (10%) from the best
 --                        evaluation to the last: the model kept fitting its training data
@@ -52,7 +53,7 @@ numbered AS (
                 WHEN lead(value) OVER w IS NULL
                 THEN median(value) OVER (w ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
                 ELSE median(value) OVER (w ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) END AS smooth,
-           abs(value - lag(value) OVER w) AS jump
+           abs(value - 2 * lag(value) OVER w + lag(value, 2) OVER w) AS jump
     FROM val
     WINDOW w AS (PARTITION BY run_id ORDER BY step)
 ),
@@ -67,7 +68,7 @@ best AS (
            max(step) AS last_step,
            arg_max(value, step) AS final_value,
            arg_max(prev_step, step) AS before_last,
-           median(jump) / (0.6745 * sqrt(2)) AS sigma
+           coalesce(median(jump) / (0.6745 * sqrt(6)), 0) AS sigma
     FROM numbered GROUP BY run_id
 ),
 tail AS (

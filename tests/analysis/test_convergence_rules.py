@@ -182,6 +182,14 @@ def test_overfitting_finds_a_mild_sustained_rise(tmp_path: Path) -> None:
     assert finding.evidence["rise_sigmas"] > 3
 
 
+def test_overfitting_does_not_take_a_steady_rise_for_noise(tmp_path: Path) -> None:
+    # ten per-epoch evaluations climbing 0.1 a step: first differences would call the
+    # climb itself the noise (sigma ~0.1, the rise < 3 of them); second differences do not
+    _overfit_run(tmp_path, [2.0, 1.5, 1.0, 0.8, 0.7, 0.75, 0.85, 0.95, 1.05, 1.15])
+    (finding,) = _findings(tmp_path, "overfitting")
+    assert finding.evidence["rise_sigmas"] > 3
+
+
 def test_overfitting_is_silent_while_validation_accuracy_climbs(tmp_path: Path) -> None:
     val = _decay(20, 1.5, 0.5, rate=5) + [0.5 * (1 + 0.2 * i / 40) for i in range(1, 41)]
     acc = [0.3 + 0.3 * i / 20 for i in range(20)] + [0.6 + 0.2 * i / 40 for i in range(1, 41)]
