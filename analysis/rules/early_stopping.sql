@@ -120,12 +120,12 @@ SELECT run_id,
        $metric || '/val' AS subject,
        stop_step AS step,
        CASE WHEN loss_flat AND acc_flat
-            THEN printf('patience-based early stopping (patience %d) would have stopped at step %d, best at step %d (%.4g): %d of %d steps (%.0f%%) saved; the rest bought nothing on validation (best %s after the stop %s%s)',
+            THEN printf('patience-based early stopping (patience %d) would have stopped at step %d, best at step %d (%.4g): %d of %d steps (%.0f%%) saved; the rest bought nothing on validation (its best %s after the stop, %s, is not %g%% below the best checkpoint before it, %.4g%s)',
                         $patience, stop_step, best_step, best_val, last_step - stop_step, last_step,
                         100.0 * (last_step - stop_step) / last_step, $metric,
-                        coalesce(printf('%.4g', best_after), '-'),
+                        coalesce(printf('%.4g', best_after), '-'), 100 * $min_delta, best_before,
                         CASE WHEN acc_after IS NULL THEN ''
-                             ELSE printf(', %s %.4g after vs %.4g before', $acc_metric, acc_after, acc_before) END)
+                             ELSE printf('; %s %.4g after vs %.4g before', $acc_metric, acc_after, acc_before) END)
             WHEN NOT loss_flat
             THEN printf('patience-based early stopping (patience %d) would have stopped at step %d (best %s %.4g at step %d), too soon: the run still improved after it, validation %s %.4g -> %.4g by step %d (%.0f%% lower)%s; patience %d would have kept that%s',
                         $patience, stop_step, $metric, best_val, best_step, $metric,
