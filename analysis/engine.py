@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from analysis import causes
 from analysis.findings import Finding, NotEvaluated
 from analysis.rule import Requirement, Rule, load_rules
 from analysis.store import Store
@@ -110,6 +111,7 @@ def diagnose(
         for row in rows.filter(pl.col("run_id").is_in(ready)).to_dicts():
             result.findings.append(_finding(rule, row))
     result.findings.sort(key=lambda f: (f.run_id, -f.severity.rank, f.rule, f.step or 0))
+    result.findings = causes.link(result.findings)
     return result
 
 

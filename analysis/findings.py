@@ -33,6 +33,14 @@ class Finding:
     message: str
     suggestion: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    caused_by: str | None = None
+    """The ``key`` of the finding of the same run that explains this one
+    (``analysis.causes``): fix that one first."""
+
+    @property
+    def key(self) -> str:
+        """``rule`` or ``rule:subject``: what ``caused_by`` names."""
+        return self.rule if self.subject is None else f"{self.rule}:{self.subject}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reports import evidence, exports, figures, internals
 from reports.blocks import Chart, RunCharts, display_name
@@ -32,6 +32,9 @@ from reports.evidence import Link
 from reports.exports import RunExports
 from reports.figures import ComparisonBlock
 from reports.internals import ModelTable, OriginBox, RunImages
+
+if TYPE_CHECKING:
+    from analysis import Finding
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,10 @@ class FindingRow:
     """The run's NaN-origin box, linked from a ``nonfinite`` finding."""
     evidence: Link | None = None
     """The chart of the same run that shows the evidence, when the page draws it."""
+    caused_by: str = ""
+    """The finding of the same run that explains this one (shown under it)."""
+    depth: int = 0
+    """0 for a cause or a lone finding, 1 and more for consequences under it."""
 
 
 NONFINITE_RULE = "nonfinite"
@@ -227,13 +234,36 @@ def _findings(
             suggestion=f.suggestion,
             origin=origin if f.rule == NONFINITE_RULE else None,
             evidence=evidence.link(charts, f.rule, f.subject),
+            caused_by=(f.caused_by or "") if depth else "",
+            depth=depth,
         )
-        for f in found
+        for f, depth in _causes_first(found)
     ]
     counts = {s: sum(r.severity == s for r in rows) for s in SEVERITIES}
     skipped = [(n.rule, n.reason) for n in data.not_evaluated.get(run_id, [])]
     name = _name_of(data, run_id)
     return RunFindings(run_id, display_name(name, run_id), rows, skipped, counts)
+
+
+def _causes_first(found: list[Finding]) -> list[tuple[Finding, int]]:
+    """Each finding with its depth, every consequence right under its cause
+    (``Finding.caused_by``, ``analysis.causes``); the order is kept otherwise."""
+    keys = {f.key for f in found}
+    under: dict[str | None, list[Finding]] = {}
+    for f in found:
+        if f.caused_by in keys:
+            under.setdefault(f.caused_by, []).append(f)
+    out: list[tuple[Finding, int]] = []
+
+    def add(f: Finding, depth: int) -> None:
+        out.append((f, depth))
+        for consequence in under.get(f.key, []):
+            add(consequence, depth + 1)
+
+    for f in found:
+        if f.caused_by not in keys:
+            add(f, 0)
+    return out
 
 
 def _name_of(data: ReportData, run_id: str) -> str:

@@ -417,20 +417,36 @@ def format_diagnosis(diagnosis: Diagnosis, store: Store) -> str:
     subject_w = min(max((len(p(f.subject or "")) for f in found_all), default=0), _SUBJECT_WIDTH)
     step_w = max((len(_step(f)) for f in found_all), default=0)
     indent = " " * (4 + 7 + 2)
+
+    def show(f: Finding, depth: int, under: dict[str | None, list[Finding]]) -> None:
+        label, colour = _BADGES[f.severity.value]
+        badge = click.style(f"{label:<7}", fg=colour, bold=f.severity.rank == 2)
+        subject = p(f.subject or "")
+        cells = f"{p(f.rule):<{rule_w}}  {subject:<{subject_w}}  {_step(f):<{step_w}}"
+        message = p(f.message) if f.severity.rank else click.style(p(f.message), dim=True)
+        if depth:  # a consequence, under its cause: the cause's fix is the one to apply
+            lines.append(f"    {'  ' * depth}-> {badge}  {cells}  {message}")
+            lines.append(click.style(f"{indent}  caused by {p(f.caused_by or '')}", dim=True))
+        else:
+            lines.append(f"    {badge}  {cells}  {message}")
+            lines.append(click.style(f"{indent}fix: {p(f.suggestion)}", dim=True))
+        for consequence in under.get(f.key, []):
+            show(consequence, depth + 1, under)
+
     lines.append("findings:")
     for run_id, name in names.items():
         found = sorted(by_run.get(run_id, []), key=lambda f: -f.severity.rank)
         serious = [f for f in found if f.severity.rank >= 1]
         verdict = "no warnings or errors" if not serious else f"{len(serious)} warning(s)/error(s)"
         lines.append(f"  {click.style(name, bold=True)} ({p(run_id)}): {verdict}")
+        keys = {f.key for f in found}
+        under: dict[str | None, list[Finding]] = {}
         for f in found:
-            label, colour = _BADGES[f.severity.value]
-            badge = click.style(f"{label:<7}", fg=colour, bold=f.severity.rank == 2)
-            subject = p(f.subject or "")
-            cells = f"{p(f.rule):<{rule_w}}  {subject:<{subject_w}}  {_step(f):<{step_w}}"
-            message = p(f.message) if f.severity.rank else click.style(p(f.message), dim=True)
-            lines.append(f"    {badge}  {cells}  {message}")
-            lines.append(click.style(f"{indent}fix: {p(f.suggestion)}", dim=True))
+            if f.caused_by in keys:
+                under.setdefault(f.caused_by, []).append(f)
+        for f in found:
+            if f.caused_by not in keys:
+                show(f, 0, under)
     if diagnosis.not_evaluated:
         lines.append("")
         lines.append(f"not evaluated ({len(diagnosis.not_evaluated)}):")

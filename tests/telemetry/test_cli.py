@@ -32,12 +32,15 @@ def test_analyze_table_lists_runs_and_findings(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "healthy (healthy): no warnings or errors" in result.output
     lines = result.output.splitlines()
-    at = next(i for i, line in enumerate(lines) if "divergence" in line and "ERROR" in line)
+    at = next(i for i, line in enumerate(lines) if "nonfinite" in line and "ERROR" in line)
     # one line: badge, rule, subject, step, message; the suggestion indented under it
-    assert lines[at].split()[:5] == ["ERROR", "divergence", "loss/train", "step", "44"]
-    assert "training loss became" in lines[at]
-    assert lines[at + 1].lstrip().startswith("fix: Lower the learning rate")
+    assert lines[at].split()[:5] == ["ERROR", "nonfinite", "loss/train", "step", "44"]
+    assert lines[at + 1].lstrip().startswith("fix: Start at the module or tensor")
     assert lines[at + 1].startswith("      ")
+    # its consequence under it, pointing back at it instead of repeating a fix
+    assert lines[at + 2].split()[:6] == ["->", "ERROR", "divergence", "loss/train", "step", "44"]
+    assert "training loss became" in lines[at + 2]
+    assert lines[at + 3].strip() == "caused by nonfinite:loss/train"
     assert "\x1b[" not in result.output  # no colour where the output is not a terminal
 
 
@@ -59,8 +62,10 @@ def test_analyze_json_has_the_documented_shape(tmp_path: Path) -> None:
         "message",
         "suggestion",
         "evidence",
+        "caused_by",
     }
     assert finding["severity"] == "error" and finding["run_id"] == "diverged"
+    assert finding["caused_by"] == "nonfinite:loss/train"
 
 
 def test_fail_on_sets_the_exit_code(tmp_path: Path) -> None:
