@@ -40,7 +40,9 @@ _PARAM_USE_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _REQUIRE_RE = re.compile(r"^(?P<view>[a-z_]+)(?::(?P<what>[^>=\s]+))?(?:\s*>=\s*(?P<n>\d+))?$")
 _REQUIRABLE = VIEWS
 _DETAILED = ("scalars", "tensors")
-_REQUIRED_FIELDS = ("rule", "severity", "title", "seed", "suggestion")
+# null and false_alarms: a rule states what a healthy run shows and how often it may
+# fire on one (issue 15's protocol: calibrated on tests/corpus's tuning half).
+_REQUIRED_FIELDS = ("rule", "severity", "title", "seed", "suggestion", "null", "false_alarms")
 
 
 class RuleDefinitionError(ValueError):
@@ -79,9 +81,9 @@ class Rule:
     params: dict[str, Any]
     requires: tuple[Need, ...]
     sql: str
-    null: str = ""
+    null: str
     """The null hypothesis the rule decides against (what a healthy run shows)."""
-    false_alarms: str = ""
+    false_alarms: str
     """The false-alarm budget on healthy runs, as calibrated (see tests/corpus)."""
 
 
@@ -155,8 +157,8 @@ def parse_rule(text: str, *, filename: str) -> Rule:
         params=params,
         requires=tuple(requires),
         sql=sql,
-        null=fields.get("null", ""),
-        false_alarms=fields.get("false_alarms", ""),
+        null=fields["null"],
+        false_alarms=fields["false_alarms"],
     )
 
 

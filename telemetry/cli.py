@@ -468,6 +468,8 @@ def explain_rule(rule: Rule) -> str:
         f"{rule.id}  ({rule.severity.value})  {rule.title}",
         f"seed:        {rule.seed}",
         f"suggestion:  {rule.suggestion}",
+        f"null:        {rule.null}",
+        f"false alarms: {rule.false_alarms}",
         f"requires:    {needs or 'nothing'}",
     ]
     if rule.params:

@@ -7,6 +7,8 @@
 -- param: skip = 5
 -- seed: part 6 §5.2 (data loading bottleneck: DataLoader num_workers, prefetch_factor), part 6 §5.1 (training too slow)
 -- suggestion: Load batches in parallel with the training step: DataLoader(num_workers=4 or more, prefetch_factor=2-4, pin_memory=True, persistent_workers=True); move heavy decoding and augmentation out of __getitem__'s hot path (or onto the GPU), and cache or pre-process the dataset once.
+-- null: a healthy run waits for its data a small share of each step (the corpus's healthy runs: at most 15 % on any timed step's median), however its loader is built
+-- false_alarms: none seen: 0 of 48 healthy runs of tests/corpus on either half (a wait of 50 % of the step on half the steps is 3x the worst healthy run); recall on its 2 labelled runs (82 % wait)
 -- `system.data_time_s` is how long a step waited between the end of the previous
 -- optimizer step and the first training forward (collector/system.py): data loading,
 -- plus host-to-device copies and whatever else the loop does there; steps mixed with an

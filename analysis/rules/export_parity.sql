@@ -7,6 +7,8 @@
 -- param: max_metric_drop = 0.01
 -- seed: part 5 §3 (TorchScript, deployment), part 5 §4 (pruning, quantization, ONNX)
 -- suggestion: Compare the exported model with eager on real inputs before shipping it: put the model in eval() before exporting, prefer torch.jit.script or torch.export over tracing when the forward has data-dependent control flow, and prune or quantize less (or fine-tune after pruning, or calibrate static quantization) when accuracy drops.
+-- null: an export that reproduces eager (TorchScript, torch.export, ONNX) differs from it by float rounding only, a lossy one (quantized, pruned) loses under a point of its metric
+-- false_alarms: not calibrated on training runs (no corpus run exports); tolerances from float32 rounding and the seed's 1 % metric budget, checked in tests/analysis
 -- One finding per format of a run's latest export benchmark that changes what the
 -- model computes. Parity is max |out - eager| relative to max |eager| on one fixed batch
 -- (max_rel_diff). Formats meant to reproduce eager (TorchScript, torch.export, ONNX

@@ -7,6 +7,8 @@
 -- param: max_metric_drop = 0.01
 -- seed: part 5 §3 (TorchScript, deployment), part 5 §4 (pruning, quantization, ONNX), part 5 §1 (saving and loading)
 -- suggestion: Deploy the fastest format that keeps the outputs (and the accuracy) of the eager model at the batch size you serve; measure again on the target machine, since thread count and CPU features change the ranking.
+-- null: advice, not an alarm: every run with an export benchmark gets one (info)
+-- false_alarms: info only: never a warning or error
 -- One finding per run with an export benchmark (its latest one): for each batch size,
 -- the format with the lowest p50 latency among those that ran and stay within the
 -- tolerances of export_parity (same parameters and defaults; override both rules

@@ -6,6 +6,8 @@
 -- param: skip = 5
 -- seed: part 6 §5.1 (training too slow), part 6 §5.2 (data loading bottleneck), applied per rank of a distributed run
 -- suggestion: Find what is different on the slow rank: its data loading (num_workers, a slow or remote disk, a shard of larger samples), its host (CPU contention, thermal throttling, a slower GPU or link) or extra work done only there (logging, checkpointing, evaluation on rank 0); balance shards by size, move rank-0-only work off the training step, and compare the ranks' step times again.
+-- null: the ranks of a healthy data-parallel run take about the same time per step and wait about the same for data
+-- false_alarms: 0 of 48 healthy single-rank runs of tests/corpus (it needs several ranks to fire); a 1.5x straggler is far outside the spread of lock-stepped ranks
 -- Each rank writes its own `system` rows (collector/distributed.py). In synchronous
 -- data parallelism (DDP) every rank waits for the slowest in the gradient all-reduce,
 -- so a straggler shows in two ways: its own step takes longer (when ranks are not

@@ -21,12 +21,15 @@ RULE = parse_rule(
 -- param: metric = 'loss'
 -- seed: §1
 -- suggestion: Do something.
+-- null: nothing happens
+-- false_alarms: none
 SELECT $patience, $min_rise, $skip_output, $metric
 """,
     filename="toy.sql",
 )
 BARE = parse_rule(
-    "-- rule: bare\n-- severity: info\n-- title: Bare\n-- seed: §2\n-- suggestion: x.\nSELECT 1\n",
+    "-- rule: bare\n-- severity: info\n-- title: Bare\n-- seed: §2\n-- suggestion: x.\n"
+    "-- null: n\n-- false_alarms: f\nSELECT 1\n",
     filename="bare.sql",
 )
 RULES = [RULE, BARE]

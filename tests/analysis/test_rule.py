@@ -16,6 +16,8 @@ GOOD = """\
 -- param: metric = 'loss'
 -- seed: part 1 §3
 -- suggestion: Do the thing the seed says.
+-- null: the value stays under the limit in a healthy run
+-- false_alarms: none on the corpus
 SELECT run_id, NULL AS subject, NULL AS step, 'm' AS message, '{}' AS evidence
 FROM scalars WHERE value > $limit
 """
@@ -38,7 +40,12 @@ def test_a_well_formed_rule_parses_into_a_record() -> None:
         (("-- title: A demo\n", ""), "rules/demo_rule.sql:1: missing header field '-- title:'"),
         (("severity: warning", "severity: fatal"), "is not error, warning or info"),
         (("rule: demo_rule", "rule: other"), "!= file name 'demo_rule'"),
-        (("-- param: limit = 0.5\n", ""), "rules/demo_rule.sql:9: $limit is used but not declared"),
+        (
+            ("-- param: limit = 0.5\n", ""),
+            "rules/demo_rule.sql:11: $limit is used but not declared",
+        ),
+        (("-- null: the value", "-- nul: the value"), "missing header field '-- null:'"),
+        (("-- false_alarms: none", "-- alarms: none"), "missing header field '-- false_alarms:'"),
         (("-- param: metric = 'loss'\n", ""), "demo_rule.sql:4: $metric is used but not declared"),
         (("> $limit", "> 1"), "rules/demo_rule.sql:5: parameter 'limit' is never used"),
         (
