@@ -38,14 +38,26 @@ def _resumed_loop(root: Path, run_id: str, start_step: int | None, steps: int) -
     return tel
 
 
+def _published(directory: Path) -> set[str]:
+    if not directory.is_dir():
+        return set()
+    return {p.name for p in directory.iterdir() if parse_segment_name(p.name) is not None}
+
+
 def test_a_killed_run_resumed_from_a_checkpoint_appends_an_attempt_and_loses_nothing(
     spawn: Callable[..., Worker], tmp_path: Path
 ) -> None:
     root = tmp_path / "runs"
     worker = spawn(root=str(root), name="resumable", report_every=100)
     run_id = worker.expect("started")["run_id"]
-    while worker.expect("step")["step"] < 500:  # some flushes (every 0.25 s) are done
+    while worker.expect("step")["step"] < 500:
         pass
+    # Killed once a scalars segment is published after step 500: its rows go well past the
+    # checkpoint. (Waiting for step 500 alone raced the 0.25 s flush on a fast machine.)
+    scalars = root / run_id / "scalars"
+    seen = _published(scalars)
+    while _published(scalars) <= seen:
+        worker.expect("step")
     worker.kill(signal.SIGKILL)
     worker.wait()
     with analysis.open_store(root, stale_after_s=0.01) as store:
