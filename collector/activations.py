@@ -77,14 +77,16 @@ def leaf_modules(
     """Leaf modules in registration order, filtered by shell-style name patterns."""
     out = []
     for name, module in model.named_modules():
-        if next(module.children(), None) is not None:
-            continue
-        if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
-            continue
-        if exclude and any(fnmatch.fnmatchcase(name, p) for p in exclude):
-            continue
-        out.append((name, module))
+        if next(module.children(), None) is None and _chosen(name, include, exclude):
+            out.append((name, module))
     return out
+
+
+def _chosen(name: str, include: Sequence[str] | None, exclude: Sequence[str] | None) -> bool:
+    """Whether shell-style ``include``/``exclude`` patterns keep the module ``name``."""
+    if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
+        return False
+    return not (exclude and any(fnmatch.fnmatchcase(name, p) for p in exclude))
 
 
 MODEL = "(model)"
@@ -115,11 +117,8 @@ def own_code_modules(
         if isinstance(module, nn.ModuleList | nn.ModuleDict):
             continue
         name = name or MODEL
-        if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
-            continue
-        if exclude and any(fnmatch.fnmatchcase(name, p) for p in exclude):
-            continue
-        out.append((name, module))
+        if _chosen(name, include, exclude):
+            out.append((name, module))
     return out
 
 
