@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 VIEWS = ("events", "scalars", "tensors", "activations", "samples", "modules", "system", "exports")
 """Stream views, one per stream (latest attempt per step). ``runs`` is derived from them."""
 
+MACROS = ("curves", "tails", "exports")
+"""SQL macros shared by the rules and the report (``analysis/macros/<name>.sql``), created
+over the views at open time; a user query may call them too."""
+
 STALE_AFTER_S = 60.0
 """A run with no final event and nothing written for this long is reported ``crashed``
 (the collector writes a heartbeat every 15 s by default)."""
@@ -102,6 +106,9 @@ class Store:
             f"FROM {scalars} WHERE isfinite(value) GROUP BY run_id, name, split "
             "UNION ALL SELECT run_id, name, split, lo, hi FROM _metrics"
         )
+        if not runs_only:  # the macros read the stream views, which a runs-only store lacks
+            for name in MACROS:
+                self.con.execute(_macro_sql(name))
 
     def sql(self, query: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
         """Run ``query`` over the views and return a Polars DataFrame."""
@@ -312,6 +319,10 @@ def summarise(unreadable: list[Unreadable]) -> list[str]:
 
 def _view_sql(view: str) -> str:
     return resources.files("analysis.views").joinpath(f"{view}.sql").read_text()
+
+
+def _macro_sql(name: str) -> str:
+    return resources.files("analysis.macros").joinpath(f"{name}.sql").read_text()
 
 
 def _sql_list(paths: list[Path]) -> str:

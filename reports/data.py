@@ -169,15 +169,15 @@ WHERE run_id = $run_id AND kind = 'nonfinite_origin'
 ORDER BY step, attempt, seq
 """
 
-# The run's latest export benchmark (a run benchmarked twice shows its last one), as
-# written: one row per format and batch size, and one per format that failed outright.
+# The run's latest export benchmark (a run benchmarked twice shows its last one; the
+# same choice as the export rules: analysis/macros/exports.sql), as written: one row per
+# format and batch size, and one per format that failed outright.
 _EXPORTS = """
 SELECT format, batch_size, status, error, latency_p50_ms, latency_p90_ms, throughput,
        size_bytes, load_time_ms, max_abs_diff, max_rel_diff, metric_name, metric_value,
        sparsity, device, threads, env, step
-FROM exports
+FROM latest_exports()
 WHERE run_id = $run_id
-QUALIFY dense_rank() OVER (ORDER BY step DESC, attempt DESC, rank) = 1
 ORDER BY seq
 """
 

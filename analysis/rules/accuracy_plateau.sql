@@ -78,12 +78,7 @@ scaled AS (
            max(step) OVER (PARTITION BY run_id) AS last_step,
            lag(step) OVER w AS prev_step,
            lead(step) OVER w AS next_step,
-           CASE WHEN count(*) OVER (PARTITION BY run_id) < 3 THEN value
-                WHEN lag(value) OVER w IS NULL
-                THEN median(value) OVER (w ROWS BETWEEN CURRENT ROW AND 2 FOLLOWING)
-                WHEN lead(value) OVER w IS NULL
-                THEN median(value) OVER (w ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
-                ELSE median(value) OVER (w ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) END AS smooth,
+           smooth3(value, run_id, step) AS smooth,
            CASE WHEN max(value) OVER (PARTITION BY run_id) > 1 THEN 100.0 ELSE 1.0 END AS scale
     FROM evals
     WINDOW w AS (PARTITION BY run_id ORDER BY step)

@@ -57,22 +57,14 @@ blown AS (
     WHERE run_id NOT IN (SELECT run_id FROM first_bad)
       AND end_level > start_level + ($ratio - 1) * abs(start_level)
 ),
-acc AS (
-    SELECT run_id, step, avg(value) AS value FROM scalars
-    WHERE name = $acc_metric AND split = 'val' AND isfinite(value)
-    GROUP BY run_id, step
+acc AS (  -- analysis/macros/curves.sql
+    SELECT * FROM val_curve($acc_metric)
 ),
 smoothed AS (
     SELECT *,
            CASE WHEN max(value) OVER (PARTITION BY run_id) > 1 THEN 100.0 ELSE 1.0 END AS scale,
-           CASE WHEN count(*) OVER (PARTITION BY run_id) < 3 THEN value
-                WHEN lag(value) OVER w IS NULL
-                THEN median(value) OVER (w ROWS BETWEEN CURRENT ROW AND 2 FOLLOWING)
-                WHEN lead(value) OVER w IS NULL
-                THEN median(value) OVER (w ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
-                ELSE median(value) OVER (w ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) END AS smooth
+           smooth3(value, run_id, step) AS smooth
     FROM acc
-    WINDOW w AS (PARTITION BY run_id ORDER BY step)
 ),
 best_before AS (
     SELECT *,

@@ -27,11 +27,8 @@
 --                       have kept it (one more than the longest stretch without
 --                       improvement before the run's last improvement) and where that
 --                       patience stops instead (or that it trains to the end)
-WITH RECURSIVE val AS (  -- one value per step (ranks averaged)
-    SELECT run_id, step, avg(value) AS value
-    FROM scalars
-    WHERE name = $metric AND split = 'val' AND isfinite(value)
-    GROUP BY run_id, step
+WITH RECURSIVE val AS (  -- one value per step (ranks averaged; analysis/macros/curves.sql)
+    SELECT * FROM val_curve($metric)
 ),
 numbered AS (
     SELECT *,
@@ -75,9 +72,7 @@ acc_points AS (
            median(value) OVER (PARTITION BY run_id ORDER BY step
                                ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) AS smooth,
            max(value) OVER (PARTITION BY run_id) AS top
-    FROM (SELECT run_id, step, avg(value) AS value FROM scalars
-          WHERE name = $acc_metric AND split = 'val' AND isfinite(value)
-          GROUP BY run_id, step)
+    FROM val_curve($acc_metric)
 ),
 acc AS (
     SELECT a.run_id,

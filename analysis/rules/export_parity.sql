@@ -18,9 +18,8 @@
 -- change outputs by design: they are judged by the task metric when there is one (a
 -- relative drop against eager's above max_metric_drop, higher is better), else by
 -- lossy_tolerance. Non-finite outputs always count. Every format's metric is checked.
-WITH latest AS (
-    SELECT * FROM exports
-    QUALIFY dense_rank() OVER (PARTITION BY run_id ORDER BY step DESC, attempt DESC, rank) = 1
+WITH latest AS (  -- each run's latest export benchmark (analysis/macros/exports.sql)
+    SELECT * FROM latest_exports()
 ),
 formats AS (
     SELECT run_id, any_value(step) AS step, format,

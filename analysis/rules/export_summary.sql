@@ -14,9 +14,8 @@
 -- tolerances of export_parity (same parameters and defaults; override both rules
 -- alike), and its speed-up over eager. The subject is the winner at the smallest
 -- batch size; the evidence lists every batch size and the formats that failed.
-WITH latest AS (
-    SELECT * FROM exports
-    QUALIFY dense_rank() OVER (PARTITION BY run_id ORDER BY step DESC, attempt DESC, rank) = 1
+WITH latest AS (  -- each run's latest export benchmark (analysis/macros/exports.sql)
+    SELECT * FROM latest_exports()
 ),
 formats AS (
     SELECT run_id, format,

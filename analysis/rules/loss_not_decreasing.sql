@@ -41,11 +41,8 @@
 --                              came back down only to chance level (ln C for C classes):
 --                              against the blow-up, it looks like progress.
 -- Runs whose loss became non-finite are left to `divergence`.
-WITH points AS (  -- one value per step and split (ranks averaged)
-    SELECT run_id, name, split, step, avg(value) AS value
-    FROM scalars
-    WHERE name IN ($metric, $acc_metric) AND split IN ('train', 'val')
-    GROUP BY run_id, name, split, step
+WITH points AS (  -- one value per step and split (ranks averaged; analysis/macros/curves.sql)
+    SELECT * FROM loss_acc_points($metric, $acc_metric)
 ),
 broken AS (
     SELECT DISTINCT run_id FROM points WHERE name = $metric AND NOT isfinite(value)

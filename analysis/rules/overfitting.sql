@@ -36,23 +36,15 @@
 -- model growing confident on the examples it gets wrong, not a worse model.
 -- Thresholds are relative to the run's own best and noise, so the loss scale does not
 -- matter; a sudden collapse of validation accuracy is `divergence`'s.
-WITH val AS (  -- one value per step (ranks averaged)
-    SELECT run_id, step, avg(value) AS value
-    FROM scalars
-    WHERE name = $metric AND split = 'val' AND isfinite(value)
-    GROUP BY run_id, step
+WITH val AS (  -- one value per step (ranks averaged; analysis/macros/curves.sql)
+    SELECT * FROM val_curve($metric)
 ),
 numbered AS (
     SELECT *,
            row_number() OVER w AS i,
            count(*) OVER (PARTITION BY run_id) AS n,
            lag(step) OVER w AS prev_step,
-           CASE WHEN count(*) OVER (PARTITION BY run_id) < 3 THEN value
-                WHEN lag(value) OVER w IS NULL
-                THEN median(value) OVER (w ROWS BETWEEN CURRENT ROW AND 2 FOLLOWING)
-                WHEN lead(value) OVER w IS NULL
-                THEN median(value) OVER (w ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
-                ELSE median(value) OVER (w ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) END AS smooth,
+           smooth3(value, run_id, step) AS smooth,
            abs(value - 2 * lag(value) OVER w + lag(value, 2) OVER w) AS jump
     FROM val
     WINDOW w AS (PARTITION BY run_id ORDER BY step)

@@ -42,9 +42,9 @@ numbered AS (
            count(*) OVER (PARTITION BY run_id, module) AS n
     FROM per_step
 ),
-tail AS (
+tail AS (  -- the sustained-tail window (analysis/macros/tails.sql)
     SELECT * FROM numbered
-    WHERE n >= $min_samples AND i > n - greatest(ceil(n * $tail_frac), $min_samples)
+    WHERE in_tail(i, n, $tail_frac, $min_samples)
 ),
 sustained AS (
     SELECT run_id, module,

@@ -50,11 +50,8 @@
 --                              trains on than on new data.
 -- The loss must be positive (its start is its scale: a log-likelihood that goes
 -- negative is not judged). Runs whose loss became non-finite are left to `divergence`.
-WITH points AS (  -- one value per step (ranks averaged)
-    SELECT run_id, name, split, step, avg(value) AS value
-    FROM scalars
-    WHERE name IN ($metric, $acc_metric) AND split IN ('train', 'val')
-    GROUP BY run_id, name, split, step
+WITH points AS (  -- one value per step (ranks averaged; analysis/macros/curves.sql)
+    SELECT * FROM loss_acc_points($metric, $acc_metric)
 ),
 broken AS (
     SELECT DISTINCT run_id FROM points WHERE name = $metric AND NOT isfinite(value)
