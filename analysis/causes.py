@@ -109,5 +109,6 @@ def _cause(consequence: Finding, of_run: dict[str, list[Finding]]) -> Finding | 
         for rule in declared.causes:
             candidates = [c for c in of_run.get(rule, []) if declared.holds(consequence, c)]
             if candidates:
-                return min(candidates, key=lambda c: (c.step is None, c.step or 0))
+                # the earliest; ties by subject, so the link never depends on query order
+                return min(candidates, key=lambda c: (c.step is None, c.step or 0, c.key))
     return None

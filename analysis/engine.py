@@ -110,7 +110,11 @@ def diagnose(
             continue
         for row in rows.filter(pl.col("run_id").is_in(ready)).to_dicts():
             result.findings.append(_finding(rule, row))
-    result.findings.sort(key=lambda f: (f.run_id, -f.severity.rank, f.rule, f.step or 0))
+    # A total order (subject and message break ties): rules' queries have no ORDER BY, and
+    # DuckDB's threads would otherwise reorder findings from one run of analyze to the next.
+    result.findings.sort(
+        key=lambda f: (f.run_id, -f.severity.rank, f.rule, f.step or 0, f.subject or "", f.message)
+    )
     result.findings = causes.link(result.findings)
     return result
 

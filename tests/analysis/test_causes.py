@@ -95,3 +95,11 @@ def test_the_report_shows_a_consequence_right_under_its_cause(tmp_path: Path) ->
     assert cause < consequence
     assert "↳ " in findings[cause : consequence + 20]
     assert "Caused by nonfinite:loss/train (above): fix that first." in findings
+
+
+def test_the_cause_named_does_not_depend_on_the_order_findings_come_in() -> None:
+    blocked = _f("unused_parameters", cause="zero_gradient")
+    a = Finding("dead_relu", Severity.WARNING, "r", "a.relu", 5, "m", "fix")
+    b = Finding("dead_relu", Severity.WARNING, "r", "b.relu", 5, "m", "fix")
+    assert link([blocked, a, b])[0].caused_by == link([blocked, b, a])[0].caused_by
+    assert link([blocked, b, a])[0].caused_by == "dead_relu:a.relu"
