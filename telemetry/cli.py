@@ -26,18 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from telemetry import common
+from telemetry.common import EXIT_STORE as EXIT_STORE  # re-exported: the exit codes live here
+from telemetry.common import StoreProblem
 from telemetry.output import CliError, printable
 
 if TYPE_CHECKING:
     from analysis import Diagnosis, Finding, Rule, Store
 
 EXIT_FINDINGS = 1
-EXIT_STORE = 3
 EXIT_INTERRUPTED = 130
-
-
-class StoreProblem(CliError):
-    exit_code = EXIT_STORE
 
 
 class Interrupted(CliError):
@@ -108,16 +106,6 @@ def main() -> None:
     if os.environ.get("NO_COLOR"):  # https://no-color.org; subcommands inherit ctx.color
         click.get_current_context().color = False
     _escape_warnings()
-
-
-def _open(root: Path, *, runs_only: bool = False) -> Store:
-    # analysis pulls in duckdb + polars (~0.3 s); only the verbs that read pay for it.
-    from analysis import StoreError, open_store
-
-    try:
-        return open_store(root, runs_only=runs_only)
-    except StoreError as e:
-        raise StoreProblem(str(e)) from e
 
 
 def _diagnose(
@@ -228,7 +216,7 @@ def analyze(
       telemetry analyze --explain overfitting
     """
     params = _overrides(assignments, config)
-    store = _open(root)
+    store = common.open_root(root)
     diagnosis = _diagnose_with_progress(store, run_ids, params, quiet=quiet)
     if fmt == "json":
         from collector.records import json_safe  # strict JSON: NaN/Inf become strings
@@ -283,7 +271,7 @@ def report(
     """
     from reports import write_report
 
-    store = _open(root)
+    store = common.open_root(root)
     diagnosis = _diagnose(store, run_ids)
     limit = None if run_ids or max_runs == 0 else max_runs
     path = write_report(store, diagnosis, output, title=title, max_runs=limit)
@@ -343,7 +331,7 @@ def demo(out: Path, report_path: Path, quiet: bool) -> None:
             out, scenarios=SCENARIOS, progress=bar.say, tick=lambda note: bar.advance(note=note)
         )
     trained = time.perf_counter() - started
-    store = _open(out)
+    store = common.open_root(out)
     diagnosis = _diagnose_with_progress(store, tuple(run_ids), None, quiet=quiet)
     if not quiet:
         click.echo("")

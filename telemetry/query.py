@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from telemetry import common
 from telemetry.output import CliError, emit, format_option, frames, output_option, write_text
 
 if TYPE_CHECKING:
@@ -394,13 +395,12 @@ def query(
       telemetry query runs/ "SELECT * FROM tensors WHERE kind = 'grad'" -o grads.parquet \\
           --format parquet --timeout 60
     """
-    from telemetry.cli import _open  # the store, or exit 3 naming the problem
 
     if schema and sql is not None:
         raise click.UsageError("give SQL or --schema, not both")
     if not schema and sql is None:
         raise click.UsageError('give a SQL query, e.g. "SELECT * FROM runs", or --schema')
-    store = _open(root)
+    store = common.open_root(root)
     if sql is None:
         views = view_schema(store)
         if fmt == "table":

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from telemetry import common
+from telemetry.common import StoreProblem
 from telemetry.output import emit, format_option, output_option
 from telemetry.query import QueryError
 
@@ -94,8 +96,6 @@ def _listing_error(
     """Blame ``--where`` only if the listing without it can be read (it was blamed,
     "--where None: Malformed JSON", for a bad payload in a run's events)."""
     import duckdb
-
-    from telemetry.cli import StoreProblem
 
     if where is not None:
         try:
@@ -255,7 +255,5 @@ def runs(
       telemetry runs runs/ --where "config.lr < 1e-3" --sort -best_acc_val --limit 5
       telemetry runs runs/ --where "status = 'failed'" --format json
     """
-    from telemetry.cli import _open  # the store, or exit 3 naming the problem
-
-    store = _open(root, runs_only=True)  # digests: no segment read for finished runs
+    store = common.open_root(root, runs_only=True)  # digests: no segment read for finished runs
     emit(list_runs(store, where=where, sort=sort, limit=limit), fmt, output, quiet=quiet)

@@ -236,7 +236,7 @@ def test_ctrl_c_in_any_verb_exits_130_with_one_line(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("telemetry.cli._open", interrupted)
+    monkeypatch.setattr("telemetry.common.open_root", interrupted)  # every verb opens here
     for verb in ("analyze", "report", "runs", "query"):
         result = CliRunner().invoke(
             main, [verb, str(tmp_path), "SELECT 1"][: 3 if verb == "query" else 2]
