@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from collector.errors import TelemetryError
 from collector.layout import SegmentName
 from collector.schema import (
     ENVELOPE,
@@ -49,7 +50,7 @@ _LEAVES = {f.name: i for i, f in enumerate(ENVELOPE)}
 """Leaf column index of each envelope column in a file of the stream's own schema."""
 
 
-class Vanished(Exception):
+class Vanished(TelemetryError):
     """A listed file or directory disappeared before it was read."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.rule import Rule
+from collector.errors import TelemetryError
 
 Overrides = dict[str, dict[str, Any]]
 """``{rule_id: {param: value}}``, the shape ``diagnose(params=...)`` takes."""
@@ -33,7 +34,7 @@ _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
 
-class OverrideError(ValueError):
+class OverrideError(TelemetryError, ValueError):
     """An override names an unknown rule or parameter, or has a value of the wrong type.
 
     ``in_config`` tells whether the config (rather than an assignment) was at fault.

@@ -34,6 +34,7 @@ from typing import Any
 
 from analysis.findings import Severity
 from analysis.store import VIEWS
+from collector.errors import TelemetryError
 
 _FIELD_RE = re.compile(r"^--\s*([a-z_]+):\s*(.*?)\s*$")
 _PARAM_USE_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -45,7 +46,7 @@ _DETAILED = ("scalars", "tensors")
 _REQUIRED_FIELDS = ("rule", "severity", "title", "seed", "suggestion", "null", "false_alarms")
 
 
-class RuleDefinitionError(ValueError):
+class RuleDefinitionError(TelemetryError, ValueError):
     """A rule file is malformed; the message names ``file:line``."""
 
 

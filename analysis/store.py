@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from analysis.scan import REMOVED, RESCANS, RunListing, Unreadable, list_run, list_store
 from collector.digest import ACTIVITY_STREAMS, DIGEST_DIR, Digest
+from collector.errors import TelemetryError
 from collector.schema import SCHEMAS, Stream
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ STALE_AFTER_S = 60.0
 (the collector writes a heartbeat every 15 s by default)."""
 
 
-class StoreError(Exception):
+class StoreError(TelemetryError):
     """The store path cannot be opened at all (missing, not a directory)."""
 
 

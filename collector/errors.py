@@ -4,6 +4,11 @@
     ├── ConfigError (ValueError) a bad argument to Collector(...) or log(...)
     └── StoreError (OSError)     the store directory cannot be created or written at start-up
 
+Every other error the project defines derives from ``TelemetryError`` too (it lives
+here, torch-free, until the redesign gives the store its own package): the readers'
+``analysis.StoreError``, ``RuleDefinitionError``, ``OverrideError``, ``Vanished``; the
+report's ``SampleError``; the exports' ``FormatUnavailable``; ``shutdown.Terminated``.
+
 After start-up nothing raises into the training loop: the writer counts what it
 could not write and records it as a ``dropped`` event instead.
 """

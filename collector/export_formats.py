@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from collector.errors import TelemetryError
+
 FORMATS = (
     "eager",
     "torchscript_trace",
@@ -58,7 +60,7 @@ _QUANTIZABLE = (nn.Linear, nn.LSTM, nn.GRU)
 _PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-class FormatUnavailable(RuntimeError):
+class FormatUnavailable(TelemetryError, RuntimeError):
     """The format cannot run here (missing package, unsupported device); says what to do."""
 
 

@@ -35,10 +35,12 @@ import weakref
 from types import FrameType
 from typing import Protocol
 
+from collector.errors import TelemetryError
+
 log = logging.getLogger(__name__)
 
 
-class Terminated(Exception):
+class Terminated(TelemetryError):
     """Recorded as the error of runs that were open when SIGTERM arrived (never raised)."""
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import polars as pl
 
+from collector.errors import TelemetryError
+
 MAX_MAPS = 16
 """Maps drawn per sampled tensor (the collector stores up to 16)."""
 
@@ -35,7 +37,7 @@ WHAT = {"filter": "filters", "feature_map": "feature maps"}
 """The ``what`` values of the samples stream, in the order the page shows them."""
 
 
-class SampleError(ValueError):
+class SampleError(TelemetryError, ValueError):
     """A stored sample that cannot be drawn (the sentence says what is wrong with it)."""
 
 
