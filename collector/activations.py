@@ -14,7 +14,9 @@ forward of the step in progress ``s`` is recorded under step ``s``.
     ReLU6 (its lower bound 0 is ReLU's normal zero, not saturation);
   - ``dead_frac`` for ReLU/ReLU6: the share of units (dim 1: channels of a conv
     output, features of a linear one) that are <= 0 for every example and position
-    of the batch. Only ``nn.ReLU`` modules are seen; ``F.relu`` inside a module is not.
+    of the batch. ``nn.ReLU`` modules' outputs, and the outputs of modules that feed a
+    functional ReLU (``F.relu`` in a ``forward``, found by ``collector.modules``): there
+    the units never positive.
   Reductions are queued on the device inside the hook (in-place layers that run
   later cannot change them) and moved to the host in one transfer after the step.
 * Every ``nan_check_every`` steps (default: every step): the sum of the output of
@@ -208,6 +210,9 @@ class ActivationWatcher:
         self._unchecked: list[tuple[int, list[tuple[str, str, int, Any]]]] = []
         self._check_seconds = 0.0  # in the check hooks since take_check_seconds()
         self._composite: set[str] = set()  # checked modules with children (own_code_modules)
+        # modules whose output feeds a functional ReLU (``ModelSummary.feeds``): their
+        # dead units are the ones never positive, as an nn.ReLU's are the ones at 0
+        self.pre_relu: frozenset[str] = frozenset()
 
     def sampled(self, step: int) -> bool:
         """``every`` is a stride, or a schedule (``collector.budget``) asked per step."""
@@ -244,9 +249,11 @@ class ActivationWatcher:
             return
         y = y.detach()
         kind = type(module).__name__
-        self._pending.append(
-            (name, kind, stats.reduce([y]), _saturated(module, y), _dead(module, y))
-        )
+        if name in self.pre_relu:
+            dead = _never_positive(y, _unit_dim(module, y))
+        else:
+            dead = _dead(module, y)
+        self._pending.append((name, kind, stats.reduce([y]), _saturated(module, y), dead))
 
     def check_hook(
         self, name: str, module: nn.Module, failures: dict[str, int]
@@ -362,7 +369,22 @@ def _saturated(module: nn.Module, y: torch.Tensor) -> torch.Tensor | None:
 
 
 def _dead(module: nn.Module, y: torch.Tensor) -> torch.Tensor | None:
-    if not isinstance(module, _DEAD_TYPES) or y.dim() < 2:
+    if not isinstance(module, _DEAD_TYPES):
         return None
-    dims = [d for d in range(y.dim()) if d != 1]
+    return _never_positive(y, 1)
+
+
+def _unit_dim(module: nn.Module, y: torch.Tensor) -> int:
+    """Where a layer's units are: channels (dim 1) of a conv or norm output over maps,
+    features (the last dim) of anything else (a Linear over a sequence: [B, T, H])."""
+    spatial = isinstance(module, nn.modules.conv._ConvNd | nn.modules.batchnorm._NormBase)
+    return 1 if spatial and y.dim() > 2 else -1
+
+
+def _never_positive(y: torch.Tensor, unit_dim: int) -> torch.Tensor | None:
+    """The share of units (``unit_dim``) that are <= 0 for every example of the batch."""
+    if y.dim() < 2:
+        return None
+    unit = unit_dim % y.dim()
+    dims = [d for d in range(y.dim()) if d != unit]
     return (y.amax(dim=dims) <= 0).float().mean()

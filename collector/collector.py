@@ -70,8 +70,10 @@ from collector.compaction import compact_run
 from collector.digest import write_digest
 from collector.distributed import Placement, param_stats_every, placement
 from collector.errors import ConfigError, StoreError
+from collector.gradients import GradientWatch, StepGradients, host_values
 from collector.guard import GuardCounters, guarded
 from collector.hooks import HookSet
+from collector.modes import ModeWatch
 from collector.modules import ModelSummary
 from collector.params import ParamWatcher, select_parameters
 from collector.records import Rows, json_safe, plain_json, safe_text
@@ -251,6 +253,11 @@ class Collector:
             leaves, every=samples_every, budget_bytes=samples_budget_bytes
         )
         self._nan_check = int(nan_check)
+        self._gradients = GradientWatch([p for _, p in watched]) if optimizer is not None else None
+        self._modes = ModeWatch(model) if model is not None else None
+        self._step_examples = 0  # examples in this step's training forwards so far
+        # System rows whose gradient norms are still on an accelerator (read in batches)
+        self._pending_system: list[tuple[Rows, StepGradients]] = []
         self._summary = ModelSummary(model) if model is not None else None
         self._summary_written = model is None
         self._device = watched[0][1].device if watched else torch.device("cpu")
@@ -452,6 +459,8 @@ class Collector:
         """Publish everything recorded so far (blocks until written or ``timeout``)."""
         if self._pending_logs:
             self._read_pending_logs()
+        if self._pending_system:
+            self._read_pending_system()
         return self._writer.flush(timeout)
 
     def close(self, *, error: BaseException | None = None, compact: bool = True) -> None:
@@ -469,6 +478,7 @@ class Collector:
         self._write_summary()  # if no optimizer step came after the first forward
         try:
             self._read_pending_logs()
+            self._read_pending_system()
         except Exception as e:  # a broken device must not cost the run its ending
             log.warning("run %s: could not read logged values from the device: %s", self._run_id, e)
         try:
@@ -524,6 +534,9 @@ class Collector:
             handle = self._params.attach()
             if handle is not None:
                 self._hooks.add(handle)
+            if self._gradients is not None:
+                for handle in self._gradients.attach(self._model):
+                    self._hooks.add(handle)
         if self._model is not None:
             fwd = guarded(g, "forward_pre")(self._on_forward_start)
             self._hooks.add(self._model.register_forward_pre_hook(lambda m, args: fwd(m, args)))
@@ -539,8 +552,15 @@ class Collector:
         start = time.perf_counter()
         first = args[0] if args else None
         batch = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else None
-        training = module.training and torch.is_grad_enabled()
+        grad_enabled = torch.is_grad_enabled()
+        training = module.training and grad_enabled
         self._timer.on_forward_start(training=training, batch_size=batch)
+        if training:
+            self._step_examples += batch or 0
+        elif not grad_enabled and self._modes is not None and self._modes.active:
+            payload = self._modes.on_forward(self._step)
+            if payload is not None:
+                self._event(EventKind.EVAL_IN_TRAINING_MODE, payload)
         step = self._step + 1  # the forward belongs to the step in progress
         self._activations.on_forward_start(step, training=training, first_input=first)
         self._samples.on_forward_start(step, training=training)
@@ -564,8 +584,14 @@ class Collector:
 
     def _on_before_optimizer_step(self) -> None:
         start = time.perf_counter()
+        if self._gradients is not None:
+            self._gradients.on_before_optimizer_step()
+        sampled_start = time.perf_counter()
         self._params.on_before_optimizer_step(self._step + 1)
-        self._stats_s += time.perf_counter() - start
+        end = time.perf_counter()
+        self._stats_s += end - sampled_start
+        self._own_s += sampled_start - start
+        self._fixed_s += sampled_start - start
 
     def _on_after_optimizer_step(self) -> None:
         self._step += 1
@@ -577,15 +603,15 @@ class Collector:
         groups = self._optimizer.param_groups
         lrs = [float(g["lr"]) if "lr" in g else math.nan for g in groups]
         self._put(Stream.SCALARS, self._lr_labels(len(groups)) | {"value": lrs})
-        if timing is not None:
-            columns: dict[str, list[Any]] = {k: [v] for k, v in timing.items()}
-            self._put(Stream.SYSTEM, columns | self._memory())
+        self._system_row(timing)
         start = time.perf_counter()
         tensors = self._params.on_after_optimizer_step()
         if tensors is not None:
             self._put(Stream.TENSORS, tensors)
             if self._pending_logs:  # the statistics synchronised already: no extra wait
                 self._read_pending_logs()
+            if self._pending_system:
+                self._read_pending_system()
         sampled_in_hook = time.perf_counter() - start
         stats_s = self._stats_s + sampled_in_hook if tensors is not None else None
         if len(self._sample_hooks):
@@ -625,6 +651,43 @@ class Collector:
         self._own_s = time.perf_counter() - hook_start
         self._fixed_s = self._own_s - sampled_in_hook
         self._timer.hooks_done()
+
+    def _system_row(self, timing: dict[str, float | None] | None) -> None:
+        """The step's ``system`` row: timing (null when untimed), memory, batch size and
+        gradient norms. Norms on an accelerator wait to be read with others."""
+        columns: dict[str, list[Any]] = {k: [v] for k, v in (timing or {}).items()}
+        columns |= self._memory()
+        columns["batch_size"] = [self._step_examples or None]
+        self._step_examples = 0
+        rows = Rows(Stream.SYSTEM, self._step, self._epoch, time.time(), columns)
+        grads = self._gradients.on_after_optimizer_step() if self._gradients else None
+        kept = grads.tensors() if grads is not None else []
+        if grads is None or not kept:
+            self._put_system(rows, grads, [])
+        elif kept[0].device.type == "cpu":
+            # CPU tensors: reading them is a memory read, no device sync
+            self._put_system(rows, grads, [float(t) for t in kept])
+        else:
+            self._pending_system.append((rows, grads))
+            if len(self._pending_system) >= LOG_BATCH:
+                self._read_pending_system()
+
+    def _read_pending_system(self) -> None:
+        """Move the kept gradient norms to the host in one transfer; write their rows."""
+        pending, self._pending_system = self._pending_system, []
+        if not pending:
+            return
+        device = pending[0][1].tensors()[0].device
+        flat = [t.to(device, torch.float64).reshape(()) for _, g in pending for t in g.tensors()]
+        values = iter(torch.stack(flat).cpu().tolist())
+        for rows, grads in pending:
+            self._put_system(rows, grads, [next(values) for _ in grads.tensors()])
+
+    def _put_system(self, rows: Rows, grads: StepGradients | None, values: list[float]) -> None:
+        columns = dict(rows.columns)
+        if grads is not None:
+            columns |= {k: [v] for k, v in host_values(grads, values).items()}
+        self._writer.put(dataclasses.replace(rows, columns=columns))
 
     def _lr_labels(self, groups: int) -> dict[str, list[str]]:
         """The ``name`` and ``split`` columns of the learning-rate rows (made once; the
@@ -667,6 +730,7 @@ class Collector:
             return
         self._summary_written = True
         self._summary.detach()
+        self._activations.pre_relu = frozenset(self._summary.feeds)
         self._put(Stream.MODULES, self._summary.rows())
 
     # -- internals ---------------------------------------------------------------------
@@ -722,10 +786,13 @@ class Collector:
         )
 
     def _health(self) -> dict[str, Any]:
-        return {
+        health: dict[str, Any] = {
             "rows_dropped": self._writer.rows_dropped,
             "hook_failures": dict(self._guard.failures),
         }
+        if self._modes is not None and self._modes.active:
+            health["inference_forwards"] = self._modes.summary()
+        return health
 
     def _start_payload(
         self,

@@ -5,15 +5,25 @@ Temporary hooks on every module watch the first *training* forward of the model
 remove themselves. A module called several times (shared weights) gets one row
 with ``calls`` > 1 and the shapes of its first call; a module never called gets
 ``calls`` = 0 and no shapes (an unused branch).
+
+The same forward tells which module outputs feed a *functional* ReLU
+(``F.relu``, ``torch.relu``, ``Tensor.relu`` and their in-place forms called in a
+``forward``, not an ``nn.ReLU`` module): a ``TorchFunctionMode`` sees those calls, and
+an input that is a module's output marks that module (``feeds`` = ``"relu"``). Their
+units are dead when their output is never positive (``collector.activations``), as an
+``nn.ReLU``'s are when it outputs zeros.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from collector.hooks import HookSet
 
@@ -50,6 +60,12 @@ class ModelSummary:
         self._calls: dict[str, int] = {}
         self._hooks = HookSet()
         self.done = False
+        # id of a module's output tensor -> module name, during the recorded forward
+        self._output_ids: dict[int, str] = {}
+        self._kept: list[torch.Tensor] = []  # those outputs, alive while their ids are keys
+        self.feeds: dict[str, str] = {}  # module -> the functional activation its output feeds
+        self._mode: _FunctionalReLU | None = None
+        self._in_relu_module = 0
 
     def attach(self, guard: Any) -> None:
         """Hook every module; ``guard`` wraps each callback (see collector.guard)."""
@@ -58,9 +74,20 @@ class ModelSummary:
             post = guard("summary_post")(self._on_output)
             self._hooks.add(module.register_forward_pre_hook(pre, with_kwargs=True))
             self._hooks.add(module.register_forward_hook(post))
+        # the mode must end with the forward, even one that raises
+        end = guard("summary_end")(self._end_mode)
+        self._hooks.add(self._model.register_forward_hook(end, always_call=True))
 
     def detach(self) -> None:
+        self._end_mode()
         self._hooks.remove()
+        self._output_ids.clear()
+        self._kept.clear()
+
+    def _end_mode(self, *args: Any) -> None:
+        mode, self._mode = self._mode, None
+        if mode is not None:
+            mode.__exit__(None, None, None)
 
     def watching(self) -> bool:
         return len(self._hooks) > 0
@@ -71,6 +98,11 @@ class ModelSummary:
         name = self._names.get(id(module))
         if name is None:
             return
+        if module is self._model and self._mode is None and not torch.compiler.is_compiling():
+            self._mode = _FunctionalReLU(self)
+            self._mode.__enter__()
+        if isinstance(module, _RELU_MODULES):
+            self._in_relu_module += 1
         self._calls[name] = self._calls.get(name, 0) + 1
         if name not in self._inputs:
             described = describe(args[0]) if len(args) == 1 else describe(args)
@@ -85,8 +117,13 @@ class ModelSummary:
         if not self._recording(module):
             return
         name = self._names.get(id(module))
+        if isinstance(module, _RELU_MODULES):
+            self._in_relu_module = max(0, self._in_relu_module - 1)
         if name is not None and name not in self._outputs:
             self._outputs[name] = describe(output)
+        if name is not None and isinstance(output, torch.Tensor) and module is not self._model:
+            self._output_ids[id(output)] = name
+            self._kept.append(output)
         if module is self._model:
             self.done = True
             self.detach()
@@ -106,6 +143,7 @@ class ModelSummary:
                 "calls",
                 "input_shape",
                 "output_shape",
+                "feeds",
             )
         }
         for name, module in self._model.named_modules():
@@ -121,7 +159,42 @@ class ModelSummary:
             columns["calls"].append(self._calls.get(name, 0))
             columns["input_shape"].append(_json(self._inputs.get(name)))
             columns["output_shape"].append(_json(self._outputs.get(name)))
+            columns["feeds"].append(self.feeds.get(name))
         return columns
+
+    def saw_relu(self, value: Any) -> None:
+        """A functional ReLU read ``value``: mark the module that output it."""
+        if self._in_relu_module:
+            return  # nn.ReLU's own forward calls F.relu: the module is seen as a module
+        name = self._output_ids.get(id(value))
+        if name is not None:
+            self.feeds.setdefault(name, "relu")
+
+
+_RELU_MODULES = (nn.ReLU, nn.ReLU6)
+_RELU_FUNCTIONS = frozenset(
+    {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+)
+
+
+class _FunctionalReLU(TorchFunctionMode):
+    """Sees ReLU calls during the summary's forward (``ModelSummary.saw_relu``)."""
+
+    def __init__(self, summary: ModelSummary) -> None:
+        super().__init__()
+        self._summary = summary
+
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        if func in _RELU_FUNCTIONS and args:
+            with contextlib.suppress(Exception):  # a diagnostic must never break the forward
+                self._summary.saw_relu(args[0])
+        return func(*args, **(kwargs or {}))
 
 
 def _json(value: Any) -> str | None:

@@ -69,6 +69,13 @@ class EventKind(str, enum.Enum):
     # payload: {"stats_every", "activations_every", "overhead_budget", "stats_ms",
     # "activations_ms", "step_ms"} (the smoothed measurements behind the choice). Issue 7.
     SAMPLING = "sampling"
+    # The first forward without gradients (validation under no_grad/inference_mode) in
+    # which a module that behaves differently in training (Dropout, BatchNorm...) was in
+    # training mode (collector.modes); payload: {"modules" (up to 20 names),
+    # "module_types", "count", "of"} (how many of the model's mode-dependent modules).
+    # The run's end event says on how many steps it happened: "inference_forwards":
+    # {"steps", "training_mode_steps"}. Issue 16.
+    EVAL_IN_TRAINING_MODE = "eval_in_training_mode"
 
     def __str__(self) -> str:
         return self.value
@@ -167,6 +174,8 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
     # what it registers itself; a module called several times (shared weights) has
     # one row and `calls` > 1, with the shapes of its first call. Shapes are JSON
     # text: a list of ints, or nested lists for tuple/dict inputs and outputs.
+    # `feeds` (issue 16): "relu" when a functional ReLU (F.relu in a forward, not an
+    # nn.ReLU module) reads the module's output; else null.
     Stream.MODULES: (
         ("module", pa.string()),
         ("module_type", pa.string()),
@@ -178,15 +187,34 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("output_shape", pa.string()),
         ("own_params", _I64),
         ("calls", _I64),
+        ("feeds", pa.string()),
     ),
-    # One row per timed training step. `max_memory_bytes` (peak host RSS, or CUDA
-    # memory allocated) is read at most once a second and null on the rows between.
+    # One row per optimizer step. The timing columns are null on a step that could not
+    # be timed (an evaluation ran in its window; collector.system). `max_memory_bytes`
+    # (peak host RSS, or CUDA memory allocated) is read at most once a second and null
+    # on the rows between. Added for issue 16 (collector.gradients), nullable:
+    #   batch_size         examples in the step's training forwards (the model input's
+    #                      leading dimension, summed over accumulated micro-batches)
+    #   grad_norm          global L2 norm of the gradients at the end of the last
+    #                      backward, before clipping
+    #   grad_norm_step     the same when the optimizer stepped (after any clipping)
+    #   clip_ratio         grad_norm_step / grad_norm when the step was clipped, else null
+    #   grad_carried_norm  norm of the gradients present when the step's first backward
+    #                      began: null or 0 when they were reset, > 0 when zero_grad was
+    #                      forgotten
+    #   backwards          backward passes in the step (> 1: gradient accumulation)
     Stream.SYSTEM: (
         ("step_time_s", _F64),
         ("data_time_s", _F64),
         ("compute_time_s", _F64),
         ("samples_per_s", _F64),
         ("max_memory_bytes", _I64),
+        ("batch_size", _I64),
+        ("grad_norm", _F64),
+        ("grad_norm_step", _F64),
+        ("clip_ratio", _F64),
+        ("grad_carried_norm", _F64),
+        ("backwards", _I64),
     ),
     # One row per (format, batch size) of an export benchmark (``collector.export``), all
     # rows of one benchmark at the same step; a format that failed before it could be

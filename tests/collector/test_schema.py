@@ -68,6 +68,8 @@ def test_design_columns_of_each_stream() -> None:
     )  # fmt: skip
     assert stream_columns(Stream.SYSTEM) == (
         "step_time_s", "data_time_s", "compute_time_s", "samples_per_s", "max_memory_bytes",
+        "batch_size", "grad_norm", "grad_norm_step", "clip_ratio", "grad_carried_norm",
+        "backwards",
     )  # fmt: skip
 
 
