@@ -253,7 +253,13 @@ class Collector:
             leaves, every=samples_every, budget_bytes=samples_budget_bytes
         )
         self._nan_check = int(nan_check)
-        self._gradients = GradientWatch([p for _, p in watched]) if optimizer is not None else None
+        # The optimizer's parameters only: a trainable parameter it does not hold keeps
+        # its gradient across zero_grad() by design and is not what it steps with.
+        self._gradients = (
+            GradientWatch([p for _, p in watched if id(p) in _held_by(optimizer)])
+            if optimizer is not None
+            else None
+        )
         self._modes = ModeWatch(model) if model is not None else None
         self._step_examples = 0  # examples in this step's training forwards so far
         # System rows whose gradient norms are still on an accelerator (read in batches)
@@ -849,6 +855,10 @@ class Collector:
             "overhead_budget": self._budget.budget,
             "dense_steps": self._budget.dense_steps,
         }
+
+
+def _held_by(optimizer: torch.optim.Optimizer) -> set[int]:
+    return {id(p) for group in optimizer.param_groups for p in group["params"]}
 
 
 def _kept_on_device(t: torch.Tensor) -> bool:

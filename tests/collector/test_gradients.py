@@ -257,3 +257,15 @@ def test_a_forward_that_raises_leaves_no_function_mode_behind(tmp_path: Path) ->
         with pytest.raises(RuntimeError, match="bad batch"):
             net(data()[0])
         assert not torch.overrides._get_current_function_mode_stack()
+
+
+def test_a_trainable_parameter_the_optimizer_does_not_hold_is_not_carried(tmp_path: Path) -> None:
+    x, y = data()
+    net = Net()
+    opt = torch.optim.SGD(net.fc1.parameters(), lr=0.1)  # fc2 trains nowhere, keeps its grad
+    with Collector(tmp_path, model=net, optimizer=opt) as tel:
+        for _ in range(4):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+    assert [r["grad_carried_norm"] for r in system(tel.run_dir)] == [None] * 4
