@@ -49,6 +49,38 @@ def digits() -> Task:
     return Task("digits", *load_digits_tensors(), classes=10)
 
 
+def _long_tail(x: torch.Tensor, y: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``ratio ** (k / (C - 1))`` of class k's examples (the rest dropped)."""
+    classes = int(y.max()) + 1
+    keep = torch.zeros(len(y), dtype=torch.bool)
+    for k in range(classes):
+        where = torch.nonzero(y == k).flatten()
+        keep[where[: math.ceil(len(where) * ratio ** (k / (classes - 1)))]] = True
+    return x[keep], y[keep]
+
+
+@functools.cache
+def digits_long_tail(ratio: float = 0.1) -> Task:
+    """The digits with a long-tailed class distribution, as in CIFAR-10-LT: class k keeps
+    ``ratio ** (k / 9)`` of its examples, digit 9 a tenth of digit 0's (602 train, 143
+    val, the validation set as imbalanced as the training set)."""
+    d = digits()
+    x, y = _long_tail(d.x, d.y, ratio)
+    x_val, y_val = _long_tail(d.x_val, d.y_val, ratio)
+    return Task("digits_long_tail", x, y, x_val, y_val, classes=10)
+
+
+def shuffled_labels(task: Task, seed: int = 1) -> Task:
+    """``task`` with its label arrays permuted apart from the inputs (the training labels
+    and the validation labels each by its own seeded permutation): a dataset whose
+    label column was shuffled separately. The classes keep their frequencies; nothing
+    about the inputs predicts the label."""
+    gen = torch.Generator().manual_seed(seed)
+    y = task.y[torch.randperm(len(task.y), generator=gen)]
+    y_val = task.y_val[torch.randperm(len(task.y_val), generator=gen)]
+    return Task(task.name, task.x, y, task.x_val, y_val, task.classes)
+
+
 @functools.cache
 def digit_rows() -> Task:
     """The digits as sequences: 8 time steps (rows) of 8 pixels, for the GRU/LSTM and the

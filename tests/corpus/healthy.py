@@ -5,8 +5,13 @@ BatchNorm, residual nets, GRUs and LSTMs, small pre- and post-norm transformers,
 backbones with a trained head, linear models; SGD, momentum, Nesterov, Adam, AdamW,
 RMSprop, Adagrad; batches of 4 to 512 with short last batches; constant, step, cosine,
 one-cycle, cyclic and warm-up schedules; dropout, weight decay, label smoothing, clipping,
-gradient accumulation, bf16 autocast; classification and regression; validation every
-epoch or every N steps, training metrics per step or per epoch only.
+gradient accumulation, bf16 autocast; classification (balanced and long-tailed) and
+regression; validation every epoch or every N steps, training metrics per step or per
+epoch only. And the legitimate twins of the classic mistakes, which a rule naming a
+mistake must leave alone: gradients accumulated on purpose (``zero_grad`` every 4th
+micro-batch, zeroed in place), ``zero_grad()`` called between the forward and the
+backward, dropout and BatchNorm with ``model.eval()`` around validation, a learning rate
+10x the usual one made safe by a warm-up, and short last batches of 1 or 2 rows.
 
 Each run checks its own health (``_healthy``): the validation metric reaches the task's
 bar, the training loss fell, the validation loss ends near its best, every loss is
@@ -35,6 +40,7 @@ from tests.scenarios.harness import batchnorm_cnn, he_init, mlp
 # The validation accuracy (classification) or R^2 (regression) a healthy run reaches.
 BAR = {
     "digits": 0.9,
+    "digits_long_tail": 0.9,
     "digit_rows": 0.9,
     "breast_cancer": 0.93,
     "wine": 0.9,
@@ -486,6 +492,64 @@ def mlp_clip(root: Path) -> Truth:
 
 
 @healthy(
+    "mlp.adam_lr_0.01_warmup_cosine_clip_b64",
+    what="ReLU MLP at Adam lr 1e-2 (10x the default) made safe by a 50-step warm-up + "
+    "cosine, clipping at norm 1 (active on about half the steps)",
+    arch="MLP",
+    optimizer="Adam",
+    schedule="warm-up + cosine",
+    task="digits",
+    batch="64",
+)
+def mlp_high_lr_warmup(root: Path) -> Truth:
+    task, epochs = data.digits(), 5
+    model = he_init(mlp((64, 128, 128, 10)))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sched = warmup_cosine(opt, 50, epochs * steps_per_epoch(task, 64))
+    return _fit(
+        root,
+        "mlp.adam_lr_0.01_warmup_cosine_clip_b64",
+        model,
+        opt,
+        task,
+        epochs=epochs,
+        scheduler=sched,
+        schedule_every="step",
+        clip=1.0,
+    )
+
+
+@healthy(
+    "mlp.long_tail_digits_adam_b32",
+    what="ReLU MLP, Adam 1e-3, on long-tailed digits (digit 9 has a tenth of digit 0's "
+    "examples, validation as imbalanced): the rare classes are learned too",
+    arch="MLP",
+    optimizer="Adam",
+    schedule="constant",
+    task="digits, long-tailed (imbalance 10:1)",
+    batch="32 (last 26)",
+)
+def mlp_long_tail(root: Path) -> Truth:
+    task = data.digits_long_tail()
+    model = he_init(mlp((64, 128, 128, 10)))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    trace = train(root, "mlp.long_tail_digits_adam_b32", model, opt, task, epochs=10, batch_size=32)
+    truth = _healthy(trace, task)
+    model.eval()
+    with torch.no_grad():
+        predicted = model(task.x_val).argmax(1)
+    recalls = [
+        float((predicted[task.y_val == k] == k).float().mean()) for k in range(task.classes or 0)
+    ]
+    truth.numbers["val_balanced_acc"] = sum(recalls) / len(recalls)
+    truth.numbers["val_majority_share"] = float((task.y_val == 0).float().mean())
+    truth.claims["balanced validation accuracy (mean recall) >= 0.85"] = (
+        truth.numbers["val_balanced_acc"] >= 0.85
+    )
+    return truth
+
+
+@healthy(
     "mlp.adamw_bf16_b64",
     what="ReLU MLP, AdamW 1e-3, forward and loss under bf16 autocast",
     arch="MLP",
@@ -829,6 +893,69 @@ def cnn_adagrad(root: Path) -> Truth:
     return _fit(root, "cnn.adagrad_b16", model, opt, data.digits(), epochs=2, batch_size=16)
 
 
+@healthy(
+    "cnn.adam_b35_last_batch_2",
+    what="the demo CNN, Adam 1e-3 on batches of 35: every epoch ends on a batch of 2 images",
+    arch="CNN",
+    optimizer="Adam",
+    schedule="constant",
+    task="digits",
+    batch="35 (last 2)",
+)
+def cnn_b35(root: Path) -> Truth:
+    model = SmallCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return _fit(
+        root, "cnn.adam_b35_last_batch_2", model, opt, data.digits(), epochs=4, batch_size=35
+    )
+
+
+@healthy(
+    "cnn.batchnorm_dropout_momentum_eval_mode_b64",
+    what="BatchNorm CNN with dropout 0.5, SGD 0.02 + momentum; validation in eval mode "
+    "(model.eval(), then model.train() again): the twin of missing_eval_mode's CNN",
+    arch="CNN + BatchNorm + dropout",
+    optimizer="SGD momentum",
+    schedule="constant",
+    task="digits",
+    batch="64",
+)
+def cnn_bn_dropout(root: Path) -> Truth:
+    model = batchnorm_cnn(dropout=0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    return _fit(
+        root, "cnn.batchnorm_dropout_momentum_eval_mode_b64", model, opt, data.digits(), epochs=6
+    )
+
+
+@healthy(
+    "cnn.batchnorm_momentum_lr_0.2_warmup_clip_b64",
+    what="BatchNorm CNN at SGD lr 0.2 + momentum (10x the usual) made safe by a 40-step "
+    "warm-up + cosine, clipping at norm 1 (active on most steps)",
+    arch="CNN + BatchNorm",
+    optimizer="SGD momentum",
+    schedule="warm-up + cosine",
+    task="digits",
+    batch="64",
+)
+def cnn_high_lr_warmup(root: Path) -> Truth:
+    task, epochs = data.digits(), 5
+    model = batchnorm_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    sched = warmup_cosine(opt, 40, epochs * steps_per_epoch(task, 64))
+    return _fit(
+        root,
+        "cnn.batchnorm_momentum_lr_0.2_warmup_clip_b64",
+        model,
+        opt,
+        task,
+        epochs=epochs,
+        scheduler=sched,
+        schedule_every="step",
+        clip=1.0,
+    )
+
+
 # -- residual nets ---------------------------------------------------------------------------
 
 
@@ -1038,6 +1165,51 @@ def lstm_sines(root: Path) -> Truth:
     return _fit(root, "rnn.lstm_sines_adam_b32", model, opt, data.sines(), epochs=8, batch_size=32)
 
 
+@healthy(
+    "rnn.lstm_sines_adam_b16_last_batch_1",
+    what="regression: the sine LSTM on 609 training sequences, Adam 5e-3 on batches of 16: "
+    "every epoch ends on a batch of one sequence",
+    arch="LSTM",
+    optimizer="Adam",
+    schedule="constant",
+    task="sines (sequence regression)",
+    batch="16 (last 1)",
+)
+def lstm_sines_b16(root: Path) -> Truth:
+    model = models.SequenceRegressor()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    task = data.sines().subset(609)
+    return _fit(
+        root, "rnn.lstm_sines_adam_b16_last_batch_1", model, opt, task, epochs=8, batch_size=16
+    )
+
+
+@healthy(
+    "rnn.gru_accumulate4_zero_grad_in_place",
+    what="GRU over the digits' rows, Adam 5e-3, 4 micro-batches of 16 accumulated per step "
+    "on purpose; zero_grad(set_to_none=False) zeroes the gradients in place every 4th",
+    arch="GRU",
+    optimizer="Adam",
+    schedule="constant",
+    task="digit rows",
+    batch="16 x 4 accumulated",
+)
+def gru_accumulate(root: Path) -> Truth:
+    model = models.SequenceClassifier("gru", 8, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    return _fit(
+        root,
+        "rnn.gru_accumulate4_zero_grad_in_place",
+        model,
+        opt,
+        data.digit_rows(),
+        epochs=8,
+        batch_size=16,
+        accumulate=4,
+        zero_grad_set_to_none=False,
+    )
+
+
 # -- transformers ----------------------------------------------------------------------------
 
 
@@ -1110,6 +1282,30 @@ def transformer_postnorm(root: Path) -> Truth:
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     return _fit(
         root, "transformer.postnorm_dropout_adam_b64", model, opt, data.digit_rows(), epochs=8
+    )
+
+
+@healthy(
+    "transformer.prenorm_zero_grad_before_backward_b64",
+    what="pre-norm block over the digits' rows, AdamW 3e-3; the loop calls zero_grad() "
+    "after the forward, just before backward (legitimate: nothing accumulated yet)",
+    arch="transformer (pre-norm)",
+    optimizer="AdamW",
+    schedule="constant",
+    task="digit rows",
+    batch="64",
+)
+def transformer_zero_grad_late(root: Path) -> Truth:
+    model = models.Transformer(10, features=8, length=8)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    return _fit(
+        root,
+        "transformer.prenorm_zero_grad_before_backward_b64",
+        model,
+        opt,
+        data.digit_rows(),
+        epochs=6,
+        zero_grad_at="before_backward",
     )
 
 

@@ -7,7 +7,10 @@ epoch or per optimizer step, gradient clipping, gradient accumulation, bf16 auto
 label smoothing, evaluation every N steps or once per epoch, training metrics logged per
 step or once per epoch (an epoch mean, as imported runs have), a loader that sleeps, and
 the mistakes themselves: ``zero_grad=False`` (gradients pile up), ``eval_mode=False``
-(validation in training mode).
+(validation in training mode). And the legitimate variants a rule about those mistakes
+must not mistake for them: ``zero_grad_set_to_none=False`` (gradients zeroed in place,
+left as tensors) and ``zero_grad_at="before_backward"`` (reset after the forward, just
+before ``backward``, as some loops do).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ class CorpusTrace(Trace):
 
     val_r2: list[float] = field(default_factory=list)
     steps: int = 0
+    # the global gradient norm before clipping (clip_grad_norm_'s return value; without
+    # clipping, the same as ``grad_norm``)
+    grad_norm_preclip: list[float] = field(default_factory=list)
 
 
 def batches(
@@ -88,6 +94,8 @@ def train(
     sleep_s: float = 0.0,
     perturb: Perturb | None = None,
     zero_grad: bool = True,
+    zero_grad_set_to_none: bool = True,
+    zero_grad_at: Literal["start", "before_backward"] = "start",
     eval_mode: bool = True,
     config: dict[str, Any] | None = None,
     **collector_options: Any,
@@ -97,7 +105,9 @@ def train(
     Evaluation runs every ``eval_every`` optimizer steps, else at the end of each epoch
     (before the epoch's scheduler step). ``accumulate`` micro-batches make one optimizer
     step (the loss divided by it; a short remainder at the end of an epoch still steps).
-    ``perturb(step, x, y)`` may replace a batch (step counts from 1).
+    ``perturb(step, x, y)`` may replace a batch (step counts from 1). The gradients are
+    reset (``zero_grad``) before each optimizer step's first micro-batch: at its start,
+    or (``zero_grad_at="before_backward"``) between its forward and its backward.
     """
     source = batches(task, batch_size, sleep_s=sleep_s)
     options = {**COLLECTOR_OPTIONS, **collector_options}
@@ -128,9 +138,11 @@ def train(
         epoch_accs: list[float] = []
 
         def optimizer_step(epoch: int, started: float, waited: float) -> None:
+            preclip = None
             if clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
+                preclip = float(nn.utils.clip_grad_norm_(model.parameters(), clip))
             trace.grad_norm.append(global_grad_norm(model))
+            trace.grad_norm_preclip.append(trace.grad_norm[-1] if preclip is None else preclip)
             optimizer.step()
             if scheduler is not None and schedule_every == "step":
                 scheduler.step()
@@ -166,12 +178,15 @@ def train(
                 waited += time.perf_counter() - fetch
                 if perturb is not None:
                     xb, yb = perturb(tel.step + 1, xb, yb)
-                if zero_grad and not pending:
-                    optimizer.zero_grad(set_to_none=True)
+                reset = zero_grad and not pending
+                if reset and zero_grad_at == "start":
+                    optimizer.zero_grad(set_to_none=zero_grad_set_to_none)
                 with autocast:
                     loss, acc = loss_and_accuracy(
                         model(xb), yb, task, label_smoothing=label_smoothing
                     )
+                if reset and zero_grad_at == "before_backward":
+                    optimizer.zero_grad(set_to_none=zero_grad_set_to_none)
                 (loss / accumulate).backward()
                 pending.append((float(loss.detach()), None if acc is None else float(acc)))
                 if len(pending) == accumulate:

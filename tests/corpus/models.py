@@ -4,12 +4,15 @@ A residual MLP and a residual CNN (BatchNorm), GRU/LSTM sequence models (classif
 character-level language model, regressor), a small transformer with hand-written
 pre-norm (or post-norm) blocks: LayerNorm, ``nn.MultiheadAttention``, a GELU MLP.
 (``nn.TransformerEncoder`` is avoided: with ``norm_first=True`` it warns about nested
-tensors, and the suite runs with warnings as errors.)
+tensors, and the suite runs with warnings as errors.) And an MLP and a CNN written the
+other common way: activations called in ``forward`` (``F.relu``, ``torch.relu``,
+``F.max_pool2d``), no activation modules at all.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -175,3 +178,34 @@ class Transformer(nn.Module):
             h = block(h, mask)
         h = self.norm(h)
         return self.head(h if self.causal else h.mean(1))
+
+
+class FunctionalMLP(nn.Module):
+    """fc1 -> F.relu -> fc2 -> F.relu -> head: the ReLUs are function calls, not modules."""
+
+    def __init__(self, inputs: int = 64, hidden: int = 128, outputs: int = 10) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(inputs, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.fc1(x.flatten(1)))
+        return self.head(F.relu(self.fc2(h)))
+
+
+class FunctionalCNN(nn.Module):
+    """The demo CNN's shape (two 3x3 convolutions, 2x2 max pooling, a 64-unit hidden
+    layer) with ``torch.relu``/``F.relu``/``F.max_pool2d`` called in forward."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc = nn.Linear(32 * 4 * 4, 64)
+        self.head = nn.Linear(64, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv1(x))
+        h = F.max_pool2d(torch.relu(self.conv2(h)), 2)
+        return self.head(F.relu(self.fc(h.flatten(1))))

@@ -2,11 +2,14 @@
 
 The scenario suite's broken runs (``tests.scenarios.catalogue``) come first, trained by
 their own code and checked by their own claims; the runs below add a second
-architecture per rule, milder doses, and the classic mistakes: ``zero_grad()``
-forgotten, shuffled labels, a learning rate 100x too high with and without clipping,
-dead ReLUs, a deep sigmoid net, exploding gradients in a recurrent net, NaN from the log
-of a negative number in a custom module, a loader that sleeps, overfitting a tiny
-training set, validation run in training mode (a gap: no rule looks for it).
+architecture per rule, milder doses, and the classic mistakes, each named after the bug
+rather than its symptom where a rule names it: ``zero_grad()`` forgotten
+(``missing_zero_grad``), validation without ``model.eval()`` (``missing_eval_mode``),
+labels shuffled apart from their inputs (``chance_level``), a learning rate 100x too
+high with and without clipping (``lr_too_high``), dead ReLUs behind modules and behind
+``F.relu`` calls, a deep sigmoid net, exploding gradients in a recurrent net, NaN from
+the log of a negative number in a custom module, a loader that sleeps, overfitting a
+tiny training set.
 
 Each run is named ``<rule>.<dose>_<what>`` and lists the rules it must trigger
 (``expect``) and those its pathology implies (``also``); its claims measure the symptom
@@ -131,6 +134,15 @@ REUSED = {
 }
 
 
+# scenario -> rules its bug implies beyond the scenario suite's own ``also``: the rules that
+# name a bug (issue 16) where a scenario's pathology is that bug
+ALSO_NAMED = {
+    "shuffled_labels": ("chance_level",),
+    "learning_rate_far_too_high": ("lr_too_high",),
+    "learning_rate_too_high": ("lr_too_high",),
+}
+
+
 def _digits_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     d = data.digits()
     return d.x, d.y, d.x_val, d.y_val
@@ -143,7 +155,7 @@ for _scenario in SCENARIOS:
     pathological(
         _name,
         expect=(_scenario.rule,),
-        also=tuple(sorted(_scenario.also)),
+        also=tuple(sorted(_scenario.also | set(ALSO_NAMED.get(_scenario.name, ())))),
         level=_level,
         what=f"{_scenario.what} (scenario {_scenario.name})",
         arch=_arch,
@@ -206,6 +218,17 @@ def _oscillates(trace: CorpusTrace) -> tuple[dict[str, float], dict[str, bool]]:
     start = _median(trace.train_loss[:10])
     return {"median_jump_last_half": jump, "start_loss": start}, {
         "over the last half the loss jumps by a median >= 10% of its start": jump >= 0.1 * start
+    }
+
+
+def _piles_up(trace: CorpusTrace) -> tuple[dict[str, float], dict[str, bool]]:
+    """The symptom of ``missing_zero_grad``: each step's gradient is the sum of every
+    backward so far, so the global gradient norm grows: the last tenth's median ends
+    > 5x the first step's (one backward, nothing piled up yet)."""
+    first, last = trace.grad_norm[0], _last(trace.grad_norm, 0.1)
+    return {"grad_norm_first": first, "grad_norm_last_tenth": last}, {
+        "the gradient norm grows > 5x (the last tenth's median over the first step's)": last
+        > 5 * first
     }
 
 
@@ -405,7 +428,7 @@ def gru_two_units(root: Path) -> Truth:
 @pathological(
     "loss_not_decreasing.severe_transformer_lr_100x_clipped",
     expect=("loss_not_decreasing",),
-    also=("update_ratio", "early_stopping", "accuracy_plateau"),
+    also=("update_ratio", "early_stopping", "accuracy_plateau", "lr_too_high"),
     level="severe",
     what="pre-norm transformer, AdamW at 0.3 (100x too high) with clipping at norm 1: "
     "clipping bounds the gradient, not Adam's step",
@@ -432,7 +455,13 @@ def transformer_lr_100x(root: Path) -> Truth:
 @pathological(
     "loss_not_decreasing.severe_cnn_sgd_lr_100x_clipped",
     expect=("loss_not_decreasing", "dead_relu"),
-    also=("update_ratio", "vanishing_gradients", "early_stopping", "accuracy_plateau"),
+    also=(
+        "update_ratio",
+        "vanishing_gradients",
+        "early_stopping",
+        "accuracy_plateau",
+        "lr_too_high",
+    ),
     level="severe",
     what="the demo CNN at SGD lr 2.0 + momentum (100x too high) with clipping at norm 1: "
     "every ReLU dies within 6 steps",
@@ -460,7 +489,7 @@ def cnn_lr_100x_clipped(root: Path) -> Truth:
 
 @pathological(
     "loss_not_decreasing.mild_cnn_zero_grad_forgotten",
-    expect=("loss_not_decreasing", "dead_relu"),
+    expect=("loss_not_decreasing", "dead_relu", "missing_zero_grad"),
     also=(
         "exploding_gradients",
         "loss_oscillation",
@@ -491,8 +520,8 @@ def cnn_zero_grad_forgotten(root: Path) -> Truth:
     )
     numbers, claims = _learned_nothing(trace, 10)
     more, dead = _dead(model, task.x, "classifier.2")
-    numbers["grad_norm_last_over_first"] = trace.grad_norm[-1] / trace.grad_norm[0]
-    return _truth(trace, numbers | more, claims | dead)
+    piled, grows = _piles_up(trace)
+    return _truth(trace, numbers | more | piled, claims | dead | grows)
 
 
 @pathological(
@@ -536,7 +565,7 @@ def gru_one_bad_batch(root: Path) -> Truth:
 
 @pathological(
     "loss_oscillation.mild_mlp_zero_grad_forgotten",
-    expect=("loss_oscillation",),
+    expect=("loss_oscillation", "missing_zero_grad"),
     also=("overfitting", "early_stopping", "loss_spike"),
     level="mild",
     what="ReLU MLP, plain SGD 0.02, optimizer.zero_grad() never called: each step applies "
@@ -558,6 +587,8 @@ def mlp_zero_grad_forgotten(root: Path) -> Truth:
         zero_grad=False,
     )
     numbers, claims = _oscillates(trace)
+    piled, grows = _piles_up(trace)
+    numbers, claims = numbers | piled, claims | grows
     numbers["val_loss_last_over_best"] = trace.val_loss[-1] / min(trace.val_loss)
     claims["validation loss ends > 1.5x its best"] = numbers["val_loss_last_over_best"] > 1.5
     return _truth(trace, numbers, claims)
@@ -566,7 +597,14 @@ def mlp_zero_grad_forgotten(root: Path) -> Truth:
 @pathological(
     "loss_oscillation.severe_resnet_sgd_lr_1_momentum",
     expect=("loss_oscillation",),
-    also=("overfitting", "early_stopping", "loss_spike", "update_ratio", "dead_relu"),
+    also=(
+        "overfitting",
+        "early_stopping",
+        "loss_spike",
+        "update_ratio",
+        "dead_relu",
+        "lr_too_high",
+    ),
     level="severe",
     what="a 2-block ResNet at SGD lr 1.0 + momentum 0.9 (~20x too high): BatchNorm keeps it "
     "finite, the loss bounces and validation loss ends 2x its best",
@@ -780,6 +818,7 @@ def rnn_exploding(root: Path) -> Truth:
         "early_stopping",
         "accuracy_plateau",
         "divergence",
+        "lr_too_high",
     ),
     level="severe",
     what="ReLU MLP at plain SGD lr 5.0 (100x too high), no clipping: the loss jumps to 1e7, "
@@ -1013,7 +1052,7 @@ def mlp_dead_mild(root: Path) -> Truth:
 @pathological(
     "dead_relu.severe_mlp_adam_lr_100x",
     expect=("dead_relu",),
-    also=("loss_spike", "update_ratio", "loss_oscillation"),
+    also=("loss_spike", "update_ratio", "loss_oscillation", "lr_too_high"),
     level="severe",
     what="ReLU MLP at Adam lr 0.1 (100x the default): 90% of the first hidden layer dies "
     "in 6 steps",
@@ -1236,16 +1275,45 @@ def gru_slow_loader(root: Path) -> Truth:
     )
 
 
-# -- gaps: classic mistakes no rule looks for yet ------------------------------------------
+# -- the classic mistakes, named after the bug (issue 16) -----------------------------------
+
+
+def _true_validation(model: nn.Module, task: Task) -> tuple[float, float]:
+    """The model's validation loss and accuracy in eval mode (what ``model.eval()`` would
+    have logged); the model is left in training mode."""
+    model.eval()
+    with torch.no_grad():
+        out = model(task.x_val)
+    model.train()
+    loss = nn.functional.cross_entropy(out, task.y_val)
+    return float(loss), float((out.argmax(1) == task.y_val).float().mean())
+
+
+def _eval_mode_gap(
+    model: nn.Module, task: Task, trace: CorpusTrace
+) -> tuple[dict[str, float], dict[str, bool]]:
+    """The symptom of ``missing_eval_mode``: the logged validation metrics (a training-mode
+    forward: dropout on, BatchNorm normalising by the validation batch's own statistics)
+    are not the model's: its eval-mode validation loss differs by > 25%."""
+    loss, acc = _true_validation(model, task)
+    logged = trace.val_loss[-1]
+    return {
+        "val_loss_logged": logged,
+        "val_loss_in_eval_mode": loss,
+        "val_acc_logged": trace.val_acc[-1],
+        "val_acc_in_eval_mode": acc,
+    }, {
+        "the logged validation loss differs from the eval-mode one by > 25%": abs(logged - loss)
+        > 0.25 * min(logged, loss),
+    }
 
 
 @pathological(
-    "gap.mlp_eval_mode_forgotten",
-    expect=(),
+    "missing_eval_mode.severe_mlp_dropout_0.5",
+    expect=("missing_eval_mode",),
     level="severe",
-    gap="validation run in training mode (dropout 0.5 active): the collector sees the "
-    "evaluation forward under no_grad with model.training True",
-    what="ReLU MLP with dropout 0.5; validation without model.eval()",
+    what="ReLU MLP with dropout 0.5, Adam; validation under torch.no_grad() without "
+    "model.eval(): dropout stays on, the logged accuracy is ~12 points below the model's",
     arch="MLP",
     optimizer="Adam",
     batch="64",
@@ -1254,16 +1322,367 @@ def eval_mode_forgotten(root: Path) -> Truth:
     model = dropout_mlp((64, 128, 128, 10), 0.5)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     task = data.digits()
-    trace = train(root, "gap.mlp_eval_mode_forgotten", model, opt, task, epochs=10, eval_mode=False)
+    trace = train(
+        root,
+        "missing_eval_mode.severe_mlp_dropout_0.5",
+        model,
+        opt,
+        task,
+        epochs=10,
+        eval_mode=False,
+    )
+    numbers, claims = _eval_mode_gap(model, task, trace)
+    claims["the logged validation accuracy is >= 5 points below the model's true one"] = (
+        numbers["val_acc_in_eval_mode"] - numbers["val_acc_logged"] >= 0.05
+    )
+    return _truth(trace, numbers, claims)
+
+
+@pathological(
+    "missing_eval_mode.severe_cnn_batchnorm_dropout_0.5",
+    expect=("missing_eval_mode",),
+    level="severe",
+    what="BatchNorm CNN with dropout 0.5 before its head, SGD + momentum; validation "
+    "without model.eval(): the logged accuracy is ~15 points below the model's",
+    arch="CNN + BatchNorm + dropout",
+    optimizer="SGD momentum",
+    batch="64",
+)
+def cnn_eval_mode_forgotten(root: Path) -> Truth:
+    model = batchnorm_cnn(dropout=0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    task = data.digits()
+    trace = train(
+        root,
+        "missing_eval_mode.severe_cnn_batchnorm_dropout_0.5",
+        model,
+        opt,
+        task,
+        epochs=4,
+        eval_mode=False,
+    )
+    numbers, claims = _eval_mode_gap(model, task, trace)
+    claims["the logged validation accuracy is >= 5 points below the model's true one"] = (
+        numbers["val_acc_in_eval_mode"] - numbers["val_acc_logged"] >= 0.05
+    )
+    return _truth(trace, numbers, claims)
+
+
+@pathological(
+    "missing_eval_mode.mild_resnet_mlp_batchnorm_only",
+    expect=("missing_eval_mode",),
+    level="mild",
+    what="a residual MLP with BatchNorm and no dropout, SGD + momentum; validation "
+    "without model.eval(): BatchNorm normalises by the validation set's own statistics, "
+    "the logged loss is half the model's (it looks better than it is)",
+    arch="residual MLP (BatchNorm)",
+    optimizer="SGD momentum",
+    batch="64",
+)
+def resnet_mlp_eval_mode_forgotten(root: Path) -> Truth:
+    model = models.ResidualMLP(64, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    task = data.digits()
+    trace = train(
+        root,
+        "missing_eval_mode.mild_resnet_mlp_batchnorm_only",
+        model,
+        opt,
+        task,
+        epochs=4,
+        eval_mode=False,
+    )
+    return _truth(trace, *_eval_mode_gap(model, task, trace))
+
+
+@pathological(
+    "missing_zero_grad.mild_gru_rmsprop",
+    expect=("missing_zero_grad",),
+    level="mild",
+    what="GRU over the digits' rows, RMSprop, optimizer.zero_grad() never called: the "
+    "gradient norm grows ~30x, RMSprop's normalisation hides it and the run still learns",
+    arch="GRU",
+    optimizer="RMSprop",
+    task="digit rows",
+    batch="64",
+)
+def gru_zero_grad_forgotten(root: Path) -> Truth:
+    model = models.SequenceClassifier("gru", 8, 10)
+    opt = torch.optim.RMSprop(model.parameters(), lr=2e-3)
+    trace = train(
+        root,
+        "missing_zero_grad.mild_gru_rmsprop",
+        model,
+        opt,
+        data.digit_rows(),
+        epochs=4,
+        zero_grad=False,
+    )
+    numbers, claims = _piles_up(trace)
+    numbers["val_acc_last"] = trace.val_acc[-1]
+    claims["the run still learns (validation accuracy > 90%)"] = trace.val_acc[-1] > 0.9
+    return _truth(trace, numbers, claims)
+
+
+@pathological(
+    "missing_zero_grad.severe_transformer_adamw",
+    expect=("missing_zero_grad",),
+    also=(
+        "loss_not_decreasing",
+        "underfitting",
+        "loss_oscillation",
+        "exploding_gradients",
+        "early_stopping",
+        "accuracy_plateau",
+    ),
+    level="severe",
+    what="pre-norm transformer over the digits' rows, AdamW, optimizer.zero_grad() never "
+    "called: every step follows the sum of all gradients so far, the run stalls at ~25%",
+    arch="transformer (pre-norm)",
+    optimizer="AdamW",
+    task="digit rows",
+    batch="64",
+)
+def transformer_zero_grad_forgotten(root: Path) -> Truth:
+    model = models.Transformer(10, features=8, length=8)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    trace = train(
+        root,
+        "missing_zero_grad.severe_transformer_adamw",
+        model,
+        opt,
+        data.digit_rows(),
+        epochs=4,
+        zero_grad=False,
+    )
+    numbers, claims = _piles_up(trace)
+    numbers["val_acc_best"] = max(trace.val_acc)
+    claims["validation accuracy never reaches 50%"] = max(trace.val_acc) < 0.5
+    return _truth(trace, numbers, claims)
+
+
+def _at_chance(trace: CorpusTrace, classes: int) -> tuple[dict[str, float], dict[str, bool]]:
+    """The symptom of ``chance_level``: the training loss of the last fifth within 5% of
+    ln(classes) (balanced classes: nothing learned, nothing memorised yet) and every
+    validation accuracy within 5 points of 1/classes."""
+    last, chance = _last(trace.train_loss), math.log(classes)
+    return {
+        "train_loss_last_fifth": last,
+        "chance_loss": chance,
+        "val_acc_best": max(trace.val_acc),
+        "val_acc_last": trace.val_acc[-1],
+    }, {
+        "the last fifth's training loss is within 5% of ln C": abs(last - chance) <= 0.05 * chance,
+        f"validation accuracy never above chance + 5 points ({1 / classes + 0.05:.2f})": max(
+            trace.val_acc
+        )
+        <= 1 / classes + 0.05,
+    }
+
+
+@pathological(
+    "chance_level.severe_mlp_adam_labels_shuffled",
+    expect=("chance_level",),
+    also=("loss_not_decreasing", "underfitting", "early_stopping", "accuracy_plateau"),
+    level="severe",
+    what="ReLU MLP, Adam, on the digits with the label arrays (train and validation) "
+    "shuffled apart from the images: the loss sits at ln 10, accuracy at 10%",
+    arch="MLP",
+    optimizer="Adam",
+    batch="64",
+)
+def mlp_labels_shuffled(root: Path) -> Truth:
+    model = he_init(mlp((64, 128, 128, 10)))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    task = data.shuffled_labels(data.digits())
+    trace = train(root, "chance_level.severe_mlp_adam_labels_shuffled", model, opt, task, epochs=4)
+    return _truth(trace, *_at_chance(trace, 10))
+
+
+@pathological(
+    "chance_level.severe_transformer_adamw_labels_shuffled",
+    expect=("chance_level",),
+    also=("loss_not_decreasing", "underfitting", "early_stopping", "accuracy_plateau"),
+    level="severe",
+    what="pre-norm transformer over the digits' rows, AdamW, the label arrays shuffled "
+    "apart from the inputs: the loss sits at ln 10, accuracy at 10%",
+    arch="transformer (pre-norm)",
+    optimizer="AdamW",
+    task="digit rows",
+    batch="64",
+)
+def transformer_labels_shuffled(root: Path) -> Truth:
+    model = models.Transformer(10, features=8, length=8)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    task = data.shuffled_labels(data.digit_rows())
+    trace = train(
+        root, "chance_level.severe_transformer_adamw_labels_shuffled", model, opt, task, epochs=6
+    )
+    return _truth(trace, *_at_chance(trace, 10))
+
+
+def _clipped_blow_up(trace: CorpusTrace, clip: float) -> tuple[dict[str, float], dict[str, bool]]:
+    """The symptom of ``lr_too_high`` under clipping: the training loss peaks > 3x its first
+    value, and the gradient norm before clipping peaks > 10x the threshold and > 10x its
+    own first value (after clipping it never exceeds the threshold: clipping hides it)."""
+    loss, pre = trace.train_loss, trace.grad_norm_preclip
+    return {
+        "train_loss_first": loss[0],
+        "train_loss_peak": max(loss),
+        "train_loss_peak_step": 1 + loss.index(max(loss)),
+        "grad_norm_preclip_first": pre[0],
+        "grad_norm_preclip_peak": max(pre),
+        "grad_norm_clipped_peak": max(trace.grad_norm),
+    }, {
+        "the training loss peaks > 3x its first value": max(loss) > 3 * loss[0],
+        f"the pre-clip gradient norm peaks > 10x the threshold ({clip})": max(pre) > 10 * clip,
+        "and > 10x its own first value": max(pre) > 10 * pre[0],
+    }
+
+
+@pathological(
+    "lr_too_high.mild_mlp_gelu_adam_lr_100x_clipped",
+    expect=("lr_too_high",),
+    also=("loss_spike", "update_ratio"),
+    level="mild",
+    what="GELU MLP at Adam lr 0.1 (100x the default) with clipping at norm 1: the loss "
+    "jumps ~25x in 3 steps, the pre-clip gradient norm to ~70; it recovers to ~90%",
+    arch="MLP (GELU)",
+    optimizer="Adam",
+    batch="64",
+)
+def mlp_gelu_lr_100x_clipped(root: Path) -> Truth:
+    model = he_init(mlp((64, 128, 128, 10), activation=nn.GELU))
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    trace = train(
+        root,
+        "lr_too_high.mild_mlp_gelu_adam_lr_100x_clipped",
+        model,
+        opt,
+        data.digits(),
+        epochs=3,
+        clip=1.0,
+    )
+    return _truth(trace, *_clipped_blow_up(trace, 1.0))
+
+
+@pathological(
+    "lr_too_high.severe_cnn_adamw_lr_100x_clipped",
+    expect=("lr_too_high",),
+    also=(
+        "loss_not_decreasing",
+        "dead_relu",
+        "vanishing_gradients",
+        "loss_spike",
+        "update_ratio",
+        "underfitting",
+        "early_stopping",
+        "accuracy_plateau",
+    ),
+    level="severe",
+    what="the demo CNN at AdamW lr 0.1 (100x the default) with clipping at norm 1: the "
+    "loss jumps ~20x, the pre-clip gradient norm to ~125, then the net sits at chance",
+    arch="CNN",
+    optimizer="AdamW",
+    batch="64",
+)
+def cnn_adamw_lr_100x_clipped(root: Path) -> Truth:
+    model = SmallCNN()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    trace = train(
+        root,
+        "lr_too_high.severe_cnn_adamw_lr_100x_clipped",
+        model,
+        opt,
+        data.digits(),
+        epochs=3,
+        clip=1.0,
+    )
+    numbers, claims = _clipped_blow_up(trace, 1.0)
+    numbers["val_acc_last"] = trace.val_acc[-1]
+    claims["validation accuracy ends at chance (< 15%)"] = trace.val_acc[-1] < 0.15
+    return _truth(trace, numbers, claims)
+
+
+def _dead_before_relu(
+    model: nn.Module, x: torch.Tensor, module: str
+) -> tuple[dict[str, float], dict[str, bool]]:
+    """The symptom of ``dead_relu`` behind a functional ReLU: > 50% of the units (features
+    or channels) of ``module``, whose output forward feeds to ``F.relu``/``torch.relu``,
+    are <= 0 on every example of ``x`` (and every position): never positive, never
+    passed on, never given a gradient."""
+    seen: list[torch.Tensor] = []
+    handle = model.get_submodule(module).register_forward_hook(
+        lambda _m, _args, out: seen.append(out.detach())
+    )
     model.eval()
     with torch.no_grad():
-        eval_acc = float((model(task.x_val).argmax(1) == task.y_val).float().mean())
-    return _truth(
-        trace,
-        {"val_acc_logged": trace.val_acc[-1], "val_acc_in_eval_mode": eval_acc},
-        {
-            "the logged validation accuracy is >= 5 points below the model's true one": (
-                eval_acc - trace.val_acc[-1] >= 0.05
-            ),
-        },
+        model(x)
+    model.train()
+    handle.remove()
+    units = seen[0].transpose(0, 1).reshape(seen[0].shape[1], -1)
+    share = float((units <= 0).all(dim=1).float().mean())
+    return {f"dead_share_{module}": share}, {
+        f"> 50% of the units {module} feeds to F.relu are never positive": share > 0.5
+    }
+
+
+@pathological(
+    "dead_relu.mild_functional_mlp_negative_bias_100_of_128",
+    expect=("dead_relu",),
+    level="mild",
+    what="an MLP calling F.relu in forward (no ReLU modules) whose first Linear has a -6 "
+    "bias on 100 of its 128 units: they never fire; the run learns on the rest",
+    arch="MLP (functional F.relu)",
+    optimizer="SGD momentum",
+    batch="64",
+)
+def functional_mlp_dead(root: Path) -> Truth:
+    model = models.FunctionalMLP()
+    he_init(model)
+    with torch.no_grad():
+        model.fc1.bias[:100] -= 6.0
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    task = data.digits()
+    trace = train(
+        root,
+        "dead_relu.mild_functional_mlp_negative_bias_100_of_128",
+        model,
+        opt,
+        task,
+        epochs=5,
     )
+    numbers, claims = _dead_before_relu(model, task.x, "fc1")
+    claims["the run still learns (validation accuracy > 85%)"] = trace.val_acc[-1] > 0.85
+    return _truth(trace, numbers | {"val_acc_last": trace.val_acc[-1]}, claims)
+
+
+@pathological(
+    "dead_relu.severe_functional_cnn_negative_bias_28_of_32",
+    expect=("dead_relu",),
+    level="severe",
+    what="a CNN calling torch.relu/F.relu in forward (no ReLU modules) whose second "
+    "convolution has a -6 bias on 28 of its 32 channels: they never fire",
+    arch="CNN (functional torch.relu)",
+    optimizer="RMSprop",
+    batch="64",
+)
+def functional_cnn_dead(root: Path) -> Truth:
+    model = models.FunctionalCNN()
+    he_init(model)
+    bias = model.conv2.bias
+    assert bias is not None
+    with torch.no_grad():
+        bias[:28] -= 6.0
+    opt = torch.optim.RMSprop(model.parameters(), lr=5e-4)
+    task = data.digits()
+    trace = train(
+        root,
+        "dead_relu.severe_functional_cnn_negative_bias_28_of_32",
+        model,
+        opt,
+        task,
+        epochs=3,
+    )
+    numbers, claims = _dead_before_relu(model, task.x, "conv2")
+    return _truth(trace, numbers | {"val_acc_last": trace.val_acc[-1]}, claims)

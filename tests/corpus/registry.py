@@ -5,8 +5,9 @@ and the rule it must trigger for a pathological one, so that ``split.py`` can sp
 group in halves from the names alone. ``expect`` is empty for a healthy run (it must get
 no warning and no error); for a pathological run it lists the rules that must fire, and
 ``also`` the rules its pathology implies, which may fire with them (a loss that turns NaN
-is also a divergence). A ``gap`` run is a classic mistake no rule is designed to see yet
-(validation in training mode): it expects nothing, and what fires on it is reported.
+is also a divergence). A ``gap`` run is a classic mistake no rule is designed to see yet:
+it expects nothing, and what fires on it is reported (none today: the first one,
+validation in training mode, has its rule, ``missing_eval_mode``).
 ``train`` trains the run into a store and returns its ground truth
 (``tests.scenarios.catalogue.Truth``), measured by the test itself: a run whose claims
 fail is not what its label says.
