@@ -45,9 +45,14 @@
 -- Consecutive spike points make one spike. It counts only if the loss comes back within
 -- recover_frac of the jump height above the level within `recovery` points; a jump that
 -- stays up (or turns NaN) is a level shift or `divergence`, not a transient spike. A
--- spike of one point at the last step of an epoch (of two or more logged steps) is not
--- counted: the last batch of an epoch is often much smaller (drop_last=False: 1-2 rows),
--- and under BatchNorm its loss is expected to jump; the evidence counts them apart.
+-- step's residual is weighed by its batch size (system.batch_size, the examples of the
+-- step's training forwards): r * min(1, sqrt(n / typical n)), since the noise of a mean
+-- over n examples grows as 1/sqrt(n). The last batch of an epoch is often much smaller
+-- (drop_last=False: 1-2 rows) and its loss jumps as a matter of course; weighed, it is
+-- judged against the noise its size allows (a batch of 1 among batches of 64 needs an 8x
+-- larger residual). On runs without batch sizes (imported logs, older stores), a spike
+-- of one point at the last step of an epoch (of two or more logged steps) is not
+-- counted instead; the evidence counts those apart.
 -- Points where the loss or its level is not positive are not judged (log-likelihoods).
 -- One finding per run; the evidence lists every recovered spike.
 WITH points AS (  -- one value per step (ranks averaged: the global batch's loss)
@@ -56,15 +61,31 @@ WITH points AS (  -- one value per step (ranks averaged: the global batch's loss
     WHERE name = $metric AND split = 'train'
     GROUP BY run_id, step
 ),
+batches AS (  -- examples behind each step (ranks summed), where the collector counted them
+    SELECT run_id, step, sum(batch_size) AS batch
+    FROM system
+    WHERE batch_size > 0
+    GROUP BY run_id, step
+),
+typical AS (
+    SELECT run_id, median(batch) AS typical_batch FROM batches GROUP BY run_id
+),
 train AS (
-    SELECT run_id, step, value,
+    SELECT p.run_id, p.step, p.value,
            row_number() OVER w AS i,
-           -- the last logged step of an epoch that has more than one
-           coalesce(lead(epoch) OVER w <> epoch, false)
-               AND count(*) OVER (PARTITION BY run_id, epoch) >= 2 AS epoch_end
-    FROM points
-    WHERE isfinite(value)
-    WINDOW w AS (PARTITION BY run_id ORDER BY step)
+           -- the noise of a mean over n examples grows as 1/sqrt(n): a step's residual
+           -- is weighed down by sqrt(n / typical n) when its batch was smaller
+           least(1.0, sqrt(b.batch / t.typical_batch)) AS weight,
+           -- the last logged step of an epoch that has more than one (used when the
+           -- batch sizes are unknown: imported runs, older stores)
+           t.typical_batch IS NULL
+               AND coalesce(lead(p.epoch) OVER w <> p.epoch, false)
+               AND count(*) OVER (PARTITION BY p.run_id, p.epoch) >= 2 AS epoch_end
+    FROM points p
+    LEFT JOIN batches b USING (run_id, step)
+    LEFT JOIN typical t USING (run_id)
+    WHERE isfinite(p.value)
+    WINDOW w AS (PARTITION BY p.run_id ORDER BY p.step)
 ),
 start AS (
     SELECT run_id, median(value) AS start_level
@@ -79,7 +100,9 @@ leveled AS (
     FROM train t JOIN start s USING (run_id)
 ),
 judged AS (  -- points with a full neighbourhood before them (the last ones have fewer after)
-    SELECT *, CASE WHEN value > 0 AND level > 0 THEN ln(value / level) END AS r
+    SELECT *,
+           CASE WHEN value > 0 AND level > 0
+                THEN ln(value / level) * coalesce(weight, 1.0) END AS r
     FROM leveled
     WHERE i > $neighbours
 ),

@@ -138,6 +138,7 @@ REUSED = {
 # name a bug (issue 16) where a scenario's pathology is that bug
 ALSO_NAMED = {
     "shuffled_labels": ("chance_level",),
+    "deep_sigmoid": ("chance_level",),
     "learning_rate_far_too_high": ("lr_too_high",),
     "learning_rate_too_high": ("lr_too_high",),
 }
@@ -456,6 +457,7 @@ def transformer_lr_100x(root: Path) -> Truth:
     "loss_not_decreasing.severe_cnn_sgd_lr_100x_clipped",
     expect=("loss_not_decreasing", "dead_relu"),
     also=(
+        "chance_level",  # a model that learned nothing predicts at chance
         "update_ratio",
         "vanishing_gradients",
         "early_stopping",
@@ -812,6 +814,7 @@ def rnn_exploding(root: Path) -> Truth:
     "exploding_gradients.severe_mlp_sgd_lr_100x",
     expect=("exploding_gradients", "dead_relu", "loss_not_decreasing"),
     also=(
+        "chance_level",  # a model that learned nothing predicts at chance
         "update_ratio",
         "vanishing_gradients",
         "loss_spike",
@@ -890,6 +893,7 @@ class SigmoidCNN(nn.Sequential):
     "vanishing_gradients.severe_cnn_6_sigmoid_layers",
     expect=("vanishing_gradients",),
     also=(
+        "chance_level",  # a model that learned nothing predicts at chance
         "loss_not_decreasing",
         "saturated_activations",
         "update_ratio",
@@ -1203,6 +1207,7 @@ def mlp_he_x2_5(root: Path) -> Truth:
     "poor_initialization.severe_mlp_zero_init",
     expect=("poor_initialization", "loss_not_decreasing"),
     also=(
+        "chance_level",  # a model that learned nothing predicts at chance
         "dead_relu",
         "unused_parameters",
         "vanishing_gradients",
@@ -1570,6 +1575,7 @@ def mlp_gelu_lr_100x_clipped(root: Path) -> Truth:
     "lr_too_high.severe_cnn_adamw_lr_100x_clipped",
     expect=("lr_too_high",),
     also=(
+        "chance_level",  # a model that learned nothing predicts at chance
         "loss_not_decreasing",
         "dead_relu",
         "vanishing_gradients",
