@@ -23,16 +23,15 @@ WITH steps AS (
     WHERE grad_norm IS NOT NULL OR grad_carried_norm IS NOT NULL
 ),
 judged AS (
-    SELECT run_id,
-           count(*) AS steps,
-           count(*) FILTER (WHERE carried > 0 OR NOT isfinite(carried)) AS carried_steps,
-           min(step) FILTER (WHERE carried > 0 OR NOT isfinite(carried)) AS first_step,
+    SELECT run_id,  -- the first step has nothing before it to carry: judged from the second
+           count(*) FILTER (WHERE i > 1) AS steps,
+           count(*) FILTER (WHERE i > 1 AND (carried > 0 OR NOT isfinite(carried))) AS carried_steps,
+           min(step) FILTER (WHERE i > 1 AND (carried > 0 OR NOT isfinite(carried))) AS first_step,
            median(carried / nullif(grad_norm, 0))
                FILTER (WHERE carried > 0 AND isfinite(carried) AND isfinite(grad_norm)) AS carried_share,
            median(grad_norm) FILTER (WHERE i <= 5 AND isfinite(grad_norm)) AS first_norm,
            max(grad_norm) FILTER (WHERE isfinite(grad_norm)) AS max_norm
     FROM steps
-    WHERE i > 1
     GROUP BY run_id
 )
 SELECT run_id,

@@ -140,8 +140,8 @@ def test_missing_zero_grad_fires_when_every_step_carries_gradients_in(tmp_path: 
     assert f.evidence["carried_steps"] == 19 and f.evidence["judged_steps"] == 19
     assert f.evidence["max_grad_norm"] == 20.0
     assert "19 of 19 steps" in f.message and "from step 2" in f.message
-    # the first norm is the median of steps 2-5 (step 1 is not judged): 3.5
-    assert "grew from 3.5 to 20" in f.message
+    # the first norm is the median of the first 5 steps: 3
+    assert "grew from 3 to 20" in f.message
     assert "91% of its gradient norm" in f.message  # median of (i - 1) / i over steps 2-20
 
 
