@@ -20,6 +20,7 @@ from analysis import causes
 from analysis.findings import Finding, NotEvaluated
 from analysis.rule import Requirement, Rule, load_rules
 from analysis.store import Store
+from collector.schema import stream_columns
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +76,29 @@ def diagnose(
         runs = runs.filter(pl.col("run_id").is_in(wanted))
     selected = runs["run_id"].to_list()
     result = Diagnosis(runs=runs)
-    counts: dict[Requirement, dict[str, int]] = {}
+    # per (view, what): each run's matching rows, and its rows of the view
+    counts: dict[tuple[str, str | None], dict[str, tuple[int, int]]] = {}
+
+    def seen(req: Requirement, run_id: str) -> tuple[int, int]:
+        return counts[req.view, req.what].get(run_id, (0, 0))
+
     for rule in chosen:
         if on_rule is not None:
             on_rule(rule.id)
         values = {**rule.params, **overrides.get(rule.id, {})}
         needs = [tuple(r.resolve(values) for r in need) for need in rule.requires]
         for req in (r for need in needs for r in need):
-            if req not in counts:
-                counts[req] = _count_rows(store, req)
+            if (req.view, req.what) not in counts:
+                counts[req.view, req.what] = _count_rows(store, req)
         ready = []
         for run_id in selected:
             missing = [
-                need
-                for need in needs
-                if not any(counts[r].get(run_id, 0) >= r.min_rows for r in need)
+                need for need in needs if not any(seen(r, run_id)[0] >= r.min_rows for r in need)
             ]
             if missing:
                 reason = "needs " + ", ".join(
-                    " or ".join(r.describe() for r in need) for need in missing
+                    " or ".join(r.describe(seen(r, run_id) if r.column else None) for r in need)
+                    for need in missing
                 )
                 result.not_evaluated.append(NotEvaluated(rule.id, run_id, reason))
             else:
@@ -115,7 +120,7 @@ def diagnose(
     result.findings.sort(
         key=lambda f: (f.run_id, -f.severity.rank, f.rule, f.step or 0, f.subject or "", f.message)
     )
-    result.findings = causes.link(result.findings)
+    result.findings = causes.link(result.findings, titles={rule.id: rule.title for rule in chosen})
     return result
 
 
@@ -123,6 +128,7 @@ def _finding(rule: Rule, row: Mapping[str, Any]) -> Finding:
     evidence = row.get("evidence")
     parsed = json.loads(evidence) if isinstance(evidence, str) else (evidence or {})
     step = row.get("step")
+    suggestion = row.get("suggestion")  # a rule's query may give advice fit for the run
     return Finding(
         rule=rule.id,
         severity=rule.severity,
@@ -130,7 +136,7 @@ def _finding(rule: Rule, row: Mapping[str, Any]) -> Finding:
         subject=row.get("subject"),
         step=int(step) if step is not None else None,
         message=row["message"],
-        suggestion=rule.suggestion,
+        suggestion=suggestion if suggestion else rule.suggestion,
         evidence=parsed,
     )
 
@@ -143,11 +149,18 @@ def _check_overrides(rule: Rule, values: Mapping[str, Any]) -> None:
         )
 
 
-def _count_rows(store: Store, req: Requirement) -> dict[str, int]:
-    """Rows per run that match ``req`` (one query for all runs)."""
+def _count_rows(store: Store, req: Requirement) -> dict[str, tuple[int, int]]:
+    """Per run: the rows that match ``req``, and all its rows of ``req.view`` (one query
+    for all runs)."""
     where = ["true"]
     args: dict[str, Any] = {}
-    if req.what is not None:
+    matching = "count(*)"
+    if req.column is not None:
+        # a column of the stream (checked when the rule was loaded): its non-null values
+        if req.column not in stream_columns(req.view):
+            raise ValueError(f"{req.view} has no column {req.column!r}")
+        matching = f'count("{req.column}")'
+    elif req.what is not None:
         if req.view == "scalars":
             name, sep, split = req.what.rpartition("/")
             where.append("name = $name")
@@ -155,12 +168,18 @@ def _count_rows(store: Store, req: Requirement) -> dict[str, int]:
             if sep:
                 where.append("split = $split")
                 args["split"] = split
-        else:  # tensors (the rule loader allows ':' nowhere else)
+        else:  # tensors (the rule loader allows a name or kind nowhere else)
             where.append("kind = $kind")
             args["kind"] = req.what
     # The view name comes from a validated rule header, never from user input.
     query = (
-        f"SELECT run_id, count(*) AS n FROM {req.view} WHERE {' AND '.join(where)} GROUP BY run_id"
+        f"SELECT run_id, {matching} AS n, count(*) AS total FROM {req.view} "
+        f"WHERE {' AND '.join(where)} GROUP BY run_id"
     )
     df = store.sql(query, args or None)
-    return dict(zip(df["run_id"].to_list(), df["n"].to_list(), strict=True))
+    return {
+        run_id: (n, total)
+        for run_id, n, total in zip(
+            df["run_id"].to_list(), df["n"].to_list(), df["total"].to_list(), strict=True
+        )
+    }

@@ -13,15 +13,22 @@ Header fields (one per line, before the query)::
     -- false_alarms: ...                   the budget: how often it may fire on healthy runs
 
 The query returns ``run_id, subject, step, message, evidence`` (evidence: JSON), one
-row per finding. Loading rejects a missing field, a parameter declared but unused
-or used but undeclared, and a rule id that does not match its file, naming
-``file:line``. Parameter values are passed as prepared parameters, never formatted
-into the SQL.
+row per finding, and may return a ``suggestion`` column too: where it is not null, the
+finding carries it instead of the header's (advice that depends on the run, such as
+``vanishing_gradients`` reading the run's activation modules); the header's stays the
+rule's general advice and the fallback. Loading rejects a missing field, a parameter
+declared but unused or used but undeclared, and a rule id that does not match its
+file, naming ``file:line``. Parameter values are passed as prepared parameters, never
+formatted into the SQL.
 
 ``requires`` is a comma-separated list of needs, all of which must hold; a need is
 one or more alternatives separated by ``|``. An alternative is ``<view>`` (any row
-for the run), ``scalars:<name>/<split>`` or ``tensors:<kind>``, optionally with
-``>=N`` rows; ``$param`` in it takes the parameter's value (``scalars:$metric/val``).
+for the run), ``scalars:<name>/<split>``, ``tensors:<kind>``, or ``<view>:<column>``
+for the other views (the rows whose ``column`` is not null: ``activations:dead_frac``,
+the ReLU outputs; the column must be one of the stream's), optionally with ``>=N``
+rows. ``$param`` takes the parameter's value in a name or split
+(``scalars:$metric/val``) and in a count (``>=$min_samples``, an int parameter), never
+in a column.
 """
 
 from __future__ import annotations
@@ -35,12 +42,25 @@ from typing import Any
 from analysis.findings import Severity
 from analysis.store import VIEWS
 from collector.errors import TelemetryError
+from collector.schema import stream_columns
 
 _FIELD_RE = re.compile(r"^--\s*([a-z_]+):\s*(.*?)\s*$")
 _PARAM_USE_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-_REQUIRE_RE = re.compile(r"^(?P<view>[a-z_]+)(?::(?P<what>[^>=\s]+))?(?:\s*>=\s*(?P<n>\d+))?$")
+_REQUIRE_RE = re.compile(
+    r"^(?P<view>[a-z_]+)(?::(?P<what>[^>=\s]+))?"
+    r"(?:\s*>=\s*(?P<n>\d+|\$[A-Za-z_][A-Za-z0-9_]*))?$"
+)
 _REQUIRABLE = VIEWS
 _DETAILED = ("scalars", "tensors")
+"""Views whose ``:`` names a row's name/split or kind; in the others it names a column."""
+_COLUMN_NOTES: dict[tuple[str, str], tuple[str, str]] = {
+    ("activations", "dead_frac"): (
+        "ReLU outputs",
+        "no nn.ReLU module and no functional relu found",
+    ),
+}
+"""What a column holds and, when a run has none, why in words a user understands:
+``(view, column) -> (what it is, what its absence means)``."""
 # null and false_alarms: a rule states what a healthy run shows and how often it may
 # fire on one (issue 15's protocol: calibrated on tests/corpus's tuning half).
 _REQUIRED_FIELDS = ("rule", "severity", "title", "seed", "suggestion", "null", "false_alarms")
@@ -54,18 +74,53 @@ class RuleDefinitionError(TelemetryError, ValueError):
 class Requirement:
     view: str
     what: str | None = None
+    """``name/split`` for scalars, ``kind`` for tensors, a column for the other views."""
     min_rows: int = 1
+    min_rows_param: str | None = None
+    """The parameter that sets ``min_rows`` (``>=$name``), until ``resolve`` reads it."""
 
-    def describe(self) -> str:
-        target = f"{self.view}:{self.what}" if self.what else self.view
-        return target if self.min_rows == 1 else f"at least {self.min_rows} rows of {target}"
+    @property
+    def column(self) -> str | None:
+        """The column whose non-null values are counted (``<view>:<column>``), if any."""
+        return self.what if self.view not in _DETAILED else None
+
+    def describe(self, seen: tuple[int, int] | None = None) -> str:
+        """In words; ``seen`` (this run's matching rows, and all its rows of the view)
+        says, for a column, how many the run had."""
+        count = f"${self.min_rows_param}" if self.min_rows_param else str(self.min_rows)
+        column = self.column
+        if column is None:
+            target = f"{self.view}:{self.what}" if self.what else self.view
+            return target if count == "1" else f"at least {count} rows of {target}"
+        text = (
+            f"{self.view} with {column}"
+            if count == "1"
+            else f"at least {count} {self.view} rows with {column}"
+        )
+        what, absent = _COLUMN_NOTES.get((self.view, column), ("", ""))
+        notes = [what] if what else []
+        if seen is not None:
+            have, total = seen
+            if have:
+                notes.append(f"only {have} seen")
+            elif not total:
+                notes.append(f"none seen: the run recorded no {self.view}")
+            elif absent:
+                notes.append(f"none seen: {absent} in its {total} {self.view} rows")
+            else:
+                notes.append(f"none of its {total} {self.view} rows has one")
+        return f"{text} ({'; '.join(notes)})" if notes else text
 
     def resolve(self, params: dict[str, Any]) -> Requirement:
         """This requirement with ``$param`` references replaced by their values."""
-        if self.what is None or "$" not in self.what:
+        what, min_rows = self.what, self.min_rows
+        if what is not None and "$" in what:
+            what = _PARAM_USE_RE.sub(lambda m: str(params[m.group(1)]), what)
+        if self.min_rows_param is not None:
+            min_rows = int(params[self.min_rows_param])
+        if what == self.what and self.min_rows_param is None:
             return self
-        what = _PARAM_USE_RE.sub(lambda m: str(params[m.group(1)]), self.what)
-        return Requirement(self.view, what, self.min_rows)
+        return Requirement(self.view, what, min_rows)
 
 
 Need = tuple[Requirement, ...]
@@ -149,6 +204,13 @@ def parse_rule(text: str, *, filename: str) -> Rule:
     for name in sorted(used - set(params)):
         at = next(i for i, ln in enumerate(text.splitlines(), 1) if f"${name}" in ln)
         raise RuleDefinitionError(f"{filename}:{at}: ${name} is used but not declared")
+    for req in (r for need in requires for r in need):
+        default = params.get(req.min_rows_param) if req.min_rows_param else 0
+        if isinstance(default, bool) or not isinstance(default, int):
+            raise RuleDefinitionError(
+                f"{filename}:{header_uses[req.min_rows_param or '']}: a count "
+                f"'>=${req.min_rows_param}' needs an int parameter, not {default!r}"
+            )
     return Rule(
         id=fields["rule"],
         severity=severity,
@@ -167,12 +229,20 @@ def _parse_requirement(item: str, where: str) -> Requirement:
     r = _REQUIRE_RE.match(item)
     if r is None:
         raise RuleDefinitionError(f"{where}: bad requirement {item!r}")
-    if r["view"] not in _REQUIRABLE or (r["what"] and r["view"] not in _DETAILED):
+    view, what, n = r["view"], r["what"], r["n"] or "1"
+    if view not in _REQUIRABLE:
         raise RuleDefinitionError(
-            f"{where}: cannot require {item!r}; views: "
-            f"{', '.join(_REQUIRABLE)} (':' only for {', '.join(_DETAILED)})"
+            f"{where}: cannot require {item!r}; views: {', '.join(_REQUIRABLE)}"
         )
-    return Requirement(r["view"], r["what"], int(r["n"] or 1))
+    if what and view not in _DETAILED and what not in stream_columns(view):
+        # a column is formatted into the count query: only the stream's own names pass
+        raise RuleDefinitionError(
+            f"{where}: cannot require {item!r}: {view} has no column {what!r}; "
+            f"columns: {', '.join(stream_columns(view))}"
+        )
+    if n.startswith("$"):
+        return Requirement(view, what, 1, n[1:])
+    return Requirement(view, what, int(n))
 
 
 def _strip_sql_comments(sql: str) -> str:

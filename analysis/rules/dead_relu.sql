@@ -1,7 +1,7 @@
 -- rule: dead_relu
 -- severity: warning
 -- title: Dead ReLU units
--- requires: activations>=3
+-- requires: activations:dead_frac>=$min_samples
 -- param: threshold = 0.5
 -- param: nearly_all = 0.8
 -- param: sustained = 0.8

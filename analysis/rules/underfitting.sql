@@ -15,10 +15,12 @@
 -- param: max_acc_gain = 0.5
 -- param: warmup_frac = 0.1
 -- param: progress_window_frac = 0.2
+-- param: blowup_ratio = 2.0
+-- param: blowup_sigmas = 3.0
 -- seed: part 6 §3.2 (underfitting: poor even on the training set), part 2 §6 (watch the curves for over- and underfitting), part 6 §7
 -- suggestion: Give the model more capacity (more layers or units, a stronger architecture), train longer, and tune the learning rate and other hyper-parameters; if regularisation is strong (large weight decay, heavy dropout), loosen it.
--- null: a healthy run that learned ends with its training loss below half of where the untrained model started, or, when it logs an accuracy, with training or validation accuracy past half-way from its start to 100%; or it fits its training data better than new data (a gap)
--- false_alarms: none of the 23 healthy runs of the corpus's tuning half (budget: under 1 in 20 healthy runs); the reference (the untrained model's first points, not a window that already holds learning) and the accuracy's precedence chosen on that half, measured on the held-out half (benchmarks/calibration.py)
+-- null: a healthy run that learned ends with its training loss below half of where the untrained model started, or, when it logs an accuracy, with training or validation accuracy past half-way from its start to 100%; or it fits its training data better than new data (a gap). A run whose training loss first blew up (its smoothed peak reached 2x the untrained model's loss, and 3x its step-to-step noise above it, before its last window) is not judged: steps too large threw it off, and capacity is not what it lacks (`lr_too_high`, which names that cause, draws its line at 4x the first loss: a run that rose 2-4x and settled high gets neither finding)
+-- false_alarms: none of the 23 healthy runs of the corpus's tuning half (budget: under 1 in 20 healthy runs); the reference (the untrained model's first points, not a window that already holds learning) and the accuracy's precedence chosen on that half, measured on the held-out half (benchmarks/calibration.py). The blow-up exclusion only removes findings, so it cannot add a false alarm; on the corpus's labelled underfitting runs the smoothed training loss never rose above 1.03x its start (a blow-up needs 2x); healthy runs that rise early (up to 1.6x: BatchNorm CNNs under Adam/RMSprop, Adagrad; 2.2x for an MLP logged once per epoch, whose first point is already trained) end low, so the exclusion costs them nothing
 -- Underfitting is high error on the training set itself, with no generalisation gap to
 -- blame (Goodfellow et al., Deep Learning §5.2: underfitting = training error not low
 -- enough, overfitting = train/test gap too large; Ng's bias vs variance). It fires when
@@ -48,6 +50,16 @@
 --                              window, >= 3) is at most max_gap (10%) above the last
 --                              training level: the model is no better on the data it
 --                              trains on than on new data.
+--   no blow-up first          the training loss, smoothed by a running median of 3 (one
+--                              bad batch is not a blow-up), never reached blowup_ratio
+--                              (2x; lr_too_high needs 4x) of the untrained model's loss
+--                              (the least of its first point and the median of its first
+--                              `start_points`) and blowup_sigmas (3x) the loss's own
+--                              noise (the median change from one point to the next)
+--                              above it before the last window: a loss that blew up and
+--                              settled high was thrown off by steps too large
+--                              (`lr_too_high`), and more capacity or a longer run would
+--                              not fix it.
 -- The loss must be positive (its start is its scale: a log-likelihood that goes
 -- negative is not judged). Runs whose loss became non-finite are left to `divergence`.
 WITH points AS (  -- one value per step (ranks averaged; analysis/macros/curves.sql)
@@ -63,6 +75,18 @@ numbered AS (
            max(value) OVER (PARTITION BY run_id, name) AS top
     FROM points
     WHERE run_id NOT IN (SELECT run_id FROM broken) AND isfinite(value)
+),
+train_loss AS (  -- the training loss, smoothed, and its step-to-step change
+    SELECT run_id, step, value,
+           smooth3(value, run_id, step) AS smooth,  -- analysis/macros/curves.sql
+           abs(value - lag(value) OVER (PARTITION BY run_id ORDER BY step)) AS change
+    FROM numbered
+    WHERE name = $metric AND split = 'train'
+),
+peaks AS (
+    SELECT run_id, max(smooth) AS peak, arg_max(step, smooth) AS peak_step,
+           median(change) AS noise
+    FROM train_loss GROUP BY run_id
 ),
 levels AS (
     SELECT run_id, name, split,
@@ -85,6 +109,7 @@ joined AS (
            t.progress_first, t.progress_last,
            t.last_from, t.last_step, t.points,
            v.last_level AS val_last,
+           least(t.first_value, t.start_level) AS untrained, pk.peak, pk.peak_step, pk.noise,
            coalesce(a.acc_start, av.first_value) AS acc_start,
            a.last_level AS acc_last, av.last_level AS val_acc_last,
            greatest(a.last_level, av.last_level) AS acc_best_last,
@@ -95,6 +120,7 @@ joined AS (
     JOIN levels v ON v.run_id = t.run_id AND v.name = $metric AND v.split = 'val'
     LEFT JOIN levels a ON a.run_id = t.run_id AND a.name = $acc_metric AND a.split = 'train'
     LEFT JOIN levels av ON av.run_id = t.run_id AND av.name = $acc_metric AND av.split = 'val'
+    LEFT JOIN peaks pk ON pk.run_id = t.run_id
     WHERE t.name = $metric AND t.split = 'train'
 ),
 judged AS (
@@ -105,6 +131,9 @@ judged AS (
                 OR train_start - progress_first >= $early_fall * abs(train_start))
            AND NOT coalesce(acc_at_chance, false) AS progressed,
            train_last >= $high_frac * train_start AS loss_high,
+           coalesce(peak_step < last_from
+                    AND peak >= $blowup_ratio * untrained
+                    AND peak - untrained >= $blowup_sigmas * noise, false) AS blew_up,
            acc_best_last - acc_start < $max_acc_gain * (acc_scale - acc_start) AS acc_low
     FROM joined
 )
@@ -132,10 +161,13 @@ SELECT run_id,
            'progress_first', progress_first, 'progress_last', progress_last,
            'min_progress', $min_progress, 'high_frac', $high_frac, 'max_gap', $max_gap,
            'max_acc_gain', $max_acc_gain, 'warmup_frac', $warmup_frac,
-           'progress_window_frac', $progress_window_frac
+           'progress_window_frac', $progress_window_frac,
+           'peak_smoothed', peak, 'peak_step', peak_step, 'noise', noise,
+           'blowup_ratio', $blowup_ratio, 'blowup_sigmas', $blowup_sigmas
        )::VARCHAR AS evidence
 FROM judged
 WHERE train_start > 0 AND train_last > 0
   AND progressed
+  AND NOT blew_up
   AND val_last <= train_last + $max_gap * abs(train_last)
   AND coalesce(acc_low, loss_high)

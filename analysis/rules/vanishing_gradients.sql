@@ -6,7 +6,7 @@
 -- param: abs_floor = 1e-7
 -- param: min_samples = 5
 -- seed: part 2 §3, part 3 §2.1 (gradients close to zero in some layers), part 6 §2
--- suggestion: Use ReLU/LeakyReLU instead of sigmoid/tanh, He (Kaiming) or Xavier initialisation, residual connections or normalisation layers; check these layers' weights actually change.
+-- suggestion: With sigmoid/tanh between the layers, use ReLU or LeakyReLU instead; with ReLU-family activations already, add normalisation layers (BatchNorm, LayerNorm) or residual connections; in both cases use He (Kaiming) or Xavier initialisation, and check these layers' weights actually change.
 -- null: in a healthy net every layer's typical (median) gradient norm is within a few decades of the largest layer's: normalisation, residual paths, ReLU and He/Xavier initialisation keep the backward signal's scale (the tuning half of tests/corpus: every layer before the largest within a factor 25 of it, at least 0.043x)
 -- false_alarms: under 1 % of healthy runs of 10k steps; calibrated on the tuning half of tests/corpus (23 healthy runs: none fired; the closest layer sits 40x above the 1e-3 line)
 -- A parameter's typical (median over sampled steps) gradient norm is tiny compared with
@@ -21,6 +21,12 @@
 -- mean and so cancels any constant shift (Ioffe & Szegedy 2015, §3: "the effect of b
 -- will be canceled by the subsequent mean subtraction"), while the layer's weight
 -- gets a normal one: that is a redundant parameter, not a gradient vanishing with depth.
+-- The suggestion depends on the activations the net uses (the `modules` and `activations`
+-- views' module types; a module whose output feeds a functional relu records dead_frac):
+-- with ReLU-family ones already, no "use ReLU" (normalisation, residual connections,
+-- initialisation, a lower learning rate after a blow-up); with only sigmoid/tanh ones,
+-- ReLU; with no activation module at all (functional activations leave none), advice for
+-- either case. A run that recorded neither view gets the header's suggestion.
 WITH g AS (
     SELECT run_id, param, step, norm, seq FROM tensors
     WHERE kind = 'grad' AND isfinite(norm)
@@ -52,6 +58,41 @@ profile AS (
            count(*) OVER (PARTITION BY p.run_id) AS layers
     FROM per_param p JOIN depth d USING (run_id, param) LEFT JOIN weights w USING (run_id, param)
 ),
+types AS (  -- the module types the run recorded, and whether a functional relu was seen
+    SELECT DISTINCT run_id, module_type, false AS functional_relu FROM modules
+    UNION
+    SELECT DISTINCT run_id, module_type,
+           dead_frac IS NOT NULL AND module_type NOT IN ('ReLU', 'ReLU6') FROM activations
+),
+kinds AS (
+    SELECT run_id,
+           coalesce(list_sort(list_distinct(list(module_type) FILTER (WHERE module_type IN (
+               'ReLU', 'ReLU6', 'LeakyReLU', 'PReLU', 'RReLU', 'ELU', 'SELU', 'CELU', 'GELU',
+               'SiLU', 'Mish', 'Hardswish', 'Softplus')))), []) AS relu_like,
+           bool_or(functional_relu) AS functional_relu,
+           coalesce(list_sort(list_distinct(list(module_type) FILTER (WHERE module_type IN (
+               'Sigmoid', 'Tanh', 'Hardtanh', 'Hardsigmoid', 'Softsign', 'LogSigmoid')))), [])
+               AS squashing
+    FROM types GROUP BY run_id
+),
+advice AS (
+    SELECT run_id,
+           CASE WHEN len(relu_like) > 0 OR functional_relu
+                THEN printf('The net already uses ReLU-family activations (%s), so switching to ReLU will not help: add normalisation layers (BatchNorm, LayerNorm) or residual connections, use He (Kaiming) initialisation, look for dead units (dead_relu), and lower the learning rate if the loss blew up before the gradients faded%s; check these layers'' weights actually change.',
+                            array_to_string(list_concat(relu_like,
+                                CASE WHEN functional_relu THEN ['a functional relu'] ELSE [] END), ', '),
+                            CASE WHEN len(squashing) > 0
+                                 THEN printf('; it also has %s, which saturate: where one sits between hidden layers rather than at the output, replace it too',
+                                             array_to_string(squashing, ', '))
+                                 ELSE '' END)
+                WHEN len(squashing) > 0
+                THEN printf('The net''s activations are %s (no ReLU-family module), which pass back little gradient and almost none once saturated: between hidden layers, use ReLU or LeakyReLU instead with He (Kaiming) initialisation, or add normalisation layers or residual connections; check these layers'' weights actually change.',
+                            array_to_string(squashing, ', '))
+                ELSE 'No activation module was recorded (a functional activation such as F.relu or torch.sigmoid leaves none), so which activations the net uses is not known: with sigmoid/tanh between the layers, use ReLU or LeakyReLU instead; with ReLU-family ones already, add normalisation layers or residual connections; in both cases use He (Kaiming) or Xavier initialisation, and check these layers'' weights actually change.'
+           END AS suggestion,
+           list_concat(relu_like, squashing) AS activation_types, functional_relu
+    FROM kinds
+),
 tiny AS (
     SELECT * FROM profile
     WHERE samples >= $min_samples
@@ -72,7 +113,11 @@ SELECT run_id,
            'top_param', any_value(top_param), 'top_median_grad_norm', any_value(top_norm),
            'ratio_to_top', arg_min(grad_norm, depth) / any_value(top_norm),
            'vanishing_params', count(*), 'params', any_value(layers),
-           'depth_ratio', $depth_ratio, 'abs_floor', $abs_floor
-       )::VARCHAR AS evidence
+           'depth_ratio', $depth_ratio, 'abs_floor', $abs_floor,
+           'activation_types', any_value(a.activation_types),
+           'functional_relu', any_value(a.functional_relu)
+       )::VARCHAR AS evidence,
+       any_value(a.suggestion) AS suggestion
 FROM tiny
+LEFT JOIN advice a USING (run_id)
 GROUP BY run_id

@@ -64,7 +64,10 @@ def test_rule_without_its_data_is_reported_not_evaluated(tmp_path: Path) -> None
     assert "loss/val" in skipped["overfitting"]
     assert "tensors:grad" in skipped["vanishing_gradients"]
     assert "exploding_gradients" in skipped
-    assert skipped["dead_relu"] == "needs at least 3 rows of activations"
+    assert skipped["dead_relu"] == (
+        "needs at least 3 activations rows with dead_frac "
+        "(ReLU outputs; none seen: the run recorded no activations)"
+    )
     assert "saturated_activations" in skipped
     assert "poor_initialization" not in skipped  # its flat-loss form needs only the loss
 
