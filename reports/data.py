@@ -30,7 +30,16 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from collector.schema import SCHEMA_VERSION
-from reports import MAX_RUNS, activations, comparison, metrics, samples, system, tensors
+from reports import (
+    MAX_RUNS,
+    activations,
+    comparison,
+    metrics,
+    samples,
+    step_norms,
+    system,
+    tensors,
+)
 from reports.activations import Activations
 from reports.budget import MAX_CHARTED_RUNS, Budget
 from reports.comparison import Comparison, Metric
@@ -39,6 +48,7 @@ from reports.metrics import Choice
 from reports.origin import NanOrigin, first_origin
 from reports.samples import WHAT, SampleSet
 from reports.series import Series, series
+from reports.step_norms import StepNorms
 from reports.system import System
 from reports.tensors import Bands, Weights
 
@@ -89,8 +99,11 @@ GROUP BY param, step
 ORDER BY step, seq
 """
 
+# A row per optimizer step: the timing columns are null on a step that could not be timed,
+# the gradient norms (issue 16) on one without gradients and in stores written before them.
 _SYSTEM = """
-SELECT step, step_time_s, data_time_s, compute_time_s, samples_per_s
+SELECT step, step_time_s, data_time_s, compute_time_s, samples_per_s,
+       grad_norm, grad_norm_step, clip_ratio
 FROM system
 WHERE run_id = $run_id
 QUALIFY rank = min(rank) OVER ()
@@ -204,6 +217,9 @@ class RunData:
     """Parameters by depth: their order (``seq``) within the first step they appear."""
     global_norm: Series | None = None
     """sqrt of the sum of squared per-parameter norms per step: step, norm, params."""
+    step_norms: StepNorms | None = None
+    """The global gradient norm of every optimizer step, before clipping and as stepped with
+    (the ``system`` stream's ``grad_norm``, ``grad_norm_step``): line, step, norm."""
     grad_heatmap: Heatmap | None = None
     """Gradient norm per parameter (``module`` column) and step bucket, log colour."""
     grad_bands: Bands | None = None
@@ -313,6 +329,7 @@ def _run_data(
     drawn = gradients.drawn if gradients is not None else []
     modules = store.sql(_MODULES, {"run_id": run_id})
     sample_sets, left_out = _samples(store, run_id, budget)
+    steps = store.sql(_SYSTEM, {"run_id": run_id})
     return RunData(
         run_id,
         name,
@@ -337,7 +354,8 @@ def _run_data(
             budget=budget,
             first=drawn,
         ),
-        system=system.summarize(store.sql(_SYSTEM, {"run_id": run_id}), budget=budget),
+        system=system.summarize(steps, budget=budget),
+        step_norms=step_norms.summarize(steps, budget=budget),
     )
 
 

@@ -5,7 +5,8 @@ Every chart block carries a ``topic`` (``metric:loss``, ``grad_norms``,
 whose topic matches, tried in this order: the metric its subject names
 (``loss/val`` -> ``metric:loss``), the kind of tensor it names (``grad of fc.weight``),
 then the rule's own list below. A finding whose evidence the page does not draw
-gets no link rather than a wrong one.
+gets no link rather than a wrong one. A few rules have a second piece of evidence
+(``ALSO_TOPICS``): a further link to that chart when it is drawn and not the first.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ RULE_TOPICS: dict[str, tuple[str, ...]] = {
     "divergence": LOSS,
     "accuracy_plateau": ("metric:acc", "metric:accuracy"),
     "nonfinite": ("grad_norms", "grad_global", "activations"),
-    "exploding_gradients": ("grad_norms", "grad_global"),
+    "exploding_gradients": ("grad_norms", "grad_global", "grad_step"),
+    "missing_zero_grad": ("grad_step",),
+    "lr_too_high": LOSS + ("grad_step",),
     "vanishing_gradients": ("grad_heatmap", "grad_norms"),
     "poor_initialization": ("grad_norms", "activation_std"),
     "unused_parameters": ("grad_heatmap", "grad_norms"),
@@ -41,6 +44,16 @@ RULE_TOPICS: dict[str, tuple[str, ...]] = {
     "export_summary": ("exports",),
 }
 """Rule id -> topics of the charts that show its evidence, best first."""
+
+ALSO_TOPICS: dict[str, tuple[str, ...]] = {
+    # The loss rose (the first link); the gradient norm before clipping shows how large
+    # the gradients were while clip_grad_norm_ held the optimizer's norm flat.
+    "lr_too_high": ("grad_step",),
+    # A jump of the sampled global norm (the first link); every step's norm shows its
+    # course between the samples, and whether clipping caught it.
+    "exploding_gradients": ("grad_step",),
+}
+"""Rule id -> topics of further evidence, linked besides the first chart when drawn."""
 
 _TENSOR_TOPICS = {"grad": "grad_norms", "weight": "weights", "update": "update_ratio"}
 
@@ -78,6 +91,17 @@ def link(charts: dict[str, Chart], rule: str, subject: str | None) -> Link | Non
         if chart is not None:
             return Link(chart.id, title(chart))
     return None
+
+
+def links(charts: dict[str, Chart], rule: str, subject: str | None) -> list[Link]:
+    """``link`` first, then the charts of the rule's ``ALSO_TOPICS`` not linked yet."""
+    first = link(charts, rule, subject)
+    out = [first] if first is not None else []
+    for topic in ALSO_TOPICS.get(rule, ()):
+        chart = charts.get(topic)
+        if chart is not None and all(chart.id != x.chart_id for x in out):
+            out.append(Link(chart.id, title(chart)))
+    return out
 
 
 def title(chart: Chart) -> str:

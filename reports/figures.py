@@ -90,9 +90,19 @@ def _with_run(frame: pl.DataFrame, run: str) -> pl.DataFrame:
 
 def gradients(run: RunData, ids: Iterator[str]) -> RunCharts:
     from reports.charts.activations import heatmap_chart
-    from reports.charts.gradients import bands_chart, global_norm_chart, layer_norms_chart
+    from reports.charts.gradients import (
+        bands_chart,
+        global_norm_chart,
+        layer_norms_chart,
+        step_norms_chart,
+    )
 
     charts = []
+    if run.step_norms is not None:
+        n = run.step_norms
+        s = n.series
+        chart = step_norms_chart(points=s.points, markers=s.markers, subtitle=n.subtitle)
+        charts.append(series_chart(next(ids), chart, s, topic="grad_step"))
     if run.global_norm is not None:
         s = run.global_norm
         chart = global_norm_chart(points=s.points, markers=s.markers)

@@ -74,6 +74,8 @@ class FindingRow:
     """The run's NaN-origin box, linked from a ``nonfinite`` finding."""
     evidence: Link | None = None
     """The chart of the same run that shows the evidence, when the page draws it."""
+    more_evidence: tuple[Link, ...] = ()
+    """Further charts of the same run with evidence (``reports.evidence.ALSO_TOPICS``)."""
     caused_by: str = ""
     """The finding of the same run that explains this one (shown under it)."""
     depth: int = 0
@@ -224,21 +226,24 @@ def _findings(
     data: ReportData, run_id: str, origin: OriginBox | None, charts: dict[str, Chart]
 ) -> RunFindings:
     found = data.findings.get(run_id, [])
-    rows = [
-        FindingRow(
-            severity=f.severity.value if f.severity.value in SEVERITIES else "info",
-            rule=f.rule,
-            subject=f.subject or "",
-            step="" if f.step is None else str(f.step),
-            message=f.message,
-            suggestion=f.suggestion,
-            origin=origin if f.rule == NONFINITE_RULE else None,
-            evidence=evidence.link(charts, f.rule, f.subject),
-            caused_by=(f.caused_by or "") if depth else "",
-            depth=depth,
+    rows = []
+    for f, depth in _causes_first(found):
+        shown = evidence.links(charts, f.rule, f.subject)
+        rows.append(
+            FindingRow(
+                severity=f.severity.value if f.severity.value in SEVERITIES else "info",
+                rule=f.rule,
+                subject=f.subject or "",
+                step="" if f.step is None else str(f.step),
+                message=f.message,
+                suggestion=f.suggestion,
+                origin=origin if f.rule == NONFINITE_RULE else None,
+                evidence=shown[0] if shown else None,
+                more_evidence=tuple(shown[1:]),
+                caused_by=(f.caused_by or "") if depth else "",
+                depth=depth,
+            )
         )
-        for f, depth in _causes_first(found)
-    ]
     counts = {s: sum(r.severity == s for r in rows) for s in SEVERITIES}
     skipped = [(n.rule, n.reason) for n in data.not_evaluated.get(run_id, [])]
     name = _name_of(data, run_id)

@@ -1,6 +1,7 @@
 """A run's step timing shaped for the page: data wait vs compute per step, and throughput.
 
-The ``system`` stream has a row per timed step. A step's time is split into the
+The ``system`` stream has a row per optimizer step, its timing columns null on a step
+that could not be timed (those rows are left out here). A step's time is split into the
 wait for the next batch (``data_time_s``) and the rest (``compute_time_s``): a
 data wait that is a large share of the step is the data-loading bottleneck of
 the seed's table, and reads as the lower band growing. Both parts are decimated
@@ -35,7 +36,7 @@ def summarize(
     *,
     budget: Budget = Budget(),  # noqa: B008 (frozen: one shared default is safe)
 ) -> System | None:
-    """``rows``: step, step_time_s, data_time_s, compute_time_s, samples_per_s."""
+    """``rows``: step, step_time_s, data_time_s, compute_time_s, samples_per_s (others ignored)."""
     if not rows.height:
         return None
     # compute_time_s is written by the collector; an importer may leave it out.

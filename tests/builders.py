@@ -181,15 +181,23 @@ class RunBuilder:
 
     def system(
         self,
-        step_times: Sequence[float],
-        data_times: Sequence[float],
+        step_times: Sequence[float | None],
+        data_times: Sequence[float | None],
         *,
         steps: Sequence[int] | None = None,
+        **columns: Sequence[float | int | None],
     ) -> RunBuilder:
-        """One ``system`` row per step (steps 1, 2, ... unless given); compute is the rest."""
+        """One ``system`` row per step (steps 1, 2, ... unless given); compute is the rest.
+
+        A None time is a step that could not be timed. ``columns``: the other ``system``
+        columns per step (``grad_norm=[...]``, ``clip_ratio=[...]``); the rest are null.
+        """
         steps = list(steps) if steps is not None else list(range(1, len(step_times) + 1))
-        for s, t, d in zip(steps, step_times, data_times, strict=True):
-            cols = {"step_time_s": [t], "data_time_s": [d], "compute_time_s": [t - d]}
+        extra = {k: list(v) for k, v in columns.items()}
+        for i, (s, t, d) in enumerate(zip(steps, step_times, data_times, strict=True)):
+            compute = None if t is None or d is None else t - d
+            cols = {"step_time_s": [t], "data_time_s": [d], "compute_time_s": [compute]}
+            cols |= {k: [v[i]] for k, v in extra.items()}
             self._add(Stream.SYSTEM, s, None, cols)
         return self
 

@@ -1,4 +1,5 @@
-"""Gradient charts: the norm of every parameter's gradient over steps, and the global norm.
+"""Gradient charts: the norm of every parameter's gradient over steps, and the global norm
+(over the sampled steps' parameters, and at every optimizer step before and after clipping).
 
 Log scale, because vanishing and exploding gradients are both stories of orders
 of magnitude. Parameters are coloured and listed by depth (their registration
@@ -16,6 +17,7 @@ import polars as pl
 
 from reports.charts.codes import BY_CODE, CODE, coded
 from reports.charts.steps import nonfinite_layer, step_x
+from reports.step_norms import LINES
 from reports.theme import DEPTH_SCHEME, HEIGHT, NONFINITE, WIDTH
 
 _NORM_FORMAT = ".3~e"
@@ -106,6 +108,53 @@ def global_norm_chart(
         layers.append(nonfinite_layer(markers, tooltip=tip, what="norm"))
     return alt.LayerChart(layer=layers).properties(
         title="global gradient norm", width=width, height=height
+    )
+
+
+STEP_NORM_COLORS = ("#333", "#f58518")
+"""Before clipping in the global norm chart's dark grey, the optimizer's norm in orange."""
+
+STEP_NORM_TITLE = "global gradient norm per optimizer step"
+
+
+def step_norms_chart(
+    *,
+    points: pl.DataFrame,
+    markers: pl.DataFrame,
+    subtitle: str,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> alt.LayerChart:
+    """The global gradient norm of every optimizer step, log y: before clipping, and at the step.
+
+    ``points``: line (``reports.step_norms.LINES``), step, norm (> 0). ``markers``: line,
+    step, label. ``subtitle`` says how many steps were clipped. The optimizer's line is
+    drawn over the pre-clip one: where a step was not clipped they are the same value.
+    """
+    shown = [line for line in LINES if line in set(points["line"]) | set(markers["line"])]
+    colors = [STEP_NORM_COLORS[LINES.index(line)] for line in shown]
+    encoding = {
+        "x": step_x(),
+        "y": alt.Y("norm:Q", title="global gradient norm", scale=alt.Scale(type="log")),
+        "color": alt.Color("line:N", title="norm", scale=alt.Scale(domain=shown, range=colors)),
+        "tooltip": [
+            alt.Tooltip("line:N", title="norm"),
+            alt.Tooltip("step:Q", title="step"),
+            alt.Tooltip("norm:Q", title="value", format=_NORM_FORMAT),
+        ],
+    }
+    # A layer per line, in LINES order: the optimizer's is drawn on top.
+    layers: list[alt.Chart | alt.LayerChart] = [
+        alt.Chart(points.filter(pl.col("line") == name))
+        .mark_line(strokeWidth=1.5)
+        .encode(**encoding)
+        for name in shown
+    ]
+    if markers.height:
+        tip = [alt.Tooltip("line:N", title="norm")]
+        layers.append(nonfinite_layer(markers, tooltip=tip, what="norm"))
+    return alt.LayerChart(layer=layers).properties(
+        title=alt.TitleParams(STEP_NORM_TITLE, subtitle=subtitle), width=width, height=height
     )
 
 

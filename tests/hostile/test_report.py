@@ -86,7 +86,11 @@ def _hostile_run(root: Path, run_id: str, *, lr: float, start: float) -> None:
             run.tensors(param, kind, [0.1 * (depth + 1), math.inf, 0.0, 0.2, 0.3, 0.4])
     for module in hostile("module"):
         run.activations(module, module, steps, dead_frac=0.3, saturated_frac=0.2, std=0.0)
-    run.system([0.02] * len(steps), [0.01] * len(steps))
+    pre = [3.0, math.nan, 0.0, 2.0, 0.5, 4.0]
+    at = [1.0, math.nan, 0.0, 1.0, 0.5, 1.0]
+    ratio = [1 / 3, None, None, 0.5, None, 0.25]
+    n = len(steps)
+    run.system([0.02] * n, [0.01] * n, grad_norm=pre, grad_norm_step=at, clip_ratio=ratio)
     formats = [row for fmt in hostile("format") for row in timed(fmt, {1: 0.3, 32: 1.2})]
     run.exports([{**row, "size_bytes": 1000 + i} for i, row in enumerate(formats)], step=6)
     run.fail("ValueError", hostile("message")[0]).write()
@@ -136,6 +140,7 @@ def test_the_hostile_page_draws_every_kind_of_chart(specs: list[dict[str, Any]])
         "share of exact zeros per module",
         "dead units",
         "step time",
+        "global gradient norm per optimizer step",
         "latency vs size",
         "hyperparameters vs best val",
         "feature maps",
@@ -313,7 +318,14 @@ def test_more_runs_than_a_page_details_share_its_budget(tmp_path: Path) -> None:
         run_id = f"run{r:02d}"
         config = {f"knob{k}": r * k for k in range(40)}
         run = RunBuilder(tmp_path, run_id, config=config, start=T0 + r)
-        run.system([0.02 + (s % 7) / 1e3 for s in range(3_000)], [0.005] * 3_000)
+        pre = [2.0 + (s % 11) for s in range(3_000)]
+        run.system(
+            [0.02 + (s % 7) / 1e3 for s in range(3_000)],
+            [0.005] * 3_000,
+            grad_norm=pre,
+            grad_norm_step=[min(p, 5.0) for p in pre],
+            clip_ratio=[5.0 / p if p > 5.0 else None for p in pre],
+        )
         run.finish().write()
         _scalars(tmp_path, run_id, metrics, range(1, 3_001))
         _scalars(tmp_path, run_id, metrics[:-2], range(300, 3_001, 300), "val")
