@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+from collector.schema import Stream
 from tests.analysis import export_cases
 from tests.builders import RunBuilder
 
@@ -94,7 +95,7 @@ def healthy(root: Path) -> RunBuilder:
         run.tensors(f"layer{depth}.weight", "update", noisy([5e-3] * 40, 0.5, seed=depth))
     cnn_activations(run)
     run.system(noisy([0.1] * 100, 0.2, seed=1), noisy([0.01] * 100, 0.5, seed=2))
-    return run.finish()
+    return classifier(run).finish()
 
 
 def overfitting(root: Path) -> RunBuilder:
@@ -280,7 +281,60 @@ def rank_imbalance(root: Path) -> RunBuilder:
     return run.system(noisy([0.12] * 40, 0.1, seed=5), noisy([0.005] * 40, 0.3, seed=6)).finish()
 
 
+def classifier(run: RunBuilder, classes: int = 10) -> RunBuilder:
+    """The model summary's own row: a classifier's output is [batch, classes]."""
+    columns = {"module": [""], "module_type": ["Net"], "output_shape": [f"[64, {classes}]"]}
+    run._add(Stream.MODULES, 1, None, columns)
+    return run
+
+
+def grad_rows(run: RunBuilder, carried: list[float | None], norms: list[float]) -> RunBuilder:
+    """``system`` rows with the gradient columns only (steps not timed)."""
+    for step, (c, n) in enumerate(zip(carried, norms, strict=True), start=1):
+        columns = {"grad_carried_norm": [c], "grad_norm": [n], "grad_norm_step": [n]}
+        run._add(Stream.SYSTEM, step, None, columns | {"backwards": [1], "batch_size": [64]})
+    return run
+
+
+def missing_eval_mode(root: Path) -> RunBuilder:
+    """Validation under no_grad after every epoch, with Dropout left in training mode."""
+    run = RunBuilder(root, "no-eval")
+    run.scalars("loss", "train", train_curve(60))
+    seen = {"modules": ["drop"], "module_types": ["Dropout"], "count": 1, "of": 1}
+    run.event("eval_in_training_mode", seen, step=10)
+    end = {"steps": 60, "inference_forwards": {"steps": 6, "training_mode_steps": 6}}
+    return run.event("run_finished", end, step=60)
+
+
+def missing_zero_grad(root: Path) -> RunBuilder:
+    """optimizer.zero_grad() never called: each step starts with all earlier gradients."""
+    run = RunBuilder(root, "no-zero-grad")
+    run.scalars("loss", "train", train_curve(30))
+    norms = [float(i) for i in range(1, 31)]
+    return grad_rows(run, [None] + norms[:-1], norms).finish()
+
+
+def chance_level(root: Path) -> RunBuilder:
+    """Labels shuffled apart from the inputs: validation loss at ln(10), accuracy 10%."""
+    run = classifier(RunBuilder(root, "chance"))
+    run.scalars("loss", "train", noisy([2.31] * 100, 0.01))
+    with_val(run, noisy([2.305] * 10, 0.002, seed=3))
+    run.scalars("acc", "val", noisy([0.1] * 10, 0.1), steps=[10 * (i + 1) for i in range(10)])
+    return run.finish()
+
+
+def lr_too_high(root: Path) -> RunBuilder:
+    """Adam at 100x: the loss jumps from ln(10) to 30 in two steps, then the net dies."""
+    run = RunBuilder(root, "lr-100x")
+    run.scalars("loss", "train", [2.3, 30.0, 25.0, 8.0] + noisy([2.31] * 56, 0.01))
+    return run.finish()
+
+
 POSITIVE: dict[str, Case] = {
+    "missing_eval_mode": missing_eval_mode,
+    "missing_zero_grad": missing_zero_grad,
+    "chance_level": chance_level,
+    "lr_too_high": lr_too_high,
     "overfitting": overfitting,
     "early_stopping": overfitting,
     "loss_not_decreasing": loss_not_decreasing,
