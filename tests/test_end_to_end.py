@@ -33,9 +33,12 @@ def test_tiny_training_run_lands_in_the_store_and_is_analyzed(tmp_path: Path) ->
     per_kind = store.sql("SELECT kind, count(*) AS n FROM tensors GROUP BY kind ORDER BY kind")
     assert per_kind.rows() == [("grad", 48), ("update", 48), ("weight", 48)]  # 4 params x 12
     assert store.sql("SELECT count(*) AS n FROM scalars WHERE name = 'lr'")["n"][0] == 12
-    # Untimed: the first step (no previous step) and the first step after each validation
-    # pass (its window contains eval forwards): 12 - 1 - 2.
-    assert store.sql("SELECT count(*) AS n FROM system")["n"][0] == 9
+    # A system row per step; untimed: the first step (no previous step) and the first
+    # step after each validation pass (its window contains eval forwards): 12 - 1 - 2.
+    assert store.sql("SELECT count(*) AS n FROM system")["n"][0] == 12
+    timed = "SELECT count(*) AS n FROM system WHERE step_time_s IS NOT NULL"
+    assert store.sql(timed)["n"][0] == 9
+    assert store.sql("SELECT count(grad_norm) AS n FROM system")["n"][0] == 12
     diagnosis = diagnose(store)
     assert [f for f in diagnosis.findings if f.severity == Severity.ERROR] == []
     assert any(n.rule == "loss_not_decreasing" for n in diagnosis.not_evaluated)  # 12 < 20 points

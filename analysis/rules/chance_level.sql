@@ -6,6 +6,7 @@
 -- param: acc_metric = 'acc'
 -- param: tolerance = 0.05
 -- param: acc_margin = 0.1
+-- param: min_steps = 50
 -- seed: part 6 §1 (check the data: inputs and labels loaded and matched correctly), part 1 §3 (the loss does not fall), part 6 §4 (learning rate)
 -- suggestion: Check that the labels match the inputs (a label array shuffled or sorted apart from the inputs, a wrong column, an augmentation applied to the images but not the masks), that the model is connected to the loss (outputs detached, a frozen or never-optimised model, the optimizer built over other parameters), and that the learning rate is not too low.
 -- null: a classifier starts near ln(C) (C output classes: uniform predictions) and a healthy one leaves it within its first epochs: every healthy run of the corpus ends far below ln(C) on either half (tests/corpus), its accuracy far above 1/C
@@ -20,7 +21,9 @@
 -- ln(C): the model predicts the class prior and nothing else. When the run logs an
 -- accuracy (`acc_metric`, the same split), its smoothed best must also stay within
 -- `acc_margin` of 1/C (a model that learned something about a skewed label prior moves
--- its loss below ln(C); this rule is about none). One finding per run. Something else
+-- its loss below ln(C); this rule is about none). A run is judged once its curve reaches
+-- step `min_steps` (50): a model not yet better than chance after a dozen steps is only
+-- young. One finding per run. Something else
 -- often explains it (vanishing gradients, a learning rate too high, a zero
 -- initialisation): analysis/causes.py links it; with no such cause, the labels and the
 -- wiring of the model are the first suspects.
@@ -76,9 +79,10 @@ SELECT j.run_id,
            'classes', j.classes, 'chance_loss', j.chance, 'late_loss', j.late,
            'lowest_loss', j.lowest, 'best_acc', j.best_acc, 'chance_acc', 1.0 / j.classes,
            'split', u.split, 'points', j.points,
-           'tolerance', $tolerance, 'acc_margin', $acc_margin
+           'tolerance', $tolerance, 'acc_margin', $acc_margin, 'min_steps', $min_steps
        )::VARCHAR AS evidence
 FROM judged j JOIN split_used u USING (run_id)
 WHERE j.lowest >= (1 - $tolerance) * j.chance
   AND abs(j.late - j.chance) <= $tolerance * j.chance
   AND (j.best_acc IS NULL OR j.best_acc <= 1.0 / j.classes + $acc_margin)
+  AND j.last_step >= $min_steps

@@ -137,8 +137,6 @@ REUSED = {
 # scenario -> rules its bug implies beyond the scenario suite's own ``also``: the rules that
 # name a bug (issue 16) where a scenario's pathology is that bug
 ALSO_NAMED = {
-    "shuffled_labels": ("chance_level",),
-    "deep_sigmoid": ("chance_level",),
     "learning_rate_far_too_high": ("lr_too_high",),
     "learning_rate_too_high": ("lr_too_high",),
 }

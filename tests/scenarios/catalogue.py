@@ -276,7 +276,7 @@ def too_small(root: Path, data: Data) -> Truth:
 @scenario(
     "MLP, SGD",
     "loss_not_decreasing",
-    also=("early_stopping",),
+    also=("early_stopping", "chance_level"),
     what="labels shuffled: nothing to learn, the loss stays at chance",
 )
 def shuffled_labels(root: Path, data: Data) -> Truth:
@@ -496,7 +496,7 @@ def nan_in_data(root: Path, data: Data) -> Truth:
 @scenario(
     "MLP, SGD",
     "vanishing_gradients",
-    also=("loss_not_decreasing", "update_ratio"),
+    also=("loss_not_decreasing", "update_ratio", "chance_level"),
     what="the demo's 12-layer sigmoid MLP, plain SGD",
 )
 def deep_sigmoid(root: Path, data: Data) -> Truth:
