@@ -114,16 +114,20 @@ class GradientWatch:
         grads = self._grads()
         if not grads:
             return
-        with torch.no_grad():
-            self._pre = torch.nn.utils.get_total_norm(grads)
+        self._pre = _total_norm(grads)
         self._pre_first, self._pre_version = grads[0], grads[0]._version
 
     def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         if not self._armed or not module.training or not torch.is_grad_enabled():
             return
+        self._armed = False
+        if all(p.grad is None for p in self.params):
+            # nothing can add a gradient before this forward's backward starts: the
+            # step begins reset (zero_grad() set them to None), no hook needed
+            self._checked = True
+            return
         y = _first_tensor_with_grad(output)
         if y is not None:
-            self._armed = False
             y.register_hook(self._on_backward_start)
 
     def _on_backward_start(self, grad: torch.Tensor) -> None:
@@ -132,8 +136,7 @@ class GradientWatch:
         self._checked = True
         grads = self._grads()
         if grads:
-            with torch.no_grad():
-                self._carried = torch.nn.utils.get_total_norm(grads)
+            self._carried = _total_norm(grads)
 
     def on_before_optimizer_step(self) -> None:
         self._backwards_before_step = self._backwards
@@ -147,8 +150,7 @@ class GradientWatch:
         ):
             self._at_step = self._pre  # untouched since the end of backward
         else:
-            with torch.no_grad():
-                self._at_step = torch.nn.utils.get_total_norm(grads)
+            self._at_step = _total_norm(grads)
 
     def on_after_optimizer_step(self) -> StepGradients:
         """This step's norms; the watch starts over for the next step."""
@@ -163,6 +165,17 @@ class GradientWatch:
         self._armed = True
         self._checked = False
         return out
+
+
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The global L2 norm of ``grads``, on their device: one fused pass when they share a
+    device and dtype (the usual case: ~2/3 of ``get_total_norm``'s cost), else torch's
+    own grouping."""
+    first = grads[0]
+    with torch.no_grad():
+        if all(g.dtype == first.dtype and g.device == first.device for g in grads):
+            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        return torch.nn.utils.get_total_norm(grads)
 
 
 def _first_tensor_with_grad(value: Any) -> torch.Tensor | None:
