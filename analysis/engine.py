@@ -20,7 +20,7 @@ from analysis import causes
 from analysis.findings import Finding, NotEvaluated
 from analysis.rule import Requirement, Rule, load_rules
 from analysis.store import Store
-from collector.schema import stream_columns
+from store.schema import stream_columns
 
 log = logging.getLogger(__name__)
 

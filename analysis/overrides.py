@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.rule import Rule
-from collector.errors import TelemetryError
+from store.errors import TelemetryError
 
 Overrides = dict[str, dict[str, Any]]
 """``{rule_id: {param: value}}``, the shape ``diagnose(params=...)`` takes."""

@@ -41,8 +41,8 @@ from typing import Any
 
 from analysis.findings import Severity
 from analysis.store import VIEWS
-from collector.errors import TelemetryError
-from collector.schema import stream_columns
+from store.errors import TelemetryError
+from store.schema import stream_columns
 
 _FIELD_RE = re.compile(r"^--\s*([a-z_]+):\s*(.*?)\s*$")
 _PARAM_USE_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")

@@ -2,7 +2,7 @@
 
 The Store lists the published segments itself (instead of a DuckDB glob) so that it
 can skip what it cannot read or trust and say so: torn or foreign files, segments of
-an unknown future schema version, look-alikes (``analysis.checks``: wrong column
+an unknown future schema version, look-alikes (``store.checks``: wrong column
 types, another run's rows, a compaction's false claim, a FIFO), stray files, empty
 run directories, and segments covered by a compacted one (which would otherwise be
 read twice). What it skips is in ``store.unreadable`` and in warnings summarised per
@@ -15,7 +15,7 @@ why).
 Writers keep writing while a store is opened: a segment listed here may be deleted
 by a compaction (its rows moved to a merged file published just before) before it
 is read. Then that run is listed again and the tables loaded again, so a reader
-sees every row exactly once (see ``analysis.scan``).
+sees every row exactly once (see ``store.scan``).
 
 Example::
 
@@ -36,10 +36,10 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from analysis.scan import REMOVED, RESCANS, RunListing, Unreadable, list_run, list_store
-from collector.digest import ACTIVITY_STREAMS, DIGEST_DIR, Digest
-from collector.errors import TelemetryError
-from collector.schema import SCHEMAS, Stream
+from store.digest import ACTIVITY_STREAMS, DIGEST_DIR, Digest
+from store.errors import TelemetryError
+from store.scan import REMOVED, RESCANS, RunListing, Unreadable, list_run, list_store
+from store.schema import SCHEMAS, Stream
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ def open_store(
     """Open the store at ``path`` for reading; an empty or half-written store is fine.
 
     ``runs_only``: only the ``runs`` view, listed from the writers' digests where they
-    are current (``collector.digest``) instead of from every segment: what listing runs
+    are current (``store.digest``) instead of from every segment: what listing runs
     needs, at a small fraction of the cost on a wide store. The stream views do not
     exist on such a store."""
     p = Path(path)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from collector.errors import ConfigError, StoreError, TelemetryError
-from collector.schema import SCHEMA_VERSION, EventKind, Stream, TensorKind
+from store.errors import ConfigError, StoreError, TelemetryError
+from store.schema import SCHEMA_VERSION, EventKind, Stream, TensorKind
 
 if TYPE_CHECKING:
     from collector.collector import Collector

@@ -52,11 +52,12 @@ import torch
 from torch import nn
 
 from collector import stats
+from store.schema import ORIGIN_INPUT
 
 CHECK_BATCH = 16
 """Steps of NaN-check results read together (see ActivationWatcher.find_origin)."""
 
-INPUT = "(input)"
+INPUT = ORIGIN_INPUT
 """The module name reported when the model's input itself is non-finite."""
 
 _SATURATION_TOLERANCE = 1e-3

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import torch
 
-from collector import layout
-from collector.errors import ConfigError
+from store import layout
+from store.errors import ConfigError
 
 # Models and optimizers an open collector has hooks on -> its run id. Weak keys: a
 # model that is garbage-collected is forgotten.

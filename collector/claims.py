@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from collector import layout
 from collector.distributed import Placement, shared_run_id
-from collector.errors import ConfigError, StoreError
-from collector.layout import SegmentName, parse_segment_name
-from collector.schema import Stream
+from store import layout
+from store.errors import ConfigError, StoreError
+from store.layout import SegmentName, parse_segment_name
+from store.schema import Stream
 
 ATTEMPTS_DIR = ".attempts"
 

@@ -66,21 +66,21 @@ from collector.budget import (
     OverheadBudget,
     Strides,
 )
-from collector.compaction import compact_run
-from collector.digest import write_digest
 from collector.distributed import Placement, param_stats_every, placement
-from collector.errors import ConfigError, StoreError
 from collector.gradients import GradientWatch, StepGradients, host_values
 from collector.guard import GuardCounters, guarded
 from collector.hooks import HookSet
 from collector.modes import ModeWatch
 from collector.modules import ModelSummary
 from collector.params import ParamWatcher, select_parameters
-from collector.records import Rows, json_safe, plain_json, safe_text
 from collector.samples import SampleWatcher
-from collector.schema import SCHEMA_VERSION, EventKind, Stream
 from collector.system import StepTimer, peak_host_memory_bytes
-from collector.writer import Writer
+from store.compaction import compact_run
+from store.digest import write_digest
+from store.errors import ConfigError, StoreError
+from store.records import Rows, json_safe, plain_json, safe_text
+from store.schema import SCHEMA_VERSION, EventKind, Stream
+from store.writer import Writer
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import torch
 
-from collector.errors import ConfigError, StoreError
+from store.errors import ConfigError, StoreError
 
 
 @dataclass(frozen=True)

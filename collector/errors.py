@@ -1,28 +1,12 @@
-"""Errors raised to the user of the collector.
+"""Deprecated: the error tree moved to ``store.errors`` (this path works for one release)."""
 
-    TelemetryError               base class; never raised from inside a training step
-    ├── ConfigError (ValueError) a bad argument to Collector(...) or log(...)
-    └── StoreError (OSError)     the store directory cannot be created or written at start-up
+import warnings
 
-Every other error the project defines derives from ``TelemetryError`` too (it lives
-here, torch-free, until the redesign gives the store its own package): the readers'
-``analysis.StoreError``, ``RuleDefinitionError``, ``OverrideError``, ``Vanished``; the
-report's ``SampleError``; the exports' ``FormatUnavailable``; ``shutdown.Terminated``.
+from store.errors import *  # noqa: F403
+from store.errors import ConfigError, StoreError, TelemetryError  # noqa: F401
 
-After start-up nothing raises into the training loop: the writer counts what it
-could not write and records it as a ``dropped`` event instead.
-"""
-
-from __future__ import annotations
-
-
-class TelemetryError(Exception):
-    """Base class of every error this package raises on purpose."""
-
-
-class ConfigError(TelemetryError, ValueError):
-    """An argument has a value we cannot use; the message names it and the fix."""
-
-
-class StoreError(TelemetryError, OSError):
-    """The store cannot be used (not creatable, not writable)."""
+warnings.warn(
+    "collector.errors moved to store.errors; import it from there",
+    DeprecationWarning,
+    stacklevel=2,
+)

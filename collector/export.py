@@ -48,10 +48,10 @@ from torch import nn
 from collector import export_formats as formats_
 from collector import export_measure as measure
 from collector.collector import Collector
-from collector.errors import ConfigError
 from collector.export_measure import ExportResult
-from collector.records import json_safe
-from collector.schema import ExportStatus, Stream
+from store.errors import ConfigError
+from store.records import json_safe
+from store.schema import ExportStatus, Stream
 
 __all__ = ["ExportBenchmark", "ExportResult", "benchmark", "environment"]
 

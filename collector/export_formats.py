@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from collector.errors import TelemetryError
+from store.errors import TelemetryError
 
 FORMATS = (
     "eager",

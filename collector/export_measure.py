@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from collector import export_formats
-from collector.schema import ExportStatus
+from store.schema import ExportStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ MAX_ERROR_CHARS = 2000
 
 @dataclass(frozen=True)
 class ExportResult:
-    """One row of the ``exports`` stream: a format at one batch size (see collector.schema)."""
+    """One row of the ``exports`` stream: a format at one batch size (see store.schema)."""
 
     format: str
     batch_size: int | None

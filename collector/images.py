@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from collector.errors import ConfigError
+from store.errors import ConfigError
 
 
 def image_maps(t: torch.Tensor, dataformats: str, *, batch: bool, tag: str) -> torch.Tensor:

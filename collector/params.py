@@ -34,7 +34,7 @@ import pyarrow as pa
 import torch
 
 from collector import stats
-from collector.schema import TensorKind
+from store.schema import TensorKind
 
 
 def select_parameters(

@@ -35,7 +35,7 @@ import weakref
 from types import FrameType
 from typing import Protocol
 
-from collector.errors import TelemetryError
+from store.errors import TelemetryError
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ class HostStats:
 
     def packed(self, names: Sequence[str] = COLUMNS) -> dict[str, array.array[Any]]:
         """``names`` as packed arrays (int64 counts, float64 statistics): what the writer
-        takes without touching a Python object per value (``collector.records``)."""
+        takes without touching a Python object per value (``store.records``)."""
         return {
             name: array.array("q" if name in _COUNTS else "d", self.columns[name]) for name in names
         }

@@ -61,7 +61,6 @@ import torch
 
 from collector.arguments import INT64_MAX, shown
 from collector.collector import Collector
-from collector.errors import ConfigError, TelemetryError
 from collector.histograms import (
     QUANTILE_BPS,
     Histogram,
@@ -71,10 +70,11 @@ from collector.histograms import (
 )
 from collector.images import image_maps, render_figure
 from collector.modules import ModelSummary
-from collector.records import Rows, json_safe, plain_json
-from collector.schema import EventKind, Stream
 from collector.stats import reduce, to_host
 from collector.tags import SPLIT_WORDS, histogram_key, metric_key
+from store.errors import ConfigError, TelemetryError
+from store.records import Rows, json_safe, plain_json
+from store.schema import EventKind, Stream
 
 log = logging.getLogger(__name__)
 

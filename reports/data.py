@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from collector.schema import SCHEMA_VERSION
 from reports import (
     MAX_RUNS,
     activations,
@@ -51,6 +50,7 @@ from reports.series import Series, series
 from reports.step_norms import StepNorms
 from reports.system import System
 from reports.tensors import Bands, Weights
+from store.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from analysis import Diagnosis, Finding, NotEvaluated, Store

@@ -18,11 +18,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from store.schema import ORIGIN_INPUT
+
 log = logging.getLogger(__name__)
 
-INPUT = "(input)"
-"""The origin's module when the model's input was already non-finite (the collector's
-``collector.activations.INPUT``, spelled out: that module imports torch)."""
+INPUT = ORIGIN_INPUT
+"""The origin's module when the model's input was already non-finite."""
 
 
 @dataclass(frozen=True)

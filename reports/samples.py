@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from collector.errors import TelemetryError
+from store.errors import TelemetryError
 
 MAX_MAPS = 16
 """Maps drawn per sampled tensor (the collector stores up to 16)."""

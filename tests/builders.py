@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from collector.layout import SegmentName, stream_dir
-from collector.records import Rows, build_table
-from collector.schema import Stream
-from collector.segments import write_segment
+from store.layout import SegmentName, stream_dir
+from store.records import Rows, build_table
+from store.schema import Stream
+from store.segments import write_segment
 
 _ACTIVATION_DEFAULTS: dict[str, float | None] = {
     "numel": 1024,

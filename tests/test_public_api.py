@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import analysis
 import collector
 import telemetry
@@ -44,3 +46,17 @@ def test_read_side_and_cli_help_do_not_import_torch() -> None:
 
 def test_touching_collector_imports_torch_lazily() -> None:
     assert _imports_torch("import collector\ncollector.Collector")
+
+
+@pytest.mark.parametrize("old", ["collector.schema", "collector.errors"])
+def test_moved_store_modules_still_import_with_a_deprecation_warning(old: str) -> None:
+    code = f"import warnings\nwarnings.simplefilter('error')\nimport {old}"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1 and "DeprecationWarning" in result.stderr
+    assert "moved to store." in result.stderr
+    quiet = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", f"from {old} import *"],
+        capture_output=True,
+        text=True,
+    )
+    assert quiet.returncode == 0, quiet.stderr

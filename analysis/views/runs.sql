@@ -5,7 +5,7 @@
 --   crashed            otherwise (killed, lost power: heartbeats stopped)
 WITH seen AS (
     -- Per writer (run, rank, attempt): how far it got and when it was seen, from its
-    -- rows, or from its digest (collector.digest; only on a store opened runs_only,
+    -- rows, or from its digest (store.digest; only on a store opened runs_only,
     -- for the writers whose digest is current: _writers is empty otherwise).
     SELECT run_id, rank, attempt,
            max(step) AS steps, min(wall_time) AS first_seen, max(wall_time) AS last_seen

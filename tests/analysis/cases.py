@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from collector.schema import Stream
+from store.schema import Stream
 from tests.analysis import export_cases
 from tests.builders import RunBuilder
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from collector.schema import Stream, stream_columns
+from store.schema import Stream, stream_columns
 from tests.builders import RunBuilder
 
 STEP = 276

@@ -13,8 +13,8 @@ from typing import Any
 from analysis import diagnose, load_rules, open_store
 from analysis.engine import Diagnosis
 from analysis.findings import Finding, Severity
-from collector.records import Rows
-from collector.schema import Stream
+from store.records import Rows
+from store.schema import Stream
 from tests.analysis.cases import noisy
 from tests.builders import RunBuilder, publish
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from analysis import diagnose, load_rules, open_store
 from analysis.findings import Finding
-from collector.records import Rows
-from collector.schema import Stream
+from store.records import Rows
+from store.schema import Stream
 from tests.analysis import cases
 from tests.analysis.cases import acc_curve, epochs_of, noisy, param_stats, train_curve, with_val
 from tests.builders import RunBuilder, publish

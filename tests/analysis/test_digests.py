@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from analysis import open_store
-from analysis.scan import list_run
 from collector import Collector
-from collector.digest import DIGEST_DIR, digest_path, read_digest
+from store.digest import DIGEST_DIR, digest_path, read_digest
+from store.scan import list_run
 from telemetry.runs import list_runs
 
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from analysis import diagnose, load_rules, open_store
 from analysis.findings import Finding
 from analysis.rule import RuleDefinitionError, parse_rule
-from collector.records import Rows
-from collector.schema import Stream
+from store.records import Rows
+from store.schema import Stream
 from telemetry.cli import main
 from tests.analysis import cases
 from tests.analysis.cases import SAMPLED, acc_curve, epochs_of, noisy, with_val

@@ -11,7 +11,7 @@ import pytest
 
 from analysis import StoreError, open_store
 from analysis.store import VIEWS
-from collector.schema import SCHEMA_VERSION_KEY, SCHEMAS, Stream, stream_columns
+from store.schema import SCHEMA_VERSION_KEY, SCHEMAS, Stream, stream_columns
 from tests.builders import RunBuilder
 
 

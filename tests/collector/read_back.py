@@ -7,8 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collector.compaction import live_segments
-from collector.schema import SCHEMAS, Stream
+from store.compaction import live_segments
+from store.schema import SCHEMAS, Stream
 
 
 def read_stream(run_dir: Path, stream: Stream) -> pa.Table:

@@ -15,7 +15,7 @@ import analysis
 from collector import Collector
 from collector.activations import INPUT
 from collector.samples import quantize
-from collector.schema import Stream
+from store.schema import Stream
 
 from .read_back import read_stream
 

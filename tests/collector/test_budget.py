@@ -22,7 +22,7 @@ from collector.budget import (
     Strides,
 )
 from collector.params import ParamWatcher
-from collector.schema import Stream
+from store.schema import Stream
 from tests.collector.read_back import read_stream
 
 

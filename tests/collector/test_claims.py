@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from collector.claims import claim_attempt, claim_run_dir, existing_run_dir, last_recorded_step
-from collector.errors import ConfigError
-from collector.records import Rows
-from collector.schema import Stream
-from collector.writer import Writer
+from store.errors import ConfigError
+from store.records import Rows
+from store.schema import Stream
+from store.writer import Writer
 
 QUIET = {"flush_every_s": 3600.0, "heartbeat_every_s": 3600.0}
 

@@ -19,7 +19,7 @@ from torch import nn
 
 import collector
 from collector import Collector, ConfigError
-from collector.schema import Stream
+from store.schema import Stream
 
 from .read_back import read_stream
 

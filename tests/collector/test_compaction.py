@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from collector.compaction import CompactionResult, compact_run, live_segments
-from collector.layout import SegmentName, parse_segment_name
-from collector.records import Rows
-from collector.schema import SCHEMAS, Stream
-from collector.segments import write_segment
-from collector.writer import Writer
+from store.compaction import CompactionResult, compact_run, live_segments
+from store.layout import SegmentName, parse_segment_name
+from store.records import Rows
+from store.schema import SCHEMAS, Stream
+from store.segments import write_segment
+from store.writer import Writer
 
 from .read_back import read_stream
 

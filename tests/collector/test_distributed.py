@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collector.distributed import PARAM_STATS_RANKS_ENV, Placement, param_stats_every
-from collector.errors import ConfigError
+from store.errors import ConfigError
 
 RANK0, RANK1 = Placement(0, 2, True), Placement(1, 2, True)
 

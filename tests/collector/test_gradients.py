@@ -17,7 +17,7 @@ from torch import nn
 
 from collector import Collector
 from collector.gradients import StepGradients, host_values
-from collector.schema import Stream
+from store.schema import Stream
 
 from .read_back import read_stream
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.layout import (
+from store.layout import (
     RUN_ID_RE,
     SegmentName,
     new_run_id,
@@ -15,7 +15,7 @@ from collector.layout import (
     run_dir,
     stream_dir,
 )
-from collector.schema import Stream
+from store.schema import Stream
 
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from analysis import open_store
 from collector.lightning import TelemetryCallback
-from collector.schema import Stream
+from store.schema import Stream
 
 from .read_back import read_stream
 

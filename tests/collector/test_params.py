@@ -43,7 +43,7 @@ def test_updates_stay_exact_when_the_model_changes_dtype_between_sampled_steps()
 def _grad_norms(tmp_path: Any, opt_factory: Any, *, closure: bool) -> tuple[dict, dict]:
     """(recorded grad norms of step 2, the true gradient norms of that step)."""
     from collector import Collector
-    from collector.schema import Stream
+    from store.schema import Stream
     from tests.collector.read_back import read_stream
 
     torch.manual_seed(0)

@@ -8,8 +8,8 @@ import math
 import pyarrow as pa
 import pytest
 
-from collector.records import Rows, build_table
-from collector.schema import SCHEMAS, Stream
+from store.records import Rows, build_table
+from store.schema import SCHEMAS, Stream
 
 UTC = dt.timezone.utc
 T0 = 1_700_000_000.25  # 2023-11-14 22:13:20.250000 UTC

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from collector.schema import (
+from store.schema import (
     ENVELOPE,
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,

@@ -9,10 +9,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from collector import segments
-from collector.records import Rows, build_table
-from collector.schema import SCHEMA_VERSION_KEY, Stream
-from collector.segments import write_segment
+from store import segments
+from store.records import Rows, build_table
+from store.schema import SCHEMA_VERSION_KEY, Stream
+from store.segments import write_segment
 
 
 def _table(n: int = 3):
@@ -49,7 +49,7 @@ def test_write_segment_replaces_an_existing_file_atomically(tmp_path: Path) -> N
 
 
 def _failing_parquet(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> list[Path]:
-    """Make ``write_table`` inside collector.segments write some bytes, then raise."""
+    """Make ``write_table`` inside store.segments write some bytes, then raise."""
     seen: list[Path] = []
 
     def write_table(table: Any, where: Any, **kwargs: Any) -> None:

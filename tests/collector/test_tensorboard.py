@@ -19,9 +19,9 @@ from torch import nn
 from analysis import diagnose, open_store
 from collector import ConfigError
 from collector.histograms import QUANTILE_BPS, QUANTILE_SPLITS, Histogram, bucket_quantiles
-from collector.schema import Stream
 from collector.tags import histogram_key, metric_key
 from collector.tensorboard import _UNSUPPORTED, SummaryWriter, UnsupportedError
+from store.schema import Stream
 
 from .read_back import read_stream
 

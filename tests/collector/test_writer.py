@@ -12,10 +12,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from collector.records import Rows
-from collector.schema import Stream
-from collector.segments import write_segment
-from collector.writer import Writer, WriterState
+from store.records import Rows
+from store.schema import Stream
+from store.segments import write_segment
+from store.writer import Writer, WriterState
 
 from .read_back import read_stream, segment_files
 
@@ -227,7 +227,7 @@ def test_full_queue_drops_and_counts_instead_of_blocking(
 def test_failing_sink_never_raises_counts_warns_once_and_records_a_dropped_event(
     make_writer: Callable[..., Writer], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="collector.writer")
+    caplog.set_level(logging.WARNING, logger="store.writer")
     sink = FlakySink(failures=2)
     writer = make_writer(sink=sink)
 
@@ -245,7 +245,7 @@ def test_failing_sink_never_raises_counts_warns_once_and_records_a_dropped_event
     assert writer.flush() is True  # nothing new dropped: no second event
     writer.close()
 
-    warnings = [r for r in caplog.records if r.name == "collector.writer"]
+    warnings = [r for r in caplog.records if r.name == "store.writer"]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
     assert "No space left on device" in warnings[0].getMessage()
@@ -282,7 +282,7 @@ def test_failed_dropped_event_is_retried_until_it_is_on_disk(
 def test_a_producer_bug_is_counted_as_dropped_and_the_thread_goes_on(
     make_writer: Callable[..., Writer], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="collector.writer")
+    caplog.set_level(logging.WARNING, logger="store.writer")
     writer = make_writer()
     bad = Rows(Stream.SCALARS, step=1, epoch=None, wall_time=T0, columns={"nmae": ["x", "y"]})
     assert writer.put(bad)
@@ -364,7 +364,7 @@ def _dead_writer(
 def test_a_dead_writer_thread_is_logged_and_refuses_later_puts(
     make_writer: Callable[..., Writer], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="collector.writer")
+    caplog.set_level(logging.ERROR, logger="store.writer")
     writer, thread, _returned = _dead_writer(make_writer)
     thread.join(10)
     assert not thread.is_alive()
@@ -373,7 +373,7 @@ def test_a_dead_writer_thread_is_logged_and_refuses_later_puts(
     assert writer.flush() is False
     writer.close()  # nothing to join; does not hang
     assert writer.state is WriterState.FAILED
-    [record] = [r for r in caplog.records if r.name == "collector.writer"]
+    [record] = [r for r in caplog.records if r.name == "store.writer"]
     assert "stopped" in record.getMessage() and "_ThreadKiller" in record.getMessage()
 
 
@@ -405,7 +405,7 @@ def test_a_removed_run_directory_is_not_recreated_and_its_rows_are_counted(
 ) -> None:
     import shutil
 
-    caplog.set_level(logging.WARNING, logger="collector.writer")
+    caplog.set_level(logging.WARNING, logger="store.writer")
     writer = make_writer()
     writer.put(scalars(1))
     assert writer.flush()
@@ -416,7 +416,7 @@ def test_a_removed_run_directory_is_not_recreated_and_its_rows_are_counted(
     writer.close()
     assert not (tmp_path / RUN).exists()
     assert writer.rows_dropped == 2 + 1  # the scalars and the note
-    [warning] = [r for r in caplog.records if r.name == "collector.writer"]
+    [warning] = [r for r in caplog.records if r.name == "store.writer"]
     assert "FileNotFoundError" in warning.getMessage()
 
 

@@ -20,9 +20,9 @@ from torch import nn
 
 import analysis
 from collector import Collector, ConfigError
-from collector.records import Rows
-from collector.schema import EventKind, Stream
-from collector.writer import Writer
+from store.records import Rows
+from store.schema import EventKind, Stream
+from store.writer import Writer
 from telemetry.cli import main
 from tests.collector.read_back import read_stream
 
@@ -194,7 +194,7 @@ def test_a_bad_batch_is_dropped_alone_and_recorded_even_at_the_final_flush(
 
 
 def test_rows_a_failing_disk_drops_at_the_final_flush_are_recorded(tmp_path: Path) -> None:
-    from collector.writer import _publish
+    from store.writer import _publish
 
     def scalars_fail(table: Any, directory: Path, filename: str) -> object:
         if directory.name == Stream.SCALARS.value:

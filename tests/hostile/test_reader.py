@@ -26,10 +26,10 @@ import pytest
 from click.testing import CliRunner
 
 import analysis
-from analysis import scan
-from collector.compaction import compact_run
-from collector.digest import DIGEST_DIR, Activity, digest_path, write_digest
-from collector.schema import SCHEMA_VERSION_KEY, SCHEMAS, Stream
+from store import scan
+from store.compaction import compact_run
+from store.digest import DIGEST_DIR, Activity, digest_path, write_digest
+from store.schema import SCHEMA_VERSION_KEY, SCHEMAS, Stream
 from telemetry.cli import main
 from tests.builders import RunBuilder
 
@@ -50,7 +50,7 @@ def _run(root: Path, run_id: str, *, name: str | None = None, config: Any = None
 
 
 def _write_digest(run_dir: Path, run_id: str) -> None:
-    """The digest a closing writer would write (``collector.digest``), from the rows."""
+    """The digest a closing writer would write (``store.digest``), from the rows."""
     activity = Activity()
     for stream in Stream:
         for path in sorted((run_dir / stream.value).glob("*.parquet")):

@@ -24,9 +24,9 @@ import pytest
 import vl_convert
 
 from analysis import Diagnosis, Finding, Severity, open_store
-from collector.records import Rows
-from collector.schema import Stream
 from reports import budget, write_report
+from store.records import Rows
+from store.schema import Stream
 from tests.analysis.export_cases import ExportRunBuilder, timed
 from tests.builders import RunBuilder
 from tests.reports import pages

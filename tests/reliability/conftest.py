@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import analysis
-from collector.schema import Stream
+from store.schema import Stream
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -170,7 +170,7 @@ def spawn(server: Server) -> Iterator[Callable[..., Worker]]:
 def unreadable_files(root: Path) -> list[str]:
     """Every published file under ``root`` that plain pyarrow cannot read (hidden ones
     skipped), or, for a writer's digest, that ``read_digest`` refuses."""
-    from collector.digest import DIGEST_DIR, read_digest
+    from store.digest import DIGEST_DIR, read_digest
 
     bad = []
     for path in sorted(root.rglob("*")):

@@ -46,8 +46,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from collector import Collector, segments
-from collector.layout import parse_segment_name
+from collector import Collector
+from store import segments
+from store.layout import parse_segment_name
 
 Emit = Callable[..., None]
 
@@ -172,16 +173,18 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer) -> None:
 
 
 def _capture_warnings() -> list[str]:
-    """Collector warnings, kept in memory (stderr may be the very file that is full)."""
+    """Collector and store writer warnings, kept in memory (stderr may be the very file that is full)."""
     seen: list[str] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             seen.append(f"{record.name}: {record.getMessage()}")
 
-    logger = logging.getLogger("collector")
-    logger.addHandler(Keep(logging.WARNING))
-    logger.propagate = False
+    keep = Keep(logging.WARNING)
+    for name in ("collector", "store"):  # the training-loop side and its writer
+        logger = logging.getLogger(name)
+        logger.addHandler(keep)
+        logger.propagate = False
     return seen
 
 

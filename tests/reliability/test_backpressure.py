@@ -22,8 +22,8 @@ from torch import nn
 import analysis
 from collector import Collector
 from collector import collector as collector_module
-from collector.segments import write_segment
-from collector.writer import Writer
+from store.segments import write_segment
+from store.writer import Writer
 
 from .conftest import report
 

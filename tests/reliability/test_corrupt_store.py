@@ -18,7 +18,7 @@ from torch import nn
 
 import analysis
 from collector import Collector
-from collector.schema import SCHEMA_VERSION_KEY, SCHEMAS, Stream
+from store.schema import SCHEMA_VERSION_KEY, SCHEMAS, Stream
 from telemetry.cli import main
 
 from .conftest import report

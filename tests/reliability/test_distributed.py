@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import analysis
-from collector.layout import parse_segment_name
+from store.layout import parse_segment_name
 
 from .conftest import Worker, report
 from .test_concurrency import _free_port

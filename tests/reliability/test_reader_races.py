@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 import analysis
-from analysis import scan, store
-from collector.compaction import compact_run
-from collector.records import Rows
-from collector.schema import Stream
-from collector.writer import Writer
+from analysis import store
+from store import scan
+from store.compaction import compact_run
+from store.records import Rows
+from store.schema import Stream
+from store.writer import Writer
 
 QUIET = {"flush_every_s": 3600.0, "heartbeat_every_s": 3600.0}
 

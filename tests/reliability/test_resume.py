@@ -17,7 +17,7 @@ from torch import nn
 
 import analysis
 from collector import Collector, ConfigError
-from collector.layout import parse_segment_name
+from store.layout import parse_segment_name
 
 from .conftest import Worker, report
 

@@ -12,10 +12,10 @@ from typing import Any
 import vl_convert
 
 from analysis import Diagnosis, Store, diagnose, open_store
-from collector.layout import stream_dir
-from collector.records import Rows
-from collector.schema import Stream, stream_columns
 from reports.charts.codes import CODE
+from store.layout import stream_dir
+from store.records import Rows
+from store.schema import Stream, stream_columns
 from tests.builders import RunBuilder, publish
 
 HOSTILE = "<script>alert(1)</script>"

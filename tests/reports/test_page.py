@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from analysis import Diagnosis, Finding, NotEvaluated, Severity, diagnose, open_store
-from collector.schema import SCHEMA_VERSION
 from reports import render_report, write_report
 from reports.page import script_json
+from store.schema import SCHEMA_VERSION
 from tests.builders import RunBuilder
 from tests.reports.pages import HOSTILE, Parts, datasets, marks, open_diagnosed, trained
 

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collector.schema import SCHEMAS, Stream, stream_columns
+from store.schema import SCHEMAS, Stream, stream_columns
 
 
 @dataclass(frozen=True)

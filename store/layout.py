@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.schema import Stream
+from store.schema import Stream
 
 SEGMENT_SUFFIX = ".parquet"
 TMP_PREFIX = "."

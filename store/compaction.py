@@ -1,6 +1,6 @@
 """Compaction: merge the small segments of one (run, rank, attempt) into one per stream.
 
-Crash safety comes from the names (see ``collector.layout``): the merged file
+Crash safety comes from the names (see ``store.layout``): the merged file
 ``<rank>-<attempt>-<first>_<last>.parquet`` is published atomically *before* the
 segments it covers are deleted, and readers ignore covered segments. A crash at
 any instant leaves either the originals, or the merged file plus some covered
@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from collector.layout import SegmentName, parse_segment_name
-from collector.schema import Stream
-from collector.segments import write_segment
+from store.layout import SegmentName, parse_segment_name
+from store.schema import Stream
+from store.segments import write_segment
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def claims(named: dict[K, SegmentName]) -> dict[K, list[K]]:
     Normally empty: a compaction deletes what it merged right after publishing. A
     claim over files still present is a crash's leftovers, or a file that only looks
     like a compacted segment (``0-0-000000_999999.parquet`` would hide every segment
-    of that writer); readers check it (``analysis.scan``) before they trust it."""
+    of that writer); readers check it (``store.scan``) before they trust it."""
     compacted = [(k, s) for k, s in named.items() if s.compacted]
     out: dict[K, list[K]] = {}
     for key, seg in compacted:

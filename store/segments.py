@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collector.layout import TMP_PREFIX
+from store.layout import TMP_PREFIX
 
 # zstd: ~3-4x smaller than snappy on our statistics columns for a similar write cost.
 _COMPRESSION = "zstd"

@@ -9,8 +9,8 @@ A run directory copied or linked inside the store, or a segment dropped into the
 wrong run, is therefore named, never read twice.
 
 A compacted segment hides the segments it covers only while it passes these checks
-and holds the rows of each of them that does (``collector.compaction.claim_problem``,
-called by ``analysis.scan``): ``seq`` values are unique per writer only. Entries that
+and holds the rows of each of them that does (``store.compaction.claim_problem``,
+called by ``store.scan``): ``seq`` values are unique per writer only. Entries that
 are no regular file are described by ``not_regular`` and never opened.
 
 Columns this reader does not know are not an error: a newer writer may add a
@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from collector.errors import TelemetryError
-from collector.layout import SegmentName
-from collector.schema import (
+from store.errors import TelemetryError
+from store.layout import SegmentName
+from store.schema import (
     ENVELOPE,
     ENVELOPE_NAMES,
     SCHEMA_VERSION,

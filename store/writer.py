@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from collector.digest import Activity
-from collector.layout import SegmentName, stream_dir
-from collector.records import Rows, build_table, json_safe
-from collector.schema import EventKind, Stream
-from collector.segments import write_segment
+from store.digest import Activity
+from store.layout import SegmentName, stream_dir
+from store.records import Rows, build_table, json_safe
+from store.schema import EventKind, Stream
+from store.segments import write_segment
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Writer:
         self._last_step = 0
         self._pending: dict[Stream, list[Rows]] = {}
         self._pending_rows = 0
-        self.activity = Activity()  # what was published (collector.digest); writer thread
+        self.activity = Activity()  # what was published (store.digest); writer thread
         (root / run_id).mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(
             target=self._run, name=f"telemetry-writer-{run_id}-{rank}", daemon=True

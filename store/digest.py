@@ -32,9 +32,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collector.compaction import live_segments
-from collector.layout import TMP_PREFIX
-from collector.schema import EventKind, Stream
+from store.compaction import live_segments
+from store.layout import TMP_PREFIX
+from store.schema import EventKind, Stream
 
 DIGEST_DIR = "digests"
 DIGEST_VERSION = 1

@@ -3,11 +3,11 @@
 Writers keep publishing while a store is read, and a compaction publishes a merged
 file and then deletes the segments it covers. Each stream directory is listed once,
 so a listing sees a compaction either before or after it, never half-way: the
-covered segments are left out (``collector.compaction.split_covered``), and no row is
+covered segments are left out (``store.compaction.split_covered``), and no row is
 read twice. A file can still vanish between its listing and its reading; the reader
 then lists that run again (see ``analysis.store``).
 
-Nothing in a store is trusted for its name alone (``analysis.checks``). Only regular
+Nothing in a store is trusted for its name alone (``store.checks``). Only regular
 files are opened: a FIFO named like a segment would block the reader forever, so the
 type the directory listing reports is checked first (no extra system call). A run
 directory that is a symbolic link is read only when it leads outside the store (a
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 
-from analysis.checks import Vanished, check_segment, not_regular
-from collector.compaction import claim_problem, claims, split_covered
-from collector.digest import DIGEST_DIR, Digest, digest_name, read_digest
-from collector.layout import SegmentName, parse_segment_name
-from collector.schema import Stream
+from store.checks import Vanished, check_segment, not_regular
+from store.compaction import claim_problem, claims, split_covered
+from store.digest import DIGEST_DIR, Digest, digest_name, read_digest
+from store.layout import SegmentName, parse_segment_name
+from store.schema import Stream
 
 RESCANS = 8
 """Listings of one run taken at most while its files keep vanishing under the reader."""
@@ -68,7 +68,7 @@ def list_store(
     """Every run directory under ``root``, and the stray entries beside them.
 
     ``trust_digests``: a writer whose digest matches its live segments
-    (``collector.digest``) is listed by its digest, and its segments are neither
+    (``store.digest``) is listed by its digest, and its segments are neither
     checked nor returned (listing runs only)."""
     runs: list[RunListing] = []
     strays: list[Unreadable] = []
