@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from collector.records import Rows
-from collector.schema import Stream
-from collector.writer import Writer
+from store.records import Rows
+from store.schema import Stream
+from store.writer import Writer
 
 T0 = 1_700_000_000.0
 LIMIT_BYTES = 5_000_000

@@ -4,7 +4,7 @@ Generates stores in the collector's own layout and schema (one compacted segment
 run and stream, written with pyarrow, no torch): runs x steps x parameters of
 ``tensors`` rows (grad, weight and update per parameter and step) plus train/val loss
 scalars and lifecycle events per run, and the digest a closing collector writes
-(``collector.digest``, built by the same code from the same tables). Then, each in a
+(``store.digest``, built by the same code from the same tables). Then, each in a
 fresh process (for an honest peak RSS): opening the store and diagnosing every run
 with every shipped rule (what `telemetry analyze` does), and listing runs: the
 ``runs`` view of a full open, and what ``telemetry runs`` does (a runs-only open
@@ -30,9 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collector.digest import Activity, write_digest
-from collector.layout import SegmentName, stream_dir
-from collector.schema import Stream, schema_for
+from store.digest import Activity, write_digest
+from store.layout import SegmentName, stream_dir
+from store.schema import Stream, schema_for
 
 PARAMS = 60
 KINDS = ("grad", "weight", "update")

@@ -25,9 +25,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from collector.records import Rows
-from collector.schema import Stream
-from collector.writer import Writer
+from store.records import Rows
+from store.schema import Stream
+from store.writer import Writer
 
 STATS = ("numel", "norm", "mean", "std", "min", "max", "abs_max", "zero_frac", "nonfinite")
 

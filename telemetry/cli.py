@@ -219,7 +219,7 @@ def analyze(
     store = common.open_root(root)
     diagnosis = _diagnose_with_progress(store, run_ids, params, quiet=quiet)
     if fmt == "json":
-        from collector.records import json_safe  # strict JSON: NaN/Inf become strings
+        from store.records import json_safe  # strict JSON: NaN/Inf become strings
 
         payload = diagnosis.to_dict()
         for run in payload["runs"]:

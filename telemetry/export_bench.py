@@ -329,7 +329,7 @@ def _as_dict(r: ExportResult) -> dict[str, Any]:
 
 def _finite(value: Any) -> Any:
     """Strict JSON: NaN and Inf become strings (as in ``telemetry analyze --format json``)."""
-    from collector.records import json_safe
+    from store.records import json_safe
 
     return json_safe(value)
 

@@ -191,11 +191,11 @@ def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
 
     from collector import claims
     from collector.histograms import bucket_quantiles, quantile_columns, statistics
-    from collector.layout import SegmentName, stream_dir
-    from collector.records import Rows, build_table
-    from collector.schema import SCHEMA_VERSION, EventKind, Stream
-    from collector.segments import write_segment
     from collector.tags import histogram_key, metric_key
+    from store.layout import SegmentName, stream_dir
+    from store.records import Rows, build_table
+    from store.schema import SCHEMA_VERSION, EventKind, Stream
+    from store.segments import write_segment
 
     run_id = claims.claim_run_dir(root, name)
     attempt = claims.claim_attempt(root / run_id, 0)
