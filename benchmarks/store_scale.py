@@ -140,7 +140,7 @@ from analysis import diagnose, open_store
 store = open_store(sys.argv[1], runs_only=sys.argv[2] == "listing")
 t_open = time.perf_counter() - t0
 if sys.argv[2] == "listing":  # what `telemetry runs` does
-    from telemetry.runs import list_runs
+    from telemetry.commands.runs import list_runs
     out = {"runs": list_runs(store).height}
 elif sys.argv[2] == "analyze":
     d = diagnose(store)

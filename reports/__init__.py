@@ -28,13 +28,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reports.defaults import MAX_RUNS
+
 if TYPE_CHECKING:
     from analysis import Diagnosis, Store
 
 __all__ = ["render_report", "write_report"]
-
-MAX_RUNS = 10
-"""Runs with per-run sections by default: the most recently started (``reports.data``)."""
 
 
 def render_report(

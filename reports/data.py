@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from reports import (
-    MAX_RUNS,
     activations,
     comparison,
     metrics,
@@ -42,6 +41,7 @@ from reports import (
 from reports.activations import Activations
 from reports.budget import MAX_CHARTED_RUNS, Budget
 from reports.comparison import Comparison, Metric
+from reports.defaults import MAX_RUNS
 from reports.heatmap import Heatmap
 from reports.metrics import Choice
 from reports.origin import NanOrigin, first_origin

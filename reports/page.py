@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
-from reports import MAX_RUNS, data, sections
+from reports import data, sections
+from reports.defaults import MAX_RUNS
 from reports.theme import VEGA_CONFIG
 
 if TYPE_CHECKING:

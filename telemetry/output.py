@@ -1,4 +1,4 @@
-"""Results and messages out of the CLI: an aligned text table, CSV, JSON or Parquet.
+"""Results out of the CLI: an aligned text table, CSV, JSON or Parquet, and their options.
 
 ``telemetry query`` and ``telemetry runs`` print a result in the format the user asks
 for, to stdout or to ``-o FILE``. A result is a Polars DataFrame or a stream of them
@@ -10,18 +10,13 @@ format cannot hold: in CSV and JSON, binary cells (``samples.data``) are base64 
 list cells are JSON text; in JSON, NaN and +-Inf are the strings ``"NaN"``,
 ``"Infinity"``, ``"-Infinity"`` (strict JSON has no such numbers).
 
-Text from a run (names, ids, metric names, messages, config, file names) may hold
-control characters: ``printable`` shows them as escapes (``\\x1b``) in every
-human-readable output, so a run named ``"\\x1b]0;owned\\x07"`` cannot set the
-terminal's title. JSON escapes them itself. CSV carries them as they are (a program
-reading it gets the value back), except when it is printed to a terminal, where it is
-read by a person: then they are escaped, as ``ls`` does with file names.
+Control characters in a run's text are escaped (``telemetry.common.printable``) in
+the table. JSON escapes them itself. CSV carries them as they are (a program reading
+it gets the value back), except when it is printed to a terminal, where it is read by
+a person: then they are escaped, as ``ls`` does with file names.
 
-Errors::
-
-    click.ClickException
-      CliError          message shown with control characters escaped
-        OutputProblem   (exit 2) cannot write the output, or parquet without -o
+Also the options of the verbs that print a result (``--format``, ``-o``, ``-q``).
+A file that cannot be written is an ``OutputProblem`` (exit 2).
 """
 
 from __future__ import annotations
@@ -32,7 +27,6 @@ import itertools
 import json
 import math
 import os
-import re
 import secrets
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +36,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from telemetry.common import EXIT_USAGE, CliError, printable
+
 if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
@@ -50,43 +46,11 @@ FORMATS = ("table", "csv", "json", "parquet")
 CELL_WIDTH = 48
 """Longest cell of a table (config JSON, event payloads): the rest is cut with '...'."""
 
-# C0, DEL and C1 (\x9b is a one-byte CSI on some terminals), the Unicode line and
-# paragraph separators and bidirectional overrides/isolates (they reorder what a
-# terminal shows: "Trojan Source"), and lone surrogates (a file name that is not UTF-8
-# decodes to them; printing one raises UnicodeEncodeError). Backslashes are left as
-# they are: a Windows path stays readable, at the cost of "\x1b" typed literally
-# looking like an escaped ESC.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-class CliError(click.ClickException):
-    """A CLI error; its message may quote a run, so it is shown through ``printable``."""
-
-    def format_message(self) -> str:
-        return printable(self.message, keep="\n")
-
 
 class OutputProblem(CliError):
-    exit_code = 2
+    """The output cannot be written, or ``--format parquet`` has no ``-o FILE``."""
 
-
-def printable(text: str, *, keep: str = "") -> str:
-    """``text`` with every control character shown as an escape, never emitted raw.
-
-    ``keep``: characters left as they are (``"\\n"`` for a message of several lines).
-
-    >>> printable("run\\x1b]0;owned\\x07")
-    'run\\\\x1b]0;owned\\\\x07'
-    """
-    if _CONTROL.search(text) is None:  # the common case: no copy
-        return text
-    return _CONTROL.sub(lambda m: m[0] if m[0] in keep else _escape(m[0]), text)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+    exit_code = EXIT_USAGE
 
 
 def format_option(formats: tuple[str, ...] = FORMATS) -> Any:
@@ -109,6 +73,9 @@ output_option = click.option(
     default=None,
     metavar="FILE",
     help="Write the result to FILE instead of printing it.",
+)
+quiet_output_option = click.option(
+    "-q", "--quiet", is_flag=True, help="Do not say where -o wrote the result."
 )
 
 

@@ -19,7 +19,7 @@ from analysis import open_store
 from collector import Collector
 from store.digest import DIGEST_DIR, digest_path, read_digest
 from store.scan import list_run
-from telemetry.runs import list_runs
+from telemetry.commands.runs import list_runs
 
 
 def _train(root: Path, name: str, *, steps: int = 6, lr: float = 0.1, **kwargs: object) -> str:

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import telemetry.runs
+import telemetry.commands.runs
 from analysis import Store
-from telemetry.cli import EXIT_STORE, main
-from telemetry.output import printable
+from telemetry.cli import main
+from telemetry.common import EXIT_STORE, printable
 from tests.builders import RunBuilder
 
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m\x7f\u202e\r"
@@ -113,7 +113,7 @@ def test_a_listing_that_cannot_be_read_does_not_blame_where(
     hostile: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """It said "--where None: Malformed JSON" with no --where given."""
-    listing = telemetry.runs._listing_sql
+    listing = telemetry.commands.runs._listing_sql
 
     def failing(store: Store) -> tuple[str, list[object]]:
         sql, params = listing(store)
@@ -121,7 +121,7 @@ def test_a_listing_that_cannot_be_read_does_not_blame_where(
         boom = "CASE WHEN run_id IS NOT NULL THEN error('Malformed JSON') END AS boom"
         return f"SELECT *, {boom} FROM ({sql})", params
 
-    monkeypatch.setattr(telemetry.runs, "_listing_sql", failing)
+    monkeypatch.setattr(telemetry.commands.runs, "_listing_sql", failing)
     for extra in ([], ["--where", "steps > 0"]):
         result = CliRunner().invoke(main, ["runs", str(hostile), *extra])
         assert result.exit_code == EXIT_STORE, result.output

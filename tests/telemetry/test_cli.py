@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from analysis import Rule, load_rules
-from telemetry.cli import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_STORE, main
+from telemetry.cli import main
+from telemetry.common import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_STORE
 from tests.analysis import cases
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from analysis import open_store
-from telemetry.query import run_query
+from telemetry.commands.query import run_query
 from tests.analysis.cases import noisy
 from tests.builders import RunBuilder
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from torch import nn
 
 from analysis import open_store
-from telemetry.export_bench import export_bench
+from telemetry.commands.export_bench import export_bench
 
 FAST = ["--warmup", "1", "--repeats", "3", "--threads", "1"]
 FACTORY = "tests.telemetry.test_export_bench:tiny_mlp"

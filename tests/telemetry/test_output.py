@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from telemetry.output import CliError, OutputProblem, emit, printable
+from telemetry.common import CliError, printable
+from telemetry.output import OutputProblem, emit
 
 HOSTILE = "run\x1b]0;owned\x07\x9b31m\x7f\x00\u202e\n\t\r"
 """Control characters a run's strings can hold (Arrow holds UTF-8: no lone surrogates)."""

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from analysis import open_store
 from analysis.store import VIEWS
-from telemetry.cli import EXIT_STORE, main
-from telemetry.query import TABLE_ROWS, QueryError, run_query, run_stoppable
+from telemetry.cli import main
+from telemetry.commands.query import TABLE_ROWS, run_query, run_stoppable
+from telemetry.common import EXIT_STORE, QueryError
 from tests.analysis import cases
 
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from telemetry.cli import main
-from telemetry.runs import direction
+from telemetry.commands.runs import direction
 from tests.builders import RunBuilder
 
 SWEEP = [("a", 1e-2, "sgd", 0.80), ("b", 1e-3, "adam", 0.92), ("c", 1e-4, "adam", 0.85)]

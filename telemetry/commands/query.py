@@ -22,6 +22,7 @@ From Python, the same views without the CLI::
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sys
 import threading
@@ -34,7 +35,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from telemetry import common
-from telemetry.output import CliError, emit, format_option, frames, output_option, write_text
+from telemetry.common import EXIT_TIMEOUT, CliError, QueryError
+from telemetry.output import (
+    emit,
+    format_option,
+    frames,
+    output_option,
+    quiet_output_option,
+    write_text,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -70,16 +79,8 @@ BATCH_ROWS = 16_384
 """Rows fetched from DuckDB at a time: what the output holds in memory, whatever the result."""
 TABLE_ROWS = 1000
 """Rows the table format shows by default (``--max-rows``); the rest are counted."""
-EXIT_TIMEOUT = 124
-"""Exit status of a query stopped by ``--timeout``: the status timeout(1) uses."""
 _POLL_S = 0.05
 """How often the main thread wakes while a query runs (to take Ctrl-C, to interrupt)."""
-
-
-class QueryError(CliError):
-    """A query that cannot run: not one read-only statement, or DuckDB refused it."""
-
-    exit_code = 2
 
 
 class QueryTimeout(CliError):
@@ -344,7 +345,7 @@ def _columns_hint(store: Store, sql: str) -> str:
 
 
 @click.command("query")
-@click.argument("root", type=click.Path(path_type=Path))
+@common.root_argument
 @click.argument("sql", required=False)
 @click.option(
     "--schema",
@@ -368,7 +369,7 @@ def _columns_hint(store: Store, sql: str) -> str:
     help="Rows the table format shows, the rest are counted (0: all). "
     "csv, json and parquet write every row.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="Do not say where -o wrote the result.")
+@quiet_output_option
 def query(
     root: Path,
     sql: str | None,
@@ -408,8 +409,6 @@ def query(
                 raise click.UsageError("--schema -o FILE needs --format json")
             click.echo(format_schema(views))
         elif fmt == "json":
-            import json
-
             text = json.dumps(views, indent=2)
             if output is None:
                 click.echo(text)

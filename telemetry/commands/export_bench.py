@@ -16,6 +16,7 @@ not import or does not return a module, weights that do not fit).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import io
 import json
@@ -28,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from telemetry.output import printable
+from store.errors import ConfigError
+from telemetry import common
+from telemetry.common import printable
 
 if TYPE_CHECKING:
     from torch import nn
@@ -124,14 +127,12 @@ def export_bench(
     if formats:
         options["formats"] = [f.strip() for f in formats.split(",") if f.strip()]
     say: Callable[[str], None] = click.echo if output == "table" else _quiet
-    # torch, the exporters and the demo data: ~2-4 s of imports, paid by this verb only.
-    from collector import ConfigError
-
     result: ExportBenchmark | None = None
     try:
         if demo:
             if weights is not None or input_shape is not None:
                 raise click.UsageError("--weights and --input-shape go with --model, not --demo")
+            # torch, the exporters and the demo data: ~2-4 s of imports, paid by this verb only.
             from telemetry.demo import train_and_benchmark
 
             say(f"training the demo CNN into {root}/ (digits from scikit-learn, no download)")
@@ -144,7 +145,7 @@ def export_bench(
                 factory, weights, _ints(input_shape, "--input-shape"), root, name, device, options
             )
     except ConfigError as e:
-        raise click.UsageError(str(e)) from e
+        raise common.cli_error(e) from e
     if result is not None:
         click.echo(render(result, output, root=root))
 
@@ -320,8 +321,6 @@ def _bytes(n: int) -> str:
 
 
 def _as_dict(r: ExportResult) -> dict[str, Any]:
-    import dataclasses
-
     d = dataclasses.asdict(r)
     d["status"] = r.status.value
     return d

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from telemetry import common
-from telemetry.common import StoreProblem
-from telemetry.output import emit, format_option, output_option
-from telemetry.query import QueryError
+from telemetry.common import QueryError, StoreProblem
+from telemetry.output import emit, format_option, output_option, quiet_output_option
 
 if TYPE_CHECKING:
     import duckdb
@@ -217,7 +216,7 @@ def _message(e: Exception) -> str:
 
 
 @click.command("runs")
-@click.argument("root", type=click.Path(path_type=Path))
+@common.root_argument
 @click.option(
     "--where",
     metavar="EXPR",
@@ -234,7 +233,7 @@ def _message(e: Exception) -> str:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many runs.")
 @format_option()
 @output_option
-@click.option("-q", "--quiet", is_flag=True, help="Do not say where -o wrote the result.")
+@quiet_output_option
 def runs(
     root: Path,
     where: str | None,
