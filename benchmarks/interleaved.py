@@ -62,8 +62,9 @@ def measure(workload: str, arm: str, steps: int) -> dict[str, Any]:
                 if cuda:
                     torch.cuda.synchronize()
                 times[k].append(time.perf_counter() - t0)
-        budget = tel._budget.measured if tel._budget is not None else {}
-        strides = tel._budget.strides if tel._budget is not None else None
+        controller = tel._steps.budget
+        budget = controller.measured if controller is not None else {}
+        strides = controller.strides if controller is not None else None
         tel.close()
     skip = DENSE_STEPS + 5  # the dense start, and a few steps of warm-up
     none, ours = (statistics.fmean(t[skip:]) * 1e3 for t in times)

@@ -1,6 +1,6 @@
-"""Validation at the door: every argument of ``Collector(...)`` checked before anything
-is created, with a message that quotes the bad value; and the rule of one open
-collector per model and optimizer.
+"""Validation at the door: every argument of ``Collector(...)`` (and ``record()``)
+checked before anything is created, with a message that quotes the bad value; and the
+rule of one open collector per model and optimizer.
 
 Two collectors on one model would both hook it and record every statistic twice, so
 the second is refused (``ConfigError`` naming the first run) until the first is
@@ -9,13 +9,17 @@ closed. After start-up nothing here runs: hooks never raise (``collector.guard``
 
 from __future__ import annotations
 
+import math
+import numbers
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
 from store import layout
 from store.errors import ConfigError
+from store.schema import ENVELOPE_NAMES, Stream, stream_columns
 
 # Models and optimizers an open collector has hooks on -> its run id. Weak keys: a
 # model that is garbage-collected is forgotten.
@@ -118,6 +122,63 @@ def check_optional_int(what: str, value: object) -> None:
             f"{what} must be an int from 0 to 2**63 - 1 (stored as int64) or None, "
             f"got {shown(value)}"
         )
+
+
+MAX_WALLTIME_S = 9.2e12
+"""The largest wall time (seconds either side of 1970) a microsecond int64 holds."""
+
+
+def check_wall_time(what: str, value: object) -> None:
+    """``value`` is seconds since the epoch that the store can hold."""
+    if (
+        not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not -MAX_WALLTIME_S <= float(value) <= MAX_WALLTIME_S
+    ):
+        raise ConfigError(f"{what} must be seconds since the epoch, got {shown(value)}")
+
+
+_COLUMNS = {s: frozenset(stream_columns(s)) for s in Stream}
+
+
+def check_record(
+    stream: object, columns: object, *, step: object, wall_time: object
+) -> tuple[Stream, dict[str, Sequence[Any]]]:
+    """``Collector.record()``'s arguments: the stream, and the columns (a new dict)."""
+    try:
+        target = Stream(stream)
+    except (ValueError, TypeError):
+        names = ", ".join(s.value for s in Stream)
+        raise ConfigError(f"record(): no stream {shown(stream)}; the streams: {names}") from None
+    if not isinstance(columns, Mapping):
+        raise ConfigError(
+            f"record() takes a mapping of column name -> values, got {type(columns).__name__}"
+        )
+    known, first = _COLUMNS[target], None
+    for name, values in columns.items():
+        if name not in known:
+            own = ", ".join(stream_columns(target))
+            hint = " (the step and wall time are record()'s arguments)"
+            raise ConfigError(
+                f"record(): stream {target.value!r} has no column {shown(name)}"
+                f"{hint if name in ENVELOPE_NAMES else ''}; its columns: {own}"
+            )
+        if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+            raise ConfigError(
+                f"record(): column {name!r} must be a sequence of values, one per row, "
+                f"got {shown(values)}"
+            )
+        if first is None:
+            first = name
+        elif len(values) != len(columns[first]):
+            raise ConfigError(
+                f"record(): column {name!r} has {len(values)} values, "
+                f"column {first!r} has {len(columns[first])}"
+            )
+    check_optional_int("step", step)
+    if wall_time is not None:
+        check_wall_time("wall_time", wall_time)
+    return target, dict(columns)
 
 
 def shown(value: object, limit: int = 60) -> str:

@@ -236,6 +236,50 @@ class OverheadBudget:
         }
 
 
+class Overhead:
+    """The collector's own seconds inside the step being timed, as the budget needs them.
+
+    ``stats_s`` and ``activations_s``: on sampled statistics (the budget's costs);
+    ``own_s``: the rest of the collector's time (all three are subtracted from the
+    step time: the budget compares costs with the training's own time); ``fixed_s``:
+    the part of ``own_s`` paid on every step, sampled or not (the budget's fixed
+    cost). The hooks add what they measure; the step's end reads the totals and opens
+    the next step's window.
+    """
+
+    __slots__ = ("activations_s", "fixed_s", "own_s", "stats_s")
+
+    def __init__(self) -> None:
+        self.stats_s = 0.0
+        self.activations_s = 0.0
+        self.own_s = 0.0
+        self.fixed_s = 0.0
+
+    def every_step(self, seconds: float) -> None:
+        """Time the collector pays on every step (its hooks, ``log()``)."""
+        self.own_s += seconds
+        self.fixed_s += seconds
+
+    def stats(self, seconds: float) -> None:
+        """Time spent on sampled tensor statistics."""
+        self.stats_s += seconds
+
+    def activations(self, seconds: float) -> None:
+        """Time spent on sampled activation statistics (and samples)."""
+        self.activations_s += seconds
+
+    def training_seconds(self, step_time_s: float, check_s: float) -> float:
+        """The step's time less all of the collector's (``check_s``: the NaN check's)."""
+        return step_time_s - (self.own_s + self.stats_s + self.activations_s + check_s)
+
+    def next_step(self, carried_s: float, sampled_s: float) -> None:
+        """Open the next step's window with ``carried_s`` of the collector's time already
+        in it (the rest of the step-end hook), ``sampled_s`` of which was sampled."""
+        self.stats_s = self.activations_s = 0.0
+        self.own_s = carried_s
+        self.fixed_s = carried_s - sampled_s
+
+
 class LossWatch:
     """Says when a training loss misbehaves: the first non-finite value, or a jump.
 

@@ -193,16 +193,14 @@ def environment(
 
 
 def _record(sink: Collector, rows: Sequence[ExportResult], env: dict[str, Any]) -> None:
-    """Append ``rows`` to the run's ``exports`` stream through its writer (never blocks)."""
+    """Append ``rows`` to the run's ``exports`` stream at its step (never blocks)."""
     columns: dict[str, list[Any]] = {f.name: [] for f in dataclasses.fields(ExportResult)}
     for row in rows:
         for key in columns:
             value = getattr(row, key)
             columns[key].append(value.value if isinstance(value, ExportStatus) else value)
     columns["env"] = [json.dumps(json_safe(env), sort_keys=True)] * len(rows)
-    # Collector keeps its writer to itself; this module is part of the same package and
-    # goes through the one method that stamps step, epoch and wall time.
-    sink._put(Stream.EXPORTS, columns)
+    sink.record(Stream.EXPORTS, columns)
 
 
 # -- checks at the door ------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from typing import Any
 
 import torch
 
-from collector.arguments import INT64_MAX, shown
+from collector.arguments import INT64_MAX, check_wall_time, shown
 from collector.collector import Collector
 from collector.histograms import (
     QUANTILE_BPS,
@@ -73,45 +73,17 @@ from collector.modules import ModelSummary
 from collector.stats import reduce, to_host
 from collector.tags import SPLIT_WORDS, histogram_key, metric_key
 from store.errors import ConfigError, TelemetryError
-from store.records import Rows, json_safe, plain_json
+from store.records import json_safe, plain_json
 from store.schema import EventKind, Stream
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "runs"
-MAX_WALLTIME_S = 9.2e12
-"""The largest ``walltime`` (seconds either side of 1970) a microsecond int64 holds."""
 """The store when ``log_dir`` is None (TensorBoard's default parent directory too)."""
 
 
 class UnsupportedError(TelemetryError, NotImplementedError):
     """A ``SummaryWriter`` method this store has no equivalent for; the message says what to use."""
-
-
-class _Run(Collector):
-    """A Collector that also takes whole rows at a given step and wall time."""
-
-    def record(
-        self,
-        stream: Stream,
-        columns: Mapping[str, Sequence[Any]],
-        *,
-        step: int,
-        wall_time: float,
-        essential: bool = False,
-    ) -> None:
-        if self._closed:
-            log.warning("SummaryWriter of run %s is closed; %s rows ignored", self.run_id, stream)
-            return
-        if self._optimizer is None:  # with one, optimizer steps count (and global_step labels)
-            self._step = max(self._step, step)
-        self._writer.put(
-            Rows(stream, step=step, epoch=self._epoch, wall_time=wall_time, columns=columns),
-            essential=essential,
-        )
-
-    def watches(self, model: torch.nn.Module) -> bool:
-        return self._model is model
 
 
 class SummaryWriter:
@@ -140,7 +112,7 @@ class SummaryWriter:
             raise ConfigError(f"flush_secs must be a positive number, got {flush_secs!r}")
         store, run_name = _placement(log_dir, comment, root=root, name=name)
         collector_options.setdefault("flush_every_s", min(float(flush_secs), 2.0))
-        self._run = _Run(store, run_name, **collector_options)
+        self._run = Collector(store, run_name, **collector_options)
 
     # -- where ------------------------------------------------------------------------
 
@@ -231,7 +203,7 @@ class SummaryWriter:
         x = x.double() if x.dtype == torch.float64 else x.float()
         [stats] = to_host([reduce([x])])[0].rows()
         quantiles = _quantiles(x)
-        step = self._step(global_step)
+        step = self._global_step(global_step)
         row = {"param": [param], "kind": [kind], **{k: [v] for k, v in stats.items()}}
         self._record(Stream.TENSORS, row, step, walltime)
         self._record(Stream.SCALARS, quantile_columns(tag, quantiles), step, walltime)
@@ -258,7 +230,7 @@ class SummaryWriter:
             )
         param, kind = _key(histogram_key, tag)
         h = Histogram(min, max, num, sum, sum_squares, limits, counts)
-        step = self._step(global_step)
+        step = self._global_step(global_step)
         row = {"param": [param], "kind": [kind], **{k: [v] for k, v in statistics(h).items()}}
         self._record(Stream.TENSORS, row, step, walltime)
         self._record(Stream.SCALARS, quantile_columns(tag, bucket_quantiles(h)), step, walltime)
@@ -329,7 +301,7 @@ class SummaryWriter:
             "lo": [[0.0] * n],
             "hi": [[1.0] * n],
         }
-        self._record(Stream.SAMPLES, columns, self._step(global_step), walltime)
+        self._record(Stream.SAMPLES, columns, self._global_step(global_step), walltime)
 
     def add_graph(
         self,
@@ -345,7 +317,7 @@ class SummaryWriter:
         """
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(f"add_graph: model must be a torch.nn.Module, got {type(model)}")
-        if self._run.watches(model):
+        if self._run.model is model:
             log.info("add_graph: the collector records this model's summary itself; skipped")
             return
         summary = ModelSummary(model, training_only=False)
@@ -365,7 +337,7 @@ class SummaryWriter:
                 ) from e
             finally:
                 summary.detach()
-        self._record(Stream.MODULES, summary.rows(), self._step(None), None)
+        self._record(Stream.MODULES, summary.rows(), self._global_step(None), None)
 
     # -- hparams, text -------------------------------------------------------------------
 
@@ -396,7 +368,7 @@ class SummaryWriter:
         metrics = {
             str(k): _number(v, what=f"add_hparams metric {k!r}") for k, v in metric_dict.items()
         }
-        step = self._step(global_step)
+        step = self._global_step(global_step)
         payload = json.dumps(json_safe({"config": config, "metrics": metrics}), allow_nan=False)
         columns = {"kind": [EventKind.CONFIG.value], "payload": [payload]}
         self._record(Stream.EVENTS, columns, step, None, essential=True)
@@ -417,7 +389,9 @@ class SummaryWriter:
             raise ConfigError(f"add_text: tag and text_string must be strings, got {tag!r}")
         payload = json.dumps({"tag": tag, "text": text_string})
         columns = {"kind": [EventKind.NOTE.value], "payload": [payload]}
-        self._record(Stream.EVENTS, columns, self._step(global_step), walltime, essential=True)
+        self._record(
+            Stream.EVENTS, columns, self._global_step(global_step), walltime, essential=True
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -443,7 +417,7 @@ class SummaryWriter:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _step(self, global_step: int | None) -> int:
+    def _global_step(self, global_step: int | None) -> int:
         if global_step is None:
             return self._run.step
         if isinstance(global_step, torch.Tensor) and global_step.numel() == 1:
@@ -468,16 +442,12 @@ class SummaryWriter:
         *,
         essential: bool = False,
     ) -> None:
-        if walltime is not None and (
-            not isinstance(walltime, numbers.Real)
-            or not math.isfinite(walltime)
-            or not -MAX_WALLTIME_S <= walltime <= MAX_WALLTIME_S
-        ):
-            raise ConfigError(f"walltime must be seconds since the epoch, got {shown(walltime)}")
+        if walltime is not None:
+            check_wall_time("walltime", walltime)
         self._run.record(
             stream,
             columns,
-            step=self._step(global_step),
+            step=self._global_step(global_step),
             wall_time=time.time() if walltime is None else float(walltime),
             essential=essential,
         )

@@ -189,9 +189,9 @@ def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
     """Write ``run`` as a new run of the store at ``root``; its run id."""
     import importlib.metadata
 
-    from collector import claims
     from collector.histograms import bucket_quantiles, quantile_columns, statistics
     from collector.tags import histogram_key, metric_key
+    from store import claims
     from store.layout import SegmentName, stream_dir
     from store.records import Rows, build_table
     from store.schema import SCHEMA_VERSION, EventKind, Stream

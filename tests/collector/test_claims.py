@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.claims import claim_attempt, claim_run_dir, existing_run_dir, last_recorded_step
+from store.claims import claim_attempt, claim_run_dir, existing_run_dir, last_recorded_step
 from store.errors import ConfigError
 from store.records import Rows
 from store.schema import Stream

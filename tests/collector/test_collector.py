@@ -796,18 +796,18 @@ def test_values_on_an_accelerator_are_read_in_batches_with_the_step_of_their_cal
     batch: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import collector.collector as module
+    import collector.logged as module
 
     # No GPU here: CPU tensors stand in for device tensors (kept, read in batches).
     monkeypatch.setattr(module, "_kept_on_device", lambda t: True)
     reads: list[int] = []
-    original = Collector._read_pending_logs
+    original = module.LogRows.read
 
-    def counting(self: Collector) -> float:
-        reads.append(len(self._pending_logs))
+    def counting(self: module.LogRows) -> float:
+        reads.append(len(self.pending))
         return original(self)
 
-    monkeypatch.setattr(Collector, "_read_pending_logs", counting)
+    monkeypatch.setattr(module.LogRows, "read", counting)
     tel = make(model=model, optimizer=opt, stats_every=0, activations_every=0)
     expected = []
     for step in range(1, 41):

@@ -173,7 +173,8 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer) -> None:
 
 
 def _capture_warnings() -> list[str]:
-    """Collector and store writer warnings, kept in memory (stderr may be the very file that is full)."""
+    """Collector and store writer warnings, kept in memory (stderr may be the very file
+    that is full)."""
     seen: list[str] = []
 
     class Keep(logging.Handler):

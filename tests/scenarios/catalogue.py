@@ -12,7 +12,7 @@ rule whatever its severity.
 
 MLPs train on batches of 128 with 128-unit hidden layers, so that the model's own step,
 not the collector's per-step statistics, dominates the step time: the collector reads
-the step's end at the start of its post-step hook (``Collector._on_after_optimizer_step``
+the step's end at the start of its post-step hook (``StepHooks._on_after_optimizer_step``
 calls ``StepTimer.on_after_optimizer_step`` first), so the statistics it computes after
 that count as the next step's data wait: 1.3-1.8 ms on these MLPs, 40-50 % of the
 3-4 ms step of a 64-unit MLP on batches of 64, enough for ``data_bottleneck`` to fire on
