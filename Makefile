@@ -29,8 +29,8 @@ test: $(STAMP) lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check store collector analysis reports telemetry tests benchmarks
-	$(VENV)/bin/ruff format --check store collector analysis reports telemetry tests benchmarks
+	$(VENV)/bin/ruff check store collector integrations exports analysis reports telemetry tests benchmarks
+	$(VENV)/bin/ruff format --check store collector integrations exports analysis reports telemetry tests benchmarks
 	$(VENV)/bin/mypy
 
 # Every benchmark, each writing benchmarks/results/<name>.json, then SUMMARY.md (~30 min

@@ -221,7 +221,7 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("grad_carried_norm", _F64),
         ("backwards", _I64),
     ),
-    # One row per (format, batch size) of an export benchmark (``collector.export``), all
+    # One row per (format, batch size) of an export benchmark (``exports.benchmark``), all
     # rows of one benchmark at the same step; a format that failed before it could be
     # timed has one row with a null batch size. Format-level facts (size, load time,
     # parity, metric, sparsity) repeat on each batch size's row. Latencies are per call

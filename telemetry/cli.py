@@ -1,9 +1,9 @@
 """The ``telemetry`` command line: the click group ``main`` and the verbs registered on it.
 
-Each verb lives in its own module (``telemetry.commands.<verb>``; ``import`` in
-``telemetry.importer``); what they share is in ``telemetry.common`` (exit codes, errors,
-opening a store, common options). Importing a verb loads no DuckDB, Polars or torch:
-they are imported when a verb runs, so ``telemetry --help`` starts at once.
+Each verb lives in its own module (``telemetry.commands.<verb>``); what they share is
+in ``telemetry.common`` (exit codes, errors, opening a store, common options).
+Importing a verb loads no DuckDB, Polars or torch: they are imported when a verb
+runs, so ``telemetry --help`` starts at once.
 
 Everything a verb prints for people goes through ``telemetry.common.printable``:
 control characters in run names, ids, metrics, messages and file names are shown
@@ -21,11 +21,11 @@ import click
 from telemetry.commands.analyze import analyze
 from telemetry.commands.demo import demo
 from telemetry.commands.export_bench import export_bench
+from telemetry.commands.import_tensorboard import import_group
 from telemetry.commands.query import query
 from telemetry.commands.report import report
 from telemetry.commands.runs import runs
 from telemetry.common import Interrupted, printable
-from telemetry.importer import import_group
 
 
 class _Verbs(click.Group):

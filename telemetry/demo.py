@@ -12,7 +12,7 @@ to find:
                 a large SGD step with momentum: gradients grow, then overflow to NaN
 
 After training, the healthy CNN's export formats are benchmarked into its run
-(``collector.export``: TorchScript, torch.export, ONNX Runtime, int8, pruned, bf16),
+(``exports.benchmark``: TorchScript, torch.export, ONNX Runtime, int8, pruned, bf16),
 with the validation accuracy of each; ``train_and_benchmark`` does only that run
 (``telemetry export-bench --demo``).
 
@@ -33,7 +33,7 @@ from torch import nn
 from collector import Collector
 
 if TYPE_CHECKING:
-    from collector.export import ExportBenchmark
+    from exports.benchmark import ExportBenchmark
 
 Progress = Callable[[str], None]
 Tick = Callable[[str], None]
@@ -257,7 +257,7 @@ def train_and_benchmark(
 ) -> ExportBenchmark:
     """Train the healthy demo CNN into ``root``, then benchmark its exports into that run.
 
-    ``options`` go to ``collector.export.benchmark`` (formats, batch_sizes, repeats...).
+    ``options`` go to ``exports.benchmark.benchmark`` (formats, batch_sizes, repeats...).
     """
     scenario = SCENARIOS[0]
     data = load_digits_tensors(seed)
@@ -326,9 +326,9 @@ def export_benchmark(
 ) -> ExportBenchmark:
     """Benchmark the trained model's export formats into ``run`` (accuracy on the val set).
 
-    ``options`` go to ``collector.export.benchmark`` (formats, batch_sizes, repeats...).
+    ``options`` go to ``exports.benchmark.benchmark`` (formats, batch_sizes, repeats...).
     """
-    from collector.export import benchmark  # the exporters import onnx and friends lazily
+    from exports.benchmark import benchmark  # the exporters import onnx and friends lazily
 
     if progress is not None:
         progress("  export benchmark: eager, TorchScript, torch.export, ONNX Runtime, int8...")

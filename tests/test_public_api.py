@@ -100,3 +100,25 @@ def test_moved_store_modules_still_import_with_a_deprecation_warning(old: str) -
         text=True,
     )
     assert quiet.returncode == 0, quiet.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "name"),
+    [
+        ("collector.tensorboard", "SummaryWriter"),
+        ("collector.lightning", "TelemetryCallback"),
+        ("collector.export", "benchmark"),
+    ],
+)
+def test_moved_feature_modules_still_import_with_a_deprecation_warning(old: str, name: str) -> None:
+    code = f"import warnings\nwarnings.simplefilter('error')\nimport {old}"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if "No module named 'lightning'" in result.stderr or "pytorch_lightning" in result.stderr:
+        pytest.skip("lightning is not installed")
+    assert result.returncode == 1 and "DeprecationWarning" in result.stderr, result.stderr
+    quiet = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", f"from {old} import {name}"],
+        capture_output=True,
+        text=True,
+    )
+    assert quiet.returncode == 0, quiet.stderr

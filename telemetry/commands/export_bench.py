@@ -36,7 +36,7 @@ from telemetry.common import printable
 if TYPE_CHECKING:
     from torch import nn
 
-    from collector.export import ExportBenchmark, ExportResult
+    from exports.benchmark import ExportBenchmark, ExportResult
 
 _COLUMNS = (
     ("format", "format"),
@@ -216,7 +216,7 @@ def _benchmark_factory(
 ) -> ExportBenchmark:
     import torch
 
-    from collector.export import benchmark
+    from exports.benchmark import benchmark
 
     model = load_model(spec, weights)
     try:

@@ -15,9 +15,9 @@ from torch import nn
 
 from analysis import open_store
 from collector import Collector, ConfigError
-from collector.export import ExportBenchmark, benchmark
-from collector.export_formats import default_formats, parse_pruned
-from collector.export_measure import parity, tile, time_calls
+from exports.benchmark import ExportBenchmark, benchmark
+from exports.formats import default_formats, parse_pruned
+from exports.measure import parity, tile, time_calls
 from store.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, STREAM_KEY, ExportStatus
 
 FAST = {"batch_sizes": (1, 4), "warmup": 1, "repeats": 3}

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from analysis import open_store
-from collector.lightning import TelemetryCallback
+from integrations.lightning import TelemetryCallback
 from store.schema import Stream
 
 from .read_back import read_stream

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from collector import Collector, ConfigError
-from collector.tensorboard import SummaryWriter
+from integrations.tensorboard import SummaryWriter
 from store.schema import Stream
 
 from .read_back import read_stream

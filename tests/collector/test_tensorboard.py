@@ -18,9 +18,14 @@ from torch import nn
 
 from analysis import diagnose, open_store
 from collector import ConfigError
-from collector.histograms import QUANTILE_BPS, QUANTILE_SPLITS, Histogram, bucket_quantiles
-from collector.tags import histogram_key, metric_key
-from collector.tensorboard import _UNSUPPORTED, SummaryWriter, UnsupportedError
+from integrations.tensorboard.writer import _UNSUPPORTED, SummaryWriter, UnsupportedError
+from integrations.tensorboard.histograms import (
+    QUANTILE_BPS,
+    QUANTILE_SPLITS,
+    Histogram,
+    bucket_quantiles,
+)
+from integrations.tensorboard.tags import histogram_key, metric_key
 from store.schema import Stream
 
 from .read_back import read_stream

@@ -20,7 +20,7 @@ import torch
 from click.testing import CliRunner
 
 from analysis import open_store
-from collector.histograms import QUANTILE_BPS, QUANTILE_SPLITS
+from integrations.tensorboard.histograms import QUANTILE_BPS, QUANTILE_SPLITS
 from telemetry.cli import main
 
 STEPS = range(0, 12, 3)

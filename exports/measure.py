@@ -1,8 +1,8 @@
 """What an export benchmark measures on a loaded format: latency, parity, the task metric.
 
 Every format is measured the same way, on the same inputs (same values, dtype and
-device), with the same thread count: ``collector.export`` sets that up once in a
-``FormatBench``, whose ``one_format`` builds a format (``collector.export_formats``)
+device), with the same thread count: ``exports.benchmark`` sets that up once in a
+``FormatBench``, whose ``one_format`` builds a format (``exports.formats``)
 and turns what it measures into ``ExportResult`` rows, one per batch size.
 
 * Latency: ``warmup`` untimed calls, then ``repeats`` timed ones; p50 and p90 of the
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from collector import export_formats
+from exports import formats as export_formats
 from store.schema import ExportStatus
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ for histograms.
 TensorBoard has one namespace, the tag; the store separates what was measured from
 where (``scalars.name`` and ``scalars.split``), and which tensor from what of it
 (``tensors.param`` and ``tensors.kind``), because the diagnostic rules ask for "the
-train loss" or "every gradient". The mapping, shared by ``collector.tensorboard`` and
+train loss" or "every gradient". The mapping, shared by ``integrations.tensorboard`` and
 ``telemetry import tensorboard``:
 
 Scalars (``metric_key``):

@@ -4,7 +4,7 @@ A format is a function ``(model, inputs, ctx) -> Loaded``. It exports or convert
 the model, writes it into its own folder under ``ctx.workdir``, loads it back from
 there (timing only the load), and returns a callable that takes the same
 positional inputs as the model. The on-disk size is every byte the format wrote.
-A format raises when it cannot do its job; ``collector.export`` records that as a
+A format raises when it cannot do its job; ``exports.benchmark`` records that as a
 failed format and moves on to the next one.
 
 Loading weights always goes through ``torch.load(weights_only=True)``: a benchmark

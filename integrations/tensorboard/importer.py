@@ -1,4 +1,4 @@
-"""``telemetry import tensorboard LOGDIR --root ROOT``: old TensorBoard runs into a store.
+"""TensorBoard event files into a store: what ``telemetry import tensorboard`` does.
 
 Every directory under LOGDIR that holds event files (``events.out.tfevents.*``) is
 one TensorBoard run and becomes one run of the store, named after its path under
@@ -7,9 +7,9 @@ LOGDIR. The files are read with the ``tensorboard`` package's own reader
 imported is what TensorBoard itself would show:
 
 * scalars (``add_scalar``, either wire format) -> ``scalars``, the tag mapped to
-  name and split as ``collector.tags`` says (``Loss/train`` -> loss, train);
+  name and split as ``integrations.tensorboard.tags`` says (``Loss/train`` -> loss, train);
 * histograms -> one ``tensors`` row each (numel, norm, mean, std, min, max, abs_max,
-  exact from the histogram's sums) and the quantile rows of ``collector.histograms``;
+  exact from the histogram's sums) and the quantile rows of ``integrations.tensorboard.histograms``;
 * text -> ``note`` events.
 
 Rows keep their event's step and wall time; the run gets a ``run_started`` event at
@@ -32,77 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
-from telemetry.output import printable
-
 SOURCE = "tensorboard"
-
-
-@click.group("import")
-def import_group() -> None:
-    """Bring runs recorded by other tools into a store.
-
-    \b
-    Example:
-      telemetry import tensorboard tb_logs/ --root runs/
-    """
-
-
-@import_group.command("tensorboard")
-@click.argument("logdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--root",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The store to import into (created if missing).",
-)
-@click.option("--again", is_flag=True, help="Import run directories imported before, again.")
-def tensorboard(logdir: Path, root: Path, again: bool) -> None:
-    """Import the TensorBoard runs under LOGDIR: scalars, histograms and text.
-
-    One run of the store per directory holding event files. Needs the tensorboard
-    package (pip install tensorboard).
-
-    \b
-    Example:
-      telemetry import tensorboard tb_logs/ --root runs/
-      telemetry analyze runs/
-      telemetry report runs/ -o report.html
-    """
-    try:
-        # The reader pulls in tensorboard and protobuf (~1 s); only this verb pays for it.
-        from tensorboard.backend.event_processing import event_accumulator  # noqa: F401
-    except ImportError as e:
-        raise click.ClickException(
-            "importing TensorBoard logs needs the tensorboard package: pip install tensorboard"
-        ) from e
-    run_dirs = find_runs(logdir)
-    if not run_dirs:
-        raise click.BadParameter(
-            f"no TensorBoard event files (events.out.tfevents.*) under {str(logdir)!r}",
-            param_hint="'LOGDIR'",
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    done = set() if again else imported_paths(root)
-    for run_dir in run_dirs:
-        name = run_name(logdir, run_dir)
-        shown = printable(name)  # a directory name can hold terminal escapes
-        if str(run_dir.resolve()) in done:
-            click.echo(f"{shown}: imported before, skipped (--again imports it again)")
-            continue
-        run = read_run(run_dir)
-        if not run.scalars and not run.histograms:
-            click.echo(f"{shown}: no scalars or histograms, skipped{_skipped(run)}")
-            continue
-        run_id = write_run(root, name, run_dir, run)
-        click.echo(
-            f"{shown} -> {printable(run_id)}: {len(run.scalars)} scalars "
-            f"({len({s.tag for s in run.scalars})} tags), {len(run.histograms)} histograms "
-            f"({len({h.tag for h in run.histograms})} tags), {len(run.texts)} texts{_skipped(run)}"
-        )
-    where = printable(str(root))
-    click.echo(f"next: telemetry analyze {where}   |   telemetry report {where}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +41,7 @@ class Point:
     step: int
     wall_time: float
     value: Any
-    """A float (scalar), a ``collector.histograms.Histogram`` or a str (text)."""
+    """A float (scalar), a ``integrations.tensorboard.histograms.Histogram`` or a str (text)."""
 
 
 @dataclass
@@ -147,7 +77,7 @@ def read_run(run_dir: Path) -> TensorBoardRun:
     from tensorboard.backend.event_processing import event_accumulator as ea
     from tensorboard.util import tensor_util
 
-    from collector.histograms import Histogram
+    from integrations.tensorboard.histograms import Histogram
 
     keep_all = {k: 0 for k in ea.DEFAULT_SIZE_GUIDANCE}
     acc = ea.EventAccumulator(str(run_dir), size_guidance=keep_all)
@@ -189,8 +119,8 @@ def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
     """Write ``run`` as a new run of the store at ``root``; its run id."""
     import importlib.metadata
 
-    from collector.histograms import bucket_quantiles, quantile_columns, statistics
-    from collector.tags import histogram_key, metric_key
+    from integrations.tensorboard.histograms import bucket_quantiles, quantile_columns, statistics
+    from integrations.tensorboard.tags import histogram_key, metric_key
     from store import claims
     from store.layout import SegmentName, stream_dir
     from store.records import Rows, build_table
@@ -308,7 +238,7 @@ def _text(proto: Any) -> str:
     return "\n".join(items)
 
 
-def _skipped(run: TensorBoardRun) -> str:
+def skipped_note(run: TensorBoardRun) -> str:
     if not run.skipped:
         return ""
     listed = ", ".join(f"{kind} ({n} tags)" for kind, n in sorted(run.skipped.items()))
