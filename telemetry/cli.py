@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from store.errors import TelemetryError
 from telemetry.commands.analyze import analyze
 from telemetry.commands.demo import demo
 from telemetry.commands.export_bench import export_bench
@@ -25,7 +26,7 @@ from telemetry.commands.import_tensorboard import import_group
 from telemetry.commands.query import query
 from telemetry.commands.report import report
 from telemetry.commands.runs import runs
-from telemetry.common import Interrupted, printable
+from telemetry.common import Interrupted, cli_error, exit_code, printable
 
 
 class _Verbs(click.Group):
@@ -36,6 +37,13 @@ class _Verbs(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise Interrupted() from None
+        except TelemetryError as e:
+            # An error of the tree a verb did not report itself: its documented exit
+            # code (a store problem 3, bad input 2), else 1 with its message, never a
+            # traceback.
+            if exit_code(e) is not None:
+                raise cli_error(e) from e
+            raise click.ClickException(f"{type(e).__name__}: {e}") from e
 
 
 class _Warnings(logging.Handler):

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from store.errors import ConfigError, TelemetryError
+from store.errors import StoreError as WriteError
 
 if TYPE_CHECKING:
     from analysis import Store
@@ -118,6 +119,7 @@ def _error_codes() -> tuple[tuple[type[TelemetryError], int], ...]:
 
     return (
         (ReadError, EXIT_STORE),  # no store, not a directory (open_root)
+        (WriteError, EXIT_STORE),  # a store that cannot be written (demo --out, import --root)
         (OverrideError, EXIT_USAGE),  # analyze --set / --config: no such rule or parameter
         (ConfigError, EXIT_USAGE),  # a bad argument to the collector (export-bench's options)
     )
