@@ -18,7 +18,6 @@ from torch import nn
 
 from analysis import diagnose, open_store
 from collector import ConfigError
-from integrations.tensorboard.writer import _UNSUPPORTED, SummaryWriter, UnsupportedError
 from integrations.tensorboard.histograms import (
     QUANTILE_BPS,
     QUANTILE_SPLITS,
@@ -26,6 +25,7 @@ from integrations.tensorboard.histograms import (
     bucket_quantiles,
 )
 from integrations.tensorboard.tags import histogram_key, metric_key
+from integrations.tensorboard.writer import _UNSUPPORTED, SummaryWriter, UnsupportedError
 from store.schema import Stream
 
 from .read_back import read_stream
