@@ -79,7 +79,10 @@ SELECT s.run_id,
        s.module AS subject,
        h.first_step_above AS step,
        printf('%.0f%% of the units of %s (%s) are dead (never positive on any example of the batch) in %d of its last %d sampled steps (median %.2f, last %.2f, threshold %.2f); first above the threshold at step %d; %s',
-              100 * s.median_dead_frac, s.module, s.module_type, s.above, s.samples,
+              100 * s.median_dead_frac, s.module,
+              s.module_type || CASE WHEN f.feeds IS NOT NULL THEN ', read by a functional ReLU'
+                                    ELSE '' END,
+              s.above, s.samples,
               s.median_dead_frac, s.last_dead_frac, $threshold, h.first_step_above,
               CASE WHEN s.median_dead_frac >= $nearly_all
                    THEN printf('nearly the whole layer is dead (it was at %.0f%% over its first %d sampled steps, to step %d)',
@@ -89,6 +92,7 @@ SELECT s.run_id,
               END) AS message,
        json_object(
            'module', s.module, 'module_type', s.module_type,
+           'functional_relu', f.feeds IS NOT NULL,
            'median_dead_frac', s.median_dead_frac, 'last_dead_frac', s.last_dead_frac,
            'samples', s.samples, 'samples_above', s.above,
            'from_step', s.from_step, 'to_step', s.to_step,
@@ -102,4 +106,8 @@ SELECT s.run_id,
 FROM sustained s
 JOIN history h USING (run_id, module)
 LEFT JOIN since d USING (run_id, module)
+LEFT JOIN (  -- a Linear/Conv whose output F.relu reads (modules.feeds, collector/modules.py)
+    SELECT run_id, module, any_value(feeds) AS feeds
+    FROM modules WHERE feeds IS NOT NULL GROUP BY run_id, module
+) f USING (run_id, module)
 WHERE s.median_dead_frac >= $nearly_all OR h.initial_dead_frac > $threshold

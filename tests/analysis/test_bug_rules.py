@@ -319,3 +319,18 @@ def test_loss_spike_skips_epoch_ends_when_batch_sizes_are_unknown(tmp_path: Path
     (f,) = _findings(tmp_path, "loss_spike")
     assert f.run_id == "no_epochs"
     assert f.evidence["epoch_end_blips"] == 0 and f.evidence["count"] == 9
+
+
+# -- dead_relu behind a functional ReLU -------------------------------------------------
+
+
+def test_dead_units_behind_a_functional_relu_name_it(tmp_path: Path) -> None:
+    run = RunBuilder(tmp_path, "functional")
+    run.scalars("loss", "train", noisy([1.0] * 40, 0.05))
+    columns = {"module": ["fc1"], "module_type": ["Linear"], "feeds": ["relu"]}
+    run._add(Stream.MODULES, 1, None, columns)
+    run.activations("fc1", "Linear", list(range(1, 41, 4)), dead_frac=0.85)
+    run.finish().write()
+    (f,) = _findings(tmp_path, "dead_relu")
+    assert f.subject == "fc1" and "fc1 (Linear, read by a functional ReLU)" in f.message
+    assert f.evidence["functional_relu"] is True
