@@ -349,7 +349,8 @@ class Collector:
         """End the run: remove hooks, record how it ended, drain, compact. Idempotent.
 
         ``compact=False`` leaves the segments as written (a process that must exit
-        fast, e.g. on SIGTERM; ``telemetry compact`` merges them later).
+        fast, e.g. on SIGTERM): readers read them as they are, compaction only saves
+        them opening many small files (there is no separate compaction verb).
         """
         if self._closed:
             return
