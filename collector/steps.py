@@ -122,7 +122,6 @@ class StepHooks:
             else None
         )
         self._modes = ModeWatch(model) if model is not None else None
-        self._step_examples = 0  # examples in this step's training forwards so far
         self.device = watched[0][1].device if watched else torch.device("cpu")
         """Where the watched parameters live (the first one's device)."""
         self._system = SystemRows(out, self._gradients, self.device)
@@ -216,9 +215,7 @@ class StepHooks:
         grad_enabled = torch.is_grad_enabled()
         training = module.training and grad_enabled
         self._timer.on_forward_start(training=training, batch_size=batch)
-        if training:
-            self._step_examples += batch or 0
-        elif not grad_enabled and self._modes is not None and self._modes.active:
+        if not grad_enabled and self._modes is not None and self._modes.active:
             found = self._modes.on_forward(self._out.step)
             if found is not None:
                 self._out.event(EventKind.EVAL_IN_TRAINING_MODE, found)
@@ -254,6 +251,7 @@ class StepHooks:
     def _on_after_optimizer_step(self) -> None:
         out, overhead = self._out, self._overhead
         out.step += 1
+        examples = self._timer.examples or None
         timing = self._timer.on_after_optimizer_step()
         hook_start = time.perf_counter()
         # The plain rows first: a failing statistic (the guard stops the hook there)
@@ -262,8 +260,7 @@ class StepHooks:
         groups = self._optimizer.param_groups
         lrs = [float(g["lr"]) if "lr" in g else math.nan for g in groups]
         out.put(Stream.SCALARS, self._lr_labels(len(groups)) | {"value": lrs})
-        self._system.row(timing, self._step_examples or None)
-        self._step_examples = 0
+        self._system.row(timing, examples)
         start = time.perf_counter()
         tensors = self._params.on_after_optimizer_step()
         if tensors is not None:

@@ -48,11 +48,16 @@ class StepTimer:
         self._first_forward: float | None = None
         self._batch_size: int | None = None
         self._interrupted = False
+        self.examples = 0
+        """Examples of the step's training forwards so far (micro-batches summed); the
+        collector reads it for the step's ``batch_size`` before ``on_after_optimizer_step``."""
 
     def on_forward_start(self, *, training: bool, batch_size: int | None) -> None:
         if not training:
             self._interrupted = True
-        elif self._first_forward is None:
+            return
+        self.examples += batch_size or 0
+        if self._first_forward is None:
             self._first_forward = time.perf_counter()
             self._batch_size = batch_size
 
@@ -77,6 +82,7 @@ class StepTimer:
         self._first_forward = None
         self._batch_size = None
         self._interrupted = False
+        self.examples = 0
         return row
 
     def hooks_done(self) -> None:
