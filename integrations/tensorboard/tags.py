@@ -10,16 +10,22 @@ train loss" or "every gradient". The mapping, shared by ``integrations.tensorboa
 Scalars (``metric_key``):
     * a split word (case-insensitive) as the first or last ``/`` component is the
       split, the rest is the name: ``Loss/train``, ``train/loss`` -> (loss, train);
-      ``Accuracy/val``, ``eval/accuracy`` -> (accuracy, val). Split words:
-      train, training -> train; val, valid, validation, eval, evaluation -> val;
+      ``Accuracy/val``, ``eval/accuracy`` -> (acc, val). Split words:
+      train, training -> train; val, valid, validation, eval, evaluation, dev -> val;
       test, testing -> test.
-    * a one-component tag may carry it with ``_``: ``train_loss``, ``loss_val``;
+    * a one-component tag may carry it with ``_``: ``train_loss``, ``loss_val``,
+      ``val_accuracy`` (Keras' names);
     * otherwise, like ``Collector.log``, the last ``/`` separates name and split
       (``charts/fps`` -> (charts, fps)), and a tag without ``/`` has no split;
-    * names are lower-cased (``Loss`` and ``loss`` are one metric; the rules look
-      for ``loss`` and ``acc``); splits other than the split words keep their case;
+    * names are lower-cased (``Loss`` and ``loss`` are one metric) and a name that is a
+      synonym of one the rules read becomes that name (``NAME_SYNONYMS``: ``accuracy``,
+      ``top1_acc``... -> ``acc``; ``learning_rate`` -> ``lr``), so the rules' defaults
+      (``loss``, ``acc``) find them; splits other than the split words keep their case;
     * ``lr`` or ``learning_rate`` without a split is the learning rate as the
       collector records it: (lr, train).
+
+``add_scalars(main_tag, {key: value})`` (``scalars_key``) is the tag ``main_tag/key``:
+``add_scalars("Loss", {"train": a, "val": b})`` -> (loss, train) and (loss, val).
 
 Histograms (``histogram_key``):
     * ``grad`` / ``grads`` / ``gradient(s)`` as the first or last ``/`` component, or
@@ -44,7 +50,19 @@ SPLIT_WORDS = {
     "evaluation": "val",
     "test": "test",
     "testing": "test",
+    "dev": "val",
 }
+
+NAME_SYNONYMS = {
+    "accuracy": "acc",
+    "top1": "acc",
+    "top1_acc": "acc",
+    "top1_accuracy": "acc",
+    "acc1": "acc",
+    "acc@1": "acc",
+    "learning_rate": "lr",
+}
+"""Metric names (lower-cased) stored under the name the rules read by default."""
 
 HISTOGRAM_KIND = "histogram"
 """``tensors.kind`` of a histogram that is neither a gradient nor a weight (TensorBoard only)."""
@@ -56,9 +74,18 @@ _WEIGHT_WORDS = frozenset({"weight", "weights", "param", "params", "parameters"}
 def metric_key(tag: str) -> tuple[str, str | None]:
     """``(name, split)`` of a scalar tag (see the module docstring)."""
     name, split = _metric_key(tag)
-    if split is None and name in ("lr", "learning_rate"):
+    name = NAME_SYNONYMS.get(name, name)
+    if split is None and name == "lr":
         return "lr", "train"
     return name, split
+
+
+def scalars_key(main_tag: str, key: str) -> tuple[str, str | None]:
+    """``(name, split)`` of ``add_scalars(main_tag, {key: value})``: the tag ``main_tag/key``."""
+    for what, value in (("main_tag", main_tag), ("key", key)):
+        if not isinstance(value, str) or not value.strip("/"):
+            raise ValueError(f"add_scalars: {what} must be a non-empty string, got {value!r}")
+    return metric_key(f"{main_tag.strip('/')}/{key.strip('/')}")
 
 
 def _metric_key(tag: str) -> tuple[str, str | None]:

@@ -20,7 +20,11 @@ Where things go (the tag conventions are in ``integrations.tensorboard.tags``):
                        ``<name><comment>``; ``log_dir`` then reads back as the run's
                        directory. None: store ``runs``, name from ``comment``.
 ``add_scalar(s)``      ``scalars``: ``Loss/train`` -> name loss, split train;
+                       ``Accuracy/val`` -> acc, val (the rules' names);
                        ``add_scalars("loss", {"train": a, "val": b})`` -> two splits.
+                       A tag stored under another spelling is kept once, at its first
+                       use, in a ``config`` event ``{"tensorboard_tags": {tag: [name,
+                       split]}}`` (for ``add_scalars``, the tag ``main_tag/key``).
 ``add_histogram``      ``tensors`` (numel, norm, mean, std, min, max, abs_max, zero_frac,
                        nonfinite; ``fc1.weight.grad`` -> param fc1.weight, kind grad) and
                        exact quantiles as ``scalars`` rows (``.histograms``).
@@ -52,7 +56,7 @@ import math
 import numbers
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -71,7 +75,7 @@ from integrations.tensorboard.histograms import (
     statistics,
 )
 from integrations.tensorboard.images import image_maps, render_figure
-from integrations.tensorboard.tags import SPLIT_WORDS, histogram_key, metric_key
+from integrations.tensorboard.tags import histogram_key, metric_key, scalars_key
 from store.errors import ConfigError, TelemetryError
 from store.records import json_safe, plain_json
 from store.schema import EventKind, Stream
@@ -113,6 +117,7 @@ class SummaryWriter:
         store, run_name = _placement(log_dir, comment, root=root, name=name)
         collector_options.setdefault("flush_every_s", min(float(flush_secs), 2.0))
         self._run = Collector(store, run_name, **collector_options)
+        self._tags: dict[str, tuple[str, str | None]] = {}
 
     # -- where ------------------------------------------------------------------------
 
@@ -145,8 +150,8 @@ class SummaryWriter:
         double_precision: bool = False,
     ) -> None:
         """One value: ``Loss/train`` is name ``loss``, split ``train`` (see ``.tags``)."""
-        name, split = _key(metric_key, tag)
         value = _number(scalar_value, what=f"add_scalar({tag!r})")
+        name, split = self._metric(tag, metric_key, tag)
         self._scalars([name], [split], [value], global_step, walltime)
 
     def add_scalars(
@@ -164,14 +169,31 @@ class SummaryWriter:
                 f"add_scalars({main_tag!r}): tag_scalar_dict must be a non-empty mapping of "
                 f"split -> value, got {tag_scalar_dict!r}"
             )
-        splits = []
         for key in tag_scalar_dict:
-            if not isinstance(key, str) or not key:
-                raise ConfigError(f"add_scalars({main_tag!r}): keys must be strings, got {key!r}")
-            splits.append(SPLIT_WORDS.get(key.lower(), key))
+            if not isinstance(key, str) or not key.strip("/"):
+                raise ConfigError(
+                    f"add_scalars({main_tag!r}): keys must be non-empty strings, got {key!r}"
+                )
         values = [_number(v, what=f"add_scalars({main_tag!r})") for v in tag_scalar_dict.values()]
-        name = main_tag.strip("/").lower()
-        self._scalars([name] * len(values), splits, values, global_step, walltime)
+        keys = [
+            self._metric(f"{main_tag.strip('/')}/{key.strip('/')}", scalars_key, main_tag, key)
+            for key in tag_scalar_dict
+        ]
+        names, splits = [k[0] for k in keys], [k[1] for k in keys]
+        self._scalars(names, splits, values, global_step, walltime)
+
+    def _metric(self, tag: str, fn: Callable[..., Any], *args: Any) -> tuple[str, str | None]:
+        """``(name, split)`` of ``tag``; the first time a tag is stored under another
+        spelling (``Accuracy/val`` as acc, val), a ``config`` event keeps the original.
+        ``fn(*args)`` maps it (``metric_key`` or ``scalars_key``)."""
+        key = self._tags.get(tag) if isinstance(tag, str) else None
+        if key is None:
+            key = self._tags[tag] = _key(fn, *args)
+            if "/".join(k for k in key if k is not None) != tag:
+                payload = json.dumps({"tensorboard_tags": {tag: list(key)}})
+                columns = {"kind": [EventKind.CONFIG.value], "payload": [payload]}
+                self._record(Stream.EVENTS, columns, None, None, essential=True)
+        return key
 
     def _scalars(
         self,
@@ -373,7 +395,7 @@ class SummaryWriter:
         columns = {"kind": [EventKind.CONFIG.value], "payload": [payload]}
         self._record(Stream.EVENTS, columns, step, None, essential=True)
         if metrics:
-            keys = [_key(metric_key, tag) for tag in metrics]
+            keys = [self._metric(tag, metric_key, tag) for tag in metrics]
             names, splits = [k[0] for k in keys], [k[1] for k in keys]
             self._scalars(names, splits, list(metrics.values()), step, None)
 
@@ -504,9 +526,9 @@ def _placement(
     return store, full
 
 
-def _key(fn: Any, tag: Any, **kwargs: Any) -> Any:
+def _key(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
-        return fn(tag, **kwargs)
+        return fn(*args, **kwargs)
     except ValueError as e:
         raise ConfigError(str(e)) from e
 

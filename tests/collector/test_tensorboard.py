@@ -24,11 +24,12 @@ from integrations.tensorboard.histograms import (
     Histogram,
     bucket_quantiles,
 )
-from integrations.tensorboard.tags import histogram_key, metric_key
+from integrations.tensorboard.tags import histogram_key, metric_key, scalars_key
 from integrations.tensorboard.writer import _UNSUPPORTED, SummaryWriter, UnsupportedError
 from store.schema import Stream
 
 from .read_back import read_stream
+from .tensorboard_logs import accuracy_plateau
 
 
 def rows(writer: SummaryWriter, stream: Stream) -> list[dict[str, Any]]:
@@ -42,8 +43,18 @@ def rows(writer: SummaryWriter, stream: Stream) -> list[dict[str, Any]]:
         ("loss/val", ("loss", "val")),
         ("Loss/test", ("loss", "test")),
         ("train/loss", ("loss", "train")),
-        ("eval/Accuracy", ("accuracy", "val")),
-        ("Accuracy/validation", ("accuracy", "val")),
+        ("eval/Accuracy", ("acc", "val")),
+        ("Accuracy/validation", ("acc", "val")),
+        ("Accuracy/val", ("acc", "val")),
+        ("accuracy/train", ("acc", "train")),
+        ("val_accuracy", ("acc", "val")),
+        ("dev/top1_acc", ("acc", "val")),
+        ("Accuracy", ("acc", None)),
+        ("Accuracy/top5", ("acc", "top5")),
+        ("hparam/accuracy", ("hparam", "accuracy")),
+        ("Loss/valid", ("loss", "val")),
+        ("LOSS/Val", ("loss", "val")),
+        ("learning_rate/train", ("lr", "train")),
         ("train_loss", ("loss", "train")),
         ("val_acc", ("acc", "val")),
         ("loss_valid", ("loss", "val")),
@@ -57,6 +68,49 @@ def rows(writer: SummaryWriter, stream: Stream) -> list[dict[str, Any]]:
 )
 def test_scalar_tags_map_to_name_and_split(tag: str, key: tuple[str, str | None]) -> None:
     assert metric_key(tag) == key
+
+
+@pytest.mark.parametrize(
+    ("main_tag", "key", "expected"),
+    [
+        ("loss", "train", ("loss", "train")),
+        ("Loss", "Validation", ("loss", "val")),
+        ("Accuracy", "val", ("acc", "val")),
+        ("Loss/sub", "train", ("loss/sub", "train")),
+        ("acc", "ema", ("acc", "ema")),
+    ],
+)
+def test_add_scalars_keys_are_the_tag_main_tag_slash_key(
+    main_tag: str, key: str, expected: tuple[str, str | None]
+) -> None:
+    assert scalars_key(main_tag, key) == expected
+
+
+def test_tags_stored_under_another_spelling_keep_the_original_once(tmp_path: Path) -> None:
+    with SummaryWriter(tmp_path / "t") as w:
+        for step in (1, 2):
+            w.add_scalar("Accuracy/val", 0.5, step)
+            w.add_scalar("loss/train", 0.5, step)  # stored as written: nothing to keep
+            w.add_scalars("Loss", {"valid": 0.7}, step)
+    scalars = [(r["name"], r["split"]) for r in rows(w, Stream.SCALARS)]
+    assert scalars == [("acc", "val"), ("loss", "train"), ("loss", "val")] * 2
+    events = [json.loads(r["payload"]) for r in rows(w, Stream.EVENTS) if r["kind"] == "config"]
+    assert events == [
+        {"tensorboard_tags": {"Accuracy/val": ["acc", "val"]}},
+        {"tensorboard_tags": {"Loss/valid": ["loss", "val"]}},
+    ]
+
+
+def test_a_bad_value_records_nothing_not_even_the_tag(tmp_path: Path) -> None:
+    with SummaryWriter(tmp_path / "bad") as w:
+        with pytest.raises(ConfigError, match="expected a number"):
+            w.add_scalar("Accuracy/val", "high", 1)
+        with pytest.raises(ConfigError, match="keys must be non-empty strings"):
+            w.add_scalars("Loss", {"": 1.0}, 1)
+        with pytest.raises(ConfigError, match="non-empty string"):
+            w.add_scalar(["a"], 1.0, 1)  # type: ignore[arg-type]
+    assert rows(w, Stream.SCALARS) == []
+    assert [r["kind"] for r in rows(w, Stream.EVENTS)] == ["run_started", "run_finished"]
 
 
 @pytest.mark.parametrize(
@@ -315,3 +369,16 @@ def test_purge_step_and_hparams_run_name_are_refused(tmp_path: Path) -> None:
 def test_bad_input_is_a_clear_error(tmp_path: Path, call: Any, message: str) -> None:
     with SummaryWriter(tmp_path / "bad") as w, pytest.raises(ConfigError, match=message):
         call(w)
+
+
+def test_accuracy_logged_as_tensorboard_users_tag_it_gets_the_accuracy_rules(
+    tmp_path: Path,
+) -> None:
+    """``Accuracy/val`` is the rules' ``acc/val``: a plateau in it is diagnosed."""
+    with SummaryWriter(tmp_path / "plateau") as w:
+        for tag, value, step in accuracy_plateau():
+            w.add_scalar(tag, value, step)
+    with open_store(tmp_path) as store:
+        findings = diagnose(store).findings
+    (plateau,) = [f for f in findings if f.rule == "accuracy_plateau"]
+    assert plateau.subject == "acc/val"
