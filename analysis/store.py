@@ -84,6 +84,8 @@ class Store:
             else:
                 runs = self._load(stream, runs)
         self._create_digest_tables([d for r in runs for d in r.digests])
+        if not runs_only:
+            self._fill_epochs()
         # Runs with a second attempt (resume=): only their steps can be recorded twice.
         attempts = " UNION ".join(
             f"SELECT DISTINCT run_id FROM raw_{s.value} WHERE attempt > 0" for s in Stream
@@ -264,6 +266,31 @@ class Store:
             f"INSERT INTO raw_{stream.value} BY NAME SELECT COLUMNS(lambda c: c IN ({known})) "
             f"FROM read_parquet({_sql_list(files)}, union_by_name = true)"
         )
+
+    def _fill_epochs(self) -> None:
+        """Give the rows written without an epoch, in runs that log epochs, the epoch
+        they belong to (``collector.epochs``): the epoch of the run's next scalar row
+        that has one, at the same or a later step (``epoch=`` on the validation log at
+        an epoch's end); after the run's last such row, the last + 1 (an epoch not
+        finished). Runs that log no epoch keep null; rows that carry one keep it."""
+        self.con.execute(
+            "CREATE TABLE _epoch_marks AS SELECT run_id, step, max(epoch) AS epoch "
+            "FROM raw_scalars WHERE epoch IS NOT NULL GROUP BY run_id, step"
+        )
+        self.con.execute(
+            "CREATE TABLE _epoch_last AS SELECT run_id, arg_max(epoch, step) AS epoch "
+            "FROM _epoch_marks GROUP BY run_id"
+        )
+        for stream in Stream:
+            table = f"raw_{stream.value}"
+            self.con.execute(
+                f"UPDATE {table} SET epoch = f.epoch FROM ("
+                "  SELECT x.rowid AS row, coalesce(m.epoch, l.epoch + 1) AS epoch"
+                f"  FROM {table} x JOIN _epoch_last l USING (run_id)"
+                "  ASOF LEFT JOIN _epoch_marks m ON x.run_id = m.run_id AND x.step <= m.step"
+                "  WHERE x.epoch IS NULL"
+                f") f WHERE {table}.rowid = f.row"
+            )
 
     def _null_malformed_payloads(self) -> list[Unreadable]:
         """Event payloads DuckDB cannot parse as JSON (a lone surrogate, which Python's

@@ -45,11 +45,13 @@ import torch
 from collector import arguments, claims, payload, shutdown
 from collector.budget import Overhead
 from collector.distributed import placement
+from collector.epochs import Epochs
 from collector.logged import LogRows, PendingLog
 from collector.output import Output
 from collector.params import select_parameters
 from collector.steps import StepHooks
 from store.claims import store_dir
+from store.errors import ConfigError
 from store.records import Rows, plain_json, safe_text
 from store.schema import EventKind, Stream
 from store.writer import Writer
@@ -168,6 +170,7 @@ class Collector:
             heartbeat_every_s=heartbeat_every_s,
         )
         self._out = Output(self._writer, step=start_step)
+        self._epochs = Epochs(self._out, start_step=start_step)
         self._overhead = Overhead()  # the collector's own time in the step being timed
         self._steps = StepHooks(
             self._out,
@@ -248,7 +251,20 @@ class Collector:
 
     @property
     def epoch(self) -> int | None:
-        return self._out.epoch
+        """The last epoch given, by ``set_epoch()`` or ``log(epoch=)`` (None before any)."""
+        return self._epochs.current
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch``: every row recorded from now on carries it.
+
+        Call it at the top of the epoch loop. Without it, ``epoch=`` on the log at the
+        end of each epoch (the validation log) is enough: the rows recorded since the
+        previous one get that epoch when the store is read (``collector.epochs``).
+        """
+        if epoch is None:
+            raise ConfigError("set_epoch() takes an int from 0 to 2**63 - 1, got None")
+        arguments.check_optional_int("epoch", epoch)
+        self._epochs.start(epoch)
 
     @property
     def model(self) -> torch.nn.Module | None:
@@ -283,12 +299,17 @@ class Collector:
         start = time.perf_counter()
         names, splits, values, tensors = self._logged.parse(metrics, split)
         out = self._out
-        if epoch is not None:
-            out.epoch = epoch
         if step is not None and self._optimizer is None:
             out.step = max(out.step, step)
+        if epoch is not None:
+            self._epochs.given(epoch)
         entry = PendingLog(
-            out.step if step is None else step, out.epoch, time.time(), names, splits, values
+            out.step if step is None else step,
+            out.epoch if epoch is None else epoch,
+            time.time(),
+            names,
+            splits,
+            values,
         )
         if tensors:  # values kept on an accelerator, read in batches
             if self._logged.keep(entry, tensors):

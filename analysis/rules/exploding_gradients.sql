@@ -65,11 +65,13 @@ jumps AS (
     WHERE history >= 1 AND isfinite(base) AND x IS NOT NULL
       AND x - base > greatest(ln($factor), $sigmas * coalesce(noise, 0))
 ),
-curve AS (
+curve AS (  -- one point per step: the mean of its rows (ranks, micro-batches)
     SELECT run_id, step, CASE WHEN isfinite(value) THEN value ELSE 'inf'::DOUBLE END AS value,
            NOT isfinite(value) AS nonfinite
-    FROM scalars
-    WHERE name = $metric AND split = 'train'
+    FROM (SELECT run_id, step, avg(value) AS value
+          FROM scalars
+          WHERE name = $metric AND split = 'train'
+          GROUP BY run_id, step)
 ),
 around AS (  -- at each loss point: its level so far, and what the next points did
     SELECT run_id, step, value,

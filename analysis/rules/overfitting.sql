@@ -69,9 +69,10 @@ tail AS (
     WHERE v.i > b.n - $patience
     GROUP BY v.run_id
 ),
-train AS (
-    SELECT run_id, step, value FROM scalars
+train AS (  -- one point per step: the mean of its rows (ranks, micro-batches)
+    SELECT run_id, step, avg(value) AS value FROM scalars
     WHERE name = $metric AND split = 'train' AND isfinite(value)
+    GROUP BY run_id, step
 ),
 train_levels AS (  -- the training loss over the interval that ends at each val point
     SELECT b.run_id,

@@ -85,11 +85,12 @@ profile AS (
     FROM relative
     GROUP BY run_id
 ),
-train AS (
-    SELECT run_id, step, value,
+train AS (  -- one point per step: the mean of its rows (ranks, micro-batches)
+    SELECT run_id, step, avg(value) AS value,
            row_number() OVER (PARTITION BY run_id ORDER BY step) AS i
     FROM scalars
     WHERE name = $metric AND split = 'train' AND isfinite(value)
+    GROUP BY run_id, step
 ),
 flat AS (
     SELECT run_id,
