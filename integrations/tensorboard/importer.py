@@ -2,24 +2,31 @@
 
 Every directory under LOGDIR that holds event files (``events.out.tfevents.*``) is
 one TensorBoard run and becomes one run of the store, named after its path under
-LOGDIR. The files are read with the ``tensorboard`` package's own reader
-(``EventAccumulator``, keeping every event: no reservoir sampling), so what is
-imported is what TensorBoard itself would show:
+LOGDIR, except the sub-runs torch's ``SummaryWriter`` splits a run into
+(``add_scalars``' one directory per key, ``add_hparams``' timestamped one): those are
+imported into their parent run (``integrations.tensorboard.subruns``). The files are
+read with the ``tensorboard`` package's own reader (``EventAccumulator``, keeping every
+event: no reservoir sampling), so what is imported is what TensorBoard itself would show:
 
 * scalars (``add_scalar``, either wire format) -> ``scalars``, the tag mapped to
-  name and split as ``integrations.tensorboard.tags`` says (``Loss/train`` -> loss, train);
+  name and split as ``integrations.tensorboard.tags`` says (``Loss/train`` -> loss,
+  train; ``Accuracy/val`` -> acc, val; ``add_scalars("loss", {"val": v})``'s sub-run
+  ``loss_val`` -> loss, val); a tag stored under another spelling is kept in the
+  ``run_started`` payload, ``tensorboard_tags``: ``{"Accuracy/val": ["acc", "val"]}``;
+* hparams (``add_hparams``, the hparams plugin's session start) -> the run's
+  ``config``; their metrics (``hparam/accuracy``) are scalars like any other;
 * histograms -> one ``tensors`` row each (numel, norm, mean, std, min, max, abs_max,
   exact from the histogram's sums) and the quantile rows of ``integrations.tensorboard.histograms``;
 * text -> ``note`` events.
 
 Rows keep their event's step and wall time; the run gets a ``run_started`` event at
-its first event (payload: ``source``, ``imported_from``) and a ``run_finished`` at its
-last, so durations and statuses are those of the original run. Images, audio, graphs,
-hparams and histograms in TF2's tensor form are counted and skipped (the command says
-how many). A directory imported before (same absolute path) is skipped unless
-``--again``. The rows are written synchronously, one segment per stream, with the
-store's atomic publish: an interrupted import leaves a run without ``run_finished``
-(status ``crashed``), never a torn file.
+its first event (payload: ``source``, ``imported_from``, ``subruns``: the sub-run
+directories merged, relative to it) and a ``run_finished`` at its last, so durations
+and statuses are those of the original run. Images, audio, graphs and histograms in
+TF2's tensor form are counted and skipped (the command says how many). A directory
+imported before (same absolute path) is skipped unless ``--again``. The rows are written
+synchronously, one segment per stream, with the store's atomic publish: an interrupted
+import leaves a run without ``run_finished`` (status ``crashed``), never a torn file.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,8 @@ class Point:
     wall_time: float
     value: Any
     """A float (scalar), a ``integrations.tensorboard.histograms.Histogram`` or a str (text)."""
+    key: str | None = None
+    """The ``add_scalars`` key of a scalar from that call's sub-run (``loss_val``: ``val``)."""
 
 
 @dataclass
@@ -53,18 +62,30 @@ class TensorBoardRun:
     """Tags not imported, by what they are (images, audio, ...)."""
     skipped_times: list[float] = field(default_factory=list)
     """Wall times of the events not imported: the run lasted until the last of them too."""
+    hparams: dict[str, Any] | None = None
+    """The hyperparameters of the hparams plugin's session start (``add_hparams``), if any."""
+    hparams_metrics: frozenset[str] = frozenset()
+    """The metric tags the hparams plugin's experiment names (``hparam/accuracy``)."""
+    subruns: list[str] = field(default_factory=list)
+    """Sub-run directories merged into this run, relative to it."""
+
+    def merge(self, sub: TensorBoardRun, where: str, *, key: str | None) -> None:
+        """Take in a sub-run found at ``where`` (relative to this run's directory); ``key``:
+        the ``add_scalars`` key its scalars are the values of (None: an hparams sub-run)."""
+        self.scalars += [replace(p, key=key) for p in sub.scalars] if key else sub.scalars
+        self.histograms += sub.histograms
+        self.texts += sub.texts
+        self.skipped += sub.skipped
+        self.skipped_times += sub.skipped_times
+        if sub.hparams is not None:
+            self.hparams = {**(self.hparams or {}), **sub.hparams}
+        self.subruns.append(where)
 
     def span(self) -> tuple[float, float]:
         """Wall times of the first and the last event of the run, imported or not."""
         times = [p.wall_time for p in self.scalars + self.histograms + self.texts]
         times += self.skipped_times
         return min(times), max(times)
-
-
-def find_runs(logdir: Path) -> list[Path]:
-    """Directories under (and including) ``logdir`` that hold event files, sorted."""
-    found = {p.parent for p in logdir.rglob("*tfevents*") if p.is_file()}
-    return sorted(found)
 
 
 def run_name(logdir: Path, run_dir: Path) -> str:
@@ -99,6 +120,8 @@ def read_run(run_dir: Path) -> TensorBoardRun:
                 Point(tag, e.step, e.wall_time, float(tensor_util.make_ndarray(e.tensor_proto)))
                 for e in events
             ]
+        elif plugin == "hparams":  # metadata only, read by _read_hparams
+            continue
         elif plugin == "text":
             # torch's add_text writes the tag "<tag>/text_summary"
             name = tag.removesuffix("/text_summary") or tag
@@ -112,7 +135,43 @@ def read_run(run_dir: Path) -> TensorBoardRun:
             run.skipped_times += [e.wall_time for e in read(tag)]
     if tags[ea.GRAPH]:
         run.skipped["graph"] += 1
+    _read_hparams(acc, run)
     return run
+
+
+def _read_hparams(acc: Any, run: TensorBoardRun) -> None:
+    """The hparams plugin's session start and experiment (metadata only: no values)."""
+    from google.protobuf.message import DecodeError
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    try:
+        contents = acc.PluginTagToContent("hparams")
+    except KeyError:  # no summary of that plugin in the run
+        return
+    for content in contents.values():
+        try:
+            data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        except DecodeError:
+            run.skipped["unreadable hparams"] += 1
+            continue
+        if data.HasField("session_start_info"):
+            hparams = data.session_start_info.hparams
+            found = {k: _hparam(hparams[k]) for k in sorted(hparams)}
+            run.hparams = {**(run.hparams or {}), **found}
+        if data.HasField("experiment"):
+            tags = {m.name.tag for m in data.experiment.metric_infos}
+            run.hparams_metrics = run.hparams_metrics | tags
+
+
+def _hparam(value: Any) -> Any:
+    """A ``google.protobuf.Value`` as Python (NaN and infinities too, which protobuf's
+    JSON conversion refuses; the payload spells them as strings)."""
+    from google.protobuf import json_format
+
+    kind = value.WhichOneof("kind")
+    if kind in ("number_value", "string_value", "bool_value"):
+        return getattr(value, kind)
+    return json_format.MessageToDict(value)  # lists, structs, null
 
 
 def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
@@ -120,10 +179,10 @@ def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
     import importlib.metadata
 
     from integrations.tensorboard.histograms import bucket_quantiles, quantile_columns, statistics
-    from integrations.tensorboard.tags import histogram_key, metric_key
+    from integrations.tensorboard.tags import histogram_key, metric_key, scalars_key
     from store import claims
     from store.layout import SegmentName, stream_dir
-    from store.records import Rows, build_table
+    from store.records import Rows, build_table, json_safe
     from store.schema import SCHEMA_VERSION, EventKind, Stream
     from store.segments import write_segment
 
@@ -134,14 +193,15 @@ def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
     first_step, last_step = min(p.step for p in points), max(p.step for p in points)
 
     def event(kind: EventKind, payload: dict[str, Any], step: int, wall_time: float) -> Rows:
-        text = json.dumps(payload, allow_nan=False)
+        text = json.dumps(json_safe(payload), allow_nan=False)
         return Rows(Stream.EVENTS, step, None, wall_time, {"kind": [kind.value], "payload": [text]})
 
     started = {
         "name": name,
-        "config": {},
+        "config": run.hparams or {},
         "source": SOURCE,
         "imported_from": str(run_dir.resolve()),
+        "subruns": run.subruns,
         "imported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "tensorboard": importlib.metadata.version("tensorboard"),
         "rank": 0,
@@ -152,8 +212,12 @@ def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
         "schema_version": SCHEMA_VERSION,
     }
     scalars = []
+    renamed: dict[str, list[str | None]] = {}
     for p in run.scalars:
-        metric, split = metric_key(p.tag)
+        tag = p.tag if p.key is None else f"{p.tag.strip('/')}/{p.key.strip('/')}"
+        metric, split = metric_key(p.tag) if p.key is None else scalars_key(p.tag, p.key)
+        if "/".join(k for k in (metric, split) if k is not None) != tag:
+            renamed[tag] = [metric, split]
         scalars.append(
             Rows(Stream.SCALARS, p.step, None, p.wall_time, _one(metric, split, p.value))
         )
@@ -176,6 +240,7 @@ def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
         event(EventKind.NOTE, {"tag": p.tag, "text": p.value}, p.step, p.wall_time)
         for p in run.texts
     ]
+    started["tensorboard_tags"] = renamed
     finished = {"steps": last_step, "rows_dropped": 0, "hook_failures": {}, "imported": True}
     segments = [
         (Stream.EVENTS, [event(EventKind.RUN_STARTED, started, first_step, first_time)]),

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import click
 
-from integrations.tensorboard.importer import (
-    find_runs,
-    imported_paths,
-    read_run,
-    run_name,
-    skipped_note,
-    write_run,
-)
+from integrations.tensorboard.importer import imported_paths, run_name, skipped_note, write_run
+from integrations.tensorboard.subruns import find_runs
 from telemetry.common import printable
 
 
@@ -43,8 +37,9 @@ def import_group() -> None:
 def tensorboard(logdir: Path, root: Path, again: bool) -> None:
     """Import the TensorBoard runs under LOGDIR: scalars, histograms and text.
 
-    One run of the store per directory holding event files. Needs the tensorboard
-    package (pip install tensorboard).
+    One run of the store per directory holding event files, except the directories
+    add_scalars and add_hparams split off a run: those are imported into it. Needs the
+    tensorboard package (pip install tensorboard).
 
     \b
     Example:
@@ -59,30 +54,40 @@ def tensorboard(logdir: Path, root: Path, again: bool) -> None:
         raise click.ClickException(
             "importing TensorBoard logs needs the tensorboard package: pip install tensorboard"
         ) from e
-    run_dirs = find_runs(logdir)
-    if not run_dirs:
+    found = find_runs(logdir)
+    if not found:
         raise click.BadParameter(
             f"no TensorBoard event files (events.out.tfevents.*) under {str(logdir)!r}",
             param_hint="'LOGDIR'",
         )
     root.mkdir(parents=True, exist_ok=True)
     done = set() if again else imported_paths(root)
-    for run_dir in run_dirs:
+    for each in found:
+        run_dir = each.path
         name = run_name(logdir, run_dir)
         shown = printable(name)  # a directory name can hold terminal escapes
         if str(run_dir.resolve()) in done:
             click.echo(f"{shown}: imported before, skipped (--again imports it again)")
             continue
-        run = read_run(run_dir)
+        run = each.read()
         if not run.scalars and not run.histograms:
             click.echo(f"{shown}: no scalars or histograms, skipped{skipped_note(run)}")
             continue
         run_id = write_run(root, name, run_dir, run)
-        tags = len({s.tag for s in run.scalars}), len({h.tag for h in run.histograms})
+        tags = len({(s.tag, s.key) for s in run.scalars}), len({h.tag for h in run.histograms})
         click.echo(
             f"{shown} -> {printable(run_id)}: {len(run.scalars)} scalars "
             f"({tags[0]} tags), {len(run.histograms)} histograms "
-            f"({tags[1]} tags), {len(run.texts)} texts{skipped_note(run)}"
+            f"({tags[1]} tags), {len(run.texts)} texts{_subruns_note(run.subruns)}"
+            f"{skipped_note(run)}"
         )
     where = printable(str(root))
     click.echo(f"next: telemetry analyze {where}   |   telemetry report {where}")
+
+
+def _subruns_note(subruns: list[str]) -> str:
+    if not subruns:
+        return ""
+    shown = ", ".join(printable(s) for s in subruns[:5])
+    more = f" and {len(subruns) - 5} more" if len(subruns) > 5 else ""
+    return f"; with the sub-runs {shown}{more}"

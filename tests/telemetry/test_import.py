@@ -19,9 +19,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from analysis import open_store
+from analysis import diagnose, open_store
 from integrations.tensorboard.histograms import QUANTILE_BPS, QUANTILE_SPLITS
 from telemetry.cli import main
+from tests.collector.tensorboard_logs import accuracy_plateau
 
 STEPS = range(0, 12, 3)
 
@@ -99,7 +100,7 @@ def test_every_scalar_is_the_event_files_value(imported: Any) -> None:
             ours = store.sql(
                 "SELECT s.name, s.split, s.step, s.value, epoch_us(s.wall_time) AS us "
                 "FROM scalars s JOIN runs r USING (run_id) "
-                "WHERE r.name = $name AND s.name IN ('loss', 'accuracy') ORDER BY s.seq",
+                "WHERE r.name = $name AND s.name IN ('loss', 'acc') ORDER BY s.seq",
                 {"name": name},
             ).rows()
             expected = []
@@ -108,7 +109,7 @@ def test_every_scalar_is_the_event_files_value(imported: Any) -> None:
                     number, key = value.simple_value, ("loss", "train")
                 elif value.tag == "Accuracy/val":
                     number = float(tensor_util.make_ndarray(value.tensor))
-                    key = ("accuracy", "val")
+                    key = ("acc", "val")
                 else:
                     continue
                 us = int(event.wall_time * 1_000_000)
@@ -214,3 +215,125 @@ def test_help_needs_neither_torch_nor_tensorboard() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def import_logs(logdir: Path, root: Path) -> str:
+    result = CliRunner().invoke(main, ["import", "tensorboard", str(logdir), "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def started_payloads(root: Path) -> dict[str, dict[str, Any]]:
+    with open_store(root) as store:
+        rows = store.sql(
+            "SELECT r.name, e.payload FROM events e JOIN runs r USING (run_id) "
+            "WHERE e.kind = 'run_started'"
+        ).rows()
+    return {name: json.loads(payload) for name, payload in rows}
+
+
+def test_add_scalars_and_add_hparams_subruns_are_imported_into_their_run(tmp_path: Path) -> None:
+    """torch writes add_scalars' splits and add_hparams into directories of their own;
+    they are one training run: its loss/train and loss/val meet, overfitting is seen."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir, root = tmp_path / "logs", tmp_path / "store"
+    with SummaryWriter(logdir / "exp") as tb:
+        for step in range(1, 41):
+            tb.add_scalars("Loss", {"train": 2.0 / step, "val": 1.0 + abs(step - 10) / 10}, step)
+            tb.add_scalar("Accuracy/val", 0.5, step)
+        tb.add_hparams({"lr": 0.1, "opt": "adam"}, {"hparam/accuracy": 0.5}, global_step=40)
+    subdirs = sorted(p.name for p in (logdir / "exp").iterdir() if p.is_dir())
+    stamp, *scalars_dirs = subdirs
+    assert scalars_dirs == ["Loss_train", "Loss_val"] and float(stamp) > 1e9  # time.time()
+    output = import_logs(logdir, root)
+    assert "121 scalars (4 tags)" in output  # Loss/train, Loss/val, Accuracy/val, hparam/...
+    assert f"with the sub-runs {stamp}, Loss_train, Loss_val" in output
+    runs = runs_by_name(root)
+    assert list(runs) == ["exp"]
+    assert json.loads(runs["exp"]["config"]) == {"lr": 0.1, "opt": "adam"}
+    with open_store(root) as store:
+        counts = store.sql(
+            "SELECT name, split, count(*) AS n, max(step) AS last FROM scalars "
+            "GROUP BY ALL ORDER BY ALL"
+        ).rows()
+        findings = {f.rule for f in diagnose(store).findings}
+    assert counts == [
+        ("acc", "val", 40, 40),
+        ("hparam", "accuracy", 1, 40),
+        ("loss", "train", 40, 40),
+        ("loss", "val", 40, 40),
+    ]
+    assert "overfitting" in findings
+    started = started_payloads(root)["exp"]
+    assert started["subruns"] == subdirs
+    assert started["imported_from"] == str((logdir / "exp").resolve())
+    assert started["tensorboard_tags"] == {
+        "Loss/train": ["loss", "train"],
+        "Loss/val": ["loss", "val"],
+        "Accuracy/val": ["acc", "val"],
+    }
+
+
+def test_runs_nested_in_a_log_dir_stay_runs_of_their_own(tmp_path: Path) -> None:
+    """Only TensorBoard's own sub-run naming with only that sub-run's data makes a sub-run."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir, root = tmp_path / "runs", tmp_path / "store"
+    for run in ("", "exp1", "exp2", "loss_train", "1700000000.5"):
+        with SummaryWriter(logdir / run) as tb:
+            for step in range(3):
+                tb.add_scalar("loss", 1.0 / (step + 1), step)
+                if run == "loss_train":  # named like add_scalars' sub-run, but a run
+                    tb.add_scalar("acc", 0.5, step)
+    with SummaryWriter(logdir / "sweep") as tb:  # a sweep: one hparams run per trial
+        for trial in (1, 2):
+            tb.add_hparams({"lr": 0.1 * trial}, {"loss": 1.0 / trial}, run_name=str(trial))
+    import_logs(logdir, root)
+    runs = runs_by_name(root)
+    assert sorted(runs) == [
+        "1700000000.5",
+        "exp1",
+        "exp2",
+        "loss_train",
+        "runs",
+        "sweep-1",
+        "sweep-2",
+    ]
+    assert json.loads(runs["sweep-2"]["config"]) == {"lr": 0.2}
+    assert all(p["subruns"] == [] for p in started_payloads(root).values())
+
+
+def test_accuracy_logged_as_tensorboard_users_tag_it_gets_the_accuracy_rules(
+    tmp_path: Path,
+) -> None:
+    """``Accuracy/val`` in an event file is the rules' ``acc/val``: its plateau is diagnosed."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir, root = tmp_path / "logs", tmp_path / "store"
+    with SummaryWriter(logdir / "plateau") as tb:
+        for tag, value, step in accuracy_plateau():
+            tb.add_scalar(tag, value, step)
+    import_logs(logdir, root)
+    with open_store(root) as store:
+        findings = diagnose(store).findings
+    (plateau,) = [f for f in findings if f.rule == "accuracy_plateau"]
+    assert plateau.subject == "acc/val"
+
+
+def test_hparams_keep_their_types_and_non_finite_values(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir, root = tmp_path / "logs", tmp_path / "store"
+    with SummaryWriter(logdir / "exp") as tb:
+        tb.add_scalar("loss", 1.0, 0)
+        hparams = {"lr": float("nan"), "batch": 32, "opt": "adam", "nesterov": True}
+        tb.add_hparams(hparams, {"hparam/loss": 1.0})
+    import_logs(logdir, root)
+    (run,) = runs_by_name(root).values()
+    assert json.loads(run["config"]) == {
+        "batch": 32.0,  # TensorBoard keeps every number as a double
+        "lr": "NaN",
+        "nesterov": True,
+        "opt": "adam",
+    }
