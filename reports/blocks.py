@@ -8,7 +8,7 @@ under it: how much was decimated (``note``) and what the red marks are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from reports.series import LABEL, Series
@@ -39,6 +39,26 @@ class RunCharts:
     charts: list[Chart]
     note: str | None = None
     """What the run's budget left out of this section (``reports.budget``), when anything."""
+
+
+SMALL_WIDTH = 360
+"""Plot width of a run's own charts when a page shows several runs: small multiples, two or
+three to a row, instead of one 600-px chart per row (``reports.theme.WIDTH``)."""
+
+
+def small(block: RunCharts, *, width: int = SMALL_WIDTH) -> RunCharts:
+    """``block`` with each single-view chart drawn ``width`` px wide (when it was wider).
+
+    Faceted and concatenated charts (bands, image grids) size their own panels and
+    are left as they are.
+    """
+    charts = [
+        replace(c, spec={**c.spec, "width": width})
+        if isinstance(c.spec.get("width"), int) and c.spec["width"] > width
+        else c
+        for c in block.charts
+    ]
+    return replace(block, charts=charts)
 
 
 def display_name(name: str, run_id: str) -> str:

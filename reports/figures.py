@@ -8,18 +8,25 @@ on first use: a page without charts never pays for Altair.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
 from reports.blocks import Chart, RunCharts, display_name, marker_caption, series_chart, to_spec
 from reports.comparison import MAX_PARAMS, Comparison
 from reports.data import RunData
+from reports.metrics import order
 from reports.series import Series
 
-OVERLAY_METRICS = 2
-"""Metrics drawn with all runs overlaid (loss and accuracy first)."""
+
+@dataclass(frozen=True)
+class Overlaid:
+    """A chart of one metric with several runs drawn on it, and those runs' ids."""
+
+    chart: Chart
+    run_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -53,35 +60,62 @@ def curves(run: RunData, ids: Iterator[str]) -> RunCharts:
     return RunCharts(run.run_id, display_name(run.name, run.run_id), charts, note)
 
 
-def overlay(runs: Sequence[RunData], ids: Iterator[str]) -> list[Chart]:
-    """The first metrics of every run on one chart each, when there are several runs."""
+def overlay(runs: Sequence[RunData], ids: Iterator[str]) -> list[Overlaid]:
+    """Every metric (and the learning rate) with all runs on one chart, when there are several.
+
+    One chart per metric replaces a chart per run and metric: the page stays short and
+    the runs compare on one axis. A legend names a run by its name alone when no other
+    charted run has that name (a name and its id would not fit beside the chart).
+    """
     from reports.charts.curves import overlay_chart
 
     if len(runs) < 2:
         return []
-    names = {r.run_id: display_name(r.name, r.run_id) for r in runs}
-    metrics = list(dict.fromkeys(m for r in runs for m in r.metrics))
-    charts = []
-    for metric in metrics[:OVERLAY_METRICS]:
-        having = [r for r in runs if metric in r.metrics]
-        if len(having) < 2:
-            continue
+    names = legend_names(runs)
+    metrics = order(list(dict.fromkeys(m for r in runs for m in r.metrics)))
+    wanted = [
+        (m, f"metric:{m}", {r.run_id: r.metrics[m] for r in runs if m in r.metrics})
+        for m in metrics
+    ]
+    lr = {r.run_id: _as_split(r.lr) for r in runs if r.lr is not None}
+    if lr:
+        wanted.append(("learning rate", "lr", lr))
+    out = []
+    for metric, topic, having in wanted:
         points = pl.concat(
-            [_with_run(r.metrics[metric].points, names[r.run_id]) for r in having],
+            [_with_run(s.points, names[run_id]) for run_id, s in having.items()],
             how="diagonal_relaxed",
         )
         markers = pl.concat(
-            [_with_run(r.metrics[metric].markers, names[r.run_id]) for r in having],
+            [_with_run(s.markers, names[run_id]) for run_id, s in having.items()],
             how="diagonal_relaxed",
         )
         chart = overlay_chart(
-            points=points, markers=markers, metric=metric, runs=[names[r.run_id] for r in having]
+            points=points, markers=markers, metric=metric, runs=[names[r] for r in having]
         )
-        total = sum(r.metrics[metric].total for r in having)
-        drawn = sum(r.metrics[metric].drawn for r in having)
-        s = Series(points, markers, drawn, total)
-        charts.append(series_chart(next(ids), chart, s))
-    return charts
+        total = sum(s.total for s in having.values())
+        drawn = sum(s.drawn for s in having.values())
+        marked = sum(s.marked for s in having.values())
+        s = Series(points, markers, drawn, total, marked=marked)
+        out.append(Overlaid(series_chart(next(ids), chart, s, topic=topic), tuple(having)))
+    return out
+
+
+def legend_names(runs: Sequence[RunData]) -> dict[str, str]:
+    """Run id -> its label in a legend: the name when unique among ``runs``, else name (id)."""
+    counts = Counter(r.name for r in runs)
+    return {
+        r.run_id: r.name if counts[r.name] == 1 else display_name(r.name, r.run_id) for r in runs
+    }
+
+
+def _as_split(lr: Series) -> Series:
+    """The learning rate's param groups (``name``) as the overlay's panels (``split``)."""
+    return replace(
+        lr,
+        points=lr.points.rename({"name": "split"}),
+        markers=lr.markers.rename({"name": "split"}),
+    )
 
 
 def _with_run(frame: pl.DataFrame, run: str) -> pl.DataFrame:

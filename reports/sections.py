@@ -24,13 +24,13 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from reports import evidence, exports, figures, internals
-from reports.blocks import Chart, RunCharts, display_name
+from reports.blocks import Chart, RunCharts, display_name, small
 from reports.budget import MAX_CHARTED_RUNS
 from reports.comparison import Metric
-from reports.data import ReportData
+from reports.data import ReportData, RunData
 from reports.evidence import Link
 from reports.exports import RunExports
-from reports.figures import ComparisonBlock
+from reports.figures import ComparisonBlock, Overlaid
 from reports.internals import ModelTable, OriginBox, RunImages
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class Page:
 
     @property
     def has_charts(self) -> bool:
-        drawn = self.curves or self.gradients or self.activations or self.images
+        drawn = self.overlay or self.curves or self.gradients or self.activations or self.images
         more = self.weights or self.system or (self.comparison and self.comparison.chart)
         return bool(drawn or more) or any(e.chart for e in self.exports)
 
@@ -152,16 +152,25 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
     ids = (f"chart-{i}" for i in itertools.count(1))
     runs = data.per_run
     overlay = figures.overlay(runs, ids)
-    curves = [figures.curves(run, ids) for run in runs]
-    grads = [figures.gradients(run, ids) for run in runs]
-    weights = [figures.weights(run, ids) for run in runs]
+    # Several runs: every metric is one chart with all runs on it; per-run curves only
+    # for a lone run. A run's budget note (metrics left out) stays either way.
+    curves = [
+        figures.curves(run, ids) if not overlay else _overlaid_only(run, overlay) for run in runs
+    ]
+    # Several runs: each run's charts are small multiples, two or three to a row.
+    fit = small if len(runs) > 1 else _same
+    grads = [fit(figures.gradients(run, ids)) for run in runs]
+    weights = [fit(figures.weights(run, ids)) for run in runs]
     models = [internals.model_table(run) for run in runs]
-    acts = [internals.activation_charts(run, ids) for run in runs]
+    acts = [fit(internals.activation_charts(run, ids)) for run in runs]
     images = [internals.image_blocks(run, ids) for run in runs]
     origins = [internals.origin_box(run, i) for i, run in enumerate(runs, start=1)]
-    system = [figures.system(run, ids) for run in runs]
+    system = [fit(figures.system(run, ids)) for run in runs]
     benchmarks = [exports.export_block(r, data.findings.get(r.run_id, []), ids) for r in runs]
     charts: dict[str, list[Chart]] = {r.run_id: [] for r in runs}
+    for o in overlay:
+        for run_id in o.run_ids:
+            charts[run_id].append(o.chart)
     for blocks in (curves, grads, weights, acts, system):
         for block in blocks:
             charts[block.run_id].extend(block.charts)
@@ -187,9 +196,13 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
             if run_id in detailed or data.findings.get(run_id)
         ],
         overview=[_overview(row, data) for row in data.runs.to_dicts()],
-        curves=[c for c in curves if c.charts],
+        curves=[c for c in curves if c.charts or (overlay and c.note)],
         gradients=[g for g in grads if g.charts],
-        without_curves=[c.name for c in curves if not c.charts],
+        without_curves=[
+            c.name
+            for c in curves
+            if not c.charts and not any(c.run_id in o.run_ids for o in overlay)
+        ],
         without_gradients=[g.name for g in grads if not g.charts],
         models=[m for m in models if m is not None],
         activations=[a for a in acts if a.charts],
@@ -206,13 +219,24 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
             for r, b in zip(runs, benchmarks, strict=True)
             if b is None
         ],
-        overlay=overlay,
+        overlay=[o.chart for o in overlay],
         weights=[w for w in weights if w.charts],
         without_weights=[w.name for w in weights if not w.charts],
         system=[s for s in system if s.charts],
         without_system=[s.name for s in system if not s.charts],
         comparison=figures.comparison(data.comparison, ids),
     )
+
+
+def _same(block: RunCharts) -> RunCharts:
+    return block
+
+
+def _overlaid_only(run: RunData, overlay: list[Overlaid]) -> RunCharts:
+    """A run whose curves are all on the overlays: no charts of its own, its budget note only."""
+    left_out = run.metrics_left_out
+    note = left_out.note(run.run_id) if left_out is not None else None
+    return RunCharts(run.run_id, display_name(run.name, run.run_id), [], note)
 
 
 def _package_version() -> str:

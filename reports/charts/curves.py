@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import altair as alt
 import polars as pl
 
-from reports.charts.codes import BY_CODE, CODE, coded
+from reports.charts.codes import CODE, coded
 from reports.charts.steps import nonfinite_layer, step_x
 from reports.theme import HEIGHT, OTHER_COLORS, SMALL_HEIGHT, SPLIT_COLORS, WIDTH
 
@@ -123,43 +123,78 @@ def overlay_chart(
     runs: Sequence[str],
     width: int = WIDTH,
     height: int = HEIGHT,
-) -> alt.LayerChart:
-    """``metric`` of several runs on one chart: a colour per run, val dashed, train solid.
+) -> alt.HConcatChart:
+    """``metric`` of several runs: a panel per split (train | val), a colour per run.
 
+    Small multiples rather than one tangle: the panels share the y scale, so train
+    and val still compare at a glance, and the run legend sits under the panels
+    (never beside them, where long names widened the chart and were cut off).
     ``points``: run, split, step, value (finite). ``markers``: run, split, step, label.
     """
     pts = points.with_columns(pl.col("split").fill_null(NO_SPLIT))
     bad = markers.with_columns(pl.col("split").fill_null(NO_SPLIT))
     splits = _ordered_splits([*pts["split"].to_list(), *bad["split"].to_list()])
-    dashes = [[1, 0] if s == "train" else [5, 3] for s in splits]
     (frame,), names = coded(pts, "run", order=runs)
-    line = (
-        alt.Chart(frame)
-        .transform_lookup(lookup=CODE, from_=names)
-        .mark_line(strokeWidth=1.4)
-        .encode(
-            x=step_x(),
-            y=alt.Y("value:Q", title="value", scale=_overlay_scale(pts["value"])),
-            color=alt.Color("run:N", title="run", sort=BY_CODE, legend=alt.Legend(symbolLimit=30)),
-            strokeDash=alt.StrokeDash(
-                "split:N", title="split", scale=alt.Scale(domain=splits, range=dashes)
-            ),
-            detail="split:N",
-            tooltip=[
-                alt.Tooltip("run:N", title="run"),
-                alt.Tooltip("split:N", title="split"),
-                alt.Tooltip("step:Q", title="step"),
-                alt.Tooltip("value:Q", title="value", format=_VALUE_FORMAT),
-            ],
+    panel_width = max(MIN_PANEL, (width - PANEL_GAP * (len(splits) - 1)) // max(1, len(splits)))
+    scale = _overlay_scale(pts["value"])
+    # The scale's domain is data, never expression source; it also fixes the legend's order.
+    color = alt.Color(
+        "run:N",
+        title="run",
+        scale=alt.Scale(domain=list(runs)),
+        legend=alt.Legend(
+            orient="bottom", direction="vertical", columns=_columns(runs, width), labelLimit=0
+        ),
+    )
+    tooltip = [
+        alt.Tooltip("run:N", title="run"),
+        alt.Tooltip("step:Q", title="step"),
+        alt.Tooltip("value:Q", title="value", format=_VALUE_FORMAT),
+    ]
+    panels = []
+    for split in splits:
+        mine = frame.filter(pl.col("split") == split)
+        encoding = {
+            "x": step_x(),
+            "y": alt.Y("value:Q", title=split, scale=scale),
+            "color": color,
+            "tooltip": tooltip,
+        }
+        line = alt.Chart(mine).transform_lookup(lookup=CODE, from_=names)
+        layers: list[alt.Chart | alt.LayerChart] = [
+            line.mark_line(strokeWidth=1.4).encode(**encoding)
+        ]
+        if mine.height and mine.group_by(CODE).len()["len"].max() <= SPARSE:  # type: ignore[operator]
+            layers.append(line.mark_point(filled=True, size=24, opacity=1).encode(**encoding))
+        flagged = bad.filter(pl.col("split") == split)
+        if flagged.height:
+            layers.append(nonfinite_layer(flagged, tooltip=[alt.Tooltip("run:N", title="run")]))
+        panels.append(
+            alt.LayerChart(layer=layers).properties(title=split, width=panel_width, height=height)
         )
+    return (
+        alt.hconcat(*panels, spacing=PANEL_GAP, title=f"{metric}: all runs")
+        .resolve_scale(y="shared", color="shared")
+        .resolve_legend(color="shared")
     )
-    layers: list[alt.Chart | alt.LayerChart] = [line]
-    if bad.height:
-        tip = [alt.Tooltip("run:N", title="run"), alt.Tooltip("split:N", title="split")]
-        layers.append(nonfinite_layer(bad, tooltip=tip))
-    return alt.LayerChart(layer=layers).properties(
-        title=f"{metric}: all runs", width=width, height=height
-    )
+
+
+MIN_PANEL = 220
+"""Narrowest panel of an overlay (one per split)."""
+
+PANEL_GAP = 24
+
+LEGEND_COLUMNS = 3
+"""Run legend entries per row under an overlay, at most."""
+
+CHAR_PX = 7
+"""Rough width of a legend label's character (11 px system font), to fit the columns."""
+
+
+def _columns(runs: Sequence[str], width: int) -> int:
+    """Legend columns that fit ``width`` (labels are never cut: ``labelLimit`` 0)."""
+    longest = max((len(r) for r in runs), default=1)
+    return max(1, min(LEGEND_COLUMNS, width // (CHAR_PX * longest + 40)))
 
 
 WIDE = 1e3

@@ -16,13 +16,14 @@ import polars as pl
 
 from reports.samples import VALUE_EXPR
 
-COLUMNS = 8
-"""Panels per row of a grid."""
+COLUMNS = 16
+"""Panels per row of a grid: the collector's 16 maps in one compact row."""
 
-PANEL = 72
-"""Target panel side in pixels; a pixel of a map is drawn 1 to ``MAX_PIXEL`` px wide."""
+PANEL = 24
+"""Target panel side in pixels; a pixel of a map is drawn 1 to ``MAX_PIXEL`` px wide.
+Small multiples: two grids (first and latest step) fit side by side on the page."""
 
-MAX_PIXEL = 12
+MAX_PIXEL = 8
 
 
 def image_grid(
@@ -66,7 +67,10 @@ def image_grid(
     )
     return rect.facet(
         facet=alt.Facet(
-            "map:O", title=None, header=alt.Header(labelExpr=f"'{panel} ' + datum.value")
+            # The bare index over a small panel (the tooltip names it: ``panel``).
+            "map:O",
+            title=None,
+            header=alt.Header(labelFontSize=9, labelPadding=1),
         ),
         columns=columns,
         spacing=4,

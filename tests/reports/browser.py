@@ -31,6 +31,22 @@ LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 _ALL_DRAWN = """() => Array.from(document.querySelectorAll('div.chart')).every(
     c => c.querySelector('svg.marks, canvas') || c.textContent.includes('could not be drawn'))"""
 
+_LEGENDS = """() => Array.from(document.querySelectorAll('div.chart')).flatMap(c => {
+    const svg = c.querySelector('svg.marks');
+    if (!svg) return [];
+    const s = svg.getBoundingClientRect();
+    return Array.from(svg.querySelectorAll('g.role-legend')).map(g => {
+        const r = g.getBoundingClientRect();
+        return {chart: c.id,
+                inside: r.left >= s.left - 1 && r.right <= s.right + 1
+                        && r.top >= s.top - 1 && r.bottom <= s.bottom + 1,
+                labels: Array.from(g.querySelectorAll('.role-legend-label text'))
+                        .map(t => t.textContent)};
+    });
+})"""
+
+_HEIGHT = "() => document.documentElement.scrollHeight"
+
 _CHARTS = """() => Array.from(document.querySelectorAll('div.chart')).map(c => ({
     id: c.id,
     drawn: !!c.querySelector('svg.marks, canvas'),
@@ -68,6 +84,20 @@ class Opened:
     """The runs table's first column after clicking the ``name`` header once, then twice."""
     links: list[tuple[str, bool]] = field(default_factory=list)
     """Each findings ``evidence`` link's target id, and whether that element exists."""
+    sections_open: dict[str, bool] = field(default_factory=dict)
+    """Section id -> whether its ``<details>`` was open as the page loaded."""
+    height: int = 0
+    """The page's height in CSS px as loaded (sections collapsed)."""
+    height_open: int = 0
+    """The page's height with every section expanded (its "Expand all" button)."""
+    toc_position: str = ""
+    toc_top_after_scroll: float = -1.0
+    """Where the table of contents is in the viewport after scrolling to the last section."""
+    legends: list[dict[str, Any]] = field(default_factory=list)
+    """Every chart legend (sections expanded): its chart, whether its box lies within the
+    chart's drawing, and its labels (Vega cuts a label too long for its limit with "…")."""
+    evidence_opens: bool = False
+    """Clicking an evidence link into a collapsed section opened it and showed the chart."""
 
 
 def open_report(path: Path, screenshot: Path) -> Opened:
@@ -110,7 +140,6 @@ def open_report(path: Path, screenshot: Path) -> Opened:
             page.goto(path.resolve().as_uri(), wait_until="load")
             page.wait_for_function(_ALL_DRAWN, timeout=RENDER_TIMEOUT_MS)
             seen.charts = page.evaluate(_CHARTS)
-            seen.text = page.inner_text("body")
             seen.findings_tables = page.locator("table.findings").count()
             seen.links = page.evaluate(
                 """() => Array.from(document.querySelectorAll('a.evidence')).map(a => {
@@ -118,6 +147,34 @@ def open_report(path: Path, screenshot: Path) -> Opened:
                     return [id, !!document.getElementById(id)];
                 })"""
             )
+            seen.sections_open = page.evaluate(
+                """() => Object.fromEntries(Array.from(document.querySelectorAll('section'))
+                    .filter(s => s.querySelector(':scope > details'))
+                    .map(s => [s.id, s.querySelector(':scope > details').open]))"""
+            )
+            seen.height = page.evaluate(_HEIGHT)
+            evidence = page.locator("a.evidence").first
+            if evidence.count():
+                target = evidence.get_attribute("href") or "#"
+                evidence.click()
+                seen.evidence_opens = page.evaluate(
+                    """id => { const c = document.getElementById(id);
+                        const r = c.getBoundingClientRect();
+                        return !!c.closest('details[open]') && r.height > 0
+                            && r.top < window.innerHeight && r.bottom > 0; }""",
+                    target[1:],
+                )
+            if page.locator("#expand-all").count():
+                page.click("#expand-all")
+            seen.height_open = page.evaluate(_HEIGHT)
+            seen.text = page.inner_text("body")
+            seen.legends = page.evaluate(_LEGENDS)
+            page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+            toc = page.locator("nav.toc")
+            if toc.count():
+                seen.toc_position = toc.evaluate("n => getComputedStyle(n).position")
+                seen.toc_top_after_scroll = toc.evaluate("n => n.getBoundingClientRect().top")
+            page.evaluate("() => window.scrollTo(0, 0)")
             header = page.locator("table.runs th[data-sort]").first
             if header.count():
                 names = "() => Array.from(document.querySelectorAll('table.runs tbody tr'))" + (

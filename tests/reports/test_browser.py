@@ -16,15 +16,18 @@ from analysis import diagnose, open_store
 from reports import write_report
 from tests.builders import RunBuilder
 from tests.reports.browser import Opened, open_report
-from tests.reports.pages import HOSTILE, Parts
+from tests.reports.pages import HOSTILE, Parts, named
 
 HOSTILE_NAME = "<img src=x onerror=alert(2)>"
 HOSTILE_CONFIG = "<b>bold</b><script>alert(3)</script>"
+LONG_ID = "lr-large-20231114-221320-0a1b2c3d"
 PARAMS = ("conv.weight", "conv.bias", "fc.weight", "fc.bias")
 
 
-def _healthy(root: Path, run_id: str, *, lr: float, start: float, steps: int = 120) -> None:
-    run = RunBuilder(root, run_id, name=run_id, config={"lr": lr, "batch": 32}, start=start)
+def _healthy(
+    root: Path, run_id: str, *, lr: float, start: float, steps: int = 120, name: str = ""
+) -> None:
+    run = RunBuilder(root, run_id, name=name or run_id, config={"lr": lr, "batch": 32}, start=start)
     loss = [2.0 * math.exp(-4 * lr * i) + 0.1 for i in range(steps)]
     run.scalars("loss", "train", loss).scalars("acc", "train", [1 - v / 2.2 for v in loss])
     val = list(range(20, steps + 1, 20))
@@ -60,7 +63,8 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Opened]:
     tmp = tmp_path_factory.mktemp("browser")
     root = tmp / "runs"
     _healthy(root, "lr-small", lr=0.01, start=1_700_000_000.0)
-    _healthy(root, "lr-large", lr=0.05, start=1_700_010_000.0)
+    # An id as `telemetry` names runs: "name (id)" is too long for a legend beside a chart.
+    _healthy(root, LONG_ID, name="lr-large", lr=0.05, start=1_700_010_000.0)
     _probe(root, start=1_700_020_000.0)
     store = open_store(root)
     out = write_report(store, diagnose(store), tmp / "report.html", title=HOSTILE)
@@ -137,3 +141,62 @@ def test_a_missing_chromium_fails_with_the_install_command(
     monkeypatch.setenv(CHROMIUM_ENV, str(tmp_path / "no-such-chromium"))
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
         chromium()
+
+
+def test_findings_are_open_and_every_other_section_is_collapsed(
+    synthetic: tuple[Path, Opened],
+) -> None:
+    _, seen = synthetic
+    assert seen.sections_open.pop("findings") is True
+    assert seen.sections_open.pop("nan-origin", True) is True, "a NaN origin is a finding too"
+    assert {"runs", "curves", "gradients"} <= set(seen.sections_open)
+    assert [s for s, is_open in seen.sections_open.items() if is_open] == []
+
+
+def test_the_page_is_short_collapsed_and_bounded_expanded(synthetic: tuple[Path, Opened]) -> None:
+    _, seen = synthetic
+    # Three runs: findings open, every other section one summary line.
+    assert 0 < seen.height <= 2_600, seen.height
+    # Expanded: one chart per metric for all runs, small multiples for the rest (a
+    # chart per run and metric, each 600 px wide and alone on its row: 12,859 px).
+    assert seen.height < seen.height_open <= 10_000, seen.height_open
+
+
+def test_the_table_of_contents_stays_in_view_while_scrolling(
+    synthetic: tuple[Path, Opened],
+) -> None:
+    _, seen = synthetic
+    assert seen.toc_position in ("sticky", "fixed")
+    assert 0 <= seen.toc_top_after_scroll < 5, "at the top of the viewport at the page's end"
+
+
+def test_an_evidence_link_opens_its_collapsed_section(synthetic: tuple[Path, Opened]) -> None:
+    _, seen = synthetic
+    assert seen.evidence_opens
+
+
+def test_no_legend_is_cut_off(synthetic: tuple[Path, Opened]) -> None:
+    _, seen = synthetic
+    assert seen.legends, "the overlays have run legends"
+    assert [g["chart"] for g in seen.legends if not g["inside"]] == []
+    cut = [(g["chart"], t) for g in seen.legends for t in g["labels"] if t.endswith("…")]
+    assert cut == []
+
+
+def test_every_metric_has_one_chart_with_every_run_that_logged_it(
+    synthetic: tuple[Path, Opened],
+) -> None:
+    out, _ = synthetic
+    store = open_store(out.parent / "runs")
+    logged = store.sql("SELECT DISTINCT run_id, name FROM scalars")
+    names = {"lr-small": "lr-small", LONG_ID: "lr-large", "probe": HOSTILE_NAME}
+    expected: dict[str, set[str]] = {}
+    for run_id, metric in logged.iter_rows():
+        title = "learning rate" if metric == "lr" else metric
+        expected.setdefault(f"{title}: all runs", set()).add(names[run_id])
+    drawn = {
+        spec["title"]: {row["run"] for row in named(spec) if "run" in row}
+        for spec in Parts(out.read_text(encoding="utf-8")).chart_specs()
+        if str(spec.get("title", "")).endswith(": all runs")
+    }
+    assert drawn == expected

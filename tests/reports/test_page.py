@@ -83,27 +83,29 @@ def test_runs_table_shows_status_config_and_error(two_runs: tuple[str, Parts]) -
 
 def test_curves_mark_nan_loss_points_in_red_with_a_tooltip(two_runs: tuple[str, Parts]) -> None:
     _, parts = two_runs
-    specs = [s for s in parts.chart_specs() if not s["title"].endswith("all runs")]
+    specs = parts.chart_specs()
     nan_rows = [row for spec in specs for row in datasets(spec) if row.get("label") == "NaN"]
-    assert [(r["split"], r["step"]) for r in nan_rows] == [("train", 3), ("train", 4)]
+    assert [(r["run"], r["split"], r["step"]) for r in nan_rows] == [
+        ("diverged", "train", 3),
+        ("diverged", "train", 4),
+    ]
     loss = next(s for s in specs if any(r in nan_rows for r in datasets(s)))
-    assert {"rule", "point"} <= {m["type"] for m in marks(loss)}
-    assert any(m.get("color") == "#d62728" for m in marks(loss))
+    panel_marks = [m for panel in loss["hconcat"] for m in marks(panel)]
+    assert {"rule", "point"} <= {m["type"] for m in panel_marks}
+    assert any(m.get("color") == "#d62728" for m in panel_marks)
     assert "2 values could not be drawn (NaN; first at step 3): red marks." in parts.plain_text
 
 
 def test_every_run_gets_its_charts_and_missing_data_is_named(two_runs: tuple[str, Parts]) -> None:
     _, parts = two_runs
     titles = [spec.get("title") for spec in parts.chart_specs()]
-    # Both runs' loss overlaid; healthy: loss, acc, lr, global and per-layer gradients as
-    # lines, heatmap and bands; diverged: loss only. One run has a val metric: no
-    # comparison chart (its table remains).
+    # Two runs: every metric (and the learning rate) is one chart with both runs on it;
+    # healthy: global and per-layer gradients as lines, heatmap and bands; diverged: no
+    # gradients. One run has a val metric: no comparison chart (its table remains).
     assert titles == [
         "loss: all runs",
-        "loss",
-        "acc",
-        "learning rate",
-        "loss",
+        "acc: all runs",
+        "learning rate: all runs",
         "global gradient norm",
         "gradient norm per parameter",
         "gradient norm per parameter (log colour)",

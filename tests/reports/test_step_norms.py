@@ -183,9 +183,10 @@ def test_lr_too_high_links_to_the_loss_and_to_the_norm_before_clipping(tmp_path:
     hrefs = re.findall(r'<a class="evidence" href="#(chart-\d+)">([^<]*)</a>', html)
     specs = dict(re.findall(r'data-chart="(chart-\d+)"[^>]*>(.*?)</script>', html, re.S))
     (loss, a_first), (norm_a, a_also), (norm_b, b_first) = hrefs
-    assert (a_first, a_also) == ("Evidence: loss ↓", f"{TITLE} ↓")
+    # Two runs: the loss is one chart with both runs on it (reports.figures.overlay).
+    assert (a_first, a_also) == ("Evidence: loss: all runs ↓", f"{TITLE} ↓")
     assert b_first == f"Evidence: {TITLE} ↓"
-    assert '"loss"' in specs[loss] and TITLE not in specs[loss]
+    assert '"loss: all runs"' in specs[loss] and TITLE not in specs[loss]
     assert "clipped on 5 of 10 steps" in specs[norm_a]
     assert "not clipped on any of 10 steps" in specs[norm_b]
 
