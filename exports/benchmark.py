@@ -6,11 +6,22 @@ the model), so that it lands in the same store, findings and report.
 
 For each format (``exports.formats``): export, save into a temporary
 folder, load back, then measure (``exports.measure``) on identical
-inputs, dtype, device and thread count: size on disk, load time, latency p50/p90
-and throughput per batch size after warm-up, max absolute and relative output
-difference against eager on one fixed batch, and the task metric on ``eval_data``.
+inputs, dtype, device and thread count: size on disk, load time, max absolute and
+relative output difference against eager on one fixed batch, and the task metric on
+``eval_data``. Then every loaded format is timed at every batch size in interleaved
+rounds (``exports.timing``): latency p50 with its 95 % interval, p90 and throughput.
 A format that fails is recorded with its error, and the next one runs. Eager is
 always measured first: it is the baseline of the parity and metric columns.
+
+Threads are pinned: torch (``torch.set_num_threads``) and ONNX Runtime (intra-op
+threads; inter-op 1) run every format with ``threads`` (default 1, recorded in each
+row), and torch's count is restored afterwards. A format that brought all the cores
+against eager's few would show a thread count, not a speed-up.
+
+Whether a format reproduces eager (its parity verdict) is not decided here: it is
+computed from the recorded rows by one SQL macro (``export_verdicts`` in
+``analysis/macros/exports.sql``), which the ``export_parity`` rule, the report and
+``telemetry export-bench``'s table all read.
 
 Example::
 
@@ -47,7 +58,7 @@ from torch import nn
 
 from collector.collector import Collector
 from exports import formats as formats_
-from exports import measure
+from exports import measure, timing
 from exports.measure import ExportResult
 from store.errors import ConfigError
 from store.records import json_safe
@@ -88,8 +99,9 @@ def benchmark(
     metric: str | measure.Metric | None = None,
     batch_sizes: Sequence[int] = (1, 32),
     warmup: int = 5,
-    repeats: int = 30,
-    threads: int | None = None,
+    rounds: int = 10,
+    repeats: int = 3,
+    threads: int = 1,
 ) -> ExportBenchmark:
     """Export ``model`` in each of ``formats``, measure each, and record the rows.
 
@@ -105,12 +117,16 @@ def benchmark(
         eval_data: ``(inputs, targets)`` tensors or an iterable of such batches; with
             it each format's ``metric`` (default ``"accuracy"``, or a callable
             ``(outputs, targets) -> float``, higher is better) is measured.
-        threads: intra-op threads for torch and ONNX Runtime (default: torch's current).
+        warmup, rounds, repeats: ``warmup`` untimed calls per format and batch size, then
+            ``rounds`` interleaved rounds (at least 6, for a 95 % interval of the
+            median) of ``repeats`` timed calls each (``exports.timing``).
+        threads: intra-op threads for torch and ONNX Runtime while measuring (default 1:
+            the same for every format whatever the machine; torch's is restored).
     """
     inputs = _check_inputs(model, example_inputs)
     names = _check_formats(formats, _device_of(model))
     metric_name, metric_fn = _check_metric(metric, eval_data)
-    sizes = _check_counts(batch_sizes, warmup, repeats, threads)
+    sizes = _check_counts(batch_sizes, warmup, rounds, repeats, threads)
     if run is None and root is None:
         raise ConfigError("pass run= (an open Collector) or root= (a store directory)")
     if run is not None and not isinstance(run, Collector):
@@ -118,10 +134,16 @@ def benchmark(
     device = _device_of(model)
     model = _without_forward_hooks(model)
     inputs = tuple(x.to(device) for x in inputs)
-    threads = threads or torch.get_num_threads()
     batches = measure.eval_batches(eval_data, chunk=max(sizes)) if eval_data is not None else None
     parity_batch = _parity_batch(inputs, batches, device)
     env = environment(device, threads, inputs)
+    env["timing"] = {
+        "warmup": warmup,
+        "rounds": rounds,
+        "repeats_per_round": repeats,
+        "interval": f"{timing.CONFIDENCE:.0%} order-statistic interval of the median "
+        "of the round medians",
+    }
     sink = run or Collector(
         root,  # type: ignore[arg-type]  # checked above: root is set when run is None
         name=name or type(model).__name__,
@@ -145,15 +167,17 @@ def benchmark(
             metric_name=metric_name,
             metric=metric_fn,
             warmup=warmup,
+            rounds=rounds,
             repeats=repeats,
             threads=threads,
             device=device,
         )
+        # Every format stays loaded until the rounds are over: that is what lets their
+        # calls interleave (memory: one copy of the model per format).
         with tempfile.TemporaryDirectory(prefix="telemetry-export-") as work:
-            for fmt in names:
-                rows = bench.one_format(fmt, Path(work))
-                _record(sink, rows, env)
-                results.extend(rows)
+            prepared = [bench.prepare(fmt, Path(work)) for fmt in names]
+            results = bench.time_all(prepared)
+        _record(sink, results, env)
     except BaseException as e:
         error = e
         raise
@@ -260,7 +284,7 @@ def _check_metric(
 
 
 def _check_counts(
-    batch_sizes: Sequence[int], warmup: int, repeats: int, threads: int | None
+    batch_sizes: Sequence[int], warmup: int, rounds: int, repeats: int, threads: int
 ) -> tuple[int, ...]:
     def is_int(v: object, low: int) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= low
@@ -270,10 +294,15 @@ def _check_counts(
         raise ConfigError(f"batch_sizes must be a list of ints >= 1, got {batch_sizes!r}")
     if not is_int(warmup, 0):
         raise ConfigError(f"warmup must be an int >= 0, got {warmup!r}")
-    if not is_int(repeats, 2):
-        raise ConfigError(f"repeats must be an int >= 2 (p50 and p90 need two), got {repeats!r}")
-    if threads is not None and not is_int(threads, 1):
-        raise ConfigError(f"threads must be an int >= 1 or None, got {threads!r}")
+    if not is_int(rounds, timing.MIN_ROUNDS):
+        raise ConfigError(
+            f"rounds must be an int >= {timing.MIN_ROUNDS} (fewer cannot give a "
+            f"{timing.CONFIDENCE:.0%} interval of the median latency), got {rounds!r}"
+        )
+    if not is_int(repeats, 1):
+        raise ConfigError(f"repeats (timed calls per round) must be an int >= 1, got {repeats!r}")
+    if not is_int(threads, 1):
+        raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
     return tuple(dict.fromkeys(sizes))
 
 

@@ -83,6 +83,9 @@ class Loaded:
     load_time_ms: float
     device: torch.device
     sparsity: float | None = None
+    threads: int | None = None
+    """The intra-op threads of a runtime of its own (ONNX Runtime), read back from it;
+    None for torch formats, which run with torch's (pinned by the benchmark)."""
 
 
 Format = Callable[[nn.Module, tuple[torch.Tensor, ...], Context], Loaded]
@@ -188,8 +191,11 @@ def _onnxruntime(model: nn.Module, inputs: tuple[torch.Tensor, ...], ctx: Contex
     )
     onnx.checker.check_model(str(path))
     options = ort.SessionOptions()
+    # Pinned like torch's (ctx.threads): left at 0, ONNX Runtime takes every core while
+    # eager runs on the threads it was given, and the "speed-up" is the thread count.
     options.intra_op_num_threads = ctx.threads
     options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     start = time.perf_counter()
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     load_ms = _ms_since(start)
@@ -204,7 +210,8 @@ def _onnxruntime(model: nn.Module, inputs: tuple[torch.Tensor, ...], ctx: Contex
         feed = {n: x.detach().cpu().numpy() for n, x in zip(names, xs, strict=True)}
         return [torch.from_numpy(o) for o in session.run(None, feed)]
 
-    return Loaded(run, _size(folder), load_ms, torch.device("cpu"))
+    threads = session.get_session_options().intra_op_num_threads
+    return Loaded(run, _size(folder), load_ms, torch.device("cpu"), threads=threads)
 
 
 def _dynamic_int8(model: nn.Module, inputs: tuple[torch.Tensor, ...], ctx: Context) -> Loaded:

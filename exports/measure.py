@@ -2,12 +2,15 @@
 
 Every format is measured the same way, on the same inputs (same values, dtype and
 device), with the same thread count: ``exports.benchmark`` sets that up once in a
-``FormatBench``, whose ``one_format`` builds a format (``exports.formats``)
-and turns what it measures into ``ExportResult`` rows, one per batch size.
+``FormatBench``, whose ``prepare`` builds a format (``exports.formats``) and measures
+its parity and metric, and whose ``time_all`` times every prepared format together
+and turns what it measured into ``ExportResult`` rows, one per format and batch size.
 
-* Latency: ``warmup`` untimed calls, then ``repeats`` timed ones; p50 and p90 of the
-  per-call wall time (``time.perf_counter``; on CUDA each call is synchronised, so a
-  latency is the time until the result exists, not until the launch returned).
+* Latency: interleaved rounds (``exports.timing``): every format at every batch size
+  is timed in each round, so machine load hits them alike; p50 with a 95 % interval
+  of it, and p90, of the per-call wall time (``time.perf_counter``; on CUDA each call
+  is synchronised, so a latency is the time until the result exists, not until the
+  launch returned).
 * Parity: outputs on one fixed batch against eager's. ``max_abs_diff`` is the largest
   absolute difference over every output element; ``max_rel_diff`` divides it by the
   largest absolute eager output, a scale-free number that does not explode where an
@@ -17,13 +20,13 @@ and turns what it measures into ``ExportResult`` rows, one per batch size.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
-import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ import torch
 from torch import nn
 
 from exports import formats as export_formats
+from exports import timing
 from store.schema import ExportStatus
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,9 @@ class ExportResult:
     error: str | None = None
     latency_p50_ms: float | None = None
     latency_p90_ms: float | None = None
+    latency_ci_low_ms: float | None = None
+    latency_ci_high_ms: float | None = None
+    """The 95 % interval of the p50 over the timing rounds (``exports.timing``)."""
     throughput: float | None = None
     size_bytes: int | None = None
     load_time_ms: float | None = None
@@ -66,14 +73,6 @@ class ExportResult:
     @property
     def ok(self) -> bool:
         return self.status == ExportStatus.OK
-
-
-@dataclass(frozen=True)
-class Latency:
-    p50_ms: float
-    p90_ms: float
-    throughput: float
-    """Samples per second over the timed calls."""
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
@@ -91,36 +90,6 @@ def tile(inputs: Batch, batch_size: int) -> Batch:
         index = torch.arange(batch_size, device=x.device) % x.shape[0]
         out.append(x.index_select(0, index).contiguous())
     return tuple(out)
-
-
-def time_calls(
-    run: Callable[..., Any],
-    inputs: Batch,
-    *,
-    warmup: int,
-    repeats: int,
-    device: torch.device,
-) -> Latency:
-    """Latency percentiles of ``run(*inputs)`` (see the module docstring)."""
-    sync = _synchronizer(device)
-    with torch.no_grad():
-        for _ in range(warmup):
-            run(*inputs)
-        sync()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run(*inputs)
-            sync()
-            times.append(time.perf_counter() - start)
-    deciles = statistics.quantiles(times, n=10, method="inclusive")
-    batch = int(inputs[0].shape[0])
-    total = sum(times)
-    return Latency(
-        p50_ms=statistics.median(times) * 1000.0,
-        p90_ms=deciles[8] * 1000.0,
-        throughput=batch * repeats / total if total > 0 else math.inf,
-    )
 
 
 def outputs(run: Callable[..., Any], inputs: Batch) -> list[torch.Tensor]:
@@ -192,8 +161,17 @@ def eval_batches(eval_data: Any, *, chunk: int) -> list[tuple[Batch, torch.Tenso
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A format built, loaded and checked for parity: ``loaded`` is None when it failed."""
+
+    row: ExportResult
+    loaded: export_formats.Loaded | None
+
+
+@dataclass(frozen=True)
 class FormatBench:
-    """Everything shared by the formats of one benchmark; ``one_format`` measures one."""
+    """Everything shared by the formats of one benchmark: ``prepare`` builds and checks
+    one, ``time_all`` times the prepared ones together."""
 
     model: nn.Module
     export_inputs: Batch
@@ -204,18 +182,17 @@ class FormatBench:
     metric_name: str | None
     metric: Metric | None
     warmup: int
+    rounds: int
     repeats: int
     threads: int
     device: torch.device
+    clock: Callable[[], float] = time.perf_counter
 
-    def one_format(self, fmt: str, work: Path) -> list[ExportResult]:
+    def prepare(self, fmt: str, work: Path) -> Prepared:
         base = ExportResult(
             fmt, None, ExportStatus.FAILED, device=str(self.device), threads=self.threads
         )
-        # Exporters warn a lot (deprecations, tracer notes): logged, never raised, so that
-        # an application's warning filters cannot turn a warning into a failed format.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with _warnings_logged(fmt):
             try:
                 ctx = export_formats.Context(work, self.device, self.threads)
                 loaded = export_formats.lookup(fmt)(self.model, self.export_inputs, ctx)
@@ -225,15 +202,58 @@ class FormatBench:
                     load_time_ms=loaded.load_time_ms,
                     sparsity=loaded.sparsity,
                     device=str(loaded.device),
+                    threads=loaded.threads or torch.get_num_threads(),
                 )
                 base = self._quality(loaded, base)
             except Exception as e:
                 log.info("export format %s failed: %s", fmt, _describe(e))
-                rows = [dataclasses.replace(base, error=_describe(e))]
-            else:
-                rows = [self._latency(loaded, base, b, x) for b, x in self.timing_inputs.items()]
-        for w in caught:
-            log.debug("export format %s warned: %s", fmt, w.message)
+                return Prepared(dataclasses.replace(base, error=_describe(e)), None)
+        return Prepared(base, loaded)
+
+    def time_all(self, prepared: Sequence[Prepared]) -> list[ExportResult]:
+        """Rows of every prepared format at every batch size, timed in interleaved rounds;
+        a format that failed to prepare keeps its one row."""
+        runners: dict[tuple[int, int], Callable[[], object]] = {}
+        errors: dict[tuple[int, int], Exception] = {}
+        for i, p in enumerate(prepared):
+            for batch, inputs in self.timing_inputs.items() if p.loaded else ():
+                try:
+                    runners[i, batch] = _runner(p.loaded, inputs)  # type: ignore[arg-type]
+                except Exception as e:  # inputs that cannot move to the format's device
+                    errors[i, batch] = e
+        with _warnings_logged("timing"), torch.no_grad():
+            measured = timing.time_rounds(
+                runners,
+                rounds=self.rounds,
+                repeats=self.repeats,
+                warmup=self.warmup,
+                clock=self.clock,
+            )
+        errors.update(measured.failed)  # type: ignore[arg-type]
+        rows: list[ExportResult] = []
+        for i, p in enumerate(prepared):
+            if p.loaded is None:
+                rows.append(p.row)
+                continue
+            for batch in self.timing_inputs:
+                row = dataclasses.replace(p.row, batch_size=batch)
+                error = errors.get((i, batch))
+                if error is not None:
+                    log.info("format %s at batch size %d failed: %s", row.format, batch, error)
+                    rows.append(dataclasses.replace(row, error=_describe(error)))
+                    continue
+                latency = timing.summarise(measured.times[i, batch], batch)
+                rows.append(
+                    dataclasses.replace(
+                        row,
+                        status=ExportStatus.OK,
+                        latency_p50_ms=latency.p50_ms,
+                        latency_p90_ms=latency.p90_ms,
+                        latency_ci_low_ms=latency.ci_low_ms,
+                        latency_ci_high_ms=latency.ci_high_ms,
+                        throughput=latency.throughput,
+                    )
+                )
         return rows
 
     def _quality(self, loaded: export_formats.Loaded, base: ExportResult) -> ExportResult:
@@ -245,29 +265,28 @@ class FormatBench:
         value = evaluate(loaded.run, self.batches, self.metric, device=loaded.device)
         return dataclasses.replace(base, metric_name=self.metric_name, metric_value=value)
 
-    def _latency(
-        self, loaded: export_formats.Loaded, base: ExportResult, batch_size: int, inputs: Batch
-    ) -> ExportResult:
-        row = dataclasses.replace(base, batch_size=batch_size)
-        try:
-            on_device = tuple(x.to(loaded.device) for x in inputs)
-            latency = time_calls(
-                loaded.run,
-                on_device,
-                warmup=self.warmup,
-                repeats=self.repeats,
-                device=loaded.device,
-            )
-        except Exception as e:
-            log.info("format %s at batch size %d failed: %s", base.format, batch_size, e)
-            return dataclasses.replace(row, error=_describe(e))
-        return dataclasses.replace(
-            row,
-            status=ExportStatus.OK,
-            latency_p50_ms=latency.p50_ms,
-            latency_p90_ms=latency.p90_ms,
-            throughput=latency.throughput,
-        )
+
+def _runner(loaded: export_formats.Loaded, inputs: Batch) -> Callable[[], object]:
+    """One synchronised call of ``loaded`` on ``inputs`` (moved to its device once)."""
+    on_device = tuple(x.to(loaded.device) for x in inputs)
+    sync = _synchronizer(loaded.device)
+
+    def call() -> None:
+        loaded.run(*on_device)
+        sync()
+
+    return call
+
+
+@contextlib.contextmanager
+def _warnings_logged(what: str) -> Iterator[None]:
+    """Exporters warn a lot (deprecations, tracer notes): logged, never raised, so that an
+    application's warning filters cannot turn a warning into a failed format."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        log.debug("export format %s warned: %s", what, w.message)
 
 
 def _describe(e: BaseException) -> str:

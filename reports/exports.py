@@ -3,9 +3,12 @@
 Built from ``RunData.exports`` (the run's latest benchmark) and the run's findings:
 a format that ``export_parity`` flagged is marked in its rows and ringed in the
 chart, and the format ``export_summary`` picked as the fastest within tolerance at
-a batch size gets a badge. The page repeats the rules' verdicts; it does not judge
-again. Numbers are formatted here, so the template only lays them out; a value the
-benchmark could not measure is an empty cell, NaN is spelled out.
+a batch size gets a badge, but only where its latency interval is apart from every
+other eligible format's (the rule names the ones that overlap; then no format is
+called fastest). The p50 cell shows its 95 % interval. The page repeats the rules'
+verdicts; it does not judge again. Numbers are formatted here, so the template only
+lays them out; a value the benchmark could not measure is an empty cell, NaN is spelled
+out.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ class ExportRow:
     flagged: bool
     """``export_parity`` found that this format changes the model's outputs or accuracy."""
     fastest: bool
-    """``export_summary``'s pick at this batch size: fastest within tolerance."""
+    """``export_summary``'s pick at this batch size: fastest within tolerance, and no
+    other eligible format's latency interval overlaps its own."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def export_block(
         for f in findings
         if f.rule == SUMMARY_RULE
         for b in f.evidence.get("per_batch_size") or []
-        if isinstance(b, dict) and b.get("batch_size") is not None
+        if isinstance(b, dict) and b.get("batch_size") is not None and b.get("tied") == []
     }
     records = rows.to_dicts()
     tables = []
@@ -150,7 +154,7 @@ def _row(r: dict[str, Any], flagged: bool, fastest: bool) -> ExportRow:
     return ExportRow(
         format=str(r["format"]),
         status=str(r["status"] or ""),
-        p50_ms=_num(r["latency_p50_ms"], ".3f"),
+        p50_ms=_latency(r),
         p90_ms=_num(r["latency_p90_ms"], ".3f"),
         throughput=_num(r["throughput"], ",.0f"),
         size=_size(r["size_bytes"]),
@@ -198,6 +202,15 @@ def _num(value: float | int | None, fmt: str) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
     return format(value, fmt)
+
+
+def _latency(r: dict[str, Any]) -> str:
+    """``0.071 [0.068, 0.075]``: the p50 and its 95 % interval (when one was measured)."""
+    p50 = _num(r["latency_p50_ms"], ".3f")
+    low, high = r.get("latency_ci_low_ms"), r.get("latency_ci_high_ms")
+    if not p50 or low is None or high is None:
+        return p50
+    return f"{p50} [{_num(low, '.3f')}, {_num(high, '.3f')}]"
 
 
 def _percent(value: float | None) -> str:

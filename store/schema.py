@@ -238,6 +238,10 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
     #   threads       intra-op threads of torch and ONNX Runtime during the measurement
     #   env           JSON text: torch/onnx/onnxruntime versions, python, platform, CPU
     #                 capability or GPU name, quantized engine, input shapes and dtypes
+    # Added for issue 18 (nullable, no version bump): the latency is timed in interleaved
+    # rounds and `latency_p50_ms` is the median of the round medians;
+    #   latency_ci_low_ms, latency_ci_high_ms  its 95 % order-statistic interval
+    #                 (exports.timing); null on rows written before: no interval known
     Stream.EXPORTS: (
         ("format", pa.string()),
         ("batch_size", _I64),
@@ -256,6 +260,8 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("device", pa.string()),
         ("threads", _I64),
         ("env", pa.string()),
+        ("latency_ci_low_ms", _F64),
+        ("latency_ci_high_ms", _F64),
     ),
 }
 

@@ -10,70 +10,81 @@
 -- null: advice, not an alarm: every run with an export benchmark gets one (info)
 -- false_alarms: info only: never a warning or error
 -- One finding per run with an export benchmark (its latest one): for each batch size,
--- the format with the lowest p50 latency among those that ran and stay within the
--- tolerances of export_parity (same parameters and defaults; override both rules
--- alike), and its speed-up over eager. The subject is the winner at the smallest
--- batch size; the evidence lists every batch size and the formats that failed.
-WITH latest AS (  -- each run's latest export benchmark (analysis/macros/exports.sql)
-    SELECT * FROM latest_exports()
+-- the format with the lowest p50 latency among those that ran and pass export_parity's
+-- verdict (export_verdicts in analysis/macros/exports.sql, same parameters and
+-- defaults; override both rules alike). A ranking is claimed only where the latency
+-- intervals support it (latency_overlap, export_timings): a speed-up over eager only
+-- when the two 95 % intervals are apart, and the formats whose intervals overlap the
+-- winner's are named as not distinguishable from it. The subject is the winner at the
+-- smallest batch size when nothing ties with it there (else null: no single fastest);
+-- the evidence lists every batch size and the formats that failed.
+WITH verdicts AS (
+    SELECT * FROM export_verdicts($exact_tolerance, $lossy_tolerance, $max_metric_drop)
 ),
-formats AS (
-    SELECT run_id, format,
-           any_value(max_rel_diff) AS max_rel_diff,
-           any_value(metric_value) AS metric_value,
-           bool_and(status <> 'ok') AS failed,
-           format IN ('dynamic_int8', 'fp16', 'bf16') OR format LIKE 'pruned%' AS lossy
-    FROM latest
-    GROUP BY run_id, format
+timed AS (  -- the eligible formats' timed rows, with eager's at the same batch size
+    SELECT t.*
+    FROM export_timings() t
+    JOIN verdicts v USING (run_id, format)
+    WHERE v.parity IN ('baseline', 'ok')
 ),
-eligible AS (  -- the negation of export_parity's condition: within every tolerance
-    SELECT f.run_id, f.format
-    FROM formats f
-    LEFT JOIN formats e ON e.run_id = f.run_id AND e.format = 'eager'
-    WHERE isfinite(f.max_rel_diff)
-      AND coalesce((e.metric_value - f.metric_value) / greatest(abs(e.metric_value), 1e-12)
-                   <= $max_metric_drop, true)
-      AND (f.format = 'eager'
-           OR (NOT f.lossy AND f.max_rel_diff <= $exact_tolerance)
-           OR (f.lossy AND (f.metric_value IS NOT NULL AND e.metric_value IS NOT NULL
-                            OR f.max_rel_diff <= $lossy_tolerance)))
+winners AS (
+    SELECT run_id, batch_size, arg_min(format, p50_ms) AS format, count(*) AS eligible_formats
+    FROM timed
+    GROUP BY run_id, batch_size
 ),
 best AS (
-    SELECT l.run_id, l.batch_size,
-           any_value(l.step) AS step,
-           arg_min(l.format, l.latency_p50_ms) AS format,
-           min(l.latency_p50_ms) AS p50_ms,
-           any_value(x.latency_p50_ms) AS eager_p50_ms,
-           count(*) AS eligible_formats
-    FROM latest l
-    JOIN eligible USING (run_id, format)
-    LEFT JOIN latest x ON x.run_id = l.run_id AND x.batch_size = l.batch_size
-                      AND x.format = 'eager' AND x.status = 'ok'
-    WHERE l.status = 'ok' AND isfinite(l.latency_p50_ms)
-    GROUP BY l.run_id, l.batch_size
+    SELECT w.run_id, w.batch_size, w.eligible_formats, b.step, b.format, b.p50_ms,
+           b.ci_low_ms, b.ci_high_ms, b.eager_p50_ms, b.vs_eager, b.speedup,
+           coalesce(list(o.format ORDER BY o.p50_ms)
+                    FILTER (WHERE o.format IS NOT NULL), []) AS tied
+    FROM winners w
+    JOIN timed b ON b.run_id = w.run_id AND b.batch_size = w.batch_size AND b.format = w.format
+    LEFT JOIN timed o ON o.run_id = w.run_id AND o.batch_size = w.batch_size
+                     AND o.format <> w.format
+                     AND latency_overlap(o.ci_low_ms, o.ci_high_ms, b.ci_low_ms, b.ci_high_ms)
+    GROUP BY ALL
+),
+described AS (
+    SELECT *,
+           printf('batch %d: %s %.3g ms', batch_size, format, p50_ms)
+           || CASE
+                  WHEN vs_eager = 'faster' THEN
+                      printf(' (%.1fx eager''s %.3g ms)', speedup, eager_p50_ms)
+                  WHEN vs_eager = 'overlap' THEN
+                      printf(' (not faster than eager''s %.3g ms beyond the noise: intervals overlap)',
+                             eager_p50_ms)
+                  ELSE ''
+              END
+           || CASE
+                  WHEN len(list_filter(tied, lambda f: f <> 'eager')) > 0 THEN
+                      printf(', not distinguishable from %s (intervals overlap)',
+                             array_to_string(list_filter(tied, lambda f: f <> 'eager'), ', '))
+                  ELSE ''
+              END AS text
+    FROM best
 ),
 per_run AS (
     SELECT run_id,
            max(step) AS step,
-           arg_min(format, batch_size) AS subject,
-           string_agg(printf('batch %d: %s %.3g ms (%.1fx eager''s %.3g ms)',
-                             batch_size, format, p50_ms, eager_p50_ms / p50_ms, eager_p50_ms),
-                      '; ' ORDER BY batch_size) AS fastest,
+           arg_min(CASE WHEN len(tied) = 0 THEN format END, batch_size) AS first_format,
+           arg_min(len(tied), batch_size) AS first_ties,
+           string_agg(text, '; ' ORDER BY batch_size) AS fastest,
            to_json(list(json_object('batch_size', batch_size, 'format', format,
-                                    'p50_ms', p50_ms, 'eager_p50_ms', eager_p50_ms,
-                                    'speedup', eager_p50_ms / p50_ms,
-                                    'eligible_formats', eligible_formats)
+                                    'p50_ms', p50_ms, 'ci_low_ms', ci_low_ms,
+                                    'ci_high_ms', ci_high_ms, 'eager_p50_ms', eager_p50_ms,
+                                    'vs_eager', vs_eager, 'speedup', speedup,
+                                    'tied', tied, 'eligible_formats', eligible_formats)
                         ORDER BY batch_size)) AS per_batch
-    FROM best
+    FROM described
     GROUP BY run_id
 ),
 counts AS (
     SELECT run_id, count(*) AS measured,
            coalesce(list(format ORDER BY format) FILTER (WHERE failed), []) AS failed
-    FROM formats GROUP BY run_id
+    FROM verdicts GROUP BY run_id
 )
 SELECT p.run_id,
-       p.subject,
+       CASE WHEN p.first_ties = 0 THEN p.first_format END AS subject,
        p.step,
        printf('fastest export within tolerance, %s; %d formats measured, %d failed%s',
               p.fastest, c.measured, len(c.failed),

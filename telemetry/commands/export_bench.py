@@ -8,6 +8,13 @@ returns an ``nn.Module``, optionally loads ``--weights`` (a state_dict, read wit
 ``--input-shape``. Either way the rows go to the store's ``exports`` stream, where
 ``telemetry analyze`` and ``telemetry report`` find them.
 
+The table does not judge on its own: its ``parity`` column is the verdict of the
+``export_verdicts`` macro that the ``export_parity`` rule reports (with the rule's
+default tolerances), and its ``vs eager`` column the interval comparison of the
+``export_timings`` macro that ``export_summary`` ranks by, both read back from the
+stored rows. A format is called faster or slower than eager only when the two 95 %
+latency intervals are apart; otherwise it is "≈ eager (intervals overlap)".
+
 Exit codes: 0 when the benchmark ran (formats that failed are rows of the table,
 not errors), 2 for bad usage (click's own: an unknown format, a factory that does
 not import or does not return a module, weights that do not fit).
@@ -24,6 +31,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,15 +50,42 @@ _COLUMNS = (
     ("format", "format"),
     ("batch", "batch_size"),
     ("p50 ms", "latency_p50_ms"),
+    ("95% interval", "interval"),
     ("p90 ms", "latency_p90_ms"),
     ("samples/s", "throughput"),
     ("size", "size_bytes"),
     ("load ms", "load_time_ms"),
     ("max |diff|", "max_abs_diff"),
     ("rel diff", "max_rel_diff"),
+    ("parity", "parity"),
     ("metric", "metric_value"),
+    ("vs eager", "vs_eager"),
     ("status", "status"),
 )
+
+OVERLAP = "≈ eager (intervals overlap)"
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What the export rules' macros say of a benchmark's stored rows."""
+
+    parity: dict[str, str] = field(default_factory=dict)
+    """Format -> ``export_verdicts``' verdict: ok, outputs differ, metric drop..."""
+    vs_eager: dict[tuple[str, int], tuple[str | None, float | None]] = field(default_factory=dict)
+    """(format, batch size) -> ``export_timings``' (comparison, speed-up over eager)."""
+
+    def speed(self, fmt: str, batch: int | None) -> str | None:
+        """``2.1x faster``, ``1.4x slower``, ``baseline``, or OVERLAP; None: not timed."""
+        if batch is None:
+            return None
+        comparison, speedup = self.vs_eager.get((fmt, batch), (None, None))
+        if comparison == "overlap":
+            return OVERLAP
+        if comparison in ("faster", "slower") and speedup:
+            factor = speedup if comparison == "faster" else 1.0 / speedup
+            return f"{factor:.1f}x {comparison}"
+        return comparison
 
 
 @click.command("export-bench")
@@ -81,8 +116,24 @@ _COLUMNS = (
 )
 @click.option("--batch-sizes", default="1,32", show_default=True, metavar="B1,B2,...")
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True)
-@click.option("--repeats", type=click.IntRange(2), default=30, show_default=True)
-@click.option("--threads", type=click.IntRange(1), default=None, help="[default: torch's]")
+@click.option(
+    "--rounds",
+    type=click.IntRange(6),
+    default=10,
+    show_default=True,
+    help="Interleaved timing rounds; each times every format once (6 at least: a 95% "
+    "interval of the median).",
+)
+@click.option(
+    "--repeats", type=click.IntRange(1), default=3, show_default=True, help="Calls per round."
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Threads of torch and ONNX Runtime for every format (pinned; torch's is restored).",
+)
 @click.option("--device", default="cpu", show_default=True, help="Where the model runs.")
 @click.option(
     "--format",
@@ -101,8 +152,9 @@ def export_bench(
     formats: str | None,
     batch_sizes: str,
     warmup: int,
+    rounds: int,
     repeats: int,
-    threads: int | None,
+    threads: int,
     device: str,
     output: str,
 ) -> None:
@@ -121,6 +173,7 @@ def export_bench(
     options: dict[str, Any] = {
         "batch_sizes": _ints(batch_sizes, "--batch-sizes"),
         "warmup": warmup,
+        "rounds": rounds,
         "repeats": repeats,
         "threads": threads,
     }
@@ -147,12 +200,40 @@ def export_bench(
     except ConfigError as e:
         raise common.cli_error(e) from e
     if result is not None:
-        click.echo(render(result, output, root=root))
+        click.echo(render(result, output, root=root, judged=judge(root, result.run_id)))
 
 
-def render(result: ExportBenchmark, output: str, *, root: Path) -> str:
-    """The result as ``table`` (sorted by batch size, then p50 latency), ``json`` or ``csv``."""
-    rows = [_as_dict(r) for r in sorted(result.results, key=_order)]
+def judge(root: Path, run_id: str) -> Judged:
+    """The parity verdicts and eager comparisons of run ``run_id``'s latest benchmark, read
+    back from the store through the macros the export rules use (``export_parity``'s
+    default tolerances): the table says what ``telemetry analyze`` says."""
+    # duckdb + polars, ~0.3 s: paid after the benchmark, by this verb only.
+    from analysis import load_rules, open_store
+
+    params = next(r.params for r in load_rules() if r.id == "export_parity")
+    store = open_store(root)
+    verdicts = store.sql(
+        "SELECT format, parity FROM export_verdicts($exact_tolerance, $lossy_tolerance, "
+        "$max_metric_drop) WHERE run_id = $run_id",
+        {**params, "run_id": run_id},
+    )
+    timings = store.sql(
+        "SELECT format, batch_size, vs_eager, speedup FROM export_timings() WHERE run_id = $run_id",
+        {"run_id": run_id},
+    )
+    return Judged(
+        parity=dict(verdicts.rows()),
+        vs_eager={(f, int(b)): (v, x) for f, b, v, x in timings.rows()},
+    )
+
+
+def render(
+    result: ExportBenchmark, output: str, *, root: Path, judged: Judged | None = None
+) -> str:
+    """The result as ``table`` (sorted by batch size, then p50 latency), ``json`` or ``csv``,
+    with ``judged``'s parity verdict and eager comparison on each row."""
+    judged = judged or Judged()
+    rows = [_as_dict(r, judged) for r in sorted(result.results, key=_order)]
     if output == "json":
         payload = {"run_id": result.run_id, "env": result.env, "results": rows}
         return json.dumps(_finite(payload), indent=2)
@@ -162,13 +243,14 @@ def render(result: ExportBenchmark, output: str, *, root: Path) -> str:
         writer.writeheader()
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
-    return format_table(result, root=root)
+    return format_table(result, root=root, judged=judged)
 
 
-def format_table(result: ExportBenchmark, *, root: Path) -> str:
-    """The plain-text table: fastest first within each batch size, failures last."""
+def format_table(result: ExportBenchmark, *, root: Path, judged: Judged) -> str:
+    """The plain-text table: lowest p50 first within each batch size, failures last."""
     ordered = sorted(result.results, key=_order)
-    cells = [[printable(_cell(key, getattr(r, key))) for _, key in _COLUMNS] for r in ordered]
+    rows = [_as_dict(r, judged) for r in ordered]
+    cells = [[printable(_cell(key, row[key])) for _, key in _COLUMNS] for row in rows]
     heads = [head for head, _ in _COLUMNS]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
     left = {0, len(heads) - 1}
@@ -180,6 +262,7 @@ def format_table(result: ExportBenchmark, *, root: Path) -> str:
         ).rstrip()
 
     env = result.env
+    plan = env.get("timing") or {}
     metric = next((r.metric_name for r in ordered if r.metric_name), None)
     lines = [
         f"export benchmark of run {result.run_id} in {root}",
@@ -190,7 +273,11 @@ def format_table(result: ExportBenchmark, *, root: Path) -> str:
         line(["-" * w for w in widths]),
         *(line(c) for c in cells),
         "",
-        "max |diff|, rel diff: against eager on one fixed batch (rel: / max |eager output|)"
+        f"latency: {plan.get('rounds')} interleaved rounds of {plan.get('repeats_per_round')} "
+        "calls per format; p50 = median of the round medians, with its 95% interval; "
+        "vs eager: a ratio only where the two intervals are apart",
+        "max |diff|, rel diff: against eager on one fixed batch (rel: / max |eager output|); "
+        "parity: the verdict of telemetry analyze's export_parity"
         + (f"; metric: {metric} on the eval data" if metric else ""),
     ]
     errors = [(r.format, r.batch_size, r.error) for r in ordered if r.error]
@@ -294,7 +381,7 @@ def _order(r: ExportResult) -> tuple[int, float]:
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    if key == "status":
+    if key in ("status", "parity", "vs_eager", "interval"):
         return str(value)
     if key == "size_bytes":
         return _bytes(int(value))
@@ -320,9 +407,13 @@ def _bytes(n: int) -> str:
     return f"{size:.1f}{unit}"
 
 
-def _as_dict(r: ExportResult) -> dict[str, Any]:
+def _as_dict(r: ExportResult, judged: Judged) -> dict[str, Any]:
     d = dataclasses.asdict(r)
     d["status"] = r.status.value
+    d["parity"] = judged.parity.get(r.format)
+    d["vs_eager"] = judged.speed(r.format, r.batch_size)
+    low, high = r.latency_ci_low_ms, r.latency_ci_high_ms
+    d["interval"] = None if low is None or high is None else f"{low:.3f}-{high:.3f}"
     return d
 
 

@@ -34,13 +34,19 @@ class ExportRunBuilder(RunBuilder):
         return self
 
 
-def timed(fmt: str, p50_ms: Mapping[int, float], **facts: Any) -> list[dict[str, Any]]:
-    """The rows of one format that ran: one per batch size, with its p50 latency."""
+def timed(
+    fmt: str, p50_ms: Mapping[int, float], *, spread: float | None = 0.05, **facts: Any
+) -> list[dict[str, Any]]:
+    """The rows of one format that ran: one per batch size, with its p50 latency and its
+    interval ``p50 * (1 -/+ spread)`` (``spread=None``: no interval, as rows written
+    before intervals were measured)."""
     return [
         {
             "format": fmt,
             "batch_size": batch,
             "latency_p50_ms": p50,
+            "latency_ci_low_ms": None if spread is None else p50 * (1 - spread),
+            "latency_ci_high_ms": None if spread is None else p50 * (1 + spread),
             "latency_p90_ms": p50 * 1.2,
             "throughput": batch / p50 * 1000.0,
             "status": "ok",

@@ -132,3 +132,63 @@ def test_each_run_is_judged_on_its_own_benchmark(tmp_path: Path) -> None:
     warnings = _findings(tmp_path, "export_parity")
     assert [(f.run_id, f.subject) for f in warnings] == [("broken-trace", "torchscript_trace")]
     assert len(_findings(tmp_path, "export_summary")) == 2
+
+
+def test_summary_claims_no_speed_up_over_eager_when_the_intervals_overlap(tmp_path: Path) -> None:
+    # onnxruntime's p50 is lower, but the noise of both covers the difference.
+    onnx = timed("onnxruntime", {1: 0.30}, spread=0.2, max_abs_diff=0.0, max_rel_diff=0.0)
+    eager = timed("eager", {1: 0.32}, spread=0.2, max_abs_diff=0.0, max_rel_diff=0.0)
+    _run(tmp_path, [*eager, *onnx])
+    (finding,) = _findings(tmp_path, "export_summary")
+    assert "batch 1: onnxruntime 0.3 ms (not faster than eager's 0.32 ms beyond the noise: " in (
+        finding.message
+    )
+    assert "x eager" not in finding.message
+    (batch,) = finding.evidence["per_batch_size"]
+    assert batch["vs_eager"] == "overlap" and batch["speedup"] is None
+    assert batch["tied"] == ["eager"] and finding.subject is None
+
+
+def test_summary_refuses_to_rank_formats_whose_intervals_overlap(tmp_path: Path) -> None:
+    trace = timed("torchscript_trace", {1: 0.072, 32: 0.738}, max_abs_diff=0.0, max_rel_diff=0.0)
+    _run(tmp_path, demo_cnn_benchmark(torchscript_trace=trace))  # onnxruntime: 0.071 ms at 1
+    (finding,) = _findings(tmp_path, "export_summary")
+    assert (
+        "batch 1: onnxruntime 0.071 ms (4.5x eager's 0.319 ms), not distinguishable from "
+        "torchscript_trace (intervals overlap)" in finding.message
+    )
+    assert "batch 32: onnxruntime 0.238 ms (5.1x eager's 1.22 ms);" in finding.message
+    assert finding.subject is None, "no single fastest format at the smallest batch size"
+    per_batch = finding.evidence["per_batch_size"]
+    assert [b["tied"] for b in per_batch] == [["torchscript_trace"], []]
+
+
+def test_rows_without_intervals_are_never_ranked(tmp_path: Path) -> None:
+    rows = [
+        *timed("eager", {1: 0.319}, spread=None, max_abs_diff=0.0, max_rel_diff=0.0),
+        *timed("onnxruntime", {1: 0.071}, spread=None, max_abs_diff=0.0, max_rel_diff=0.0),
+    ]
+    _run(tmp_path, rows)  # as written before latency intervals were measured
+    (finding,) = _findings(tmp_path, "export_summary")
+    assert "not faster than eager's 0.319 ms beyond the noise" in finding.message
+    assert finding.evidence["per_batch_size"][0]["speedup"] is None
+
+
+def test_one_parity_verdict_for_the_rule_and_the_macro(tmp_path: Path) -> None:
+    """A pruned model 18 % off eager, without eval data: export_parity flags it, and the
+    export_verdicts macro (what export-bench's table prints) says the same."""
+    pruned = timed("pruned_l1_0.5", {1: 0.3}, max_abs_diff=1.8, max_rel_diff=0.18)
+    eager = timed("eager", {1: 0.3}, max_abs_diff=0.0, max_rel_diff=0.0)
+    _run(tmp_path, [*eager, *pruned])
+    (finding,) = _findings(tmp_path, "export_parity")
+    assert finding.subject == "pruned_l1_0.5" and finding.evidence["verdict"] == "outputs differ"
+    params = RULES["export_parity"].params
+    verdicts = open_store(tmp_path).sql(
+        "SELECT format, parity, parity_failed FROM export_verdicts("
+        "$exact_tolerance, $lossy_tolerance, $max_metric_drop) ORDER BY format",
+        params,
+    )
+    assert verdicts.rows() == [
+        ("eager", "baseline", False),
+        ("pruned_l1_0.5", "outputs differ", True),
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,10 +18,11 @@ from analysis import open_store
 from collector import Collector, ConfigError
 from exports.benchmark import ExportBenchmark, benchmark
 from exports.formats import default_formats, parse_pruned
-from exports.measure import parity, tile, time_calls
+from exports.measure import parity, tile
+from exports.timing import coverage, median_interval, round_order, summarise, time_rounds
 from store.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, STREAM_KEY, ExportStatus
 
-FAST = {"batch_sizes": (1, 4), "warmup": 1, "repeats": 3}
+FAST = {"batch_sizes": (1, 4), "warmup": 1, "rounds": 6, "repeats": 1}
 
 
 class TinyCNN(nn.Module):
@@ -93,7 +95,9 @@ def test_every_cpu_format_is_measured_at_every_batch_size(
         for r in rows:
             assert r.status == ExportStatus.OK, (fmt, r.error)
             assert r.latency_p50_ms is not None and r.latency_p90_ms is not None
-            assert 0 < r.latency_p50_ms <= r.latency_p90_ms
+            assert r.latency_p50_ms > 0
+            assert r.latency_ci_low_ms is not None and r.latency_ci_high_ms is not None
+            assert r.latency_ci_low_ms <= r.latency_p50_ms <= r.latency_ci_high_ms
             assert r.throughput is not None and r.throughput > 0
             assert r.size_bytes is not None and r.size_bytes > 0
             assert r.load_time_ms is not None and r.load_time_ms >= 0
@@ -158,6 +162,9 @@ def test_rows_land_in_a_new_run_named_after_the_model(
     stored = store.sql("SELECT * FROM exports ORDER BY seq")
     assert stored.height == len(result.results)
     assert stored["format"].to_list() == [r.format for r in result.results]
+    timed = stored.filter(stored["status"] == "ok")
+    assert timed["latency_ci_low_ms"].null_count() == timed["latency_ci_high_ms"].null_count() == 0
+    assert json.loads(stored["env"][0])["timing"]["rounds"] == 6
     env = json.loads(stored["env"][0])
     assert env["torch"] == torch.__version__ and env["threads"] == 1
     assert env["onnxruntime"] and env["device"] == "cpu"
@@ -256,12 +263,40 @@ def test_a_custom_metric_is_named_after_the_function(tmp_path: Path) -> None:
     assert result.results[0].metric_value is not None and result.results[0].metric_value <= 0
 
 
-def test_threads_are_set_for_the_measurement_and_restored(tmp_path: Path) -> None:
+SEEN_THREADS: list[int] = []
+"""torch.get_num_threads() in each forward of ThreadsSeen (a module-level list: the
+benchmark deep-copies the model, and a copy would get its own attribute)."""
+
+
+class ThreadsSeen(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        SEEN_THREADS.append(torch.get_num_threads())
+        return self.fc(x)
+
+
+@pytest.mark.parametrize(("threads", "expected"), [({}, 1), ({"threads": 2}, 2)])
+def test_threads_are_pinned_while_timing_recorded_and_restored(
+    tmp_path: Path, threads: dict[str, int], expected: int
+) -> None:
     before = torch.get_num_threads()
-    benchmark(
-        TinyCNN(), torch.rand(2, 1, 4, 4), root=tmp_path, formats=["eager"], threads=1, **FAST
-    )
-    assert torch.get_num_threads() == before
+    SEEN_THREADS.clear()
+    try:
+        torch.set_num_threads(3)
+        result = benchmark(
+            ThreadsSeen(), torch.rand(2, 6), root=tmp_path, formats=["eager"], **threads, **FAST
+        )
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert after == 3, "torch's own count is given back"
+    # parity + warm-up + rounds x repeats per batch size, every call at the pinned count
+    assert len(SEEN_THREADS) >= 1 + 2 * 6 and set(SEEN_THREADS) == {expected}
+    assert {r.threads for r in result.results} == {expected}
+    assert result.env["threads"] == expected
 
 
 @pytest.mark.parametrize(
@@ -271,7 +306,8 @@ def test_threads_are_set_for_the_measurement_and_restored(tmp_path: Path) -> Non
         ({"formats": ["pruned_l1_1.5"]}, "unknown export format"),
         ({"root": None}, "pass run="),
         ({"metric": "accuracy"}, "needs eval_data"),
-        ({"repeats": 1}, "repeats must be"),
+        ({"repeats": 0}, "repeats .timed calls per round. must be"),
+        ({"rounds": 5}, "rounds must be an int >= 6"),
         ({"batch_sizes": (0,)}, "batch_sizes"),
         ({"threads": 0}, "threads"),
     ],
@@ -319,18 +355,96 @@ def test_tile_cycles_the_examples_to_any_batch_size() -> None:
     assert x.flatten().tolist() == [1.0, 2.0, 1.0, 2.0, 1.0]
 
 
-def test_latency_percentiles_come_from_the_timed_calls_only() -> None:
-    calls = []
-    latency = time_calls(
-        lambda x: calls.append(x.shape[0]),
-        (torch.zeros(3, 2),),
-        warmup=2,
-        repeats=5,
-        device=torch.device("cpu"),
+class FakeClock:
+    """A clock that only moves when a fake format runs: by its latency times the load."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.load = 1.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rounds_interleave_every_unit_in_a_rotated_order() -> None:
+    clock = FakeClock()
+    calls: list[str] = []
+
+    def runner(name: str, seconds: float) -> Callable[[], None]:
+        def call() -> None:
+            calls.append(name)
+            clock.now += seconds * clock.load
+
+        return call
+
+    runners = {"a": runner("a", 0.001), "b": runner("b", 0.002), "c": runner("c", 0.003)}
+    measured = time_rounds(runners, rounds=4, repeats=2, warmup=1, clock=clock)
+    assert calls[:3] == ["a", "b", "c"], "warm-up: one untimed call each"
+    assert measured.order == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    assert calls[3:9] == ["a", "a", "b", "b", "c", "c"]  # a round: `repeats` calls per unit
+    assert measured.times["b"] == [[pytest.approx(0.002)] * 2] * 4
+    assert measured.failed == {}
+
+
+def test_a_load_spike_hits_every_format_of_its_round_alike() -> None:
+    clock = FakeClock()
+    calls: list[str] = []
+
+    def runner(name: str, seconds: float) -> Callable[[], None]:
+        def call() -> None:
+            spiked = len(calls) // 2 == 3  # two units, one call each per round: round 3
+            calls.append(name)
+            clock.now += seconds * (10.0 if spiked else 1.0)
+
+        return call
+
+    units = {"eager": runner("eager", 0.002), "onnxruntime": runner("onnxruntime", 0.001)}
+    measured = time_rounds(units, rounds=10, repeats=1, warmup=0, clock=clock)
+    assert measured.times["eager"][3] == [pytest.approx(0.02)]
+    assert measured.times["onnxruntime"][3] == [pytest.approx(0.01)]
+    eager = summarise(measured.times["eager"], batch_size=1)
+    onnx = summarise(measured.times["onnxruntime"], batch_size=1)
+    assert (eager.p50_ms, onnx.p50_ms) == (pytest.approx(2.0), pytest.approx(1.0))
+    assert onnx.ci_high_ms < eager.ci_low_ms, "the spike stays out of both intervals"
+
+
+def test_a_spiked_round_moves_the_interval_not_the_median() -> None:
+    rounds = [[0.001]] * 9 + [[0.05]]  # one round under load
+    latency = summarise(rounds, batch_size=4)
+    assert latency.p50_ms == pytest.approx(1.0)
+    assert latency.ci_low_ms == pytest.approx(1.0) and latency.ci_high_ms == pytest.approx(1.0)
+    assert latency.throughput == pytest.approx(4 * 10 / 0.059)
+    assert latency.p90_ms > latency.p50_ms, "the tail still shows the slow calls"
+
+
+def test_the_interval_of_the_median_is_a_95_percent_order_statistic_one() -> None:
+    assert median_interval([5, 1, 4, 2, 3, 6]) == (1, 6)  # 6 rounds: [min, max], 96.9 %
+    assert coverage(6, 1) == pytest.approx(1 - 2 / 64)
+    assert median_interval(list(range(1, 11))) == (2, 9)  # 10 rounds: 97.9 %
+    assert coverage(10, 2) >= 0.95 > coverage(10, 3)
+    assert median_interval(list(range(1, 21))) == (6, 15)
+    with pytest.raises(ValueError, match="at least one sample"):
+        median_interval([])
+
+
+def test_a_unit_that_raises_is_timed_no_further_and_the_others_go_on() -> None:
+    clock = FakeClock()
+    count = {"n": 0}
+
+    def flaky() -> None:
+        count["n"] += 1
+        if count["n"] == 3:
+            raise RuntimeError("out of memory")
+
+    def steady() -> None:
+        clock.now += 0.001
+
+    measured = time_rounds(
+        {"flaky": flaky, "ok": steady}, rounds=6, repeats=1, warmup=1, clock=clock
     )
-    assert calls == [3] * 7
-    assert 0 <= latency.p50_ms <= latency.p90_ms
-    assert latency.throughput > 0
+    assert list(measured.failed) == ["flaky"] and "memory" in str(measured.failed["flaky"])
+    assert "flaky" not in measured.times and len(measured.times["ok"]) == 6
+    assert round_order(["x", "y", "z"], 4) == ["y", "z", "x"]
 
 
 def test_pruned_format_names_carry_their_amount() -> None:
