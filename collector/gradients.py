@@ -13,10 +13,13 @@ Per optimizer step, on the watched parameters' device, with no host synchronisat
   first backward starts: 0 when they were reset (``zero_grad(set_to_none=False)``), None
   when there were none (``zero_grad()``, the default, sets them to None), and the
   previous steps' gradients when ``zero_grad`` was forgotten. The start of a backward is
-  a hook on the model's output tensor, registered on the first training forward after
-  each optimizer step (so ``zero_grad()`` between the forward and the backward, a common
-  pattern, is seen as the reset it is). With gradient accumulation only the first
-  micro-batch's backward is checked: the later ones add to the earlier on purpose.
+  a hook on the output tensor of each outermost training forward (``on_forward_end``;
+  several when the loop calls the model's children, ``encoder`` then ``head``) until a
+  backward starts: the first of them to fire is the one nearest the loss, before any of
+  this backward's gradients accumulate (so ``zero_grad()`` between the forward and the
+  backward, a common pattern, is seen as the reset it is). With gradient accumulation
+  only the first micro-batch's backward is checked: the later ones add to the earlier on
+  purpose.
 - ``backwards``: how many backward passes the step had (accumulation: more than one).
 
 The norms come back in ``StepGradients``; the collector reads them on the host in
@@ -86,18 +89,21 @@ class GradientWatch:
         self._pre_version = -1
         self._carried: torch.Tensor | None = None
         self._at_step: torch.Tensor | None = None
-        self._armed = True  # the next training forward's output gets a backward-start hook
         self._checked = False  # the carried gradients of this step were looked at
         self._backwards_before_step = 0
 
-    def attach(self, model: torch.nn.Module | None) -> list[Any]:
-        """Install the hooks; their handles."""
+    @property
+    def trainable(self) -> bool:
+        """Whether any watched parameter can get a gradient (else ``on_forward_end`` is moot)."""
+        return any(p.requires_grad for p in self.params)
+
+    def attach(self) -> list[Any]:
+        """Install the parameter hooks; their handles. The caller calls ``on_forward_end``
+        after each outermost forward of the model (``collector.hooks.OutermostForwards``)."""
         handles = []
         trainable = [p for p in self.params if p.requires_grad]
         for p in {id(p): p for p in (trainable[:1] + trainable[-1:])}.values():
             handles.append(p.register_post_accumulate_grad_hook(self._on_accumulated))
-        if model is not None and trainable:
-            handles.append(model.register_forward_hook(self._on_forward_end))
         return handles
 
     def _grads(self) -> list[torch.Tensor]:
@@ -117,10 +123,10 @@ class GradientWatch:
         self._pre = _total_norm(grads)
         self._pre_first, self._pre_version = grads[0], grads[0]._version
 
-    def _on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if not self._armed or not module.training or not torch.is_grad_enabled():
+    def on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        """An outermost forward of the model ended: hook its output for the backward's start."""
+        if self._checked or not module.training or not torch.is_grad_enabled():
             return
-        self._armed = False
         if all(p.grad is None for p in self.params):
             # nothing can add a gradient before this forward's backward starts: the
             # step begins reset (zero_grad() set them to None), no hook needed
@@ -162,7 +168,6 @@ class GradientWatch:
         self._pre = self._pre_first = self._carried = self._at_step = None
         self._pre_version = -1
         self._backwards = 0
-        self._armed = True
         self._checked = False
         return out
 

@@ -6,6 +6,14 @@ remove themselves. A module called several times (shared weights) gets one row
 with ``calls`` > 1 and the shapes of its first call; a module never called gets
 ``calls`` = 0 and no shapes (an unused branch).
 
+The forward recorded is one *pass*: the outermost forwards (those that start while
+no other module of the model is in its forward) from the first training one until
+the root's forward ends, a module runs outermost a second time (the next
+micro-batch), or the optimizer step ends (``step_ended``). A loop that never calls
+the model itself, only its children (a LightningModule's ``training_step`` calling
+``self.net(x)``, or ``encoder`` then ``head``), gets the pass it runs: each child
+called once, the root ``calls`` = 0.
+
 The same forward tells which module outputs feed a *functional* ReLU
 (``F.relu``, ``torch.relu``, ``Tensor.relu`` and their in-place forms called in a
 ``forward``, not an ``nn.ReLU`` module): a ``TorchFunctionMode`` sees those calls, and
@@ -25,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from collector.hooks import HookSet
+from collector.hooks import HookSet, forward_raised
 
 ROOT = ""
 """The module name of the model itself (PyTorch's own name for the root module)."""
@@ -66,6 +74,8 @@ class ModelSummary:
         self.feeds: dict[str, str] = {}  # module -> the functional activation its output feeds
         self._mode: _FunctionalReLU | None = None
         self._in_relu_module = 0
+        self._depth = 0  # module forwards in progress (all of them: the nesting)
+        self._outermost: set[str] = set()  # modules of the recorded pass run outermost
 
     def attach(self, guard: Any) -> None:
         """Hook every module; ``guard`` wraps each callback (see collector.guard)."""
@@ -73,10 +83,8 @@ class ModelSummary:
             pre = guard("summary_pre")(self._on_input)
             post = guard("summary_post")(self._on_output)
             self._hooks.add(module.register_forward_pre_hook(pre, with_kwargs=True))
-            self._hooks.add(module.register_forward_hook(post))
-        # the mode must end with the forward, even one that raises
-        end = guard("summary_end")(self._end_mode)
-        self._hooks.add(self._model.register_forward_hook(end, always_call=True))
+            # always called: the nesting count, and the mode, end with a forward that raises
+            self._hooks.add(module.register_forward_hook(post, always_call=True))
 
     def detach(self) -> None:
         self._end_mode()
@@ -92,15 +100,32 @@ class ModelSummary:
     def watching(self) -> bool:
         return len(self._hooks) > 0
 
+    def step_ended(self) -> bool:
+        """An optimizer step ended: the pass is complete if anything was recorded.
+        Whether the summary is done (``rows()`` ready)."""
+        self._depth = 0
+        if not self.done and self._calls:
+            self.done = True
+            self.detach()
+        return self.done
+
     def _on_input(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        outermost = not self._depth
+        self._depth += 1
         if not self._recording(module):
             return  # an evaluation pass: wait for a training forward
         name = self._names.get(id(module))
         if name is None:
             return
-        if module is self._model and self._mode is None and not torch.compiler.is_compiling():
-            self._mode = _FunctionalReLU(self)
-            self._mode.__enter__()
+        if outermost:
+            if name in self._outermost:  # the pass ran: this is the next one
+                self.done = True
+                self.detach()
+                return
+            self._outermost.add(name)
+            if self._mode is None and not torch.compiler.is_compiling():
+                self._mode = _FunctionalReLU(self)
+                self._mode.__enter__()
         if isinstance(module, _RELU_MODULES):
             self._in_relu_module += 1
         self._calls[name] = self._calls.get(name, 0) + 1
@@ -114,12 +139,16 @@ class ModelSummary:
         return not self._training_only or (module.training and torch.is_grad_enabled())
 
     def _on_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not self._recording(module):
+        self._depth = max(self._depth - 1, 0)
+        if not self._depth:
+            self._end_mode()  # the functional ReLUs of an outermost forward only
+        if not self._recording(module) or forward_raised(output):
             return
         name = self._names.get(id(module))
         if isinstance(module, _RELU_MODULES):
             self._in_relu_module = max(0, self._in_relu_module - 1)
-        if name is not None and name not in self._outputs:
+        # None: a forward that raised (an always-called hook gets no output)
+        if name is not None and name not in self._outputs and output is not None:
             self._outputs[name] = describe(output)
         if name is not None and isinstance(output, torch.Tensor) and module is not self._model:
             self._output_ids[id(output)] = name

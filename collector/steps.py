@@ -4,8 +4,9 @@
 statistics, activations, samples, gradient norms, modes, the model summary), the
 overhead budget that samples them, and the hooks themselves:
 
-* the model's forward pre-hook: step timing, batch size, evaluation forwards, and
-  the leaf-module output hooks of a sampled step;
+* the pre-hook of the model's outermost forwards (``collector.hooks.OutermostForwards``:
+  the model's own, or the children's a loop calls directly): step timing, batch size,
+  evaluation forwards, and the leaf-module output hooks of a sampled step;
 * the optimizer's pre-step hook: gradient and parameter statistics before the update;
 * the optimizer's post-step hook: the step counts (``Output.step`` + 1), then the
   learning rates, the ``system`` row, the sampled statistics, the NaN origin, the
@@ -36,7 +37,7 @@ from collector.budget import DENSE_STEPS, LossWatch, Overhead, OverheadBudget
 from collector.distributed import Placement, param_stats_every
 from collector.gradients import GradientWatch
 from collector.guard import GuardCounters, guarded
-from collector.hooks import HookSet
+from collector.hooks import HookSet, OutermostForwards
 from collector.modes import ModeWatch
 from collector.modules import ModelSummary
 from collector.output import Output
@@ -127,6 +128,7 @@ class StepHooks:
         self._system = SystemRows(out, self._gradients, self.device)
         self._summary = ModelSummary(model) if model is not None else None
         self._summary_written = model is None
+        self._forwards: OutermostForwards | None = None
 
     # -- for the collector ---------------------------------------------------------------
 
@@ -142,11 +144,19 @@ class StepHooks:
             if handle is not None:
                 self._hooks.add(handle)
             if self._gradients is not None:
-                for handle in self._gradients.attach(self._model):
+                for handle in self._gradients.attach():
                     self._hooks.add(handle)
         if self._model is not None:
-            fwd = guarded(g, "forward_pre")(self._on_forward_start)
-            self._hooks.add(self._model.register_forward_pre_hook(lambda m, args: fwd(m, args)))
+            gradients = self._gradients
+            self._forwards = OutermostForwards(
+                self._model,
+                on_start=guarded(g, "forward_pre")(self._on_forward_start),
+                on_end=guarded(g, "forward_end")(gradients.on_forward_end)
+                if gradients is not None and gradients.trainable
+                else None,
+                settle_on_repeat=self._optimizer is None,  # no step_ended() to settle
+            )
+            self._forwards.attach()
             if self._nan_check:
                 checked = [(n, m) for n, m in self._leaves if can_create_nonfinite(m)]
                 for name, module in checked + self._composites:
@@ -159,6 +169,8 @@ class StepHooks:
         """Take every hook off (idempotent): the model and optimizer as they were."""
         self._hooks.remove()
         self._sample_hooks.remove()
+        if self._forwards is not None:
+            self._forwards.remove()
 
     def sampling_start(self) -> dict[str, Any]:
         """How statistics are sampled from the start (``run_started``'s ``sampling``)."""
@@ -214,20 +226,25 @@ class StepHooks:
         batch = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else None
         grad_enabled = torch.is_grad_enabled()
         training = module.training and grad_enabled
-        self._timer.on_forward_start(training=training, batch_size=batch)
+        continues = self._timer.on_forward_start(module, training=training, batch_size=batch)
         if not grad_enabled and self._modes is not None and self._modes.active:
             found = self._modes.on_forward(self._out.step)
             if found is not None:
                 self._out.event(EventKind.EVAL_IN_TRAINING_MODE, found)
-        step = self._out.step + 1  # the forward belongs to the step in progress
-        self._activations.on_forward_start(step, training=training, first_input=first)
-        self._samples.on_forward_start(step, training=training)
-        sampled = self._activations.sampling or self._samples.sampling
-        if sampled and not len(self._sample_hooks):
-            g = self._guard
-            for name, module in self._leaves:
-                out = guarded(g, "forward_output")(functools.partial(self._on_sampled_output, name))
-                self._sample_hooks.add(module.register_forward_hook(out))
+        # The rest of the step's first pass (``head`` after ``encoder``) is sampled and
+        # checked as the first forward decided, with the leaf hooks it added.
+        if not continues:
+            step = self._out.step + 1  # the forward belongs to the step in progress
+            self._activations.on_forward_start(step, training=training, first_input=first)
+            self._samples.on_forward_start(step, training=training)
+            sampled = self._activations.sampling or self._samples.sampling
+            if sampled and not len(self._sample_hooks):
+                g = self._guard
+                for name, leaf in self._leaves:
+                    out = guarded(g, "forward_output")(
+                        functools.partial(self._on_sampled_output, name)
+                    )
+                    self._sample_hooks.add(leaf.register_forward_hook(out))
         self._overhead.every_step(time.perf_counter() - start)
 
     def _on_sampled_output(
@@ -251,6 +268,8 @@ class StepHooks:
     def _on_after_optimizer_step(self) -> None:
         out, overhead = self._out, self._overhead
         out.step += 1
+        if self._forwards is not None:
+            self._forwards.step_ended()
         examples = self._timer.examples or None
         timing = self._timer.on_after_optimizer_step()
         hook_start = time.perf_counter()
@@ -283,7 +302,7 @@ class StepHooks:
         samples = self._samples.on_after_optimizer_step()
         if samples is not None:
             out.put(Stream.SAMPLES, samples)
-        if self._summary is not None and self._summary.done:
+        if self._summary is not None and self._summary.step_ended():
             self.write_summary()
         if self.budget is not None:
             check_s = self._activations.take_check_seconds()

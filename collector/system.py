@@ -7,7 +7,8 @@ wait for data); the rest of the step is compute, and the step time still counts
 everything. A step whose window contains an evaluation
 forward (eval mode or ``no_grad``) is not timed: its wall time mixes validation
 into training and would read as a data bottleneck. With gradient accumulation,
-only the first micro-batch's wait counts as data wait.
+only the first micro-batch's wait counts as data wait, and ``samples_per_s`` counts the
+examples of every micro-batch of the step.
 
 On CUDA these are host times: kernels still queued at the step hook are counted
 in the step that waits for them. Good enough to see a data bottleneck; not a
@@ -40,26 +41,50 @@ MEMORY_EVERY_S = 1.0
 
 
 class StepTimer:
+    """The timing of each optimizer step, from the outermost forwards of the model.
+
+    A step's *first pass* is its first training forward and, when the loop calls the
+    model's children rather than the model (``self.encoder(x)`` then ``self.head(h)``),
+    the forwards of the other modules that follow it before any module runs again. The
+    module that opened the step counts its examples on each call (``examples``: the
+    micro-batches of gradient accumulation summed); the rest of the pass reads what it
+    made, not more examples.
+    """
+
     def __init__(self) -> None:
         self._last_step_end: float | None = None
         # When the collector's own work after the previous step ended: the data wait
         # counts from here (that work is not waiting for data).
         self._hooks_done: float | None = None
         self._first_forward: float | None = None
-        self._batch_size: int | None = None
+        self._opener: object = None  # the module of the step's first training forward
+        self._passed: set[int] = set()  # the other modules of the first pass, by id
+        self._first_pass = True
         self._interrupted = False
         self.examples = 0
         """Examples of the step's training forwards so far (micro-batches summed); the
         collector reads it for the step's ``batch_size`` before ``on_after_optimizer_step``."""
 
-    def on_forward_start(self, *, training: bool, batch_size: int | None) -> None:
+    def on_forward_start(self, module: object, *, training: bool, batch_size: int | None) -> bool:
+        """An outermost forward of ``module`` starts. True when it continues the step's
+        first pass (another module, not run yet this step, after the first forward)."""
         if not training:
             self._interrupted = True
-            return
-        self.examples += batch_size or 0
+            return False
         if self._first_forward is None:
             self._first_forward = time.perf_counter()
-            self._batch_size = batch_size
+            self._opener = module
+            self.examples += batch_size or 0
+            return False
+        if module is self._opener:  # the next micro-batch
+            self.examples += batch_size or 0
+            self._first_pass = False
+            return False
+        if self._first_pass and id(module) not in self._passed:
+            self._passed.add(id(module))
+            return True
+        self._first_pass = False
+        return False
 
     def on_after_optimizer_step(self) -> dict[str, float | None] | None:
         """The timing of the step that just ended, or None when it cannot be timed honestly."""
@@ -73,14 +98,16 @@ class StepTimer:
                 "step_time_s": step_time,
                 "data_time_s": max(first - waiting_from, 0.0),
                 "compute_time_s": now - first,
-                "samples_per_s": (self._batch_size / step_time)
-                if self._batch_size and step_time > 0
+                "samples_per_s": (self.examples / step_time)
+                if self.examples and step_time > 0
                 else None,
             }
         self._last_step_end = now
         self._hooks_done = None
         self._first_forward = None
-        self._batch_size = None
+        self._opener = None
+        self._passed.clear()
+        self._first_pass = True
         self._interrupted = False
         self.examples = 0
         return row

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from analysis import open_store
+from collector.budget import DENSE_STEPS
 from integrations.lightning import TelemetryCallback
 from store.schema import Stream
 
@@ -65,11 +66,13 @@ def loader() -> DataLoader[Any]:
     return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
 
 
-def fit(tmp_path: Path, model: Regressor, callback: TelemetryCallback) -> None:
-    """``EPOCHS`` epochs of ``BATCHES`` steps on the CPU, quietly."""
+def fit(
+    tmp_path: Path, model: Regressor, callback: TelemetryCallback, *, epochs: int = EPOCHS
+) -> None:
+    """``epochs`` epochs of ``BATCHES`` steps on the CPU, quietly."""
     torch.manual_seed(0)
     trainer = pl.Trainer(
-        max_epochs=EPOCHS,
+        max_epochs=epochs,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -125,3 +128,22 @@ def test_an_exception_in_training_marks_the_run_failed(tmp_path: Path) -> None:
     events = read_stream(callback.collector.run_dir, Stream.EVENTS).to_pylist()
     assert events[-1]["kind"] == "run_failed"
     assert "loss went NaN" in events[-1]["payload"]
+
+
+def test_a_training_step_calling_a_submodule_is_recorded_like_a_forward(tmp_path: Path) -> None:
+    # Regressor.training_step calls self.net(x), never the module's own forward.
+    callback = TelemetryCallback(tmp_path, name="net")
+    epochs = DENSE_STEPS // BATCHES + 2
+    fit(tmp_path, Regressor(), callback, epochs=epochs)
+    assert callback.collector is not None
+    run_dir = callback.collector.run_dir
+    activations = read_stream(run_dir, Stream.ACTIVATIONS).to_pylist()
+    assert {r["module"] for r in activations if r["step"] == 1} == {"net.0", "net.1", "net.2"}
+    system = read_stream(run_dir, Stream.SYSTEM).to_pylist()
+    timed = [r for r in system if r["step_time_s"] is not None]
+    assert timed and all(r["batch_size"] == 8 for r in system)
+    events = read_stream(run_dir, Stream.EVENTS).to_pylist()
+    sampling = [r["step"] for r in events if r["kind"] == "sampling"]
+    assert sampling and sampling[0] == DENSE_STEPS, "the overhead budget takes over"
+    calls = {r["module"]: r["calls"] for r in read_stream(run_dir, Stream.MODULES).to_pylist()}
+    assert calls["net"] == calls["net.0"] == 1, "called once a step: not shared weights"
