@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.engine import Diagnosis, diagnose
+from analysis.engine import Diagnosis, diagnose, register_findings
 from analysis.findings import Finding, NotEvaluated, Severity
 from analysis.overrides import OverrideError, parse_overrides, read_config
 from analysis.rule import Rule, load_rules
@@ -23,4 +23,5 @@ __all__ = [
     "open_store",
     "parse_overrides",
     "read_config",
+    "register_findings",
 ]

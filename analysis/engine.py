@@ -17,9 +17,10 @@ import duckdb
 import polars as pl
 
 from analysis import causes
-from analysis.findings import Finding, NotEvaluated
+from analysis.findings import Finding, NotEvaluated, findings_table
 from analysis.rule import Requirement, Rule, load_rules
 from analysis.store import Store
+from store.metrics import default_goal
 from store.schema import stream_columns
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def diagnose(
             raise KeyError(f"no run(s) {unknown} in {store.path}")
         runs = runs.filter(pl.col("run_id").is_in(wanted))
     selected = runs["run_id"].to_list()
+    goals = _goals(store)
     result = Diagnosis(runs=runs)
     # per (view, what): each run's matching rows, and its rows of the view
     counts: dict[tuple[str, str | None], dict[str, tuple[int, int]]] = {}
@@ -90,12 +92,25 @@ def diagnose(
         for req in (r for need in needs for r in need):
             if (req.view, req.what) not in counts:
                 counts[req.view, req.what] = _count_rows(store, req)
+        expected = _expected_goals(rule, values)
         ready = []
         for run_id in selected:
             missing = [
                 need for need in needs if not any(seen(r, run_id)[0] >= r.min_rows for r in need)
             ]
-            if missing:
+            against = [
+                (name, goal, theirs)
+                for name, goal in expected
+                if (theirs := goals.get((run_id, name)) or default_goal(name)) not in (None, goal)
+            ]
+            if against:
+                reason = "; ".join(
+                    f"reads {name!r} as a metric that should {_VERB[goal]}, but its goal is "
+                    f"{theirs!r} (tel.define_metric or its name, store.metrics)"
+                    for name, goal, theirs in against
+                )
+                result.not_evaluated.append(NotEvaluated(rule.id, run_id, reason))
+            elif missing:
                 reason = "needs " + ", ".join(
                     " or ".join(r.describe(seen(r, run_id) if r.column else None) for r in need)
                     for need in missing
@@ -122,6 +137,48 @@ def diagnose(
     )
     result.findings = causes.link(result.findings, titles={rule.id: rule.title for rule in chosen})
     return result
+
+
+_VERB = {"min": "fall", "max": "rise"}
+
+
+def _goals(store: Store) -> dict[tuple[str, str], str]:
+    """(run, metric) -> its goal, where it has one (the ``metric_goals`` view)."""
+    frame = store.sql("SELECT run_id, name, goal FROM metric_goals WHERE goal IS NOT NULL")
+    return {(r, n): g for r, n, g in frame.iter_rows()}
+
+
+def _expected_goals(rule: Rule, values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(metric name, the goal ``rule`` reads it with): a parameter whose default names a
+    metric with a goal (``metric = 'loss'``: min; ``acc_metric = 'acc'``: max) expects
+    that goal of whatever metric it is set to."""
+    return [
+        (str(values[param]), goal)
+        for param, default in rule.params.items()
+        if isinstance(default, str) and (goal := default_goal(default)) is not None
+    ]
+
+
+def register_findings(store: Store, diagnosis: Diagnosis | None = None) -> Diagnosis:
+    """Make the findings queryable as the table ``findings`` of ``store``: rule,
+    severity, run_id, subject, step, message, suggestion, evidence (JSON), caused_by.
+
+    From ``diagnosis``, or from ``diagnose(store)`` with the default rules and
+    thresholds when it is None (what ``telemetry query`` does for a query that names
+    ``findings``). Findings are derived, never stored: the table is made for this
+    open store and replaced by a later call. Call it before ``store.lock()``."""
+    if diagnosis is None:
+        diagnosis = diagnose(store)
+    table = findings_table(diagnosis.findings)
+    store.con.register("_arrow_findings", table)
+    try:
+        store.con.execute(
+            "CREATE OR REPLACE TABLE findings AS "
+            "SELECT * REPLACE (CAST(evidence AS JSON) AS evidence) FROM _arrow_findings"
+        )
+    finally:
+        store.con.unregister("_arrow_findings")
+    return diagnosis
 
 
 def _finding(rule: Rule, row: Mapping[str, Any]) -> Finding:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 
 class Severity(str, enum.Enum):
@@ -58,3 +62,32 @@ class NotEvaluated:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+FINDINGS_SCHEMA = pa.schema(
+    [
+        ("rule", pa.string()),
+        ("severity", pa.string()),
+        ("run_id", pa.string()),
+        ("subject", pa.string()),
+        ("step", pa.int64()),
+        ("message", pa.string()),
+        ("suggestion", pa.string()),
+        ("evidence", pa.string()),
+        ("caused_by", pa.string()),
+    ]
+)
+"""The columns of the ``findings`` table (``analysis.engine.register_findings``);
+``evidence`` is JSON text."""
+
+
+def findings_table(findings: Iterable[Finding]) -> pa.Table:
+    """``findings`` as rows of ``FINDINGS_SCHEMA``, in their order."""
+    rows = [
+        {
+            **f.to_dict(),
+            "evidence": json.dumps(f.evidence, default=repr, allow_nan=True),
+        }
+        for f in findings
+    ]
+    return pa.Table.from_pylist(rows, schema=FINDINGS_SCHEMA)

@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from store.digest import ACTIVITY_STREAMS, DIGEST_DIR, Digest
 from store.errors import TelemetryError
+from store.metrics import default_goal_sql
 from store.scan import REMOVED, RESCANS, RunListing, Unreadable, list_run, list_store
 from store.schema import SCHEMAS, Stream
 
@@ -109,6 +110,10 @@ class Store:
             f"FROM {scalars} WHERE isfinite(value) GROUP BY run_id, name, split "
             "UNION ALL SELECT run_id, name, split, lo, hi FROM _metrics"
         )
+        self.con.execute(
+            f"CREATE MACRO metric_default_goal(name) AS {default_goal_sql('name')}"
+        )
+        self.con.execute(f"CREATE VIEW metric_goals AS {_view_sql('metric_goals')}")
         if not runs_only:  # the macros read the stream views, which a runs-only store lacks
             for name in MACROS:
                 self.con.execute(_macro_sql(name))

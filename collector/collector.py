@@ -52,6 +52,7 @@ from collector.params import select_parameters
 from collector.steps import StepHooks
 from store.claims import store_dir
 from store.errors import ConfigError
+from store.metrics import GOALS
 from store.records import Rows, plain_json, safe_text
 from store.schema import EventKind, Stream
 from store.writer import Writer
@@ -317,6 +318,33 @@ class Collector:
         else:
             self._logged.record(entry)
         self._overhead.every_step(time.perf_counter() - start)
+
+    def define_metric(self, name: str, *, goal: str) -> None:
+        """Say which way metric ``name`` improves: ``goal="min"`` (a loss) or ``"max"``.
+
+        ``name`` as given to ``log()``: ``"bpc"`` or ``"bpc/val"`` (the part before the
+        last ``/``; a goal holds for every split). Stored as a ``metric_defined`` event;
+        the report's best values, ``telemetry runs``' best columns, the run comparison
+        and the rules follow it. Without it, the name's words decide (``store.metrics``:
+        loss, nll, ppl, bpc, mse, rmse, mae... fall; acc, f1, auc, r2, precision,
+        recall... rise). A bad name or goal raises ``ConfigError``.
+        """
+        if not isinstance(name, str) or not name or name.endswith("/"):
+            raise ConfigError(f"define_metric() takes a metric name, got {arguments.shown(name)}")
+        if goal not in GOALS:
+            raise ConfigError(
+                f"define_metric({name!r}): goal must be one of {list(GOALS)}, "
+                f"got {arguments.shown(goal)}"
+            )
+        metric = name.rpartition("/")[0] or name
+        if self._closed:
+            log.warning("define_metric() on closed run %s ignored", self._run_id)
+            return
+        self._out.event(
+            EventKind.METRIC_DEFINED,
+            {"name": self._logged.valid_unicode(metric), "goal": goal},
+            essential=True,
+        )
 
     def record(
         self,

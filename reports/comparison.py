@@ -2,9 +2,11 @@
 
 A sweep is read at a glance when each run is one row (its config values, then its
 best and final validation metrics) and each hyperparameter that varies between
-runs is one small chart of its value against the best metric. "Best" is the
-lowest value for a loss-like metric (its name says loss, error, mse, mae or
-perplexity) and the highest otherwise (accuracy, F1, ...); the page says which.
+runs is one small chart of its value against the best metric. "Best" follows the
+metric's goal (the ``metric_goals`` view: the run's ``tel.define_metric()``, else the
+name's words, ``store.metrics``): the lowest value of a loss, perplexity or
+bits-per-character, the highest of an accuracy or F1; the page says which. A metric
+with no goal has no best value and is never the one compared.
 Only config keys whose values differ between runs are columns: a key every run
 shares explains nothing.
 
@@ -15,13 +17,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-
-LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|perplexity|ppl", re.IGNORECASE)
 
 PREFERRED = ("loss", "acc", "accuracy")
 """The comparison's primary metric: the first of these the runs have on val, else the first name."""
@@ -38,11 +37,13 @@ LISTED = 20
 
 @dataclass(frozen=True)
 class Metric:
-    """One run's validation metric: its best and final value."""
+    """One run's validation metric: its best and final value, and its goal."""
 
     name: str
     best: float | None
+    """The lowest value for goal "min", the highest for "max"; None without a goal."""
     final: float | None
+    goal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,18 +82,16 @@ class Comparison:
         )
 
 
-def lower_is_better(metric: str) -> bool:
-    return bool(LOWER_IS_BETTER.search(metric))
-
-
 def val_metrics(frame: pl.DataFrame) -> dict[str, list[Metric]]:
-    """Run id -> its validation metrics. ``frame``: run_id, metric, lowest, highest, final."""
+    """Run id -> its validation metrics. ``frame``: run_id, metric, lowest, highest,
+    final, goal ("min", "max" or null: the ``metric_goals`` view)."""
     out: dict[str, list[Metric]] = {}
     for r in frame.iter_rows(named=True):
-        best = r["lowest"] if lower_is_better(r["metric"]) else r["highest"]
-        out.setdefault(str(r["run_id"]), []).append(Metric(r["metric"], best, r["final"]))
+        goal = r.get("goal")
+        best = r["lowest"] if goal == "min" else r["highest"] if goal == "max" else None
+        out.setdefault(str(r["run_id"]), []).append(Metric(r["metric"], best, r["final"], goal))
     for metrics in out.values():
-        metrics.sort(key=lambda m: (_rank(m.name), m.name))
+        metrics.sort(key=lambda m: (m.goal is None, _rank(m.name), m.name))
     return out
 
 
@@ -130,8 +129,9 @@ def compare(runs: pl.DataFrame, metrics: dict[str, list[Metric]]) -> Comparison 
     """
     if runs.height < 2:
         return None
-    names = sorted({m.name for ms in metrics.values() for m in ms}, key=lambda n: (_rank(n), n))
-    if not names:
+    goals = {m.name: m.goal for ms in metrics.values() for m in ms if m.goal is not None}
+    names = sorted(goals, key=lambda n: (_rank(n), n))
+    if not names:  # no validation metric with a goal: no "best" to compare
         return None
     metric = names[0]
     rows = runs.to_dicts()
@@ -177,4 +177,4 @@ def compare(runs: pl.DataFrame, metrics: dict[str, list[Metric]]) -> Comparison 
         "best": pl.Float64,
     }
     frame = pl.DataFrame(points, schema=schema)
-    return Comparison(metric, lower_is_better(metric), varying, table, frame, left_out)
+    return Comparison(metric, goals[metric] == "min", varying, table, frame, left_out)

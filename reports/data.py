@@ -112,15 +112,16 @@ ORDER BY step, seq
 
 # Every run's validation metrics (the run comparison and the runs table): best and final.
 _VAL_METRICS = """
-SELECT run_id, name AS metric,
-       min(value) FILTER (WHERE isfinite(value)) AS lowest,
-       max(value) FILTER (WHERE isfinite(value)) AS highest,
-       arg_max(value, step) AS final,
-       count(*) AS n
-FROM scalars
-WHERE split = 'val'
-GROUP BY run_id, name
-ORDER BY run_id, name
+SELECT s.run_id, s.name AS metric,
+       min(s.value) FILTER (WHERE isfinite(s.value)) AS lowest,
+       max(s.value) FILTER (WHERE isfinite(s.value)) AS highest,
+       arg_max(s.value, s.step) AS final,
+       count(*) AS n,
+       any_value(g.goal) AS goal
+FROM scalars s LEFT JOIN metric_goals g USING (run_id, name)
+WHERE s.split = 'val'
+GROUP BY s.run_id, s.name
+ORDER BY s.run_id, s.name
 """
 
 _MODULES = """

@@ -5,8 +5,8 @@ When a collector closes (after compaction), it writes
 the step and wall-time range of its rows in the streams the ``runs`` view reads
 (events, scalars, tensors, system), the lowest and highest finite value of each
 scalar (name, split), and its lifecycle events (``run_started``,
-``run_finished``/``run_failed``). A reader that only lists runs
-(``open_store(path, runs_only=True)``, ``telemetry runs``) uses a digest instead of
+``run_finished``/``run_failed``) and metric goals (``metric_defined``). A reader that
+only lists runs (``open_store(path, runs_only=True)``, ``telemetry runs``) uses a digest instead of
 reading that writer's segments, but only while the segment names it lists are
 exactly the writer's live segments on disk: a segment written, merged or removed
 later makes the digest stale, and the reader goes back to the segments, which stay
@@ -40,7 +40,14 @@ DIGEST_DIR = "digests"
 DIGEST_VERSION = 1
 ACTIVITY_STREAMS = (Stream.EVENTS, Stream.SCALARS, Stream.TENSORS, Stream.SYSTEM)
 """The streams whose rows say how far a run got and when it was last seen."""
-LIFECYCLE = (EventKind.RUN_STARTED, EventKind.RUN_FINISHED, EventKind.RUN_FAILED)
+LIFECYCLE = (
+    EventKind.RUN_STARTED,
+    EventKind.RUN_FINISHED,
+    EventKind.RUN_FAILED,
+    EventKind.METRIC_DEFINED,
+)
+"""The events a digest keeps: those the ``runs`` view and ``telemetry runs`` read (its
+best columns follow the metrics' goals, ``store.metrics``)."""
 
 
 @dataclass

@@ -76,6 +76,9 @@ class EventKind(str, enum.Enum):
     # The run's end event says on how many steps it happened: "inference_forwards":
     # {"steps", "training_mode_steps"}. Issue 16.
     EVAL_IN_TRAINING_MODE = "eval_in_training_mode"
+    # Which way a metric improves, from tel.define_metric(); payload: {"name", "goal"}
+    # (goal "min" or "max"); the latest for a name wins (store.metrics). Issue 18.
+    METRIC_DEFINED = "metric_defined"
 
     def __str__(self) -> str:
         return self.value

@@ -68,6 +68,11 @@ VIEW_MEANINGS = {
     "samples_per_s, max_memory_bytes",
     "exports": "export benchmark results: format, batch_size, latencies, throughput, size, "
     "parity, metric, status",
+    "metric_goals": "which way each run's metrics improve: name, goal (min, max or null), "
+    "defined (by tel.define_metric, else from the name's words)",
+    "findings": "what telemetry analyze finds, derived when a query names it (default "
+    "rules and thresholds): rule, severity, run_id, subject, step, message, suggestion, "
+    "evidence (JSON), caused_by",
 }
 """One line per view for ``--schema`` (the columns are listed from the store itself)."""
 
@@ -92,7 +97,30 @@ class QueryTimeout(CliError):
 def public_views() -> tuple[str, ...]:
     from analysis.store import VIEWS
 
-    return ("runs", *VIEWS)
+    return ("runs", *VIEWS, "metric_goals", FINDINGS)
+
+
+FINDINGS = "findings"
+"""The table of findings: made by a diagnosis (``analysis.register_findings``) only
+for a query that names it, so other queries never pay for one."""
+
+_NAMES_FINDINGS = re.compile(rf"\b{FINDINGS}\b", re.IGNORECASE)
+
+
+def prepare(store: Store, sql: str) -> None:
+    """What ``sql`` reads that is made on demand: the ``findings`` table when it names
+    it (before ``Store.lock``, which check_query applies)."""
+    from analysis import register_findings
+
+    if _NAMES_FINDINGS.search(sql) and not _has_table(store, FINDINGS):
+        register_findings(store)
+
+
+def _has_table(store: Store, name: str) -> bool:
+    found = store.sql(
+        "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = $name", {"name": name}
+    )
+    return bool(found["n"][0])
 
 
 def run_query(store: Store, sql: str) -> pl.DataFrame:
@@ -100,6 +128,7 @@ def run_query(store: Store, sql: str) -> pl.DataFrame:
     large one); a ``QueryError`` that says what exists when it fails."""
     import duckdb
 
+    prepare(store, sql)
     check_query(store, sql)
     try:
         return store.sql(sql)
@@ -122,6 +151,7 @@ def stream_query(
     """
     import duckdb
 
+    prepare(store, sql)
     check_query(store, sql)
     try:
         rel = cursor.sql(sql)
@@ -275,6 +305,10 @@ def _statement_kind(store: Store, sql: str) -> str:
 
 def view_schema(store: Store) -> list[dict[str, Any]]:
     """Every view: name, meaning and columns (name and DuckDB type), in ``public_views`` order."""
+    from analysis import Diagnosis, register_findings
+
+    if not _has_table(store, FINDINGS):  # its columns, without a diagnosis
+        register_findings(store, Diagnosis(runs=store.sql("SELECT * FROM runs LIMIT 0")))
     out = []
     for view in public_views():
         columns = store.sql(f"DESCRIBE {view}")  # view names are ours, never user input
@@ -383,7 +417,8 @@ def query(
     """Run one read-only SQL query over the views of the store at ROOT.
 
     Views: runs, events, scalars, tensors, activations, samples, modules, system,
-    exports (--schema lists their columns). SQL '-' reads the query from stdin. The
+    exports, metric_goals, and findings (what analyze finds, derived when the query
+    names it); --schema lists their columns. SQL '-' reads the query from stdin. The
     query may not write, read other files or change settings. The result is streamed:
     writing it takes the same memory whatever its size. Ctrl-C stops the query at
     once (exit 130).
@@ -393,6 +428,7 @@ def query(
       telemetry query runs/ --schema
       telemetry query runs/ "SELECT run_id, status, steps FROM runs ORDER BY started_at"
       telemetry query runs/ "SELECT step, value FROM scalars WHERE name = 'loss'" --format csv
+      telemetry query runs/ "SELECT run_id, rule, message FROM findings WHERE severity = 'error'"
       telemetry query runs/ "SELECT * FROM tensors WHERE kind = 'grad'" -o grads.parquet \\
           --format parquet --timeout 60
     """
@@ -420,6 +456,7 @@ def query(
     if sql == "-":
         sql = sys.stdin.read()
     text = sql
+    prepare(store, text)  # a diagnosis, in this thread, when the query reads findings
     cursor = store.con.cursor()
 
     def work() -> None:

@@ -1,9 +1,10 @@
 """``telemetry runs ROOT``: the runs of a store as a table, filtered and sorted.
 
 One row per run: id, name, status, steps, duration, the best value of each metric
-whose direction its name tells (``best_loss_val`` is the lowest validation loss,
-``best_acc_val`` the highest validation accuracy), the config (JSON text) and the
-start time.
+that has a goal (the ``metric_goals`` view: ``tel.define_metric()``, else the name's
+words, ``store.metrics``; ``best_loss_val`` is the lowest validation loss,
+``best_acc_val`` the highest validation accuracy, ``best_bpc_val`` the lowest
+bits-per-character), the config (JSON text) and the start time.
 
 ``--where`` takes one SQL expression over those columns, and ``config.KEY`` (or
 ``config.a.b`` for nested keys) for a value of the config: typed from the runs'
@@ -30,29 +31,10 @@ if TYPE_CHECKING:
 
     from analysis import Store
 
-LOWER_IS_BETTER = frozenset(
-    {"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer"}
-)
-HIGHER_IS_BETTER = frozenset(
-    {"acc", "accuracy", "f1", "auc", "auroc", "precision", "recall", "iou", "map", "bleu", "r2"}
-)
-"""A metric is "best" at its min or max when a word of its name is in one of these sets
-(``val_acc``, ``top1_accuracy``, ``loss``); other metrics (``lr``) get no column."""
-
 _SPLIT_ORDER = {"val": 0, "test": 1, "train": 2}
 _CONFIG_RE = re.compile(r"\bconfig((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 _QUOTED_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 _SORT_KEY_RE = re.compile(r"^(-?)([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)$")
-
-
-def direction(metric: str) -> str | None:
-    """'min', 'max' or None, from the words of a metric's name."""
-    words = set(re.split(r"[^a-z0-9]+", metric.lower()))
-    if words & LOWER_IS_BETTER:
-        return "min"
-    if words & HIGHER_IS_BETTER:
-        return "max"
-    return None
 
 
 def list_runs(
@@ -107,7 +89,12 @@ def _listing_error(
 
 
 def _listing_sql(store: Store) -> tuple[str, list[Any]]:
-    metrics = store.sql("SELECT DISTINCT name, split FROM _run_metrics ORDER BY name, split")
+    # A metric has a best value where it has a goal (the metric_goals view: the run's
+    # define_metric(), else its name's words); a run's own goal picks its min or max.
+    metrics = store.sql(
+        "SELECT DISTINCT m.name, m.split FROM _run_metrics m "
+        "JOIN metric_goals g USING (run_id, name) WHERE g.goal IS NOT NULL"
+    )
     best: list[str] = []
     params: list[Any] = []
     seen: set[str] = set()
@@ -115,19 +102,24 @@ def _listing_sql(store: Store) -> tuple[str, list[Any]]:
         metrics.iter_rows(), key=lambda r: (_SPLIT_ORDER.get(r[1] or "", 3), r[1] or "", r[0])
     )
     for name, split in ordered:
-        how = direction(name)
         column = re.sub(r"\W+", "_", f"best_{name}" + (f"_{split}" if split else "")).lower()
-        if how is None or column in seen:
+        if column in seen:
             continue
         seen.add(column)
         # Values as parameters; the column name is reduced to word characters above.
-        extreme = "lo" if how == "min" else "hi"
         only = "name = ? AND split IS NOT DISTINCT FROM ?"
-        best.append(f'{how}({extreme}) FILTER (WHERE {only}) AS "{column}"')
-        params += [name, split]
+        best.append(
+            f"coalesce(min(lo) FILTER (WHERE {only} AND goal = 'min'), "
+            f"max(hi) FILTER (WHERE {only} AND goal = 'max')) AS \"{column}\""
+        )
+        params += [name, split, name, split]
     best_sql = (", " + ", ".join(best)) if best else ""
     sql = f"""
-        WITH best AS (SELECT run_id{best_sql} FROM _run_metrics GROUP BY run_id)
+        WITH best AS (
+            SELECT run_id{best_sql}
+            FROM _run_metrics JOIN metric_goals USING (run_id, name)
+            GROUP BY run_id
+        )
         SELECT r.run_id, r.name, r.status, r.steps, round(r.duration_s, 1) AS duration_s,
                b.* EXCLUDE (run_id), r.config, r.started_at
         FROM runs r LEFT JOIN best b USING (run_id)
@@ -245,8 +237,9 @@ def runs(
 ) -> None:
     """List the runs in ROOT: status, steps, duration, best metrics, config.
 
-    best_<metric>_<split> is the lowest value of a loss-like metric (loss, error, mse...)
-    and the highest of an accuracy-like one (acc, f1, auc...).
+    best_<metric>_<split> is the lowest value of a metric whose goal is min and the
+    highest of one whose goal is max: as the run defined it (tel.define_metric), else
+    from its name (loss, nll, ppl, bpc, mse, error... fall; acc, f1, auc, r2... rise).
 
     \b
     Example:

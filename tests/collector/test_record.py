@@ -50,7 +50,8 @@ def test_rows_land_with_the_given_step_wall_time_and_the_current_epoch(
     make: Callable[..., Collector],
 ) -> None:
     tel = make()
-    tel.log({"loss": 1.0}, step=3, epoch=2)
+    tel.set_epoch(2)
+    tel.log({"loss": 1.0}, step=3)
     tel.record(Stream.SCALARS, _one("acc", 0.5), step=5, wall_time=1_700_000_000.25)
     before = time.time()
     tel.record("scalars", {"name": ["f1", "auc"], "value": [0.25, 0.75]})  # by name, defaults

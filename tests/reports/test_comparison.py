@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 
+from analysis import open_store
 from reports import comparison
+from reports.data import _VAL_METRICS
+from store.metrics import default_goal
+from tests.builders import RunBuilder
 
 
 def _runs(configs: dict[str, dict[str, object]]) -> pl.DataFrame:
@@ -21,8 +26,9 @@ def _runs(configs: dict[str, dict[str, object]]) -> pl.DataFrame:
 
 
 def _val(rows: list[tuple[str, str, float, float, float]]) -> pl.DataFrame:
-    cols = ["run_id", "metric", "lowest", "highest", "final"]
-    return pl.DataFrame(rows, schema=cols, orient="row")
+    """The frame ``reports.data`` reads; each metric's goal from its name."""
+    cols = ["run_id", "metric", "lowest", "highest", "final", "goal"]
+    return pl.DataFrame([(*r, default_goal(r[1])) for r in rows], schema=cols, orient="row")
 
 
 def test_best_is_lowest_for_losses_and_highest_otherwise() -> None:
@@ -34,6 +40,29 @@ def test_best_is_lowest_for_losses_and_highest_otherwise() -> None:
         ("acc", 0.9, 0.8),
         ("mse", 1, 2),
     ]
+
+
+def test_best_follows_the_metric_goal_of_each_run(tmp_path: Path) -> None:
+    """Bits per character fall (the report called the highest 'best'); a metric the run
+    defined as rising is best at its highest; one without a goal has no best."""
+    for run_id, goals in (("chars", {"score": "max"}), ("other", {})):
+        run = RunBuilder(tmp_path, run_id)
+        for name, goal in goals.items():
+            run.event("metric_defined", {"name": name, "goal": goal}, step=0)
+        run.scalars("bpc", "val", [3.0, 1.2, 1.4], steps=[10, 20, 30])
+        run.scalars("score", "val", [0.2, 0.9, 0.5], steps=[10, 20, 30])
+        run.finish().write()
+    with open_store(tmp_path) as store:
+        metrics = comparison.val_metrics(store.sql(_VAL_METRICS))
+    assert [(m.name, m.best, m.goal) for m in metrics["chars"]] == [
+        ("bpc", 1.2, "min"),
+        ("score", 0.9, "max"),
+    ]
+    assert [(m.name, m.best) for m in metrics["other"]] == [("bpc", 1.2), ("score", None)]
+    runs = _runs({"chars": {"lr": 1}, "other": {"lr": 2}})
+    c = comparison.compare(runs, metrics)
+    assert c is not None and c.metric == "bpc" and c.lower_is_better
+    assert [r.best for r in c.rows] == [1.2, 1.2]
 
 
 def test_only_varying_config_keys_are_compared_against_the_primary_metric() -> None:

@@ -130,12 +130,12 @@ def test_schema_lists_every_view_with_meaning_and_columns(store_path: Path) -> N
     code, out = _query(store_path, "--schema")
     assert code == 0
     headers = [line.split()[0] for line in out.splitlines() if line and not line[0].isspace()]
-    assert headers == ["runs", *VIEWS]
+    assert headers == ["runs", *VIEWS, "metric_goals", "findings"]
     assert "one row per run" in out
     assert re.search(r"^    step_time_s +DOUBLE$", out, re.MULTILINE)
     code, out = _query(store_path, "--schema", "--format", "json")
     views = json.loads(out)
-    assert [v["view"] for v in views] == ["runs", *VIEWS]
+    assert [v["view"] for v in views] == ["runs", *VIEWS, "metric_goals", "findings"]
     assert all(v["meaning"] and v["columns"] for v in views)
 
 
@@ -203,3 +203,56 @@ def test_timeout_is_a_positive_number_of_seconds(store_path: Path) -> None:
     assert code == 2 and "--timeout" in out
     code, out = _query(store_path, "SELECT 1 AS x", "--timeout", "30", "--format", "csv")
     assert code == 0 and out == "x\n1\n"
+
+
+def test_findings_are_a_table_a_query_can_read(store_path: Path) -> None:
+    """What analyze finds, as rows: the same findings, with evidence as JSON."""
+    analyzed = CliRunner().invoke(main, ["analyze", str(store_path), "--format", "json"])
+    expected = json.loads(analyzed.output)["findings"]
+    sql = (
+        "SELECT rule, severity, run_id, subject, step, message, suggestion, evidence, caused_by "
+        "FROM findings"
+    )
+    code, out = _query(store_path, sql, "--format", "json")
+    assert code == 0, out
+    rows = json.loads(out)
+    for row in rows:
+        row["evidence"] = json.loads(row["evidence"])
+    key = lambda f: (f["run_id"], f["rule"], f["subject"] or "", f["step"] or 0)  # noqa: E731
+    assert sorted(rows, key=key) == sorted(expected, key=key) and rows
+    code, out = _query(
+        store_path,
+        "SELECT rule, evidence->>'$.first_nonfinite_step' AS first_bad FROM findings "
+        "WHERE run_id = 'diverged' AND rule = 'divergence'",
+        "--format",
+        "json",
+    )
+    assert code == 0 and json.loads(out)[0]["first_bad"] is not None, out
+
+
+def test_a_query_that_does_not_name_findings_runs_no_diagnosis(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import analysis.engine
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("diagnosed for a query that does not read findings")
+
+    monkeypatch.setattr(analysis.engine, "diagnose", refuse)
+    code, out = _query(store_path, "SELECT count(*) AS n FROM runs")
+    assert code == 0, out
+    code, out = _query(store_path, "--schema", "--format", "json")
+    assert code == 0, out
+    views = {v["view"]: [c["name"] for c in v["columns"]] for v in json.loads(out)}
+    assert views["findings"] == [
+        "rule",
+        "severity",
+        "run_id",
+        "subject",
+        "step",
+        "message",
+        "suggestion",
+        "evidence",
+        "caused_by",
+    ]
+    assert views["metric_goals"] == ["run_id", "name", "goal", "defined"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from store.metrics import default_goal
 from telemetry.cli import main
-from telemetry.commands.runs import direction
 from tests.builders import RunBuilder
 
 SWEEP = [("a", 1e-2, "sgd", 0.80), ("b", 1e-3, "adam", 0.92), ("c", 1e-4, "adam", 0.85)]
@@ -92,7 +92,27 @@ def test_bad_filters_are_clear_errors(sweep: Path, args: list[str], says: str) -
     assert says in out
 
 
-def test_metric_direction_comes_from_the_words_of_its_name() -> None:
-    assert direction("loss") == direction("val_loss") == direction("mse") == "min"
-    assert direction("acc") == direction("top1_accuracy") == direction("f1") == "max"
-    assert direction("lr") is None and direction("glossary") is None
+def test_metric_goal_comes_from_the_words_of_its_name() -> None:
+    assert default_goal("loss") == default_goal("val_loss") == default_goal("mse") == "min"
+    assert default_goal("bpc") == default_goal("nll") == default_goal("ppl") == "min"
+    assert default_goal("acc") == default_goal("top1_accuracy") == default_goal("f1") == "max"
+    assert default_goal("r2") == default_goal("recall") == default_goal("precision") == "max"
+    assert default_goal("lr") is None and default_goal("glossary") is None
+
+
+def test_best_columns_follow_each_runs_metric_goal(tmp_path: Path) -> None:
+    """bpc falls (a known word); 'score' rises where the run defined it, and has no best
+    value where no run did; a run may define a metric against its name's words."""
+    for i, (run_id, goals) in enumerate(
+        [("chars", {"score": "max"}), ("odd", {"bpc": "max"}), ("plain", {})]
+    ):
+        run = RunBuilder(tmp_path, run_id, start=1e9 + i)
+        for name, goal in goals.items():
+            run.event("metric_defined", {"name": name, "goal": goal}, step=0)
+        run.scalars("bpc", "val", [3.0, 1.5, 2.0], steps=[10, 20, 30])
+        run.scalars("score", "val", [0.1, 0.9, 0.5], steps=[10, 20, 30])
+        run.finish().write()
+    rows = {r["run_id"]: r for r in _json(tmp_path)}
+    assert rows["chars"]["best_bpc_val"] == 1.5 and rows["chars"]["best_score_val"] == 0.9
+    assert rows["odd"]["best_bpc_val"] == 3.0  # its own definition wins
+    assert rows["plain"]["best_bpc_val"] == 1.5 and rows["plain"]["best_score_val"] is None
