@@ -37,8 +37,10 @@ class HookSet:
             handle.remove()
 
 
-Start = Callable[[nn.Module, tuple[Any, ...]], object]
-End = Callable[[nn.Module, tuple[Any, ...], Any], object]
+# Registered as hooks as they are: they return None (a value would replace the input or
+# the output of the forward).
+Start = Callable[[nn.Module, tuple[Any, ...]], None]
+End = Callable[[nn.Module, tuple[Any, ...], Any], None]
 
 
 class OutermostForwards:
@@ -54,9 +56,8 @@ class OutermostForwards:
     a pre-hook and a post-hook on every module find the outermost forwards (the cost of
     the model summary's hooks, for one step). Then:
 
-    * the root's forward ran (training): the root's two hooks stay, nothing else (the
-      common case, and the cheapest: no nesting to count). This is settled as soon as
-      that forward ends.
+    * only the root ran outermost: the root's two hooks stay, nothing else (the common
+      case, and the cheapest: no nesting to count);
     * otherwise the modules seen running outermost, and the root, keep a pre-hook and
       a post-hook that count nesting, so that only the outermost of them calls back
       (a validation that calls the root, whose forward calls ``net``, is one forward).
@@ -82,12 +83,9 @@ class OutermostForwards:
         self._hooks = HookSet()  # what stays
         self._finding = HookSet()  # on every module, until settled
         self._depth = 0
-        self._found: dict[int, nn.Module] = {}
-        self._trained = False  # a training forward ran outermost while finding
-        self._root_trained = False
+        self._found: dict[int, nn.Module] = {}  # modules other than the root run outermost
+        self._trained: set[int] = set()  # modules run outermost in training, by id
         self._repeated = False
-        self.entries: list[nn.Module] = [model]
-        """The modules whose forwards call back (the root alone until settled otherwise)."""
 
     def attach(self) -> None:
         root = self._model
@@ -114,7 +112,7 @@ class OutermostForwards:
         """An optimizer step ended: no forward is in progress (a forward interrupted by
         ``KeyboardInterrupt`` skips the post-hooks: the count starts over here)."""
         self._depth = 0
-        if (self._trained or self._root_trained) and self.finding:
+        if self._trained and self.finding:
             self._settle()
 
     # -- while finding ---------------------------------------------------------------------
@@ -124,15 +122,13 @@ class OutermostForwards:
         self._depth = depth + 1
         if depth:
             return
-        training = module.training and torch.is_grad_enabled()
-        if module is self._model:  # its own hooks call back
-            self._root_trained = self._root_trained or training
-            return
-        if training and self._trained and id(module) in self._found:
-            self._repeated = True
-        self._found.setdefault(id(module), module)
-        self._trained = self._trained or training
-        self._on_start(module, args)
+        if module.training and torch.is_grad_enabled():
+            if id(module) in self._trained:
+                self._repeated = True
+            self._trained.add(id(module))
+        if module is not self._model:  # the root's own hooks call back for it
+            self._found.setdefault(id(module), module)
+            self._on_start(module, args)
 
     def _leave(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         self._depth = max(self._depth - 1, 0)
@@ -140,19 +136,16 @@ class OutermostForwards:
             return  # a forward that raised: torch is iterating the hooks (no change now)
         if module is not self._model and self._on_end is not None:
             self._on_end(module, args, output)
-        if self._root_trained or (self._settle_on_repeat and self._repeated):
-            self._settle()
+        if self._settle_on_repeat and self._repeated:
+            self._settle()  # after the forward's own hooks: changing them is safe
 
     def _settle(self) -> None:
         self._finding.remove()
         self._depth = 0
-        if self._root_trained or not self._found:
+        if not self._found:
             return
-        # Removed from outside the root's forward: step_ended, or the end of an
-        # outermost forward of another module.
         self._hooks.remove()
-        self.entries = [self._model, *self._found.values()]
-        for module in self.entries:
+        for module in (self._model, *self._found.values()):
             self._hooks.add(module.register_forward_pre_hook(self._entry_start))
             self._hooks.add(module.register_forward_hook(self._entry_end, always_call=True))
 

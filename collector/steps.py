@@ -226,7 +226,9 @@ class StepHooks:
         batch = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else None
         grad_enabled = torch.is_grad_enabled()
         training = module.training and grad_enabled
-        continues = self._timer.on_forward_start(module, training=training, batch_size=batch)
+        continues = self._timer.on_forward_start(
+            module, training=training, batch_size=batch, whole=module is self._model
+        )
         if not grad_enabled and self._modes is not None and self._modes.active:
             found = self._modes.on_forward(self._out.step)
             if found is not None:

@@ -65,15 +65,19 @@ class StepTimer:
         """Examples of the step's training forwards so far (micro-batches summed); the
         collector reads it for the step's ``batch_size`` before ``on_after_optimizer_step``."""
 
-    def on_forward_start(self, module: object, *, training: bool, batch_size: int | None) -> bool:
-        """An outermost forward of ``module`` starts. True when it continues the step's
-        first pass (another module, not run yet this step, after the first forward)."""
+    def on_forward_start(
+        self, module: object, *, training: bool, batch_size: int | None, whole: bool
+    ) -> bool:
+        """An outermost forward of ``module`` starts (``whole``: the model's own forward, a
+        pass by itself). True when it continues the step's first pass (another module,
+        not run yet this step, after the first forward)."""
         if not training:
             self._interrupted = True
             return False
         if self._first_forward is None:
             self._first_forward = time.perf_counter()
             self._opener = module
+            self._first_pass = not whole
             self.examples += batch_size or 0
             return False
         if module is self._opener:  # the next micro-batch

@@ -166,6 +166,22 @@ def test_gradients_carried_into_a_step_are_measured_when_children_are_called(
         assert carried[1:] == pytest.approx(expected, rel=1e-5)
 
 
+def test_a_forward_of_the_model_before_a_loop_that_calls_its_children(tmp_path: Path) -> None:
+    model = EncoderHead()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, _ = data()
+    with Collector(tmp_path, model=model, optimizer=opt, activations_every=1) as tel:
+        model(x)  # a shape check in training mode, then the loop calls encoder and head
+        encoder_head_steps(model, opt, 3)
+    activations = rows(tel.run_dir, Stream.ACTIVATIONS)
+    for step in (1, 2, 3):  # step 1: the model's forward, a pass of its own
+        got = [r["module"] for r in activations if r["step"] == step]
+        assert got == ["encoder.0", "encoder.1", "head"]
+    system = rows(tel.run_dir, Stream.SYSTEM)
+    assert [r["step"] for r in system if r["step_time_s"] is not None] == [2, 3]
+    assert [r["batch_size"] for r in system] == [32] * 3
+
+
 def test_validation_through_the_root_after_training_through_children(tmp_path: Path) -> None:
     model = EncoderHead()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
