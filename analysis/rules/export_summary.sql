@@ -50,6 +50,7 @@ described AS (
            || CASE
                   WHEN vs_eager = 'faster' THEN
                       printf(' (%.1fx eager''s %.3g ms)', speedup, eager_p50_ms)
+                  WHEN vs_eager = 'baseline' THEN ' (no export format is faster)'
                   WHEN vs_eager = 'overlap' THEN
                       printf(' (not faster than eager''s %.3g ms beyond the noise: intervals overlap)',
                              eager_p50_ms)
@@ -66,7 +67,7 @@ described AS (
 per_run AS (
     SELECT run_id,
            max(step) AS step,
-           arg_min(CASE WHEN len(tied) = 0 THEN format END, batch_size) AS first_format,
+           arg_min(format, batch_size) AS first_format,
            arg_min(len(tied), batch_size) AS first_ties,
            string_agg(text, '; ' ORDER BY batch_size) AS fastest,
            to_json(list(json_object('batch_size', batch_size, 'format', format,

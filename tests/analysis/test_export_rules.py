@@ -192,3 +192,12 @@ def test_one_parity_verdict_for_the_rule_and_the_macro(tmp_path: Path) -> None:
         ("eager", "baseline", False),
         ("pruned_l1_0.5", "outputs differ", True),
     ]
+
+
+def test_summary_says_so_when_eager_itself_is_fastest(tmp_path: Path) -> None:
+    eager = timed("eager", {1: 0.1}, max_abs_diff=0.0, max_rel_diff=0.0)
+    onnx = timed("onnxruntime", {1: 0.3}, max_abs_diff=0.0, max_rel_diff=0.0)
+    _run(tmp_path, [*eager, *onnx])
+    (finding,) = _findings(tmp_path, "export_summary")
+    assert "batch 1: eager 0.1 ms (no export format is faster);" in finding.message
+    assert finding.subject == "eager"
