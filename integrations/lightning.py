@@ -14,7 +14,10 @@ What it does, at ``on_fit_start`` (the optimizers exist by then):
   weight and update statistics, activations, the model summary, learning rate and
   step timing are recorded by the collector's own hooks, at optimizer steps (the
   store's ``step`` is ``trainer.global_step``); ``config`` defaults to the module's
-  ``hparams`` (``save_hyperparameters()``);
+  ``hparams`` (``save_hyperparameters()``). Whatever ``training_step`` calls is what is
+  hooked: ``self(x)``, a submodule (``self.net(x)``), or several in turn
+  (``self.encoder(x)``, then ``self.head(h)``): the collector takes the outermost
+  module forwards that run as the step's forwards (``collector.hooks.OutermostForwards``);
 * adds a logger to ``trainer.loggers`` that receives exactly what Lightning sends
   every logger: what ``self.log(...)`` logged (at Lightning's ``log_every_n_steps``
   for per-step values, at epoch ends for epoch values) and the hyperparameters.
