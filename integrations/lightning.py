@@ -25,7 +25,9 @@ What it does, at ``on_fit_start`` (the optimizers exist by then):
   ``train_loss`` -> loss/train, ``val_acc`` -> acc/val, ``val/loss`` -> loss/val; a
   ``_step`` suffix (``self.log(..., on_step=True, on_epoch=True)``) is dropped and
   an ``_epoch`` one kept (``train_loss_epoch`` -> loss_epoch/train). Lightning's
-  ``epoch`` value becomes the rows' ``epoch``. Added after every callback's
+  ``epoch`` value becomes the rows' ``epoch``;
+* marks each training epoch's start (``Collector.set_epoch``), so the statistics,
+  timing and events of a step carry its epoch too. Added after every callback's
   ``setup``, so it never becomes the logger that decides where checkpoints go.
 
 The run ends at ``on_fit_end`` (``run_finished``) or ``on_exception``
@@ -100,6 +102,10 @@ class TelemetryCallback(pl.Callback):
         # Without an optimizer (nothing steps the collector), Lightning's step labels rows.
         logger = _StoreLogger(self.collector, own_steps=not optimizers)
         trainer.loggers = [*trainer.loggers, logger]
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.collector is not None:  # every row of the epoch carries it
+            self.collector.set_epoch(int(trainer.current_epoch))
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self._close()

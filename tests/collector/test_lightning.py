@@ -104,6 +104,12 @@ def test_a_fit_records_losses_parameter_stats_and_its_end(tmp_path: Path) -> Non
     assert [r["value"] for r in scalars if r["name"] == "lr"] == [0.05] * steps
     tensors = read_stream(run_dir, Stream.TENSORS).to_pylist()
     grads = {(r["param"], r["step"]) for r in tensors if r["kind"] == "grad"}
+    # every row of a step carries its epoch as written (set_epoch at each epoch start)
+    assert {(r["step"], r["epoch"]) for r in tensors} == {
+        (s, (s - 1) // BATCHES) for s in range(1, steps + 1)
+    }
+    system = read_stream(run_dir, Stream.SYSTEM).to_pylist()
+    assert [(r["step"], r["epoch"]) for r in system] == train
     params = ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]
     assert grads == {(p, s) for p in params for s in range(1, steps + 1)}
     # Lightning steps with a closure (the backward runs inside optimizer.step): the
