@@ -65,13 +65,22 @@ WHERE run_id = $run_id
 ORDER BY name, split NULLS LAST
 """
 
+# One point per (name, split, step): the mean of its rows, as the rules read a curve
+# (analysis/macros/curves.sql). Gradient accumulation logs a row per micro-batch, and
+# drawing each one would zigzag the curve. A NaN or Inf among them stays in the mean,
+# so the step becomes a marker downstream.
 _SCALARS = """
-SELECT name, split, step, epoch, value
-FROM scalars
-WHERE run_id = $run_id
-    AND (list_contains($names::VARCHAR[], name) OR name = 'lr' OR starts_with(name, 'lr.group'))
-QUALIFY rank = min(rank) OVER (PARTITION BY name, split)
-ORDER BY name, split NULLS LAST, step, seq
+WITH s AS (
+    SELECT name, split, step, epoch, value, seq
+    FROM scalars
+    WHERE run_id = $run_id
+        AND (list_contains($names::VARCHAR[], name) OR name = 'lr' OR starts_with(name, 'lr.group'))
+    QUALIFY rank = min(rank) OVER (PARTITION BY name, split)
+)
+SELECT name, split, step, min(epoch) AS epoch, avg(value) AS value
+FROM s
+GROUP BY name, split, step
+ORDER BY name, split NULLS LAST, step, min(seq)
 """
 
 _GRADIENTS = """

@@ -208,3 +208,31 @@ def test_a_nan_origin_with_min_and_max_instead_of_a_count_is_described(tmp_path:
     assert box is not None
     assert (box.module, box.module_type, box.step, box.later) == ("f.2", "Conv2d", 32, "40")
     assert box.detail == "131,072 elements, min -Infinity, max 3.5e+38"
+
+
+def test_several_rows_of_a_metric_at_one_step_draw_one_point_at_their_mean(
+    tmp_path: Path,
+) -> None:
+    # Gradient accumulation: a log() per micro-batch, four rows per optimizer step.
+    micro = [[4.0, 2.0, 3.0, 1.0], [2.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.5, 0.5]]
+    values = [v for step in micro for v in step]
+    steps = [s for s in (1, 2, 3) for _ in range(4)]
+    run = RunBuilder(tmp_path, "r").scalars("loss", "train", values, steps=steps)
+    run.scalars("loss", "val", [1.5, 0.5], steps=[2, 3]).finish().write()
+    store, diagnosis = open_diagnosed(tmp_path)
+    loss = data.load(store, diagnosis).per_run[0].metrics["loss"]
+    train = loss.points.filter(pl.col("split") == "train")
+    assert train.select("step", "value").rows() == [(1, 2.5), (2, 1.0), (3, 0.75)]
+    val = loss.points.filter(pl.col("split") == "val")
+    assert val.select("step", "value").rows() == [(2, 1.5), (3, 0.5)]
+    assert (loss.drawn, loss.total) == (5, 5)
+
+
+def test_a_nan_among_a_steps_rows_marks_that_step(tmp_path: Path) -> None:
+    values = [1.0, 3.0, 1.0, math.nan, 0.5, 0.5]
+    steps = [1, 1, 2, 2, 3, 3]
+    RunBuilder(tmp_path, "r").scalars("loss", "train", values, steps=steps).finish().write()
+    store, diagnosis = open_diagnosed(tmp_path)
+    loss = data.load(store, diagnosis).per_run[0].metrics["loss"]
+    assert loss.points.select("step", "value").rows() == [(1, 2.0), (3, 0.5)]
+    assert loss.markers.select("step", series.LABEL).rows() == [(2, "NaN")]
