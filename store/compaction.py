@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 K = TypeVar("K")
 
+STEP_ORDER = [("step", "ascending"), ("seq", "ascending")]
+"""The order of a merged file's rows: by step, so that its row groups hold disjoint
+step ranges a reader's filter on ``step`` skips by their statistics; then by ``seq``,
+the order they were written in. Row order means nothing to the views (``seq`` values
+are kept: "latest" is the highest ``seq``, never a position in the file)."""
+
 
 @dataclass(frozen=True)
 class CompactionResult:
@@ -164,7 +170,7 @@ def compact_run(
                 continue
             ordered = sorted(segs.items(), key=lambda kv: kv[1])
             tables = [pq.read_table(p) for p, _ in ordered]
-            table = pa.concat_tables(tables).sort_by("seq")
+            table = pa.concat_tables(tables).sort_by(STEP_ORDER)
             name = SegmentName(r, a, ordered[0][1].first, max(s.last for _, s in ordered))
             write_segment(table, directory, name.filename())
             covered.extend(p for p, _ in ordered)

@@ -19,6 +19,20 @@ from store.layout import TMP_PREFIX
 # zstd: ~3-4x smaller than snappy on our statistics columns for a similar write cost.
 _COMPRESSION = "zstd"
 
+ROW_GROUP_ROWS = 128 * 1024
+"""Rows per Parquet row group: small enough that a filter on ``step`` skips most of a
+compacted file by its row groups' min/max, large enough to keep scans fast. Measured
+with DuckDB (2 threads) on a 5M-row ``tensors`` file sorted by step, zstd:
+
+    rows/group  groups  step BETWEEN (1k steps)    param = 'x' (no pruning)  GROUP BY param
+    64Ki        77      12 ms, 2/77 read, 1.2 MB   88 ms, 37.7 MB            124 ms
+    128Ki       39      12 ms, 1/39 read, 1.2 MB   67 ms, 37.7 MB             96 ms
+    256Ki       20       9 ms, 1/20 read, 2.2 MB  113 ms, 37.7 MB            168 ms
+    1Mi (old)    5      10 ms, 1/5 read,  8.1 MB  152 ms, 37.7 MB            157 ms
+
+A filter on ``param`` or ``name`` cannot skip row groups of a step-ordered file (each
+group holds every parameter); dictionary encoding keeps reading those columns cheap."""
+
 
 def _dictionary_columns(table: pa.Table) -> list[str]:
     """Dictionary-encode the string columns only (run id, names, kinds: few distinct
@@ -44,6 +58,8 @@ def write_segment(table: pa.Table, directory: Path, filename: str, *, parents: b
                 fh,
                 compression=_COMPRESSION,
                 use_dictionary=_dictionary_columns(table),
+                row_group_size=ROW_GROUP_ROWS,
+                write_statistics=True,  # min/max per row group: what lazy readers prune by
             )
             fh.flush()
             os.fsync(fh.fileno())

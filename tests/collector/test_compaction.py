@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from store import segments
 from store.compaction import CompactionResult, compact_run, live_segments
 from store.layout import SegmentName, parse_segment_name
 from store.records import Rows
@@ -87,8 +89,8 @@ def test_compaction_merges_the_segments_of_each_stream_into_one_with_every_row_o
         first, last = segs[0].first, segs[-1].last
         assert files == [f"0-0-{first:06d}_{last:06d}.parquet"]
         assert _rows(run, stream) == before[stream]
-        seq = read_stream(run, stream)["seq"].to_pylist()
-        assert seq == sorted(seq)  # the merged file is in seq order
+        order = [(r["step"], r["seq"]) for r in read_stream(run, stream).to_pylist()]
+        assert order == sorted(order)  # the merged file is in (step, seq) order
     # A stream with a single segment is left as it is.
     assert _names(run / "tensors") == tensors_before and len(tensors_before) == 1
     assert _rows(run, Stream.TENSORS) == before[Stream.TENSORS]
@@ -238,3 +240,52 @@ def test_a_junk_file_named_like_a_merge_of_everything_deletes_no_real_segment(
     merged = [p for p in scalars.iterdir() if p != fake]
     assert len(merged) == 1
     assert sorted(pq.read_table(merged[0]).to_pylist(), key=lambda r: r["seq"]) == before
+
+
+def test_a_merged_file_is_in_step_order_with_disjoint_step_ranges_per_row_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows written out of step order (a validation pass logged after training steps)
+    are merged by step, keeping their ``seq``; each bounded row group then covers its
+    own step range, so a filter on step skips the others."""
+    monkeypatch.setattr(segments, "ROW_GROUP_ROWS", 4)
+    writer = Writer(tmp_path, RUN, **QUIET)
+    try:
+        for steps in ([5, 6, 7, 8], [1, 2, 3], [9, 4, 10, 11, 12]):
+            for step in steps:
+                writer.put(
+                    Rows(
+                        Stream.SCALARS,
+                        step=step,
+                        epoch=None,
+                        wall_time=1_700_000_000.0 + step,
+                        columns={"name": ["loss", "acc"], "split": ["val"] * 2, "value": [1, 2]},
+                    )
+                )
+            assert writer.flush()
+    finally:
+        writer.close()
+    run = tmp_path / RUN
+    before = _rows(run, Stream.SCALARS)
+    compact_run(run)
+    [merged] = (run / "scalars").iterdir()
+    table = pq.read_table(merged)
+    assert sorted(table.to_pylist(), key=lambda r: r["seq"]) == before  # seq values kept
+    order = list(zip(table["step"].to_pylist(), table["seq"].to_pylist(), strict=True))
+    assert order == sorted(order)
+    meta = pq.ParquetFile(merged).metadata
+    step_col = table.schema.get_field_index("step")
+    ranges = []
+    for g in range(meta.num_row_groups):
+        assert meta.row_group(g).num_rows <= 4
+        stats = meta.row_group(g).column(step_col).statistics
+        ranges.append((stats.min, stats.max))
+    assert meta.num_row_groups == 6 and ranges[0] == (1, 2) and ranges[-1] == (11, 12)
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(ranges, ranges[1:], strict=False))
+    con = duckdb.connect()
+    plan = con.execute(
+        f"EXPLAIN ANALYZE SELECT sum(value) FROM '{merged}' WHERE step BETWEEN 5 AND 6"
+    ).fetchall()[0][1]
+    assert "Row Groups Scanned: 1 / 6" in plan
+    found = con.execute(f"SELECT count(*) FROM '{merged}' WHERE step BETWEEN 5 AND 6")
+    assert found.fetchone() == (4,)

@@ -97,3 +97,22 @@ def test_failed_fsync_leaves_neither_final_name_nor_temp_file(
     with pytest.raises(OSError, match="Input/output"):
         write_segment(_table(), tmp_path, "0-0-000000.parquet")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_segment_has_bounded_row_groups_with_statistics_and_dictionary_strings(
+    tmp_path: Path,
+) -> None:
+    n = segments.ROW_GROUP_ROWS + 10  # more than one row group's worth
+    path = write_segment(_table(n), tmp_path, "0-0-000000.parquet")
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == 2  # not one giant group
+    assert meta.row_group(0).num_rows == segments.ROW_GROUP_ROWS
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for col in ("step", "seq", "name", "split", "value"):
+            stats = group.column(names.index(col)).statistics
+            assert stats is not None and stats.has_min_max, (g, col)
+        for col in ("run_id", "name", "split"):  # strings: dictionary encoded
+            assert "RLE_DICTIONARY" in group.column(names.index(col)).encodings, col
+        assert "RLE_DICTIONARY" not in group.column(names.index("value")).encodings
