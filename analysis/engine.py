@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from analysis import cache as findings_cache
 from analysis import causes
 from analysis.findings import Finding, NotEvaluated, findings_table
 from analysis.rule import Requirement, Rule, load_rules
@@ -33,6 +34,8 @@ class Diagnosis:
     runs: pl.DataFrame
     findings: list[Finding] = field(default_factory=list)
     not_evaluated: list[NotEvaluated] = field(default_factory=list)
+    evaluated: list[str] = field(default_factory=list)
+    """The runs whose rules ran; the others' findings came from the findings cache."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,7 @@ def diagnose(
     rules: Iterable[Rule] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     on_rule: Callable[[str], None] | None = None,
+    cache: bool = False,
 ) -> Diagnosis:
     """Evaluate ``rules`` (default: all shipped) on ``run_ids`` (default: every run).
 
@@ -57,6 +61,12 @@ def diagnose(
     and checked). A rule or parameter it names that is not evaluated is a ``KeyError``:
     a misspelt threshold never passes silently. ``on_rule(rule_id)`` is called as each
     rule starts (a progress bar).
+
+    ``cache``: take the findings of each run whose segments, status and rules are
+    unchanged since the last cached analysis from the store's findings cache
+    (``analysis.cache``), evaluate the others, and update the cache. The result is
+    the one an uncached call gives, in the same order; ``Diagnosis.evaluated`` names
+    the runs whose rules ran.
     """
     chosen = list(rules) if rules is not None else load_rules()
     overrides = params or {}
@@ -69,6 +79,7 @@ def diagnose(
     for rule in chosen:
         _check_overrides(rule, overrides.get(rule.id, {}))
     runs = store.sql("SELECT * FROM runs ORDER BY started_at, run_id")
+    everything = runs
     if run_ids is not None:
         wanted = list(run_ids)
         unknown = sorted(set(wanted) - set(runs["run_id"].to_list()))
@@ -76,8 +87,70 @@ def diagnose(
             raise KeyError(f"no run(s) {unknown} in {store.path}")
         runs = runs.filter(pl.col("run_id").is_in(wanted))
     selected = runs["run_id"].to_list()
+    if not cache:
+        found = _evaluate(store, chosen, overrides, selected, on_rule)
+        return Diagnosis(runs, found.findings, found.not_evaluated, evaluated=selected)
+    statuses = dict(
+        zip(everything["run_id"].to_list(), everything["status"].to_list(), strict=True)
+    )
+    keys = findings_cache.run_keys(store, statuses, findings_cache.rules_digest(chosen, overrides))
+    entries = findings_cache.read(store.path)
+    hits = {r: e for r in selected if (e := entries.get(r)) is not None and e.key == keys.get(r)}
+    todo = [r for r in selected if r not in hits]
+    log.debug("findings cache: %d of %d run(s) evaluated", len(todo), len(selected))
+    found = _evaluate(store, chosen, overrides, todo, on_rule) if todo else _Evaluation()
+    result = Diagnosis(runs, found.findings, found.not_evaluated, evaluated=todo)
+    if hits:
+        result.findings = sorted(
+            [*found.findings, *(f for e in hits.values() for f in e.findings)], key=_order
+        )
+        # the uncached order: by rule, then by run in ``selected``'s order
+        rank = {rule.id: i for i, rule in enumerate(chosen)}
+        position = {r: i for i, r in enumerate(selected)}
+        result.not_evaluated = sorted(
+            [*found.not_evaluated, *(n for e in hits.values() for n in e.not_evaluated)],
+            key=lambda n: (rank[n.rule], position[n.run_id]),
+        )
+    by_run: dict[str, tuple[list[Finding], list[NotEvaluated]]] = {r: ([], []) for r in todo}
+    for f in found.findings:
+        by_run[f.run_id][0].append(f)
+    for n in found.not_evaluated:
+        by_run[n.run_id][1].append(n)
+    fresh = {
+        r: findings_cache.Entry(keys[r], tuple(fs), tuple(ns))
+        for r, (fs, ns) in by_run.items()
+        if r in keys and r not in found.failed
+    }
+    kept = {r: e for r, e in entries.items() if r in statuses and r not in fresh}
+    if fresh or len(kept) != len(entries):
+        findings_cache.write(store.path, {**kept, **fresh})
+    return result
+
+
+@dataclass
+class _Evaluation:
+    findings: list[Finding] = field(default_factory=list)
+    not_evaluated: list[NotEvaluated] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)
+    """Runs a rule's query failed for: perhaps only this time, so never cached."""
+
+
+def _order(f: Finding) -> tuple[Any, ...]:
+    # A total order (subject and message break ties): rules' queries have no ORDER BY, and
+    # DuckDB's threads would otherwise reorder findings from one run of analyze to the next.
+    return (f.run_id, -f.severity.rank, f.rule, f.step or 0, f.subject or "", f.message)
+
+
+def _evaluate(
+    store: Store,
+    chosen: list[Rule],
+    overrides: Mapping[str, Mapping[str, Any]],
+    selected: list[str],
+    on_rule: Callable[[str], None] | None,
+) -> _Evaluation:
+    """The rules over the runs ``selected``: their findings, sorted and linked."""
     goals = _goals(store)
-    result = Diagnosis(runs=runs)
+    result = _Evaluation()
     # per (view, what): each run's matching rows, and its rows of the view
     counts: dict[tuple[str, str | None], dict[str, tuple[int, int]]] = {}
 
@@ -127,14 +200,11 @@ def diagnose(
             result.not_evaluated.extend(
                 NotEvaluated(rule.id, r, f"the rule's query failed: {e}") for r in ready
             )
+            result.failed.update(ready)
             continue
         for row in rows.filter(pl.col("run_id").is_in(ready)).to_dicts():
             result.findings.append(_finding(rule, row))
-    # A total order (subject and message break ties): rules' queries have no ORDER BY, and
-    # DuckDB's threads would otherwise reorder findings from one run of analyze to the next.
-    result.findings.sort(
-        key=lambda f: (f.run_id, -f.severity.rank, f.rule, f.step or 0, f.subject or "", f.message)
-    )
+    result.findings.sort(key=_order)
     result.findings = causes.link(result.findings, titles={rule.id: rule.title for rule in chosen})
     return result
 

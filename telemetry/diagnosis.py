@@ -24,8 +24,11 @@ def diagnose(
     run_ids: tuple[str, ...],
     params: dict[str, dict[str, Any]] | None = None,
     on_rule: Callable[[str], None] | None = None,
+    *,
+    cache: bool = False,
 ) -> Diagnosis:
-    """The rules over ``store`` (``run_ids``: only these; none: every run).
+    """The rules over ``store`` (``run_ids``: only these; none: every run); ``cache``:
+    through the store's findings cache (``analysis.cache``).
 
     A run id the store does not hold is a ``StoreProblem`` naming the runs it does.
     """
@@ -33,7 +36,9 @@ def diagnose(
     from analysis import diagnose as run_rules
 
     try:
-        return run_rules(store, run_ids=run_ids or None, params=params, on_rule=on_rule)
+        return run_rules(
+            store, run_ids=run_ids or None, params=params, on_rule=on_rule, cache=cache
+        )
     except KeyError as e:
         known = ", ".join(store.run_ids()) or "none"
         raise StoreProblem(f"{e.args[0]}; runs in the store: {known}") from e
@@ -45,12 +50,15 @@ def diagnose_with_progress(
     params: dict[str, dict[str, Any]] | None,
     *,
     quiet: bool,
+    cache: bool = False,
 ) -> Diagnosis:
     """``diagnose`` with a bar over the rules on a terminal (stderr)."""
     from analysis import load_rules
 
     with progress(len(load_rules()), "analyzing", quiet=quiet, unit="rule") as bar:
-        return diagnose(store, run_ids, params, on_rule=lambda rule: bar.advance(note=rule))
+        return diagnose(
+            store, run_ids, params, on_rule=lambda rule: bar.advance(note=rule), cache=cache
+        )
 
 
 _BADGES = {"error": ("ERROR", "red"), "warning": ("WARNING", "yellow"), "info": ("INFO", "blue")}

@@ -89,6 +89,12 @@ def _explain(ctx: click.Context, param: click.Parameter, rule_id: str | None) ->
     help="Print what RULE checks (severity, suggestion, data it needs, parameters "
     "and defaults, SQL) and exit; no ROOT needed.",
 )
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Evaluate every run, neither reading nor writing the store's findings cache "
+    "(ROOT/.cache/findings.parquet).",
+)
 @common.quiet_option
 def analyze(
     root: Path,
@@ -97,12 +103,19 @@ def analyze(
     fail_on: str | None,
     assignments: tuple[str, ...],
     config: Path | None,
+    no_cache: bool,
     quiet: bool,
 ) -> None:
     """Run the diagnostic rules over the runs in ROOT and print the findings.
 
     Thresholds come from each rule's header; --config and --set override them
     (--explain RULE lists a rule's parameters and defaults).
+
+    Each run's findings are kept in ROOT/.cache/findings.parquet and reused while the
+    run's segment files, the rules and their thresholds are unchanged and the run is
+    not still running: re-analysing a store where one run changed evaluates that run.
+    --no-cache evaluates every run and writes no cache. A store that cannot be written
+    is analysed without one.
 
     \b
     Example:
@@ -111,11 +124,12 @@ def analyze(
       telemetry analyze runs/ --fail-on warning   # for CI: exit 1 on any warning or error
       telemetry analyze runs/ --set overfitting.patience=5 --set loss_not_decreasing.metric=nll
       telemetry analyze runs/ --config thresholds.toml
+      telemetry analyze runs/ --no-cache          # evaluate every run afresh
       telemetry analyze --explain overfitting
     """
     params = _overrides(assignments, config)
     store = common.open_root(root)
-    diagnosis = diagnose_with_progress(store, run_ids, params, quiet=quiet)
+    diagnosis = diagnose_with_progress(store, run_ids, params, quiet=quiet, cache=not no_cache)
     if fmt == "json":
         from store.records import json_safe  # strict JSON: NaN/Inf become strings
 

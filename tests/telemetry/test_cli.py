@@ -252,3 +252,43 @@ def test_library_warnings_are_printed_escaped(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["runs", str(tmp_path)])  # only the warning names it
     assert result.exit_code == 0, result.output
     assert "stray\\x1b]0;owned\\x07" in result.output and "\x1b" not in result.output
+
+
+def _rules_of(output: str) -> list[tuple[str, str]]:
+    return [(f["rule"], f["run_id"]) for f in json.loads(output)["findings"]]
+
+
+def test_analyze_caches_findings_in_the_store_and_reuses_them(tmp_path: Path) -> None:
+    root = str(_store(tmp_path))
+    runner = CliRunner()
+    args = ["analyze", root, "--format", "json", "--fail-on", "never"]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / ".cache" / "findings.parquet").is_file()
+    assert runner.invoke(main, args).output == first.output
+    assert runner.invoke(main, [*args, "--no-cache"]).output == first.output
+    # divergence set to read a metric no run logs: the cached findings are not served
+    assert ("divergence", "diverged") in _rules_of(first.output)
+    other = runner.invoke(main, [*args, "--set", "divergence.metric=nll"])
+    assert other.exit_code == 0, other.output
+    assert ("divergence", "diverged") not in _rules_of(other.output)
+    assert ("nonfinite", "diverged") in _rules_of(other.output)
+
+
+def test_analyze_no_cache_writes_no_cache(tmp_path: Path) -> None:
+    root = str(_store(tmp_path))
+    result = CliRunner().invoke(main, ["analyze", root, "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / ".cache").exists()
+
+
+def test_analyze_a_store_where_the_cache_cannot_be_written(tmp_path: Path) -> None:
+    root = str(_store(tmp_path))
+    (tmp_path / ".cache").write_text("a file where the cache directory belongs")
+    runner = CliRunner()
+    cached = runner.invoke(main, ["analyze", root, "--format", "json", "--fail-on", "never"])
+    assert cached.exit_code == 0, cached.output
+    plain = runner.invoke(
+        main, ["analyze", root, "--format", "json", "--fail-on", "never", "--no-cache"]
+    )
+    assert cached.output == plain.output

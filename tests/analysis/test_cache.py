@@ -1,0 +1,211 @@
+"""The findings cache: a run is evaluated again only when its segments, its status or
+the rules changed, and a cached analysis gives exactly what an uncached one gives."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analysis import Diagnosis, Store, diagnose, load_rules, open_store
+from analysis import cache as findings_cache
+from tests.analysis import cases
+from tests.builders import RunBuilder
+
+RULE_SQL = {rule.sql: rule.id for rule in load_rules()}
+
+
+def _counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the rules whose query ``store`` runs from now on."""
+    ran: list[str] = []
+    real = store.sql
+
+    def sql(query: str, params: Any = None) -> Any:
+        if query in RULE_SQL:
+            ran.append(RULE_SQL[query])
+        return real(query, params)
+
+    monkeypatch.setattr(store, "sql", sql)
+    return ran
+
+
+def _json(diagnosis: Diagnosis) -> str:
+    return json.dumps(diagnosis.to_dict(), default=str)
+
+
+def _identity(diagnosis: Diagnosis) -> list[Any]:
+    """What a finding says, in order, without its evidence: DuckDB sums floats in
+    parallel, so evidence totals may differ in the last bit from one evaluation to the
+    next (``data_bottleneck`` on a run of two ranks); what the cache serves is exact."""
+    said = [
+        (f.rule, f.run_id, f.subject, f.step, f.message, f.suggestion, f.caused_by)
+        for f in diagnosis.findings
+    ]
+    return [said, diagnosis.not_evaluated]
+
+
+def _two_runs(root: Path) -> Path:
+    cases.healthy(root).write()
+    cases.divergence(root).write()
+    return root
+
+
+def test_second_analysis_evaluates_nothing_and_gives_identical_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _two_runs(tmp_path)
+    first = diagnose(open_store(root), cache=True)
+    assert sorted(first.evaluated) == ["diverged", "healthy"]
+    assert findings_cache.cache_path(root).is_file()
+    store = open_store(root)
+    ran = _counting(store, monkeypatch)
+    second = diagnose(store, cache=True)
+    assert ran == [] and second.evaluated == []
+    assert _json(second) == _json(first) == _json(diagnose(open_store(root)))
+
+
+def test_only_a_new_run_is_evaluated(tmp_path: Path) -> None:
+    root = _two_runs(tmp_path)
+    diagnose(open_store(root), cache=True)
+    cases.overfitting(root).write()
+    store = open_store(root)
+    again = diagnose(store, cache=True)
+    assert again.evaluated == ["overfit"]
+    assert _json(again) == _json(diagnose(store))
+
+
+def test_a_run_whose_segment_changed_is_evaluated_again(tmp_path: Path) -> None:
+    root = _two_runs(tmp_path)
+    diagnose(open_store(root), cache=True)
+    segment = next((root / "healthy" / "scalars").glob("*.parquet"))
+    os.utime(segment, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert diagnose(open_store(root), cache=True).evaluated == ["healthy"]
+
+
+def test_a_changed_parameter_or_rule_sql_invalidates_every_run(tmp_path: Path) -> None:
+    root = _two_runs(tmp_path)
+    store = open_store(root)
+    both = ["diverged", "healthy"]
+    diagnose(store, cache=True)
+    # the default, set explicitly: the same thresholds
+    assert diagnose(store, params={"overfitting": {"patience": 3}}, cache=True).evaluated == []
+    # an int where the default is the float 3.0 is another threshold
+    assert (
+        sorted(diagnose(store, params={"overfitting": {"min_z": 3}}, cache=True).evaluated) == both
+    )
+    changed = {"overfitting": {"min_rise": 0.5}}
+    assert sorted(diagnose(store, params=changed, cache=True).evaluated) == both
+    assert diagnose(store, params=changed, cache=True).evaluated == []
+    # back to the defaults: the cache holds the last analysis only
+    assert sorted(diagnose(store, cache=True).evaluated) == both
+    rules = [
+        dataclasses.replace(r, sql=r.sql + "\n-- edited") if r.id == "divergence" else r
+        for r in load_rules()
+    ]
+    assert sorted(diagnose(store, rules=rules, cache=True).evaluated) == both
+    assert diagnose(store, rules=rules, cache=True).evaluated == []
+
+
+def test_a_running_run_is_always_evaluated_and_never_cached(tmp_path: Path) -> None:
+    root = _two_runs(tmp_path)
+    live = RunBuilder(root, "live", start=time.time())
+    live.scalars("loss", "train", cases.train_curve(30)).write()  # no final event: running
+    store = open_store(root)
+    assert store.sql("SELECT status FROM runs WHERE run_id = 'live'").item() == "running"
+    diagnose(store, cache=True)
+    assert diagnose(store, cache=True).evaluated == ["live"]
+    assert "live" not in findings_cache.read(root)
+
+
+def test_a_subset_of_runs_keeps_the_others_cached(tmp_path: Path) -> None:
+    root = _two_runs(tmp_path)
+    diagnose(open_store(root), cache=True)
+    store = open_store(root)
+    assert diagnose(store, run_ids=["diverged"], cache=True).evaluated == []
+    assert sorted(findings_cache.read(root)) == ["diverged", "healthy"]
+
+
+def test_without_cache_nothing_is_read_or_written(tmp_path: Path) -> None:
+    root = _two_runs(tmp_path)
+    diagnose(open_store(root))
+    assert not (root / findings_cache.CACHE_DIR).exists()
+
+
+def test_a_corrupt_cache_file_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    root = _two_runs(tmp_path)
+    path = findings_cache.cache_path(root)
+    path.parent.mkdir()
+    path.write_bytes(b"PAR1 not a parquet file")
+    store = open_store(root)
+    diagnosis = diagnose(store, cache=True)
+    assert sorted(diagnosis.evaluated) == ["diverged", "healthy"]
+    assert _json(diagnosis) == _json(diagnose(store))
+    assert sorted(findings_cache.read(root)) == ["diverged", "healthy"]
+
+
+def test_a_cache_of_another_layout_is_ignored(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = _two_runs(tmp_path)
+    path = findings_cache.cache_path(root)
+    path.parent.mkdir()
+    pq.write_table(pa.table({"run_id": ["healthy"], "key": ["x"]}), path)
+    assert sorted(diagnose(open_store(root), cache=True).evaluated) == ["diverged", "healthy"]
+
+
+def test_a_store_that_cannot_be_written_is_analysed_without_a_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _two_runs(tmp_path)
+    store = open_store(root)
+    expected = _json(diagnose(store))
+
+    def refuse(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(findings_cache.os, "replace", refuse)  # a read-only file system
+    assert _json(diagnose(store, cache=True)) == expected
+    assert list((root / findings_cache.CACHE_DIR).iterdir()) == []  # no temporary left
+    (root / findings_cache.CACHE_DIR).rmdir()
+    (root / findings_cache.CACHE_DIR).write_text("a file where the cache directory belongs")
+    assert _json(diagnose(store, cache=True)) == expected
+
+
+def test_the_cache_is_not_listed_as_part_of_the_store(tmp_path: Path) -> None:
+    root = _two_runs(tmp_path)
+    diagnose(open_store(root), cache=True)
+    store = open_store(root)
+    assert store.unreadable == []
+    assert sorted(store.run_ids()) == ["diverged", "healthy"]
+
+
+def test_findings_are_identical_with_and_without_cache_on_the_labelled_cases(
+    tmp_path: Path,
+) -> None:
+    """Every labelled run in one store: uncached, a cold cache and a warm one agree,
+    and each run's findings are those it gets alone in a store (no rule compares
+    runs, which is what makes caching per run sound)."""
+    root = tmp_path / "all"
+    makers = list(dict.fromkeys([*cases.POSITIVE.values(), cases.NEGATIVE]))
+    for make in makers:
+        make(root).write()
+    store = open_store(root)
+    plain = diagnose(store)
+    assert plain.findings, "the labelled runs must fire"
+    cold = diagnose(store, cache=True)
+    warm = diagnose(open_store(root), cache=True)
+    assert warm.evaluated == []
+    assert _json(cold) == _json(warm)
+    assert _identity(cold) == _identity(plain)
+    for i, make in enumerate(makers):
+        alone = tmp_path / f"alone-{i}"
+        run_id = make(alone).write().run_id
+        own = _identity(diagnose(open_store(alone), run_ids=[run_id]))
+        assert [f for f in _identity(warm)[0] if f[1] == run_id] == own[0]
+        assert [n for n in warm.not_evaluated if n.run_id == run_id] == own[1]
