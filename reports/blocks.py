@@ -8,10 +8,11 @@ under it: how much was decimated (``note``) and what the red marks are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reports.series import LABEL, Series
+from reports.theme import HEIGHT, ROW_HEIGHT, WIDTH
 
 if TYPE_CHECKING:
     import altair as alt
@@ -41,24 +42,30 @@ class RunCharts:
     """What the run's budget left out of this section (``reports.budget``), when anything."""
 
 
-SMALL_WIDTH = 360
-"""Plot width of a run's own charts when a page shows several runs: small multiples, two or
-three to a row, instead of one 600-px chart per row (``reports.theme.WIDTH``)."""
+@dataclass(frozen=True)
+class Size:
+    """How large a section draws a run's charts (``reports.figures``, ``reports.internals``)."""
+
+    width: int = WIDTH
+    height: int = HEIGHT
+    heat_row: int = ROW_HEIGHT
+    """Pixels per row of a heatmap."""
+    heat_max: int | None = None
+    """A heatmap's height at most (its rows get thinner); None: a row is always ``heat_row``."""
+    panel_width: int = WIDTH // 2
+    panel_height: int = 110
+    panels: int = 2
+    """Panels per row of a faceted chart (the gradient bands)."""
 
 
-def small(block: RunCharts, *, width: int = SMALL_WIDTH) -> RunCharts:
-    """``block`` with each single-view chart drawn ``width`` px wide (when it was wider).
+FULL = Size()
+"""A lone run: each chart 600 px wide, one or two to a row."""
 
-    Faceted and concatenated charts (bands, image grids) size their own panels and
-    are left as they are.
-    """
-    charts = [
-        replace(c, spec={**c.spec, "width": width})
-        if isinstance(c.spec.get("width"), int) and c.spec["width"] > width
-        else c
-        for c in block.charts
-    ]
-    return replace(block, charts=charts)
+SMALL = Size(
+    width=180, height=110, heat_row=8, heat_max=160, panel_width=120, panel_height=40, panels=2
+)
+"""Several runs: small multiples, one chart per run and quantity, three runs to a row of the
+page (``reports.multiples``), each chart about 380 px wide with its axis and legend."""
 
 
 def display_name(name: str, run_id: str) -> str:

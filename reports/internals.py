@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from reports.blocks import Chart, RunCharts, display_name, marker_caption, to_spec
+from reports.blocks import FULL, Chart, RunCharts, Size, display_name, marker_caption, to_spec
 from reports.data import RunData
 from reports.origin import INPUT
 from reports.samples import WHAT, SampleSet
@@ -63,6 +63,26 @@ class ModelTable:
     param_memory: str
     folded: str | None = None
     """The sentence saying which rows were folded away, when some were."""
+
+
+@dataclass(frozen=True)
+class SharedModel:
+    """A model summary, and every run whose summary is the same table (same architecture)."""
+
+    table: ModelTable
+    names: list[str]
+
+
+def shared(tables: list[ModelTable]) -> list[SharedModel]:
+    """``tables`` with identical ones (rows and totals) listed once, first seen first."""
+    groups: dict[tuple[object, ...], SharedModel] = {}
+    for t in tables:
+        key = (tuple(t.rows), t.total_params, t.trainable_params, t.folded)
+        if key in groups:
+            groups[key].names.append(t.name)
+        else:
+            groups[key] = SharedModel(t, [t.name])
+    return list(groups.values())
 
 
 @dataclass(frozen=True)
@@ -205,7 +225,7 @@ def _count(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
-def activation_charts(run: RunData, ids: Iterator[str]) -> RunCharts:
+def activation_charts(run: RunData, ids: Iterator[str], *, size: Size = FULL) -> RunCharts:
     """Zero fraction and std heatmaps, then dead and saturated unit fractions, when recorded."""
     from reports.charts.activations import fraction_chart, heatmap_chart  # imports altair
 
@@ -223,6 +243,9 @@ def activation_charts(run: RunData, ids: Iterator[str]) -> RunCharts:
                 value=value,
                 title=title,
                 log=log,
+                width=size.width,
+                row_height=size.heat_row,
+                max_height=size.heat_max,
             )
             caption = marker_caption(heat.markers, noun="cell", verb="coloured", mark="red")
             topic = "activations" if value == "zero_frac" else "activation_std"
@@ -243,6 +266,8 @@ def activation_charts(run: RunData, ids: Iterator[str]) -> RunCharts:
                 value=value,
                 title=title,
                 y_title=y_title,
+                width=size.width,
+                height=size.height,
             )
             caption = marker_caption(s.markers, total=s.marked)
             spec, note = to_spec(chart), fractions.note
@@ -250,9 +275,12 @@ def activation_charts(run: RunData, ids: Iterator[str]) -> RunCharts:
     return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
 
 
-def image_blocks(run: RunData, ids: Iterator[str]) -> RunImages:
-    """Per sampled module: the grids of its first and latest sampled step."""
-    from reports.charts.images import image_grid  # imports altair
+def image_blocks(run: RunData, ids: Iterator[str], *, columns: int | None = None) -> RunImages:
+    """Per sampled module: the grids of its first and latest sampled step.
+
+    ``columns``: panels per row of a grid (default ``reports.charts.images.COLUMNS``).
+    """
+    from reports.charts.images import COLUMNS, image_grid  # imports altair
 
     blocks = []
     for sample in run.samples:
@@ -269,6 +297,7 @@ def image_blocks(run: RunData, ids: Iterator[str]) -> RunImages:
                         title=f"{sample.module or '(model)'} · {label}",
                         subtitle=f"step {image.step}",
                         panel=panel,
+                        columns=columns or COLUMNS,
                     )
                 ),
                 note=image.caption,

@@ -23,15 +23,16 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from reports import evidence, exports, figures, internals
-from reports.blocks import Chart, RunCharts, display_name, small
+from reports import evidence, exports, figures, internals, multiples
+from reports.blocks import FULL, SMALL, Chart, RunCharts, display_name
 from reports.budget import MAX_CHARTED_RUNS
 from reports.comparison import Metric
 from reports.data import ReportData, RunData
 from reports.evidence import Link
 from reports.exports import RunExports
 from reports.figures import ComparisonBlock, Overlaid
-from reports.internals import ModelTable, OriginBox, RunImages
+from reports.internals import ModelTable, OriginBox, RunImages, SharedModel
+from reports.multiples import Row
 
 if TYPE_CHECKING:
     from analysis import Finding
@@ -139,11 +140,22 @@ class Page:
     system: list[RunCharts] = field(default_factory=list)
     without_system: list[str] = field(default_factory=list)
     comparison: ComparisonBlock | None = None
+    gradient_rows: list[Row] = field(default_factory=list)
+    """Several runs: the gradient charts as small multiples, a row per quantity."""
+    weight_rows: list[Row] = field(default_factory=list)
+    activation_rows: list[Row] = field(default_factory=list)
+    system_overlay: list[Chart] = field(default_factory=list)
+    """Several runs: step time and throughput with every run on one chart each."""
+    model_groups: list[SharedModel] = field(default_factory=list)
+    """The model summaries, each table once with the runs that share it."""
+    image_columns: int = 0
+    """Panels per row of a feature-map grid (0: the default, 16)."""
 
     @property
     def has_charts(self) -> bool:
         drawn = self.overlay or self.curves or self.gradients or self.activations or self.images
-        more = self.weights or self.system or (self.comparison and self.comparison.chart)
+        timed = self.system or self.system_overlay
+        more = self.weights or timed or (self.comparison and self.comparison.chart)
         return bool(drawn or more) or any(e.chart for e in self.exports)
 
 
@@ -157,18 +169,28 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
     curves = [
         figures.curves(run, ids) if not overlay else _overlaid_only(run, overlay) for run in runs
     ]
-    # Several runs: each run's charts are small multiples, two or three to a row.
-    fit = small if len(runs) > 1 else _same
-    grads = [fit(figures.gradients(run, ids)) for run in runs]
-    weights = [fit(figures.weights(run, ids)) for run in runs]
+    # Several runs: small multiples, a row per quantity with a small chart per run
+    # (``reports.multiples``), step timings overlaid like the curves.
+    several = len(runs) > 1
+    size = SMALL if several else FULL
+    grads = [figures.gradients(run, ids, size=size) for run in runs]
+    weights = [figures.weights(run, ids, size=size) for run in runs]
     models = [internals.model_table(run) for run in runs]
-    acts = [fit(internals.activation_charts(run, ids)) for run in runs]
-    images = [internals.image_blocks(run, ids) for run in runs]
+    acts = [internals.activation_charts(run, ids, size=size) for run in runs]
+    image_columns = IMAGE_COLUMNS if several else 0
+    images = [internals.image_blocks(run, ids, columns=image_columns or None) for run in runs]
     origins = [internals.origin_box(run, i) for i, run in enumerate(runs, start=1)]
-    system = [fit(figures.system(run, ids)) for run in runs]
+    system_overlay = figures.system_overlay(runs, ids)
+    system = [
+        figures.system(run, ids)
+        if not system_overlay
+        else RunCharts(run.run_id, display_name(run.name, run.run_id), [])
+        for run in runs
+    ]
+    names = figures.legend_names(runs)
     benchmarks = [exports.export_block(r, data.findings.get(r.run_id, []), ids) for r in runs]
     charts: dict[str, list[Chart]] = {r.run_id: [] for r in runs}
-    for o in overlay:
+    for o in [*overlay, *system_overlay]:
         for run_id in o.run_ids:
             charts[run_id].append(o.chart)
     for blocks in (curves, grads, weights, acts, system):
@@ -223,13 +245,23 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
         weights=[w for w in weights if w.charts],
         without_weights=[w.name for w in weights if not w.charts],
         system=[s for s in system if s.charts],
-        without_system=[s.name for s in system if not s.charts],
+        without_system=[
+            s.name
+            for s in system
+            if not s.charts and not any(s.run_id in o.run_ids for o in system_overlay)
+        ],
         comparison=figures.comparison(data.comparison, ids),
+        gradient_rows=multiples.rows(grads, names) if several else [],
+        weight_rows=multiples.rows(weights, names) if several else [],
+        activation_rows=multiples.rows(acts, names) if several else [],
+        system_overlay=[o.chart for o in system_overlay],
+        model_groups=internals.shared([m for m in models if m is not None]),
+        image_columns=image_columns,
     )
 
 
-def _same(block: RunCharts) -> RunCharts:
-    return block
+IMAGE_COLUMNS = 8
+"""Several runs: panels per row of a feature-map grid, so two modules' grids share a row."""
 
 
 def _overlaid_only(run: RunData, overlay: list[Overlaid]) -> RunCharts:

@@ -13,6 +13,9 @@ HEIGHT = 240
 SMALL_HEIGHT = 120
 """Height of secondary charts (learning rate): context, not the main read."""
 
+ROW_HEIGHT = 14
+"""Pixels per module row of a heatmap."""
+
 NONFINITE = "#d62728"
 """Markers for values a chart cannot draw (NaN, Inf, and zero on a log scale)."""
 

@@ -18,10 +18,7 @@ import polars as pl
 
 from reports.charts.codes import BY_CODE, CODE, coded
 from reports.charts.steps import nonfinite_layer, step_x
-from reports.theme import DEPTH_SCHEME, HEIGHT, NONFINITE, WIDTH
-
-ROW_HEIGHT = 14
-"""Pixels per module row of a heatmap."""
+from reports.theme import DEPTH_SCHEME, HEIGHT, NONFINITE, ROW_HEIGHT, WIDTH
 
 ZERO_RANGE = ["#f7fbff", "#08306b"]
 """Zero fraction 0 (white) to 1 (dark blue); red stays for what cannot be drawn."""
@@ -41,15 +38,22 @@ def heatmap_chart(
     title: str,
     log: bool = False,
     width: int = WIDTH,
+    row_height: int = ROW_HEIGHT,
+    max_height: int | None = None,
 ) -> alt.LayerChart:
     """``value`` per module (rows, in ``order``) and step bucket (columns), as coloured cells.
+
+    A row is ``row_height`` px tall, fewer when ``max_height`` caps the chart (the
+    module labels then thin out: the tooltip names every cell's module).
 
     ``cells``: module, module_type, step (first of the bucket), value, and when steps
     were bucketed steps (text), lo, hi, n. ``markers``: module, module_type, step,
     label (and steps, n when bucketed).
     """
     x = alt.X("step:O", title="step", axis=alt.Axis(labelOverlap=True, labelAngle=0))
-    y = alt.Y("module:N", sort=BY_CODE, title=None, axis=alt.Axis(labelLimit=260))
+    y = alt.Y(
+        "module:N", sort=BY_CODE, title=None, axis=alt.Axis(labelLimit=260, labelOverlap=True)
+    )
     bucketed = "steps" in cells.columns or "steps" in markers.columns
     ident = [
         alt.Tooltip("module:N", title="module"),
@@ -92,10 +96,10 @@ def heatmap_chart(
             .mark_rect(color=NONFINITE, opacity=0.9)
             .encode(x=x, y=y, tooltip=[*ident, alt.Tooltip("label:N", title=value)])
         )
-    rows = max(1, len(order))
-    return alt.LayerChart(layer=layers).properties(
-        title=title, width=width, height=max(3 * ROW_HEIGHT, rows * ROW_HEIGHT)
-    )
+    height = max(3, len(order)) * row_height
+    if max_height is not None:
+        height = min(height, max_height)
+    return alt.LayerChart(layer=layers).properties(title=title, width=width, height=height)
 
 
 def fraction_chart(

@@ -123,8 +123,11 @@ def overlay_chart(
     runs: Sequence[str],
     width: int = WIDTH,
     height: int = HEIGHT,
+    title: str | None = None,
 ) -> alt.HConcatChart:
     """``metric`` of several runs: a panel per split (train | val), a colour per run.
+
+    ``title``: the chart's title (default ``<metric>: all runs``).
 
     Small multiples rather than one tangle: the panels share the y scale, so train
     and val still compare at a glance, and the run legend sits under the panels
@@ -173,7 +176,7 @@ def overlay_chart(
             alt.LayerChart(layer=layers).properties(title=split, width=panel_width, height=height)
         )
     return (
-        alt.hconcat(*panels, spacing=PANEL_GAP, title=f"{metric}: all runs")
+        alt.hconcat(*panels, spacing=PANEL_GAP, title=title or f"{metric}: all runs")
         .resolve_scale(y="shared", color="shared")
         .resolve_legend(color="shared")
     )

@@ -28,6 +28,9 @@ Vega-Lite would compile into an expression holding them)."""
 
 BY_RANK = alt.EncodingSortField(field=RANK, op="min")
 
+AXIS_TITLE_HEIGHT = 90
+"""The shortest band panel with a y-axis title (``bands_chart``)."""
+
 LEGEND_LIMIT = 60
 """Parameters listed in the legend; deeper models show the first ones and a count."""
 
@@ -165,15 +168,19 @@ def bands_chart(
     params: Sequence[str],
     width: int = WIDTH // 2,
     height: int = 110,
+    columns: int = 2,
 ) -> alt.FacetChart:
     """Each parameter's gradient distribution over ``step``: min..max band, mean +/- std, mean.
 
     ``points``: param, step, lo, hi, mean, std_lo, std_hi, n. ``markers``: param, step,
     label. One panel per parameter, input side first, each with its own (linear) y
     scale: the layers' magnitudes differ by orders, the global norm chart compares them.
+    Panels under ``AXIS_TITLE_HEIGHT`` px tall (small multiples) have no y-axis title,
+    which would be taller than the panel: the chart's title says what the values are.
     """
     x = step_x()
     y = alt.Scale(zero=False)
+    y_title = "gradient value" if height >= AXIS_TITLE_HEIGHT else None
     tip = [
         alt.Tooltip("param:N", title="parameter"),
         alt.Tooltip("step:Q", title="from step"),
@@ -193,7 +200,7 @@ def bands_chart(
     good = base.transform_filter("datum.marker == null")
     layers = [
         good.mark_area(opacity=0.25, color="#4c78a8").encode(
-            y=alt.Y("lo:Q", title="gradient value", scale=y), y2="hi:Q", tooltip=tip
+            y=alt.Y("lo:Q", title=y_title, scale=y), y2="hi:Q", tooltip=tip
         ),
         good.mark_area(opacity=0.45, color="#4c78a8").encode(
             y=alt.Y("std_lo:Q", scale=y), y2="std_hi:Q", tooltip=tip
@@ -211,7 +218,7 @@ def bands_chart(
         .properties(width=width, height=height)
         .facet(
             facet=alt.Facet("param:N", sort=BY_RANK, title=None),
-            columns=2,
+            columns=columns,
             title="gradient distribution per parameter (min..max, mean ± std, mean)",
         )
         .resolve_scale(y="independent")

@@ -20,7 +20,12 @@ HEALTHY = "#2e7d32"
 
 
 def weight_norms_chart(
-    *, points: pl.DataFrame, markers: pl.DataFrame, order: Sequence[str]
+    *,
+    points: pl.DataFrame,
+    markers: pl.DataFrame,
+    order: Sequence[str],
+    width: int = WIDTH,
+    height: int = HEIGHT,
 ) -> alt.LayerChart:
     """``points``: param, step, weight (> 0). ``markers``: param, step, label."""
     return layer_norms_chart(
@@ -30,6 +35,8 @@ def weight_norms_chart(
         value="weight",
         title="weight norm per parameter",
         y_title="weight norm",
+        width=width,
+        height=height,
     )
 
 

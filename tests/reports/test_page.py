@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from analysis import Diagnosis, Finding, NotEvaluated, Severity, diagnose, open_store
-from reports import render_report, write_report
+from reports import evidence, render_report, write_report
+from reports.blocks import Chart
 from reports.page import script_json
 from store.schema import SCHEMA_VERSION
 from tests.builders import RunBuilder
@@ -98,10 +99,11 @@ def test_curves_mark_nan_loss_points_in_red_with_a_tooltip(two_runs: tuple[str, 
 
 def test_every_run_gets_its_charts_and_missing_data_is_named(two_runs: tuple[str, Parts]) -> None:
     _, parts = two_runs
-    titles = [spec.get("title") for spec in parts.chart_specs()]
+    titles = [evidence.title(Chart("", spec)) for spec in parts.chart_specs()]
     # Two runs: every metric (and the learning rate) is one chart with both runs on it;
-    # healthy: global and per-layer gradients as lines, heatmap and bands; diverged: no
-    # gradients. One run has a val metric: no comparison chart (its table remains).
+    # healthy: global and per-layer gradients as lines, heatmap and bands (small
+    # multiples: its name under each title); diverged: no gradients. One run has a val
+    # metric: no comparison chart (its table remains).
     assert titles == [
         "loss: all runs",
         "acc: all runs",
@@ -112,6 +114,8 @@ def test_every_run_gets_its_charts_and_missing_data_is_named(two_runs: tuple[str
         "gradient distribution per parameter (min..max, mean ± std, mean)",
     ]
     assert "No gradient statistics recorded for: diverged (bad)." in parts.plain_text
+    gradients = [s for s in parts.chart_specs() if isinstance(s.get("title"), dict)]
+    assert {s["title"]["subtitle"][0] for s in gradients} == {"healthy"}
 
 
 def test_empty_store_renders_a_valid_page_that_says_there_are_no_runs(tmp_path: Path) -> None:
