@@ -3,7 +3,8 @@
 One ``Output`` per collector, shared by the parts that record rows (the facade's
 ``log()``/``record()``, the step hooks, the system rows): it holds the current
 optimizer step and epoch, so that every row of a step carries the same ones.
-``seal()`` ends it: the writer drained and closed, its segments compacted, the digest.
+``seal()`` ends it: the writer drained and closed, its segments compacted, the digest,
+and the digest's line in the store's run index.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from store.compaction import compact_run
 from store.digest import write_digest
+from store.indexing import record_writer
 from store.records import Rows, json_safe
 from store.schema import EventKind, Stream
 from store.writer import Writer
@@ -93,3 +95,8 @@ class Output:
             write_digest(run_dir, w.run_id, w.rank, w.attempt, w.activity)
         except Exception as e:  # an optimisation for listing runs: readers fall back
             log.log(level, "could not write the digest of run %s (%s)", w.run_id, e)
+            return
+        try:
+            record_writer(run_dir, w.rank, w.attempt)
+        except Exception as e:  # the same: runs not in the index are listed from the digests
+            log.log(level, "could not add run %s to the store's run index (%s)", w.run_id, e)

@@ -15,7 +15,8 @@ latest attempt of each step, which needs the rows. A missing or unreadable diges
 costs only speed.
 
 Listing 10,000 small runs read ~30,000 Parquet footers and loaded every segment;
-with digests it reads one small JSON file per run (``benchmarks/store_scale.py``).
+with digests it reads one small JSON file per run (``benchmarks/store_scale.py``);
+with the run index (``store.index``), which holds a copy of each digest, one file.
 """
 
 from __future__ import annotations
@@ -171,6 +172,12 @@ def read_digest(path: str | Path) -> Digest:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"not a readable digest ({type(e).__name__}: {e})") from e
+    return digest_from_json(body)
+
+
+def digest_from_json(body: Any) -> Digest:
+    """The digest whose JSON text parsed to ``body`` (a digest file's, or the copy in
+    the run index, ``store.index``), checked as ``read_digest`` says; ``ValueError``."""
     if not isinstance(body, dict) or body.get("version") != DIGEST_VERSION:
         raise ValueError(f"not a version {DIGEST_VERSION} digest")
     try:

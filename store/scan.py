@@ -25,6 +25,7 @@ from pathlib import Path
 from store.checks import Vanished, check_segment, not_regular
 from store.compaction import claim_problem, claims, split_covered
 from store.digest import DIGEST_DIR, Digest, digest_name, read_digest
+from store.index import indexed_runs
 from store.layout import SegmentName, parse_segment_name
 from store.schema import Stream
 
@@ -69,20 +70,29 @@ def list_store(
 
     ``trust_digests``: a writer whose digest matches its live segments
     (``store.digest``) is listed by its digest, and its segments are neither
-    checked nor returned (listing runs only)."""
-    runs: list[RunListing] = []
+    checked nor returned (listing runs only). A run whose state the run index
+    records (``store.index``) is listed from the index without opening its
+    directories: a ``RunListing`` with digests and no segments."""
+    runs: list[Path] = []
     strays: list[Unreadable] = []
     for entry in sorted(_scan(os.fspath(root), final=True), key=_NAME):
         if entry.name.startswith("."):
-            continue
+            continue  # the run index (.index) among them
         path = root / entry.name
         if not _is_dir(entry):
             strays.append(Unreadable(path, not_regular(entry.path, where=_NO_RUN)))
         elif entry.is_symlink() and (inside := _linked_inside(entry.path, root)):
             strays.append(Unreadable(path, inside))
         else:
-            runs.append(list_run(path, trust_digests=trust_digests))
-    return runs, strays
+            runs.append(path)
+    indexed = indexed_runs(root, runs) if trust_digests else {}
+    listings = [
+        RunListing(p, digests=indexed[p])
+        if p in indexed
+        else list_run(p, trust_digests=trust_digests)
+        for p in runs
+    ]
+    return listings, strays
 
 
 _NO_RUN = "where a run directory belongs"
