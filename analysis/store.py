@@ -7,14 +7,20 @@ types, another run's rows, a compaction's false claim, a FIFO), stray files, emp
 run directories, and segments covered by a compacted one (which would otherwise be
 read twice). What it skips is in ``store.unreadable`` and in warnings summarised per
 reason. One bad file or value costs that file or value, never the store: an event
-payload DuckDB cannot parse as JSON is read as null. Views are defined once, at open
-time, from that list; reopen the store to see segments published later. The
-segments are loaded into in-memory DuckDB tables at open time (see ``_load`` for
-why).
+payload DuckDB cannot parse as JSON is read as null.
+
+The views read the listed Parquet files lazily (issue 19): a query reads only the
+columns and row groups it needs, and memory does not grow with the store (DuckDB's
+``memory_limit``, ``TELEMETRY_MEMORY_LIMIT``, spilling to a temporary directory).
+Opening reads the files' footers and the small ``events`` stream, not the rows. A file
+whose data cannot be read is found by the first query that reads it: it is then left
+out, named in ``unreadable`` and a warning, and the query runs again. Views are
+defined from the listing taken at open time; reopen the store to see segments
+published later.
 
 Writers keep writing while a store is opened: a segment listed here may be deleted
 by a compaction (its rows moved to a merged file published just before) before it
-is read. Then that run is listed again and the tables loaded again, so a reader
+is read. Then that run is listed again and the views defined again, so a reader
 sees every row exactly once (see ``store.scan``).
 
 Example::
@@ -28,6 +34,9 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,8 +47,9 @@ import pyarrow as pa
 
 from store.digest import ACTIVITY_STREAMS, DIGEST_DIR, Digest
 from store.errors import TelemetryError
+from store.layout import parse_segment_name
 from store.metrics import default_goal_sql
-from store.scan import REMOVED, RESCANS, RunListing, Unreadable, list_run, list_store
+from store.scan import REMOVED, RESCANS, Unreadable, list_run, list_store
 from store.schema import SCHEMAS, Stream
 
 log = logging.getLogger(__name__)
@@ -47,7 +57,7 @@ log = logging.getLogger(__name__)
 VIEWS = ("events", "scalars", "tensors", "activations", "samples", "modules", "system", "exports")
 """Stream views, one per stream (latest attempt per step). ``runs`` is derived from them."""
 
-MACROS = ("curves", "tails", "exports")
+MACROS = ("curves", "tails", "exports", "params")
 """SQL macros shared by the rules and the report (``analysis/macros/<name>.sql``), created
 over the views at open time; a user query may call them too."""
 
@@ -60,6 +70,11 @@ class StoreError(TelemetryError):
     """The store path cannot be opened at all (missing, not a directory)."""
 
 
+MEMORY_LIMIT = os.environ.get("TELEMETRY_MEMORY_LIMIT", "1GB")
+"""DuckDB's memory limit for one open store (``TELEMETRY_MEMORY_LIMIT`` overrides it):
+what does not fit spills to a temporary directory instead of growing the process."""
+
+
 class Store:
     """Read-only SQL access to a store. ``con`` is the DuckDB connection with the views."""
 
@@ -69,6 +84,14 @@ class Store:
         self.path = path
         self.runs_only = runs_only
         self.con = duckdb.connect(":memory:")
+        # Where DuckDB spills what does not fit its memory limit (made only if it does).
+        self._spill = Path(tempfile.gettempdir()) / f"telemetry-duckdb-{os.getpid()}-{id(self)}"
+        # pyarrow writes no NaN into a float column's min/max statistics; without this,
+        # DuckDB trusts them: `NOT isnan(x)` keeps NaN rows, `isnan(x)` folds to false,
+        # and row groups holding NaN or Inf are skipped (tests/analysis/test_lazy_reads).
+        self.con.execute("SET GLOBAL parquet_can_have_nan = true")
+        self.con.execute(f"SET GLOBAL memory_limit = '{_setting(MEMORY_LIMIT)}'")
+        self.con.execute(f"SET GLOBAL temp_directory = '{_setting(str(self._spill))}'")
         # Settings live in a table, not SET VARIABLE: variables are per connection and
         # every store.sql() call runs on a cursor of its own.
         self.con.execute(
@@ -77,67 +100,108 @@ class Store:
         for stream in Stream:
             self._create_empty(stream)
         runs, strays = list_store(path, trust_digests=runs_only)
-        self.segments: dict[Stream, list[Path]] = {}
-        for stream in Stream:
-            if runs_only and stream not in ACTIVITY_STREAMS:
-                self._create_raw(stream, [])  # not read by the runs view
-                self.segments[stream] = []
-            else:
-                runs = self._load(stream, runs)
+        self._strays = strays
+        self._runs = runs
+        self._relisted: dict[Path, int] = {}
+        self._bad: list[Unreadable] = []  # files whose data could not be read, found later
         self._create_digest_tables([d for r in runs for d in r.digests])
-        if not runs_only:
-            self._fill_epochs()
-        # Runs with a second attempt (resume=): only their steps can be recorded twice.
-        attempts = " UNION ".join(
-            f"SELECT DISTINCT run_id FROM raw_{s.value} WHERE attempt > 0" for s in Stream
-        )
-        self.con.execute(f"CREATE TABLE _resumed AS {attempts}")
-        self.unreadable: list[Unreadable] = strays + [u for r in runs for u in r.unreadable]
-        self.unreadable += self._null_malformed_payloads()
+        self._define()
+        self.unreadable: list[Unreadable] = self._skipped()
+        self._payloads = self._null_malformed_payloads()
+        self.unreadable += self._payloads
         for line in summarise(self.unreadable):
             log.warning("%s", line)
+        while True:  # binding a view lists its files: one may have vanished since
+            try:
+                self._create_views()
+                break
+            except duckdb.Error as e:
+                if not self.recover(e):
+                    raise
+
+    def _create_views(self) -> None:
+        """The public views, the macros and the views ``telemetry runs`` reads, over
+        ``raw_<stream>``."""
+        runs_only = self.runs_only
         for view in ("runs",) if runs_only else (*VIEWS, "runs"):
-            self.con.execute(f"CREATE VIEW {view} AS {_view_sql(view)}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {_view_sql(view)}")
         # The lowest and highest finite value of each run's scalars (telemetry runs):
         # from the rows, and from the digests of the writers listed by one.
         scalars = "scalars"
         if runs_only:  # the rows of the writers without a current digest only
             scalars = "_scalars_partial"
-            self.con.execute(f"CREATE VIEW {scalars} AS {_view_sql('scalars')}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {scalars} AS {_view_sql('scalars')}")
         self.con.execute(
-            "CREATE VIEW _run_metrics AS "
+            "CREATE OR REPLACE VIEW _run_metrics AS "
             "SELECT run_id, name, split, min(value) AS lo, max(value) AS hi "
             f"FROM {scalars} WHERE isfinite(value) GROUP BY run_id, name, split "
             "UNION ALL SELECT run_id, name, split, lo, hi FROM _metrics"
         )
         self.con.execute(
-            f"CREATE MACRO metric_default_goal(name) AS {default_goal_sql('name')}"
+            f"CREATE OR REPLACE MACRO metric_default_goal(name) AS {default_goal_sql('name')}"
         )
-        self.con.execute(f"CREATE VIEW metric_goals AS {_view_sql('metric_goals')}")
+        self.con.execute(f"CREATE OR REPLACE VIEW metric_goals AS {_view_sql('metric_goals')}")
         if not runs_only:  # the macros read the stream views, which a runs-only store lacks
             for name in MACROS:
                 self.con.execute(_macro_sql(name))
 
     def sql(self, query: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
-        """Run ``query`` over the views and return a Polars DataFrame."""
-        cur = self.con.cursor()
-        try:
-            return cur.sql(query, params=params).pl()
-        finally:
-            cur.close()
+        """Run ``query`` over the views and return a Polars DataFrame.
+
+        The views read the segment files when a query runs. A file a compaction
+        removed since the store was listed makes its run listed again, and a file
+        whose data cannot be read is left out (named in ``unreadable`` and a warning);
+        then the query runs again, so it sees every row exactly once."""
+        while True:
+            cur = self.con.cursor()
+            try:
+                return cur.sql(query, params=params).pl()
+            except duckdb.Error as e:
+                if not self.recover(e):
+                    raise
+            finally:
+                cur.close()
+
+    def recover(self, error: duckdb.Error) -> bool:
+        """After ``error`` from a query: list again the runs whose files vanished, or
+        leave out the files that cannot be read, and define the views again. False
+        when no file is at fault (the query itself is): nothing changed."""
+        gone = [p for p in self.files() if not p.exists()]
+        if gone:
+            self._relist({p.parent.parent for p in gone})
+        else:
+            bad = self._unreadable_files(error)
+            if not bad:
+                return False
+            for path, reason in bad:
+                self._drop(path, reason)
+                log.warning("skipping %s: %s", path, reason)
+        self._define()
+        self.unreadable = self._skipped() + getattr(self, "_payloads", [])
+        return True
+
+    def files(self) -> list[Path]:
+        """Every segment file the views read."""
+        return [p for paths in self.segments.values() for p in paths]
 
     def lock(self) -> None:
-        """Refuse, from now on, every file access and settings change on this connection.
+        """Refuse, from now on, every file access but the store's segments, and every
+        settings change, on this connection.
 
-        Queries still see every row (the segments were loaded into tables at open
-        time), but ``COPY ... TO``, ``ATTACH``, ``EXPORT DATABASE``, ``INSTALL``/``LOAD``
-        and ``read_csv('/etc/passwd')`` fail with ``duckdb.PermissionException``, and
+        Queries still see every row (the views read only the store's directories), but
+        ``COPY ... TO``, ``ATTACH``, ``EXPORT DATABASE``, ``INSTALL``/``LOAD`` and
+        ``read_csv('/etc/passwd')`` fail with ``duckdb.PermissionException``, and
         ``SET`` fails because the configuration is locked. ``telemetry query`` runs
-        user SQL on a locked store. Irreversible for this connection; idempotent.
+        user SQL on a locked store (and accepts only a ``SELECT``). Irreversible for
+        this connection; idempotent.
         """
         (locked,) = self.con.execute("SELECT current_setting('lock_configuration')").fetchall()
         if locked[0]:
             return
+        dirs = sorted({str(p.parent) for p in self.files()} | {str(self.path.resolve())})
+        resolved = sorted({str(p.resolve().parent) for p in self.files()})
+        allowed = ", ".join(f"'{_setting(d)}/'" for d in sorted(set(dirs) | set(resolved)))
+        self.con.execute(f"SET allowed_directories = [{allowed}]")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
 
@@ -146,6 +210,7 @@ class Store:
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
 
     def __enter__(self) -> Store:
         return self
@@ -153,15 +218,97 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- loading ------------------------------------------------------------------------
+    # -- the views over the files --------------------------------------------------------
 
-    def _create_empty(self, stream: Stream) -> None:
-        empty = pa.Table.from_batches([], schema=SCHEMAS[stream])
-        # A real (empty, typed) table, not a registered Arrow object: registrations are
-        # local to one connection and store.sql() runs on a cursor of its own.
-        self.con.register("_arrow_empty", empty)
-        self.con.execute(f"CREATE TABLE _empty_{stream.value} AS SELECT * FROM _arrow_empty")
-        self.con.unregister("_arrow_empty")
+    def _define(self) -> None:
+        """(Re)define ``raw_<stream>`` over the listed files (nothing is read but their
+        footers), ``_resumed`` and ``_epoch_bounds``; a run whose files vanish under
+        the listing is listed again (at most ``RESCANS`` times, then named)."""
+        while True:
+            self.segments = {
+                s: [p for r in self._runs for p in r.segments[s]]
+                if not (self.runs_only and s not in ACTIVITY_STREAMS)
+                else []
+                for s in Stream
+            }
+            try:
+                for stream in Stream:
+                    self._create_files_view(stream, self.segments[stream])
+                self._create_resumed()
+                if self.runs_only:
+                    self.con.execute(
+                        "CREATE OR REPLACE TABLE _epoch_bounds AS "
+                        "SELECT ''::VARCHAR AS run_id, []::BIGINT[] AS bounds, "
+                        "[]::BIGINT[] AS epochs, 0::BIGINT AS last LIMIT 0"
+                    )
+                else:
+                    self.con.execute(f"CREATE OR REPLACE TABLE _epoch_bounds AS {_EPOCH_BOUNDS}")
+                for stream in Stream:
+                    self._create_raw(stream)
+                return
+            except duckdb.Error as e:
+                gone = {p.parent.parent for p in self.files() if not p.exists()}
+                if gone:
+                    self._relist(gone)
+                    continue
+                bad = self._unreadable_files(e)
+                if not bad:
+                    raise
+                for path, reason in bad:
+                    self._drop(path, reason)
+
+    def _relist(self, run_dirs: set[Path]) -> None:
+        """List ``run_dirs`` again (a compaction published a merged file and removed the
+        listed ones); a run listed ``RESCANS`` times keeps its listing less the files
+        that vanished, which are named as removed."""
+        again = {r for r in run_dirs if self._relisted.get(r, 0) < RESCANS}
+        for run in again:
+            self._relisted[run] = self._relisted.get(run, 0) + 1
+        runs = []
+        for r in self._runs:
+            if r.path in again:
+                runs.append(list_run(r.path, trust_digests=self.runs_only))
+                continue
+            if r.path in run_dirs:  # given up on: what is still there is read
+                for paths in r.segments.values():
+                    for p in [p for p in paths if not p.exists()]:
+                        paths.remove(p)
+                        r.unreadable.append(Unreadable(p, REMOVED))
+            runs.append(r)
+        self._runs = runs
+
+    def _drop(self, path: Path, reason: str) -> None:
+        for r in self._runs:
+            for paths in r.segments.values():
+                if path in paths:
+                    paths.remove(path)
+                    r.unreadable.append(Unreadable(path, reason))
+
+    def _skipped(self) -> list[Unreadable]:
+        return self._strays + [u for r in self._runs for u in r.unreadable]
+
+    def _unreadable_files(self, error: duckdb.Error) -> list[tuple[Path, str]]:
+        """The listed files that cannot be read whole after ``error``: the ones it names,
+        else (an error about data that names no file) each file of the streams the
+        failed query may read, read alone: a cost paid only after a failure."""
+        text = str(error)
+        named = [(s, p) for s in Stream for p in self.segments[s] if str(p) in text]
+        if not named and _about_data(error):
+            streams = [s for s in Stream if s.value in text] or list(Stream)
+            named = [(s, p) for s in streams for p in self.segments[s]]
+        bad = []
+        for stream, path in named:
+            cur = self.con.cursor()
+            try:
+                reader = cur.sql(self._files_select(stream, [path])).to_arrow_reader(65_536)
+                for _ in reader:  # every value read and cast, one batch at a time
+                    pass
+            except duckdb.Error as e:
+                reason = f"not readable ({type(e).__name__}: {_first_line(e)})"
+                bad.append((path, reason if path.exists() else REMOVED))
+            finally:
+                cur.close()
+        return bad
 
     def _create_digest_tables(self, digests: list[Digest]) -> None:
         """``_writers`` (per writer: how far it got, when it was seen), ``_lifecycle``
@@ -205,114 +352,24 @@ class Store:
             self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM _arrow_digests")
             self.con.unregister("_arrow_digests")
 
-    def _load(self, stream: Stream, runs: list[RunListing]) -> list[RunListing]:
-        """(Re)create ``raw_<stream>``; the listings, with the runs taken again where files
-        vanished under the reader.
-
-        Materialised once per open: every rule reads these tables several times, and
-        DuckDB 2.0.1 mis-evaluates `NOT isnan(x)` when it pushes the filter into a
-        Parquet scan (NaN rows survive); filters on a table are evaluated correctly.
-        A run is listed again at most ``RESCANS`` times; then what still vanishes is
-        listed as unreadable.
-        """
-        relisted: dict[Path, int] = {}
-        while True:
-            files = [p for r in runs for p in r.segments[stream]]
-            try:
-                self._create_raw(stream, files)
-                self.segments[stream] = files
-                return runs
-            except duckdb.Error:
-                if not files:
-                    raise
-            gone = {p.parent.parent for p in files if not p.exists()}
-            again = {r for r in gone if relisted.get(r, 0) < RESCANS}
-            if not again:
-                self.segments[stream] = self._readable(runs, stream)
-                return runs
-            # A compaction published a merged file and removed the listed ones: list again.
-            for run in again:
-                relisted[run] = relisted.get(run, 0) + 1
-            runs = [
-                list_run(r.path, trust_digests=self.runs_only) if r.path in again else r
-                for r in runs
-            ]
-
-    def _readable(self, runs: list[RunListing], stream: Stream) -> list[Path]:
-        """Load the files one by one: a file whose footer read well but whose data does
-        not (or does not fit the schema's types), or that vanished, is moved from the
-        listing to its unreadable list."""
-        self._create_raw(stream, [])
-        good: list[Path] = []
-        for run in runs:
-            for path in list(run.segments[stream]):
-                try:
-                    self._insert(stream, [path])  # every column read and cast
-                    good.append(path)
-                except duckdb.Error as e:
-                    run.segments[stream].remove(path)
-                    reason = f"not readable ({type(e).__name__}: {e})"
-                    run.unreadable.append(Unreadable(path, reason if path.exists() else REMOVED))
-        return good
-
-    def _create_raw(self, stream: Stream, files: list[Path]) -> None:
-        self.con.execute(
-            f"CREATE OR REPLACE TABLE raw_{stream.value} AS SELECT * FROM _empty_{stream.value}"
-        )
-        if files:
-            self._insert(stream, files)
-
-    def _insert(self, stream: Stream, files: list[Path]) -> None:
-        """Append ``files`` to ``raw_<stream>``, cast to the schema's types (a value that
-        does not fit fails the statement, which changes nothing). Only the schema's
-        columns are read: a newer writer's added columns are left out."""
-        known = ", ".join(f"'{name}'" for name in SCHEMAS[stream].names)
-        self.con.execute(
-            f"INSERT INTO raw_{stream.value} BY NAME SELECT COLUMNS(lambda c: c IN ({known})) "
-            f"FROM read_parquet({_sql_list(files)}, union_by_name = true)"
-        )
-
-    def _fill_epochs(self) -> None:
-        """Give the rows written without an epoch, in runs that log epochs, the epoch
-        they belong to (``collector.epochs``): the epoch of the run's next scalar row
-        that has one, at the same or a later step (``epoch=`` on the validation log at
-        an epoch's end); after the run's last such row, the last + 1 (an epoch not
-        finished). Runs that log no epoch keep null; rows that carry one keep it."""
-        self.con.execute(
-            "CREATE TABLE _epoch_marks AS SELECT run_id, step, max(epoch) AS epoch "
-            "FROM raw_scalars WHERE epoch IS NOT NULL GROUP BY run_id, step"
-        )
-        self.con.execute(
-            "CREATE TABLE _epoch_last AS SELECT run_id, arg_max(epoch, step) AS epoch "
-            "FROM _epoch_marks GROUP BY run_id"
-        )
-        for stream in Stream:
-            table = f"raw_{stream.value}"
-            self.con.execute(
-                f"UPDATE {table} SET epoch = f.epoch FROM ("
-                "  SELECT x.rowid AS row, coalesce(m.epoch, l.epoch + 1) AS epoch"
-                f"  FROM {table} x JOIN _epoch_last l USING (run_id)"
-                "  ASOF LEFT JOIN _epoch_marks m ON x.run_id = m.run_id AND x.step <= m.step"
-                "  WHERE x.epoch IS NULL"
-                f") f WHERE {table}.rowid = f.row"
-            )
-
     def _null_malformed_payloads(self) -> list[Unreadable]:
         """Event payloads DuckDB cannot parse as JSON (a lone surrogate, which Python's
-        json module writes as the escape \\udc80; a torn value) become null, and each run
-        that had one is named: one such payload would otherwise fail every query of the
-        ``runs`` view, for the whole store."""
-        sources = {"raw_events": "events", "_lifecycle": DIGEST_DIR}
-        bad = self.con.execute(  # one query for both: each costs a millisecond
+        json module writes as the escape \\udc80; a torn value) are read as null
+        (``raw_events``; the digests' lifecycle table here), and each run that had one
+        is named: one such payload would otherwise fail every query of the ``runs``
+        view, for the whole store."""
+        sources = {"_files_events": "events", "_lifecycle": DIGEST_DIR}
+        bad = self.sql(  # one query for both: the events are a small stream
             " UNION ALL ".join(
-                f"SELECT '{table}', run_id, count(*), list(DISTINCT kind ORDER BY kind) "
+                f"SELECT '{table}' AS source, run_id, count(*) AS n, "
+                "list(DISTINCT kind ORDER BY kind) AS kinds "
                 f"FROM {table} WHERE NOT json_valid(payload) GROUP BY run_id"
                 for table in sources
             )
             + " ORDER BY 2, 1"
-        ).fetchall()
-        for table in {row[0] for row in bad}:
-            self.con.execute(f"UPDATE {table} SET payload = NULL WHERE NOT json_valid(payload)")
+        ).rows()
+        if any(row[0] == "_lifecycle" for row in bad):
+            self.con.execute("UPDATE _lifecycle SET payload = NULL WHERE NOT json_valid(payload)")
         out = []
         for table, run_id, n, kinds in bad:
             reason = (
@@ -321,6 +378,67 @@ class Store:
             )
             out.append(Unreadable(self.path / run_id / sources[table], reason))
         return out
+
+    def _create_empty(self, stream: Stream) -> None:
+        empty = pa.Table.from_batches([], schema=SCHEMAS[stream])
+        # A real (empty, typed) table, not a registered Arrow object: registrations are
+        # local to one connection and store.sql() runs on a cursor of its own.
+        self.con.register("_arrow_empty", empty)
+        self.con.execute(f"CREATE TABLE _empty_{stream.value} AS SELECT * FROM _arrow_empty")
+        self.con.unregister("_arrow_empty")
+
+    def _create_files_view(self, stream: Stream, files: list[Path]) -> None:
+        """``_files_<stream>``: the rows of ``files`` as they are (``_files_select``)."""
+        self.con.execute(
+            f"CREATE OR REPLACE VIEW _files_{stream.value} AS {self._files_select(stream, files)}"
+        )
+
+    def _files_select(self, stream: Stream, files: list[Path]) -> str:
+        """The rows of ``files`` cast to the schema's types: columns of a newer writer
+        are left out, columns a file lacks (an older writer's) are null. Reads the
+        files' footers (which columns they have), no data."""
+        if not files:
+            return f"SELECT * FROM _empty_{stream.value}"
+        scan = f"read_parquet({_sql_list(files)}, union_by_name = true)"
+        described = self.con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
+        present = {row[0] for row in described}
+        columns = ", ".join(
+            f'CAST("{f.name}" AS {_duck_type(f.type)}) AS "{f.name}"'
+            if f.name in present
+            else f'NULL::{_duck_type(f.type)} AS "{f.name}"'
+            for f in SCHEMAS[stream]
+        )
+        return f"SELECT {columns} FROM {scan}"
+
+    def _create_raw(self, stream: Stream) -> None:
+        """``raw_<stream>``: the files' rows; a row written without an epoch, in a run
+        that logs epochs, gets the epoch it belongs to (``collector.epochs``): the
+        epoch of the run's next scalar row that has one, at the same or a later step;
+        after the last such row, the last + 1 (an epoch not finished). An event payload
+        DuckDB cannot parse as JSON is read as null."""
+        payload = ""
+        if stream is Stream.EVENTS:
+            payload = ", CASE WHEN json_valid(x.payload) THEN x.payload END AS payload"
+        self.con.execute(
+            f"CREATE OR REPLACE VIEW raw_{stream.value} AS "
+            "SELECT x.* REPLACE (coalesce(x.epoch, "
+            "b.epochs[len(list_filter(b.bounds, lambda s: s < x.step)) + 1], b.last + 1) "
+            f"AS epoch{payload}) "
+            f"FROM _files_{stream.value} x LEFT JOIN _epoch_bounds b ON b.run_id = x.run_id"
+        )
+
+    def _create_resumed(self) -> None:
+        """Runs with a second attempt (resume=): only their steps can be recorded twice.
+        From the segment names (``<rank>-<attempt>-<seq>``; a segment whose rows are
+        another writer's is not listed) and the digests, without reading a row."""
+        resumed = sorted(
+            {p.parent.parent.name for p in self.files() if _attempt(p) > 0}
+            | {d.run_id for r in self._runs for d in r.digests if d.attempt > 0}
+        )
+        table = pa.table({"run_id": pa.array(resumed, pa.string())})
+        self.con.register("_arrow_resumed", table)
+        self.con.execute("CREATE OR REPLACE TABLE _resumed AS SELECT * FROM _arrow_resumed")
+        self.con.unregister("_arrow_resumed")
 
 
 WARNED_PER_REASON = 3
@@ -348,6 +466,76 @@ def summarise(unreadable: list[Unreadable]) -> list[str]:
     if rest:
         lines.append(f"skipping {rest} more entries for other reasons (see store.unreadable)")
     return lines
+
+
+_EPOCH_BOUNDS = """
+WITH marks AS (  -- per run and step: the epoch its scalar rows were given
+    SELECT run_id, step, max(epoch) AS epoch
+    FROM _files_scalars WHERE epoch IS NOT NULL GROUP BY run_id, step
+),
+ends AS (  -- the last step of each stretch of one epoch (a step of a later one follows)
+    SELECT *, lead(epoch) OVER (PARTITION BY run_id ORDER BY step) AS next_epoch
+    FROM marks
+)
+SELECT run_id, list(step ORDER BY step) AS bounds, list(epoch ORDER BY step) AS epochs,
+       arg_max(epoch, step) AS last
+FROM ends
+WHERE next_epoch IS DISTINCT FROM epoch
+GROUP BY run_id
+"""
+"""Per run that logs epochs: the last step of each epoch (``bounds``), that epoch
+(``epochs``) and the last one; a row without an epoch takes the epoch of the first
+bound at or after its step (``Store._create_raw``). A few entries per run whatever
+its length: rows of a long run are matched against its epochs, not its steps."""
+
+
+def _duck_type(t: pa.DataType) -> str:
+    """The DuckDB type of an Arrow type of the store's schemas."""
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    names = {
+        pa.string(): "VARCHAR",
+        pa.large_string(): "VARCHAR",
+        pa.int8(): "TINYINT",
+        pa.int16(): "SMALLINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.uint8(): "UTINYINT",
+        pa.uint16(): "USMALLINT",
+        pa.uint32(): "UINTEGER",
+        pa.uint64(): "UBIGINT",
+        pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE",
+        pa.bool_(): "BOOLEAN",
+        pa.binary(): "BLOB",
+        pa.large_binary(): "BLOB",
+    }
+    if t in names:
+        return names[t]
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{_duck_type(t.value_type)}[]"
+    raise TypeError(f"no DuckDB type for {t}")
+
+
+def _attempt(path: Path) -> int:
+    name = parse_segment_name(path.name)
+    return name.attempt if name is not None else 0
+
+
+def _about_data(error: duckdb.Error) -> bool:
+    """Whether ``error`` may come from a file's data rather than from the query: a
+    cast that fails, or a page that cannot be decoded (DuckDB's plain ``Error``)."""
+    if isinstance(error, duckdb.ConversionException | duckdb.IOException):
+        return True
+    return type(error) is duckdb.Error
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _setting(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def _view_sql(view: str) -> str:

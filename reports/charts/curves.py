@@ -159,7 +159,7 @@ def overlay_chart(
         mine = frame.filter(pl.col("split") == split)
         encoding = {
             "x": step_x(),
-            "y": alt.Y("value:Q", title=split, scale=scale),
+            "y": alt.Y("value:Q", title="value", scale=scale),  # the split: the panel title
             "color": color,
             "tooltip": tooltip,
         }

@@ -48,22 +48,25 @@ def list_runs(
     import duckdb
 
     store.lock()
-    sql, params = _listing_sql(store)
-    cur = store.con.cursor()
-    try:
-        rel = cur.sql(sql, params=params)
-        columns = list(rel.columns)
-        if where is not None:
-            rel = _filter(cur, rel, where, columns)
-        rel = rel.order(_order(cur, sort, columns)) if sort else rel
-        if limit is not None:
-            rel = rel.limit(limit)
+    while True:
+        sql, params = _listing_sql(store)
+        cur = store.con.cursor()
         try:
-            return rel.pl()
-        except duckdb.Error as e:
-            raise _listing_error(e, store, cur, sql, params, where) from e
-    finally:
-        cur.close()
+            rel = cur.sql(sql, params=params)
+            columns = list(rel.columns)
+            if where is not None:
+                rel = _filter(cur, rel, where, columns)
+            rel = rel.order(_order(cur, sort, columns)) if sort else rel
+            if limit is not None:
+                rel = rel.limit(limit)
+            try:
+                return rel.pl()
+            except duckdb.Error as e:
+                if store.recover(e):  # a file a compaction removed: its run listed again
+                    continue
+                raise _listing_error(e, store, cur, sql, params, where) from e
+        finally:
+            cur.close()
 
 
 def _listing_error(

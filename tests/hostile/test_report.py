@@ -75,6 +75,8 @@ def _hostile_run(root: Path, run_id: str, *, lr: float, start: float) -> None:
     run = ExportRunBuilder(root, run_id, name=RUN_NAMES[run_id], config=config, start=start)
     steps = list(range(1, 7))
     for i, metric in enumerate(hostile("metric")):
+        # a goal, so the comparison has a "best" of each (names without goal words)
+        run.event("metric_defined", {"name": metric, "goal": "min"}, step=0)
         run.scalars(metric, "train", [1.0 / (s + i) for s in steps])
         run.scalars(metric, "val", [lr + 1.0 / (s + i) for s in steps[::2]], steps=steps[::2])
     for split in hostile("split"):
@@ -349,7 +351,9 @@ def test_thousands_of_config_keys_and_val_metrics_keep_the_tables_bounded(tmp_pa
     runs, keys = 40, 2_000
     for r in range(runs):
         config = {f"knob{k:04d}": r * k for k in range(keys)}
-        RunBuilder(tmp_path, f"run{r:02d}", config=config, start=T0 + r).finish().write()
+        run = RunBuilder(tmp_path, f"run{r:02d}", config=config, start=T0 + r)
+        run.event("metric_defined", {"name": "val.000", "goal": "max"}, step=0)
+        run.finish().write()
         _scalars(tmp_path, f"run{r:02d}", [f"val.{m:03d}" for m in range(300)], [1], "val")
     out = write_report(*open_undiagnosed(tmp_path), tmp_path / "report.html")
     size, parts = _page(out)
