@@ -216,7 +216,9 @@ def _module_row(r: dict[str, Any]) -> ModuleRow:
         trainable=_count(r["trainable_params"]),
         calls=_count(calls),
         shared=calls is not None and calls > 1,
-        unused=calls == 0,
+        # the model itself has 0 calls when the loop calls its children directly
+        # (a LightningModule's training_step calling self.net): not unused
+        unused=calls == 0 and not root,
         root=root,
     )
 

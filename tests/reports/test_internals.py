@@ -150,6 +150,19 @@ def test_model_summary_lists_modules_by_depth_with_torchinfo_totals(
     assert "No model summary recorded for: plain." in text
 
 
+def test_a_model_whose_children_the_loop_calls_is_not_unused() -> None:
+    """A LightningModule's training_step calls self.net: the root's forward never runs
+    (calls 0), its children's do; only a child that never ran is unused."""
+    rows = [
+        {**r, "calls": 0 if r["module"] in ("", "conv") else 1, "input_shape": None}
+        for r in _summary_rows()
+    ]
+    table = {row.name: row for row in map(internals._module_row, rows)}
+    root = next(row for row in table.values() if row.root)
+    assert not root.unused
+    assert table["conv"].unused and not table["head"].unused
+
+
 def test_summary_totals_count_shared_parameters_once_and_work_without_a_root_row() -> None:
     rows = pl.DataFrame(_summary_rows())
     assert internals.summary_totals(rows) == (1_284, 1_244)
