@@ -272,7 +272,8 @@ def _list(value: Any, what: str) -> list[Any]:
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, got {type(value).__name__}")
-    value.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate: not UTF-8
+    if not value.isascii():  # O(1): ASCII text (most of it) holds no lone surrogate
+        value.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate: not UTF-8
     return value
 
 
