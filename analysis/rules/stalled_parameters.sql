@@ -24,22 +24,27 @@
 -- is then explained by the gradient's size (the demo's 12-layer sigmoid MLP: 1e-11).
 -- One finding per run: the subject is the shallowest stalled parameter (registration
 -- order), the evidence lists all of them with the run's learning rate.
-WITH grads AS (
-    SELECT run_id, rank, step, param, norm AS grad_norm FROM tensors
-    WHERE kind = 'grad' AND isfinite(norm) AND norm > 0
+WITH zeroed AS (  -- parameters whose update was exactly zero on some step: only they can
+                 -- stall (with sustained > 0), so only their rows are paired below
+    SELECT DISTINCT run_id, param FROM tensors WHERE kind = 'update' AND norm = 0
+),
+steps AS (  -- a step's grad, update and weight of a parameter: one grouped pass, no self-join
+    SELECT run_id, rank, step, param,
+           any_value(norm) FILTER (WHERE kind = 'grad') AS grad_norm,
+           any_value(norm) FILTER (WHERE kind = 'update') AS update_norm,
+           any_value(seq) FILTER (WHERE kind = 'update') AS seq,
+           any_value(norm) FILTER (WHERE kind = 'weight') AS weight_norm
+    FROM tensors
+    WHERE kind IN ('grad', 'update', 'weight')
+      AND ($sustained <= 0 OR (run_id, param) IN (SELECT run_id, param FROM zeroed))
+    GROUP BY run_id, rank, step, param
 ),
 joined AS (
-    SELECT g.run_id, g.param, g.step, g.grad_norm, u.norm AS update_norm, u.seq,
-           w.norm AS weight_norm
-    FROM grads g
-    JOIN tensors u
-      ON u.run_id = g.run_id AND u.rank = g.rank AND u.step = g.step
-     AND u.param = g.param AND u.kind = 'update'
-    LEFT JOIN tensors w
-      ON w.run_id = g.run_id AND w.rank = g.rank AND w.step = g.step
-     AND w.param = g.param AND w.kind = 'weight'
-    WHERE isfinite(u.norm)
-      AND (w.norm IS NULL OR NOT isfinite(w.norm) OR g.grad_norm >= $min_grad_ratio * w.norm)
+    SELECT run_id, param, step, grad_norm, update_norm, seq, weight_norm
+    FROM steps
+    WHERE param IS NOT NULL AND isfinite(grad_norm) AND grad_norm > 0 AND isfinite(update_norm)
+      AND (weight_norm IS NULL OR NOT isfinite(weight_norm)
+           OR grad_norm >= $min_grad_ratio * weight_norm)
 ),
 per_param AS (
     SELECT run_id, param,

@@ -21,25 +21,19 @@
 -- not this rule's case (the loss itself is cut off).
 -- Each finding's subject is the shallowest such parameter (registration order), the
 -- evidence lists all of them and says which case it is (`cause`).
-WITH grad_steps AS (
+WITH grad_steps AS (  -- steps on which some parameter got a gradient
     SELECT DISTINCT run_id, rank, step FROM tensors WHERE kind = 'grad'
 ),
-watched AS (
-    SELECT w.run_id, w.rank, w.step, w.param, w.seq
-    FROM tensors w JOIN grad_steps USING (run_id, rank, step)
-    WHERE w.kind = 'weight'
-),
-per_param AS (
-    SELECT w.run_id, w.param,
+per_param AS (  -- its weight rows on those steps, and its own gradient on each
+    SELECT s.run_id, s.param,
            count(*) AS samples,
-           count(g.param) AS grad_rows,
-           count(*) FILTER (WHERE g.param IS NOT NULL AND g.norm <> 0) AS nonzero,
-           min(w.seq) AS seq, min(w.step) AS from_step, max(w.step) AS to_step
-    FROM watched w
-    LEFT JOIN tensors g
-      ON g.run_id = w.run_id AND g.rank = w.rank AND g.step = w.step
-     AND g.param = w.param AND g.kind = 'grad'
-    GROUP BY w.run_id, w.param
+           count(*) FILTER (WHERE s.has_grad AND s.param IS NOT NULL) AS grad_rows,
+           count(*) FILTER (WHERE s.has_grad AND s.param IS NOT NULL AND s.grad_norm <> 0)
+               AS nonzero,
+           min(s.weight_seq) AS seq, min(s.step) AS from_step, max(s.step) AS to_step
+    FROM param_steps(['grad', 'weight']) s JOIN grad_steps USING (run_id, rank, step)
+    WHERE s.has_weight
+    GROUP BY s.run_id, s.param
 ),
 judged AS (
     SELECT *,

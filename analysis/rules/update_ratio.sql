@@ -37,14 +37,11 @@
 -- are left out, as are zero weights and non-finite values.
 -- One finding per run and direction (the fixes are opposite): the subject is the worst
 -- parameter, the evidence lists every offender.
-WITH pairs AS (
-    SELECT u.run_id, u.param, u.step, u.seq, u.numel, u.norm / w.norm AS ratio
-    FROM tensors u
-    JOIN tensors w
-      ON w.run_id = u.run_id AND w.rank = u.rank AND w.step = u.step
-     AND w.param = u.param AND w.kind = 'weight'
-    WHERE u.kind = 'update'
-      AND isfinite(u.norm) AND isfinite(w.norm) AND u.norm > 0 AND w.norm > 0
+WITH pairs AS (  -- a step's update and weight of a parameter: one grouped pass (param_steps)
+    SELECT run_id, param, step, update_seq AS seq, update_norm / weight_norm AS ratio
+    FROM param_steps(['update', 'weight'])
+    WHERE param IS NOT NULL AND isfinite(update_norm) AND isfinite(weight_norm)
+      AND update_norm > 0 AND weight_norm > 0
 ),
 shapes AS (  -- one row per parameter: its last name part, its module, its size
     SELECT run_id, param, any_value(numel) AS numel,
@@ -84,14 +81,16 @@ warm AS (
     FROM pairs p LEFT JOIN peak_lr l USING (run_id)
     GROUP BY p.run_id
 ),
-per_param AS (
-    SELECT p.run_id, p.param, median(p.ratio) AS ratio, count(*) AS samples,
-           min(p.step) AS from_step, max(p.step) AS to_step, min(p.seq) AS seq,
-           any_value(w.until_step) AS warmup_until
-    FROM pairs p JOIN warm w USING (run_id) JOIN matrices USING (run_id, param)
-    WHERE p.step > w.until_step
-    GROUP BY p.run_id, p.param
-    HAVING count(*) >= $min_samples
+per_param AS (  -- grouped before the matrices are picked: one row per parameter to join
+    SELECT a.*
+    FROM (SELECT p.run_id, p.param, median(p.ratio) AS ratio, count(*) AS samples,
+                 min(p.step) AS from_step, max(p.step) AS to_step, min(p.seq) AS seq,
+                 any_value(w.until_step) AS warmup_until
+          FROM pairs p JOIN warm w USING (run_id)
+          WHERE p.step > w.until_step
+          GROUP BY p.run_id, p.param
+          HAVING count(*) >= $min_samples) a
+    JOIN matrices m ON m.run_id = a.run_id AND m.param = a.param
 ),
 judged AS (
     SELECT *,
