@@ -7,9 +7,12 @@ runs its query with its parameters, and turns rows into ``Finding`` values.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +23,7 @@ from analysis import cache as findings_cache
 from analysis import causes
 from analysis.findings import Finding, NotEvaluated, findings_table
 from analysis.rule import Requirement, Rule, load_rules
-from analysis.store import Store
+from analysis.store import Store, open_store
 from store.metrics import default_goal
 from store.schema import stream_columns
 
@@ -93,12 +96,19 @@ def diagnose(
     statuses = dict(
         zip(everything["run_id"].to_list(), everything["status"].to_list(), strict=True)
     )
-    keys = findings_cache.run_keys(store, statuses, findings_cache.rules_digest(chosen, overrides))
+    rules_key = findings_cache.rules_digest(chosen, overrides)
+    keys = findings_cache.run_keys(store, statuses, rules_key)
     entries = findings_cache.read(store.path)
     hits = {r: e for r in selected if (e := entries.get(r)) is not None and e.key == keys.get(r)}
     todo = [r for r in selected if r not in hits]
     log.debug("findings cache: %d of %d run(s) evaluated", len(todo), len(selected))
-    found = _evaluate(store, chosen, overrides, todo, on_rule) if todo else _Evaluation()
+    found = _Evaluation()
+    if todo:
+        with _store_of(store, todo, everything.height) as own:
+            found = _evaluate(own, chosen, overrides, todo, on_rule)
+            if own is not store:  # keyed by the files it read: listed anew
+                again = findings_cache.run_keys(own, {r: statuses[r] for r in todo}, rules_key)
+                keys = {**keys, **{r: again.get(r, "") for r in todo}}
     result = Diagnosis(runs, found.findings, found.not_evaluated, evaluated=todo)
     if hits:
         result.findings = sorted(
@@ -119,12 +129,44 @@ def diagnose(
     fresh = {
         r: findings_cache.Entry(keys[r], tuple(fs), tuple(ns))
         for r, (fs, ns) in by_run.items()
-        if r in keys and r not in found.failed
+        if keys.get(r) and r not in found.failed
     }
     kept = {r: e for r, e in entries.items() if r in statuses and r not in fresh}
     if fresh or len(kept) != len(entries):
         findings_cache.write(store.path, {**kept, **fresh})
     return result
+
+
+@contextlib.contextmanager
+def _store_of(store: Store, run_ids: list[str], runs: int) -> Iterator[Store]:
+    """``store``, or where ``run_ids`` are a few of its ``runs``, a store of those runs
+    alone: links to their directories in a temporary directory. The views read every
+    listed file's footer in each query, so evaluating one new run among 1,000 would
+    cost what evaluating all does. Sound because no rule compares runs (each one's
+    query partitions by ``run_id``; ``tests/analysis/test_cache.py`` checks the
+    labelled runs' findings alone and together). Where links cannot be made, ``store``."""
+    if len(run_ids) * 2 > runs:
+        yield store
+        return
+    with tempfile.TemporaryDirectory(prefix="telemetry-runs-") as tmp:
+        try:
+            for run_id in run_ids:
+                target = os.path.realpath(store.path / run_id)
+                os.symlink(target, os.path.join(tmp, run_id), target_is_directory=True)
+        except OSError as e:
+            log.debug("evaluating in the whole store: cannot link runs (%s)", e)
+            yield store
+            return
+        # what it skips was named when ``store`` was opened: not again, by temporary paths
+        listing = logging.getLogger("analysis.store")
+        level = listing.level
+        listing.setLevel(logging.ERROR)
+        try:
+            own = open_store(tmp)
+        finally:
+            listing.setLevel(level)
+        with own:
+            yield own
 
 
 @dataclass
