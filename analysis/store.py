@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 VIEWS = ("events", "scalars", "tensors", "activations", "samples", "modules", "system", "exports")
 """Stream views, one per stream (latest attempt per step). ``runs`` is derived from them."""
 
-MACROS = ("curves", "tails", "exports", "params")
+MACROS = ("curves", "tails", "exports")
 """SQL macros shared by the rules and the report (``analysis/macros/<name>.sql``), created
 over the views at open time; a user query may call them too."""
 

@@ -24,11 +24,14 @@
 -- is then explained by the gradient's size (the demo's 12-layer sigmoid MLP: 1e-11).
 -- One finding per run: the subject is the shallowest stalled parameter (registration
 -- order), the evidence lists all of them with the run's learning rate.
-WITH zeroed AS (  -- parameters whose update was exactly zero on some step: only they can
-                 -- stall (with sustained > 0), so only their rows are paired below
+-- Pairing a step's rows of every parameter would join the stream with itself (tens of
+-- millions of rows on a sweep): only parameters whose update was exactly zero on some
+-- step can stall (when sustained > 0), so only their rows are paired, in one grouped
+-- pass (the collector writes one row per rank, step, parameter and kind).
+WITH zeroed AS (
     SELECT DISTINCT run_id, param FROM tensors WHERE kind = 'update' AND norm = 0
 ),
-steps AS (  -- a step's grad, update and weight of a parameter: one grouped pass, no self-join
+steps AS (  -- a step's grad, update and weight of such a parameter
     SELECT run_id, rank, step, param,
            any_value(norm) FILTER (WHERE kind = 'grad') AS grad_norm,
            any_value(norm) FILTER (WHERE kind = 'update') AS update_norm,

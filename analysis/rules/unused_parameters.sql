@@ -21,19 +21,56 @@
 -- not this rule's case (the loss itself is cut off).
 -- Each finding's subject is the shallowest such parameter (registration order), the
 -- evidence lists all of them and says which case it is (`cause`).
-WITH grad_steps AS (  -- steps on which some parameter got a gradient
+-- Pairing every weight row with its gradient row would join the stream with itself;
+-- only parameters that may have no non-zero gradient are paired (`candidates`). The
+-- others are counted without a join: a parameter with z steps of a non-zero gradient
+-- and w steps of a weight, on a run that sampled u (rank, step)s, has a non-zero
+-- gradient on a step with a weight when z + w > u (the collector writes one row per
+-- rank, step, parameter and kind), so it is in per_param with nonzero > 0.
+WITH grad_steps AS (
     SELECT DISTINCT run_id, rank, step FROM tensors WHERE kind = 'grad'
 ),
-per_param AS (  -- its weight rows on those steps, and its own gradient on each
-    SELECT s.run_id, s.param,
+sampled AS (  -- the (rank, step)s of each run with any parameter row
+    SELECT run_id, count(*) AS steps
+    FROM (SELECT DISTINCT run_id, rank, step FROM tensors)
+    GROUP BY run_id
+),
+counted AS (
+    SELECT run_id, param,
+           count(*) FILTER (WHERE kind = 'grad' AND norm <> 0) AS nonzero_rows,
+           count(*) FILTER (WHERE kind = 'weight') AS weight_rows
+    FROM tensors
+    WHERE kind IN ('grad', 'weight') AND param IS NOT NULL
+    GROUP BY run_id, param
+),
+candidates AS (
+    SELECT c.run_id, c.param, c.nonzero_rows + c.weight_rows <= s.steps AS paired
+    FROM counted c JOIN sampled s USING (run_id)
+),
+watched AS (
+    SELECT w.run_id, w.rank, w.step, w.param, w.seq
+    FROM tensors w JOIN grad_steps USING (run_id, rank, step)
+    WHERE w.kind = 'weight'
+      AND (w.param IS NULL
+           OR (w.run_id, w.param) IN (SELECT run_id, param FROM candidates WHERE paired))
+),
+paired AS (
+    SELECT w.run_id, w.param,
            count(*) AS samples,
-           count(*) FILTER (WHERE s.has_grad AND s.param IS NOT NULL) AS grad_rows,
-           count(*) FILTER (WHERE s.has_grad AND s.param IS NOT NULL AND s.grad_norm <> 0)
-               AS nonzero,
-           min(s.weight_seq) AS seq, min(s.step) AS from_step, max(s.step) AS to_step
-    FROM param_steps(['grad', 'weight']) s JOIN grad_steps USING (run_id, rank, step)
-    WHERE s.has_weight
-    GROUP BY s.run_id, s.param
+           count(g.param) AS grad_rows,
+           count(*) FILTER (WHERE g.param IS NOT NULL AND g.norm <> 0) AS nonzero,
+           min(w.seq) AS seq, min(w.step) AS from_step, max(w.step) AS to_step
+    FROM watched w
+    LEFT JOIN tensors g
+      ON g.run_id = w.run_id AND g.rank = w.rank AND g.step = w.step
+     AND g.param = w.param AND g.kind = 'grad'
+     AND (g.run_id, g.param) IN (SELECT run_id, param FROM candidates WHERE paired)
+    GROUP BY w.run_id, w.param
+),
+per_param AS (  -- the paired parameters, and the others (nonzero > 0: never flagged)
+    SELECT run_id, param, samples, grad_rows, nonzero, seq, from_step, to_step FROM paired
+    UNION ALL
+    SELECT run_id, param, NULL, NULL, 1, NULL, NULL, NULL FROM candidates WHERE NOT paired
 ),
 judged AS (
     SELECT *,

@@ -37,11 +37,14 @@
 -- are left out, as are zero weights and non-finite values.
 -- One finding per run and direction (the fixes are opposite): the subject is the worst
 -- parameter, the evidence lists every offender.
-WITH pairs AS (  -- a step's update and weight of a parameter: one grouped pass (param_steps)
-    SELECT run_id, param, step, update_seq AS seq, update_norm / weight_norm AS ratio
-    FROM param_steps(['update', 'weight'])
-    WHERE param IS NOT NULL AND isfinite(update_norm) AND isfinite(weight_norm)
-      AND update_norm > 0 AND weight_norm > 0
+WITH pairs AS (
+    SELECT u.run_id, u.param, u.step, u.seq, u.norm / w.norm AS ratio
+    FROM tensors u
+    JOIN tensors w
+      ON w.run_id = u.run_id AND w.rank = u.rank AND w.step = u.step
+     AND w.param = u.param AND w.kind = 'weight'
+    WHERE u.kind = 'update'
+      AND isfinite(u.norm) AND isfinite(w.norm) AND u.norm > 0 AND w.norm > 0
 ),
 shapes AS (  -- one row per parameter: its last name part, its module, its size
     SELECT run_id, param, any_value(numel) AS numel,
@@ -81,7 +84,7 @@ warm AS (
     FROM pairs p LEFT JOIN peak_lr l USING (run_id)
     GROUP BY p.run_id
 ),
-per_param AS (  -- grouped before the matrices are picked: one row per parameter to join
+per_param AS (  -- grouped before the matrices are picked: they join one row per parameter
     SELECT a.*
     FROM (SELECT p.run_id, p.param, median(p.ratio) AS ratio, count(*) AS samples,
                  min(p.step) AS from_step, max(p.step) AS to_step, min(p.seq) AS seq,

@@ -27,27 +27,31 @@
 -- initialisation, a lower learning rate after a blow-up); with only sigmoid/tanh ones,
 -- ReLU; with no activation module at all (functional activations leave none), advice for
 -- either case. A run that recorded neither view gets the header's suggestion.
-WITH g AS (
-    SELECT run_id, param, step, norm, seq FROM tensors
-    WHERE kind = 'grad' AND isfinite(norm)
-),
-all_grads AS (  -- depth comes from every gradient row, finite or not
-    SELECT run_id, param, step, seq FROM tensors WHERE kind = 'grad'
+WITH norms AS (  -- per parameter, one pass over its grad and weight rows
+    SELECT run_id, param,
+           median(norm) FILTER (WHERE kind = 'grad' AND isfinite(norm)) AS grad_norm,
+           count(*) FILTER (WHERE kind = 'grad' AND isfinite(norm)) AS samples,
+           min(step) FILTER (WHERE kind = 'grad' AND isfinite(norm)) AS from_step,
+           -- depth comes from every gradient row, finite or not
+           min(step) FILTER (WHERE kind = 'grad') AS first_grad_step,
+           median(norm) FILTER (WHERE kind = 'weight' AND isfinite(norm)) AS weight_norm
+    FROM tensors
+    WHERE kind IN ('grad', 'weight')
+    GROUP BY run_id, param
 ),
 first_step AS (
-    SELECT run_id, min(step) AS step FROM all_grads GROUP BY run_id
+    SELECT run_id, min(first_grad_step) AS step FROM norms GROUP BY run_id
 ),
-depth AS (
+depth AS (  -- the gradient rows of the run's first step with one, in registration order
     SELECT a.run_id, a.param, row_number() OVER (PARTITION BY a.run_id ORDER BY a.seq) AS depth
-    FROM all_grads a JOIN first_step f ON f.run_id = a.run_id AND f.step = a.step
+    FROM tensors a JOIN first_step f ON f.run_id = a.run_id AND f.step = a.step
+    WHERE a.kind = 'grad'
 ),
-per_param AS (
-    SELECT run_id, param, median(norm) AS grad_norm, count(*) AS samples, min(step) AS from_step
-    FROM g GROUP BY run_id, param
+per_param AS (  -- parameters with a finite gradient
+    SELECT run_id, param, grad_norm, samples, from_step FROM norms WHERE samples > 0
 ),
 weights AS (
-    SELECT run_id, param, median(norm) AS weight_norm FROM tensors
-    WHERE kind = 'weight' AND isfinite(norm) GROUP BY run_id, param
+    SELECT run_id, param, weight_norm FROM norms WHERE weight_norm IS NOT NULL
 ),
 profile AS (
     SELECT p.*, d.depth, w.weight_norm,
