@@ -128,7 +128,11 @@ def make_store(root: Path, rows: int, params: int = PARAMS) -> dict[str, Any]:
     per_step = params * len(KINDS)
     steps_total = max(rows // per_step, 1)
     runs = max(1, round(rows / 1_000_000))
-    steps = max(steps_total // runs, 1)
+    return make_sweep(root, runs, max(steps_total // runs, 1), params)
+
+
+def make_sweep(root: Path, runs: int, steps: int, params: int) -> dict[str, Any]:
+    """``runs`` finished runs of ``steps`` steps and ``params`` parameters each."""
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     total = sum(write_run(root, f"sweep-{i:05d}", steps, params, rng) for i in range(runs))
@@ -137,14 +141,18 @@ def make_store(root: Path, rows: int, params: int = PARAMS) -> dict[str, Any]:
     return {
         "runs": runs,
         "steps": steps,
+        "params": params,
         "tensors_rows": total,
         "bytes_on_disk": disk,
         "generate_s": time.perf_counter() - t0,
     }
 
 
+# Peak RSS is the process's VmHWM: getrusage's ru_maxrss would carry over the peak of
+# this (forking) process, which holds a run's generated arrays, across exec.
 _PROBE = """
-import json, resource, sys, time
+import json, re, sys, time
+from pathlib import Path
 t0 = time.perf_counter()
 from analysis import diagnose, open_store
 store = open_store(sys.argv[1], runs_only=sys.argv[2] == "listing")
@@ -152,20 +160,35 @@ t_open = time.perf_counter() - t0
 if sys.argv[2] == "listing":  # what `telemetry runs` does
     from telemetry.commands.runs import list_runs
     out = {"runs": list_runs(store).height}
-elif sys.argv[2] == "analyze":
+elif sys.argv[2] == "analyze":  # what `telemetry analyze --no-cache` does
     d = diagnose(store)
     out = {"findings": len(d.findings), "not_evaluated": len(d.not_evaluated)}
+elif sys.argv[2] == "query":  # a user's question over the whole history
+    rows = store.sql(
+        "SELECT run_id, param, max(norm) FILTER (WHERE kind = 'grad') AS max_grad_norm, "
+        "arg_max(norm, step) FILTER (WHERE kind = 'weight') AS last_weight_norm "
+        "FROM tensors GROUP BY ALL"
+    )
+    out = {"rows": rows.height}
+elif sys.argv[2] == "report":  # what `telemetry report ROOT --max-runs 0` does
+    from reports import write_report
+    d = diagnose(store)
+    t_diag = time.perf_counter() - t0 - t_open
+    path = write_report(store, d, sys.argv[3], max_runs=None)
+    out = {"runs": d.runs.height, "page_bytes": path.stat().st_size, "diagnose_s": t_diag}
 else:
     out = {"runs": store.sql("SELECT * FROM runs").height}
 out.update(open_s=t_open, total_s=time.perf_counter() - t0,
-           peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+           peak_rss_mb=int(re.search(r"VmHWM:\\s+(\\d+) kB",
+                                     Path("/proc/self/status").read_text()).group(1)) / 1024)
 print(json.dumps(out))
 """
 
 
 def probe(root: Path, what: str) -> dict[str, Any]:
+    page = str(root.parent / "report.html")
     proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(root), what], capture_output=True, text=True
+        [sys.executable, "-c", _PROBE, str(root), what, page], capture_output=True, text=True
     )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
@@ -175,7 +198,10 @@ def probe(root: Path, what: str) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    ap.add_argument("--rows", nargs="+", type=float, default=[1e6, 1e7])
+    ap.add_argument("--rows", nargs="*", type=float, default=[1e6, 1e7])
+    ap.add_argument("--sweep", nargs="*", type=int, default=[], metavar="RUNS")
+    ap.add_argument("--steps", type=int, default=20_000, help="steps of a --sweep run")
+    ap.add_argument("--params", type=int, default=16, help="parameters of a --sweep run")
     ap.add_argument("--small-runs", type=int, default=10_000)
     ap.add_argument("--dir", type=Path, help="where to build the stores (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/store_scale.json"))
@@ -190,6 +216,14 @@ def main() -> None:
             info["runs_view"] = probe(root, "runs")
             info["runs_listing"] = probe(root, "listing")
             results["stores"].append(info)
+            print(json.dumps(info), flush=True)
+            shutil.rmtree(root)
+        for runs in args.sweep:
+            root = base / f"sweep-{runs}"
+            info = make_sweep(root, runs, args.steps, args.params)
+            for what in ("analyze", "runs_listing", "query", "report"):
+                info[what] = probe(root, what.removeprefix("runs_"))
+            results.setdefault("sweeps", []).append(info)
             print(json.dumps(info), flush=True)
             shutil.rmtree(root)
         if args.small_runs:

@@ -33,8 +33,19 @@ from telemetry.diagnosis import diagnose
     "a page holds, 12). Findings, the runs table and the run comparison always cover "
     "every run.",
 )
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Evaluate every run's findings afresh, neither reading nor writing the store's "
+    "findings cache (ROOT/.cache/findings.parquet, shared with analyze).",
+)
 def report(
-    root: Path, output: Path, run_ids: tuple[str, ...], title: str | None, max_runs: int
+    root: Path,
+    output: Path,
+    run_ids: tuple[str, ...],
+    title: str | None,
+    max_runs: int,
+    no_cache: bool,
 ) -> None:
     """Write one self-contained HTML report of ROOT: opens offline, from a file or a mail.
 
@@ -48,7 +59,7 @@ def report(
       telemetry report runs/ -o one.html --run healthy-20250101-120000-ab12cd34 --title "PR 42"
     """
     store = common.open_root(root)
-    diagnosis = diagnose(store, run_ids)
+    diagnosis = diagnose(store, run_ids, cache=not no_cache)
     limit = None if run_ids or max_runs == 0 else max_runs
     path = write_report(store, diagnosis, output, title=title, max_runs=limit)
     size = path.stat().st_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -280,6 +281,26 @@ def test_analyze_no_cache_writes_no_cache(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["analyze", root, "--no-cache"])
     assert result.exit_code == 0, result.output
     assert not (tmp_path / ".cache").exists()
+
+
+def test_report_shares_the_findings_cache_with_analyze(tmp_path: Path) -> None:
+    root = str(_store(tmp_path))
+    runner = CliRunner()
+    plain = runner.invoke(main, ["report", root, "-o", str(tmp_path / "a.html"), "--no-cache"])
+    assert plain.exit_code == 0, plain.output
+    assert not (tmp_path / ".cache").exists()
+    cached = runner.invoke(main, ["report", root, "-o", str(tmp_path / "b.html")])
+    assert cached.exit_code == 0, cached.output
+    assert (tmp_path / ".cache" / "findings.parquet").is_file()
+    again = runner.invoke(main, ["report", root, "-o", str(tmp_path / "c.html")])
+    assert again.exit_code == 0, again.output
+    findings = [
+        re.findall(
+            r'<td class="mono">(?:<span[^>]*>↳ </span>)?(\w+)</td>', (tmp_path / n).read_text()
+        )
+        for n in ("a.html", "b.html", "c.html")
+    ]
+    assert findings[0] and findings[0] == findings[1] == findings[2]
 
 
 def test_analyze_a_store_where_the_cache_cannot_be_written(tmp_path: Path) -> None:
