@@ -25,7 +25,7 @@ from analysis.findings import Finding, NotEvaluated, findings_table
 from analysis.rule import Requirement, Rule, load_rules
 from analysis.store import Store, open_store
 from store.metrics import default_goal
-from store.schema import stream_columns
+from store.schema import Stream, stream_columns
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def diagnose(
         runs = runs.filter(pl.col("run_id").is_in(wanted))
     selected = runs["run_id"].to_list()
     if not cache:
-        found = _evaluate(store, chosen, overrides, selected, on_rule)
+        found = _evaluate_runs(store, chosen, overrides, selected, on_rule, runs=everything.height)
         return Diagnosis(runs, found.findings, found.not_evaluated, evaluated=selected)
     statuses = dict(
         zip(everything["run_id"].to_list(), everything["status"].to_list(), strict=True)
@@ -103,12 +103,15 @@ def diagnose(
     todo = [r for r in selected if r not in hits]
     log.debug("findings cache: %d of %d run(s) evaluated", len(todo), len(selected))
     found = _Evaluation()
+
+    def rekey(own: Store, batch: list[str]) -> None:  # keyed by the files it read
+        again = findings_cache.run_keys(own, {r: statuses[r] for r in batch}, rules_key)
+        keys.update({r: again.get(r, "") for r in batch})
+
     if todo:
-        with _store_of(store, todo, everything.height) as own:
-            found = _evaluate(own, chosen, overrides, todo, on_rule)
-            if own is not store:  # keyed by the files it read: listed anew
-                again = findings_cache.run_keys(own, {r: statuses[r] for r in todo}, rules_key)
-                keys = {**keys, **{r: again.get(r, "") for r in todo}}
+        found = _evaluate_runs(
+            store, chosen, overrides, todo, on_rule, runs=everything.height, rekey=rekey
+        )
     result = Diagnosis(runs, found.findings, found.not_evaluated, evaluated=todo)
     if hits:
         result.findings = sorted(
@@ -137,15 +140,94 @@ def diagnose(
     return result
 
 
+BATCH_ROWS = 12_000_000
+"""``tensors`` rows evaluated together. Runs holding more are evaluated a batch at a
+time, each batch in a store of its own (``_store_of``), so what a rule's query holds
+(a median per parameter, a hash table per step and parameter) is one batch's, not the
+store's: DuckDB cannot spill a median, and a store of 100 runs x 20k steps x 16
+parameters (96M rows) ran out of its 1 GB limit in vanishing_gradients and took 115 s
+in one piece, against ~5 s for each tenth of it (benchmarks/store_scale.py --sweep)."""
+
+
+def _evaluate_runs(
+    store: Store,
+    chosen: list[Rule],
+    overrides: Mapping[str, Mapping[str, Any]],
+    run_ids: list[str],
+    on_rule: Callable[[str], None] | None,
+    *,
+    runs: int,
+    rekey: Callable[[Store, list[str]], None] | None = None,
+) -> _Evaluation:
+    """``_evaluate`` over ``run_ids`` of ``store`` (which holds ``runs`` runs), in
+    batches of at most ``BATCH_ROWS`` tensors rows; ``rekey(own, batch)`` is told of
+    each store of its own a batch was evaluated in. The result is the one evaluation
+    gives in one piece, in the same order."""
+    batches = _batches(store, run_ids)
+    if len(batches) == 1 and rekey is None:
+        return _evaluate(store, chosen, overrides, run_ids, on_rule)
+    found = _Evaluation()
+    progress = _spread(on_rule, len(batches))
+    for batch in batches:
+        with _store_of(store, batch, runs, alone=len(batches) > 1) as own:
+            part = _evaluate(own, chosen, overrides, batch, progress)
+            if rekey is not None and own is not store:
+                rekey(own, batch)
+        found.findings += part.findings
+        found.not_evaluated += part.not_evaluated
+        found.failed |= part.failed
+    if len(batches) > 1:  # the order of one evaluation: by rule, then run
+        found.findings.sort(key=_order)
+        rank = {rule.id: i for i, rule in enumerate(chosen)}
+        position = {r: i for i, r in enumerate(run_ids)}
+        found.not_evaluated.sort(key=lambda n: (rank[n.rule], position[n.run_id]))
+    return found
+
+
+def _batches(store: Store, run_ids: list[str]) -> list[list[str]]:
+    """``run_ids`` in consecutive batches of at most ``BATCH_ROWS`` tensors rows (a run
+    with more is a batch of its own)."""
+    rows = store.rows_by_run(Stream.TENSORS)
+    batches: list[list[str]] = []
+    held = BATCH_ROWS + 1
+    for run_id in run_ids:
+        n = rows.get(run_id, 0)
+        if held + n > BATCH_ROWS:
+            batches.append([])
+            held = 0
+        batches[-1].append(run_id)
+        held += n
+    return batches or [[]]
+
+
+def _spread(on_rule: Callable[[str], None] | None, parts: int) -> Callable[[str], None] | None:
+    """``on_rule`` called once per rule in all, over ``parts`` evaluations of every rule
+    (a progress bar counts rules)."""
+    if on_rule is None or parts <= 1:
+        return on_rule
+    calls, told = 0, 0
+
+    def each(rule_id: str) -> None:
+        nonlocal calls, told
+        calls += 1
+        while told < calls // parts:
+            on_rule(rule_id)
+            told += 1
+
+    return each
+
+
 @contextlib.contextmanager
-def _store_of(store: Store, run_ids: list[str], runs: int) -> Iterator[Store]:
-    """``store``, or where ``run_ids`` are a few of its ``runs``, a store of those runs
-    alone: links to their directories in a temporary directory. The views read every
-    listed file's footer in each query, so evaluating one new run among 1,000 would
-    cost what evaluating all does. Sound because no rule compares runs (each one's
+def _store_of(
+    store: Store, run_ids: list[str], runs: int, *, alone: bool = False
+) -> Iterator[Store]:
+    """``store``, or where ``run_ids`` are a few of its ``runs`` (or ``alone``), a store
+    of those runs alone: links to their directories in a temporary directory. The views
+    read every listed file's footer in each query, so evaluating one new run among 1,000
+    would cost what evaluating all does. Sound because no rule compares runs (each one's
     query partitions by ``run_id``; ``tests/analysis/test_cache.py`` checks the
     labelled runs' findings alone and together). Where links cannot be made, ``store``."""
-    if len(run_ids) * 2 > runs:
+    if not alone and len(run_ids) * 2 > runs:
         yield store
         return
     with tempfile.TemporaryDirectory(prefix="telemetry-runs-") as tmp:

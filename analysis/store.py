@@ -110,6 +110,7 @@ class Store:
         self._strays = strays
         self._runs = runs
         self._relisted: dict[Path, int] = {}
+        self._file_rows: dict[Stream, dict[str, int]] = {}  # rows per file, from footers
         self._bad: list[Unreadable] = []  # files whose data could not be read, found later
         self._create_digest_tables([d for r in runs for d in r.digests])
         self._define()
@@ -399,7 +400,8 @@ class Store:
         are loaded into memory here, in one pass; the others stay views that read the
         files when a query runs. A store of many short runs has thousands of small
         files, which a view would open again for every query."""
-        rows = {s: self._rows(self.segments[s]) for s in Stream}
+        self._file_rows = {s: self._rows(self.segments[s]) for s in Stream}
+        rows = {s: sum(self._file_rows[s].values()) for s in Stream}
         budget = LOADED_ROWS
         for stream in sorted(Stream, key=lambda s: rows[s]):
             name = f"_files_{stream.value}"
@@ -421,14 +423,23 @@ class Store:
         for (kind,) in kinds:
             self.con.execute(f"DROP {kind} {name}")
 
-    def _rows(self, files: list[Path]) -> int:
-        """Rows in ``files``, from their footers."""
+    def _rows(self, files: list[Path]) -> dict[str, int]:
+        """Rows of each of ``files`` (by path), from their footers."""
         if not files:
-            return 0
-        (n,) = self.con.execute(
-            f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({_sql_list(files)})"
-        ).fetchall()[0]
-        return int(n)
+            return {}
+        counts = self.con.execute(
+            "SELECT file_name, sum(num_rows) "
+            f"FROM parquet_file_metadata({_sql_list(files)}) GROUP BY file_name"
+        ).fetchall()
+        return {str(name): int(n) for name, n in counts}
+
+    def rows_by_run(self, stream: Stream) -> dict[str, int]:
+        """Rows of ``stream`` per run id, from the footers of the files listed at open."""
+        out: dict[str, int] = {}
+        for name, n in self._file_rows.get(stream, {}).items():
+            run_id = Path(name).relative_to(self.path).parts[0]
+            out[run_id] = out.get(run_id, 0) + n
+        return out
 
     def _files_select(self, stream: Stream, files: list[Path]) -> str:
         """The rows of ``files`` cast to the schema's types: columns of a newer writer

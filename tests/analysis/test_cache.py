@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from analysis import Diagnosis, Store, diagnose, load_rules, open_store
+from analysis import Diagnosis, Store, diagnose, engine, load_rules, open_store
 from analysis import cache as findings_cache
+from store.schema import Stream
 from tests.analysis import cases
 from tests.builders import RunBuilder
 
@@ -209,3 +210,33 @@ def test_findings_are_identical_with_and_without_cache_on_the_labelled_cases(
         own = _identity(diagnose(open_store(alone), run_ids=[run_id]))
         assert [f for f in _identity(warm)[0] if f[1] == run_id] == own[0]
         assert [n for n in warm.not_evaluated if n.run_id == run_id] == own[1]
+
+
+def test_a_store_evaluated_in_batches_of_runs_gives_the_findings_of_one_piece(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``BATCH_ROWS`` tensors rows the runs are evaluated a few at a time, each
+    batch in a store of its own: same findings, same order, with and without the cache,
+    and a progress callback still told of each rule once."""
+    makers = list(dict.fromkeys([*cases.POSITIVE.values(), cases.NEGATIVE]))
+    for make in makers:
+        make(tmp_path).write()
+    store = open_store(tmp_path)
+    whole = diagnose(store)
+    rows = store.rows_by_run(Stream.TENSORS)
+    assert (
+        len(rows) >= 4
+        and sum(rows.values()) == store.sql("SELECT count(*) AS n FROM tensors")["n"][0]
+    )
+    monkeypatch.setattr(engine, "BATCH_ROWS", max(rows.values()))
+    batches = engine._batches(store, store.run_ids())
+    assert len(batches) >= 3 and sorted(r for b in batches for r in b) == sorted(store.run_ids())
+    told: list[str] = []
+    batched = diagnose(store, on_rule=told.append)
+    ids = [rule.id for rule in load_rules()]
+    assert len(told) == len(ids) and set(told) <= set(ids)  # a bar of rules fills once
+    assert _identity(batched) == _identity(whole)
+    cold = diagnose(store, cache=True)
+    assert sorted(cold.evaluated) == sorted(store.run_ids())
+    assert _identity(cold) == _identity(whole)
+    assert _json(diagnose(open_store(tmp_path), cache=True)) == _json(cold)
