@@ -33,14 +33,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check store collector integrations exports analysis reports telemetry tests benchmarks
 	$(VENV)/bin/mypy
 
-# Every benchmark, each writing benchmarks/results/<name>.json, then SUMMARY.md (~30 min
+# Every benchmark, each writing benchmarks/results/<name>.json, then SUMMARY.md (~40 min
 # on a 2-core CPU; not part of `make test`: benchmarks measure, tests assert behaviour).
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py --rounds 2 --out benchmarks/results/overhead.json
 	$(PY) benchmarks/interleaved.py --out benchmarks/results/interleaved.json
 	$(PY) benchmarks/demo_overhead.py --rounds 3 --out benchmarks/results/demo_overhead.json
 	$(PY) benchmarks/writer.py --out benchmarks/results/writer.json
-	$(PY) benchmarks/store_scale.py --rows 1e6 1e7 --out benchmarks/results/store_scale.json
+	$(PY) benchmarks/store_scale.py --rows 1e6 1e7 --sweep 10 100 --out benchmarks/results/store_scale.json
+	$(PY) benchmarks/incremental.py --runs 1000 --out benchmarks/results/incremental.json
 	test ! -f benchmarks/report_size.py || $(PY) benchmarks/report_size.py
 	$(PY) benchmarks/summary.py
 
