@@ -114,15 +114,11 @@ def diagnose(
         )
     result = Diagnosis(runs, found.findings, found.not_evaluated, evaluated=todo)
     if hits:
-        result.findings = sorted(
-            [*found.findings, *(f for e in hits.values() for f in e.findings)], key=_order
-        )
-        # the uncached order: by rule, then by run in ``selected``'s order
-        rank = {rule.id: i for i, rule in enumerate(chosen)}
-        position = {r: i for i, r in enumerate(selected)}
-        result.not_evaluated = sorted(
+        result.findings, result.not_evaluated = _in_order(
+            chosen,
+            selected,
+            [*found.findings, *(f for e in hits.values() for f in e.findings)],
             [*found.not_evaluated, *(n for e in hits.values() for n in e.not_evaluated)],
-            key=lambda n: (rank[n.rule], position[n.run_id]),
         )
     by_run: dict[str, tuple[list[Finding], list[NotEvaluated]]] = {r: ([], []) for r in todo}
     for f in found.findings:
@@ -176,12 +172,23 @@ def _evaluate_runs(
         found.findings += part.findings
         found.not_evaluated += part.not_evaluated
         found.failed |= part.failed
-    if len(batches) > 1:  # the order of one evaluation: by rule, then run
-        found.findings.sort(key=_order)
-        rank = {rule.id: i for i, rule in enumerate(chosen)}
-        position = {r: i for i, r in enumerate(run_ids)}
-        found.not_evaluated.sort(key=lambda n: (rank[n.rule], position[n.run_id]))
+    found.findings, found.not_evaluated = _in_order(
+        chosen, run_ids, found.findings, found.not_evaluated
+    )
     return found
+
+
+def _in_order(
+    chosen: list[Rule], run_ids: list[str], findings: list[Finding], gaps: list[NotEvaluated]
+) -> tuple[list[Finding], list[NotEvaluated]]:
+    """Findings and gaps gathered from several evaluations (batches, the cache) in the
+    order one evaluation of ``chosen`` over ``run_ids`` gives: findings by ``_order``,
+    gaps by rule, then by run in ``run_ids``' order."""
+    rank = {rule.id: i for i, rule in enumerate(chosen)}
+    position = {r: i for i, r in enumerate(run_ids)}
+    return sorted(findings, key=_order), sorted(
+        gaps, key=lambda n: (rank[n.rule], position[n.run_id])
+    )
 
 
 def _batches(store: Store, run_ids: list[str]) -> list[list[str]]:
