@@ -21,11 +21,9 @@ with the run index (``store.index``), which holds a copy of each digest, one fil
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from store.compaction import live_segments
-from store.layout import TMP_PREFIX
+from store.layout import TMP_PREFIX, read_regular
 from store.schema import EventKind, Stream
 
 DIGEST_DIR = "digests"
@@ -167,7 +165,7 @@ def read_digest(path: str | Path) -> Digest:
     scalar extremes, UTF-8 text), so a damaged or hand-made digest costs only speed:
     the writer's rows are read instead."""
     try:
-        body = json.loads(_read_regular(os.fspath(path)))
+        body = json.loads(read_regular(os.fspath(path), MAX_DIGEST_BYTES, what="a digest", grown=1))
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -184,20 +182,6 @@ def digest_from_json(body: Any) -> Digest:
         return _parse(body)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"a malformed digest ({type(e).__name__}: {e})") from e
-
-
-def _read_regular(path: str) -> bytes:
-    # stat before open: open() on a FIFO blocks until a writer comes. O_NONBLOCK and the
-    # fstat close the gap of a file swapped in between.
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError(errno.EINVAL, "not a regular file", path)
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        if st.st_size > MAX_DIGEST_BYTES:
-            raise OSError(errno.EFBIG, f"over {MAX_DIGEST_BYTES} bytes: not a digest", path)
-        return fh.read(st.st_size + 1)  # a file that grew since is cut: JSON says so
 
 
 MAX_DIGEST_BYTES = 64 << 20

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from store.digest import DIGEST_DIR, Digest, digest_from_json
+from store.layout import read_regular
 from store.schema import Stream
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ def read_index(root: Path) -> RunIndex:
     read); torn, damaged or unknown lines are skipped."""
     index = RunIndex()
     try:
-        data = _read_regular(os.fspath(index_path(root)))
+        # up to its size at open: what is appended meanwhile is read next time
+        data = read_regular(os.fspath(index_path(root)), MAX_INDEX_BYTES, what="a run index")
     except OSError:
         return index
     for raw in data.split(b"\n"):
@@ -200,17 +202,6 @@ def _digests(
             return None
         out.append(d)
     return sorted(out, key=lambda d: (d.rank, d.attempt))
-
-
-def _read_regular(path: str) -> bytes:
-    # Only a regular file: a FIFO named like the index would block the reader.
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        if st.st_size > MAX_INDEX_BYTES:
-            raise OSError(errno.EFBIG, f"over {MAX_INDEX_BYTES} bytes", path)
-        return fh.read(st.st_size)  # what was appended since is read next time
 
 
 def indexed_runs(root: Path, run_dirs: Iterable[Path]) -> dict[Path, list[Digest]]:

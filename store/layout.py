@@ -11,8 +11,11 @@ duplicates a row. Temporary files start with ``.`` and are never read.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,3 +90,22 @@ def run_dir(root: Path, run_id: str) -> Path:
 
 def stream_dir(root: Path, run_id: str, stream: Stream | str) -> Path:
     return root / run_id / Stream(stream).value
+
+
+def read_regular(path: str, max_bytes: int, *, what: str, grown: int = 0) -> bytes:
+    """The bytes of the regular file ``path``: its size at open, plus up to ``grown``
+    bytes appended since (one more byte cuts a JSON file that grew: the parser says so).
+    ``OSError`` for a FIFO, device or directory, and for a file over ``max_bytes`` (not
+    ``what`` it should be, and not read into memory whole).
+
+    stat before open: open() on a FIFO blocks until a writer comes. O_NONBLOCK and the
+    fstat close the gap of a file swapped in between."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        if st.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"over {max_bytes} bytes: not {what}", path)
+        return fh.read(st.st_size + grown)
