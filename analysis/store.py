@@ -111,7 +111,7 @@ class Store:
         self._runs = runs
         self._relisted: dict[Path, int] = {}
         self._file_rows: dict[Stream, dict[str, int]] = {}  # rows per file, from footers
-        self._bad: list[Unreadable] = []  # files whose data could not be read, found later
+        self._payloads: list[Unreadable] = []  # events whose payload is not JSON
         self._create_digest_tables([d for r in runs for d in r.digests])
         self._define()
         self.unreadable: list[Unreadable] = self._skipped()
@@ -174,19 +174,26 @@ class Store:
         """After ``error`` from a query: list again the runs whose files vanished, or
         leave out the files that cannot be read, and define the views again. False
         when no file is at fault (the query itself is): nothing changed."""
-        gone = [p for p in self.files() if not p.exists()]
-        if gone:
-            self._relist({p.parent.parent for p in gone})
-        else:
-            bad = self._unreadable_files(error)
-            if not bad:
-                return False
-            for path, reason in bad:
-                self._drop(path, reason)
-                log.warning("skipping %s: %s", path, reason)
+        if not self._repair(error, warn=True):
+            return False
         self._define()
-        self.unreadable = self._skipped() + getattr(self, "_payloads", [])
+        self.unreadable = self._skipped() + self._payloads
         return True
+
+    def _repair(self, error: duckdb.Error, *, warn: bool = False) -> bool:
+        """After ``error``: list again the runs whose files vanished, or else leave out
+        the files that cannot be read (``warn``: each named in a warning now). False
+        when no file is at fault."""
+        gone = {p.parent.parent for p in self.files() if not p.exists()}
+        if gone:
+            self._relist(gone)
+            return True
+        bad = self._unreadable_files(error)
+        for path, reason in bad:
+            self._drop(path, reason)
+            if warn:
+                log.warning("skipping %s: %s", path, reason)
+        return bool(bad)
 
     def files(self) -> list[Path]:
         """Every segment file the views read."""
@@ -254,15 +261,8 @@ class Store:
                     self._create_raw(stream)
                 return
             except duckdb.Error as e:
-                gone = {p.parent.parent for p in self.files() if not p.exists()}
-                if gone:
-                    self._relist(gone)
-                    continue
-                bad = self._unreadable_files(e)
-                if not bad:
+                if not self._repair(e):
                     raise
-                for path, reason in bad:
-                    self._drop(path, reason)
 
     def _relist(self, run_dirs: set[Path]) -> None:
         """List ``run_dirs`` again (a compaction published a merged file and removed the
@@ -437,7 +437,7 @@ class Store:
         """Rows of ``stream`` per run id, from the footers of the files listed at open."""
         out: dict[str, int] = {}
         for name, n in self._file_rows.get(stream, {}).items():
-            run_id = Path(name).relative_to(self.path).parts[0]
+            run_id = Path(name).parent.parent.name  # <root>/<run_id>/<stream>/<file>
             out[run_id] = out.get(run_id, 0) + n
         return out
 
