@@ -101,9 +101,8 @@ def run_keys(store: Store, statuses: Mapping[str, str], rules: str) -> dict[str,
     ``rules_digest``); runs that are ``running`` get none (never cached)."""
     files: dict[str, list[str]] = {}
     gone: set[str] = set()
-    for stream, paths in store.segments.items():
-        for path in paths:  # <root>/<run_id>/<stream>/<file>.parquet
-            run_id = path.parent.parent.name
+    for run_id, listed in store.run_files().items():
+        for stream, path in listed:
             try:
                 st = os.stat(path)
             except OSError:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +67,10 @@ def diagnose(
     unchanged since the last cached analysis from the store's findings cache
     (``analysis.cache``), evaluate the others, and update the cache. The result is
     the one an uncached call gives, in the same order; ``Diagnosis.evaluated`` names
-    the runs whose rules ran.
+    the runs whose rules ran. ``store`` may be runs-only (``open_store(root,
+    runs_only=True)``, listed from the run index and digests): the runs evaluated are
+    then opened alone, so with the cache the unchanged runs are never read (what
+    ``telemetry analyze`` does); what their open skips joins ``store.unreadable``.
     """
     chosen = list(rules) if rules is not None else load_rules()
     overrides = params or {}
@@ -159,6 +160,12 @@ def _evaluate_runs(
     batches of at most ``BATCH_ROWS`` tensors rows; ``rekey(own, batch)`` is told of
     each store of its own a batch was evaluated in. The result is the one evaluation
     gives in one piece, in the same order."""
+    if store.runs_only:  # no stream views: the runs' own store has them
+        with _store_of(store, run_ids, runs) as own:
+            found = _evaluate_runs(own, chosen, overrides, run_ids, on_rule, runs=len(run_ids))
+            if rekey is not None:
+                rekey(own, run_ids)
+        return found
     batches = _batches(store, run_ids)
     if len(batches) == 1 and rekey is None:
         return _evaluate(store, chosen, overrides, run_ids, on_rule)
@@ -228,34 +235,28 @@ def _spread(on_rule: Callable[[str], None] | None, parts: int) -> Callable[[str]
 def _store_of(
     store: Store, run_ids: list[str], runs: int, *, alone: bool = False
 ) -> Iterator[Store]:
-    """``store``, or where ``run_ids`` are a few of its ``runs`` (or ``alone``), a store
-    of those runs alone: links to their directories in a temporary directory. The views
-    read every listed file's footer in each query, so evaluating one new run among 1,000
-    would cost what evaluating all does. Sound because no rule compares runs (each one's
+    """``store``, or where ``run_ids`` are a few of its ``runs`` (or ``alone``, or
+    ``store`` is runs-only), the store opened on those runs alone. The views read every
+    listed file's footer in each query, so evaluating one new run among 1,000 would
+    cost what evaluating all does. Sound because no rule compares runs (each one's
     query partitions by ``run_id``; ``tests/analysis/test_cache.py`` checks the
-    labelled runs' findings alone and together). Where links cannot be made, ``store``."""
-    if not alone and len(run_ids) * 2 > runs:
+    labelled runs' findings alone and together). What the runs' store skips joins
+    ``store.unreadable``, named in warnings where ``store`` did not read these runs'
+    files itself (a runs-only store)."""
+    if not (alone or store.runs_only) and len(run_ids) * 2 > runs:
         yield store
         return
-    with tempfile.TemporaryDirectory(prefix="telemetry-runs-") as tmp:
-        try:
-            for run_id in run_ids:
-                target = os.path.realpath(store.path / run_id)
-                os.symlink(target, os.path.join(tmp, run_id), target_is_directory=True)
-        except OSError as e:
-            log.debug("evaluating in the whole store: cannot link runs (%s)", e)
-            yield store
-            return
-        # what it skips was named when ``store`` was opened: not again, by temporary paths
-        listing = logging.getLogger("analysis.store")
-        level = listing.level
+    listing = logging.getLogger("analysis.store")
+    level = listing.level
+    if not store.runs_only:  # what it skips was named when ``store`` was opened
         listing.setLevel(logging.ERROR)
-        try:
-            own = open_store(tmp)
-        finally:
-            listing.setLevel(level)
-        with own:
-            yield own
+    try:
+        own = open_store(store.path, run_ids=run_ids)
+    finally:
+        listing.setLevel(level)
+    with own:
+        store.unreadable += [u for u in own.unreadable if u not in store.unreadable]
+        yield own
 
 
 @dataclass

@@ -37,6 +37,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,12 @@ class Store:
     """Read-only SQL access to a store. ``con`` is the DuckDB connection with the views."""
 
     def __init__(
-        self, path: Path, *, stale_after_s: float = STALE_AFTER_S, runs_only: bool = False
+        self,
+        path: Path,
+        *,
+        stale_after_s: float = STALE_AFTER_S,
+        runs_only: bool = False,
+        run_ids: Collection[str] | None = None,
     ) -> None:
         self.path = path
         self.runs_only = runs_only
@@ -106,7 +112,7 @@ class Store:
         )
         for stream in Stream:
             self._create_empty(stream)
-        runs, strays = list_store(path, trust_digests=runs_only)
+        runs, strays = list_store(path, trust_digests=runs_only, only=run_ids)
         self._strays = strays
         self._runs = runs
         self._relisted: dict[Path, int] = {}
@@ -198,6 +204,18 @@ class Store:
     def files(self) -> list[Path]:
         """Every segment file the views read."""
         return [p for paths in self.segments.values() for p in paths]
+
+    def run_files(self) -> dict[str, list[tuple[Stream, Path]]]:
+        """Each run's segment files as listed, every stream, with those a current
+        digest names (a runs-only store lists a writer by its digest, reading none)."""
+        out: dict[str, list[tuple[Stream, Path]]] = {}
+        for run in self._runs:
+            files = out.setdefault(run.path.name, [])
+            files += [(s, p) for s in Stream for p in run.segments[s]]
+            for digest in run.digests:
+                for stream, names in digest.segments.items():
+                    files += [(Stream(stream), run.path / stream / n) for n in names]
+        return out
 
     def lock(self) -> None:
         """Refuse, from now on, every file access but the store's segments, and every
@@ -599,17 +617,22 @@ def _sql_list(paths: list[Path]) -> str:
 
 
 def open_store(
-    path: str | Path, *, stale_after_s: float = STALE_AFTER_S, runs_only: bool = False
+    path: str | Path,
+    *,
+    stale_after_s: float = STALE_AFTER_S,
+    runs_only: bool = False,
+    run_ids: Collection[str] | None = None,
 ) -> Store:
     """Open the store at ``path`` for reading; an empty or half-written store is fine.
 
     ``runs_only``: only the ``runs`` view, listed from the writers' digests where they
     are current (``store.digest``) instead of from every segment: what listing runs
     needs, at a small fraction of the cost on a wide store. The stream views do not
-    exist on such a store."""
+    exist on such a store; ``analysis.diagnose`` evaluates its runs in stores of their
+    own. ``run_ids``: these runs alone (no other entry of the store is looked at)."""
     p = Path(path)
     if not p.exists():
         raise StoreError(f"no store at {str(p)!r}: the directory does not exist")
     if not p.is_dir():
         raise StoreError(f"{str(p)!r} is not a directory; a store is a directory of runs")
-    return Store(p, stale_after_s=stale_after_s, runs_only=runs_only)
+    return Store(p, stale_after_s=stale_after_s, runs_only=runs_only, run_ids=run_ids)

@@ -6,7 +6,8 @@ layout, 5 steps x 2 parameters each), analyses the store once with the findings 
 (JSON) in a fresh process each: without the cache (``--no-cache``: every run
 evaluated, what every analysis cost before the cache) and with it (the new run
 evaluated, the others read from the cache). A probe in a fresh process splits the
-same two into opening the store and diagnosing. Both outputs are checked equal.
+same two into opening the store (with the cache, a runs-only open as the command's)
+and diagnosing. Both outputs are checked equal.
 
     .venv/bin/python benchmarks/incremental.py --runs 1000
 """
@@ -32,7 +33,7 @@ _PROBE = """
 import json, sys, time
 t0 = time.perf_counter()
 from analysis import diagnose, open_store
-store = open_store(sys.argv[1])
+store = open_store(sys.argv[1], runs_only=sys.argv[2] == "cache")  # as telemetry analyze
 t_open = time.perf_counter() - t0
 d = diagnose(store, cache=sys.argv[2] == "cache")
 print(json.dumps({"open_s": t_open, "diagnose_s": time.perf_counter() - t0 - t_open,

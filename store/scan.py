@@ -18,6 +18,7 @@ links are named as such. Every skipped entry is listed with its reason.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -64,9 +65,10 @@ class RunListing:
 
 
 def list_store(
-    root: Path, *, trust_digests: bool = False
+    root: Path, *, trust_digests: bool = False, only: Collection[str] | None = None
 ) -> tuple[list[RunListing], list[Unreadable]]:
-    """Every run directory under ``root``, and the stray entries beside them.
+    """Every run directory under ``root``, and the stray entries beside them
+    (``only``: the entries of these names alone, nothing else looked at).
 
     ``trust_digests``: a writer whose digest matches its live segments
     (``store.digest``) is listed by its digest, and its segments are neither
@@ -76,7 +78,7 @@ def list_store(
     runs: list[Path] = []
     strays: list[Unreadable] = []
     for entry in sorted(_scan(os.fspath(root), final=True), key=_NAME):
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or (only is not None and entry.name not in only):
             continue  # the run index (.index) among them
         path = root / entry.name
         if not _is_dir(entry):

@@ -128,7 +128,9 @@ def analyze(
       telemetry analyze --explain overfitting
     """
     params = _overrides(assignments, config)
-    store = common.open_root(root)
+    # With the cache, only the runs to evaluate are read: the others are listed from
+    # the run index and digests (a runs-only open), their findings from the cache.
+    store = common.open_root(root, runs_only=not no_cache)
     diagnosis = diagnose_with_progress(store, run_ids, params, quiet=quiet, cache=not no_cache)
     if fmt == "json":
         from store.records import json_safe  # strict JSON: NaN/Inf become strings

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from analysis import Diagnosis, Store, diagnose, engine, load_rules, open_store
 from analysis import cache as findings_cache
+from benchmarks.store_scale import write_run
+from store.indexing import record_writer
 from store.schema import Stream
 from tests.analysis import cases
 from tests.builders import RunBuilder
@@ -240,3 +243,46 @@ def test_a_store_evaluated_in_batches_of_runs_gives_the_findings_of_one_piece(
     assert sorted(cold.evaluated) == sorted(store.run_ids())
     assert _identity(cold) == _identity(whole)
     assert _json(diagnose(open_store(tmp_path), cache=True)) == _json(cold)
+
+
+def _indexed_runs(root: Path, n: int) -> np.random.Generator:
+    """``n`` finished runs as closing collectors leave them: digests and index lines."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        write_run(root, f"sweep-{i}", 60, 2, rng)
+        record_writer(root / f"sweep-{i}", 0, 0)
+    return rng
+
+
+def test_a_runs_only_store_serves_the_cache_and_opens_only_the_runs_to_evaluate(
+    tmp_path: Path,
+) -> None:
+    """What ``telemetry analyze`` does: listed from the run index and digests, the cached
+    runs are never opened, the others are evaluated in a store of their own, and the
+    result is the full store's."""
+    rng = _indexed_runs(tmp_path, 3)
+    cases.healthy(tmp_path).write()  # no digest: listed from its rows
+    first = diagnose(open_store(tmp_path, runs_only=True), cache=True)
+    assert sorted(first.evaluated) == ["healthy", "sweep-0", "sweep-1", "sweep-2"]
+    assert _json(first) == _json(diagnose(open_store(tmp_path)))
+    listed = open_store(tmp_path, runs_only=True)
+    assert listed.files() == [p for p in listed.files() if "healthy" in p.parts]
+    again = diagnose(listed, cache=True)
+    assert again.evaluated == []
+    assert _json(again) == _json(first)
+    write_run(tmp_path, "sweep-new", 60, 2, rng)
+    record_writer(tmp_path / "sweep-new", 0, 0)
+    third = diagnose(open_store(tmp_path, runs_only=True), cache=True)
+    assert third.evaluated == ["sweep-new"]
+    assert _json(third) == _json(diagnose(open_store(tmp_path)))
+    # uncached, a runs-only store is evaluated in a store of all its runs
+    assert _json(diagnose(open_store(tmp_path, runs_only=True))) == _json(third)
+
+
+def test_a_store_opened_on_some_runs_lists_those_alone(tmp_path: Path) -> None:
+    _indexed_runs(tmp_path, 3)
+    (tmp_path / "stray.txt").write_text("not a run")
+    store = open_store(tmp_path, run_ids=["sweep-0", "sweep-2", "absent"])
+    assert store.run_ids() == ["sweep-0", "sweep-2"]
+    assert store.unreadable == []  # the stray beside the runs is not looked at
+    assert {p.parts[-3] for p in store.files()} == {"sweep-0", "sweep-2"}

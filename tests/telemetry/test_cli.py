@@ -6,10 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from analysis import Rule, load_rules
+from benchmarks.store_scale import write_run
+from store.indexing import record_writer
 from telemetry.cli import main
 from telemetry.common import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_STORE
 from tests.analysis import cases
@@ -313,3 +316,24 @@ def test_analyze_a_store_where_the_cache_cannot_be_written(tmp_path: Path) -> No
         main, ["analyze", root, "--format", "json", "--fail-on", "never", "--no-cache"]
     )
     assert cached.output == plain.output
+
+
+def test_analyze_names_a_segment_damaged_after_its_run_was_cached(tmp_path: Path) -> None:
+    """With the cache, runs are listed from the run index; a file damaged since the
+    last analysis changes its run's key, so the run is read again and the file named."""
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_run(tmp_path, f"sweep-{i}", 60, 2, rng)
+        record_writer(tmp_path / f"sweep-{i}", 0, 0)
+    runner = CliRunner()
+    args = ["analyze", str(tmp_path), "--fail-on", "never"]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "unreadable" not in first.output
+    segment = next((tmp_path / "sweep-0" / "tensors").glob("*.parquet"))
+    segment.write_bytes(b"not parquet at all")
+    damaged = runner.invoke(main, args)
+    assert damaged.exit_code == 0, damaged.output
+    assert "skipped 1 unreadable file(s)" in damaged.output
+    assert segment.name in damaged.output
+    assert damaged.output.count("sweep-0") >= 1 and "2 run(s)" in damaged.output
