@@ -45,8 +45,9 @@ from typing import Any
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from store.digest import ACTIVITY_STREAMS, DIGEST_DIR, Digest
+from store.digest import ACTIVITY_STREAMS, DIGEST_DIR, DigestTables, digest_rows, digest_tables
 from store.errors import TelemetryError
 from store.layout import parse_segment_name
 from store.metrics import default_goal_sql
@@ -112,13 +113,18 @@ class Store:
         )
         for stream in Stream:
             self._create_empty(stream)
-        runs, strays = list_store(path, trust_digests=runs_only, only=run_ids)
-        self._strays = strays
-        self._runs = runs
+        listing = list_store(path, trust_digests=runs_only, only=run_ids)
+        self._strays = listing.strays
+        self._runs = listing.runs
+        # Every current digest: of the runs listed from the run index, and of the
+        # writers listed by their own digest file (runs-only stores only).
+        self._digests = pa.concat_tables(
+            [listing.indexed, digest_rows([d for r in listing.runs for d in r.digests])]
+        )
         self._relisted: dict[Path, int] = {}
         self._file_rows: dict[Stream, dict[str, int]] = {}  # rows per file, from footers
         self._payloads: list[Unreadable] = []  # events whose payload is not JSON
-        self._create_digest_tables([d for r in runs for d in r.digests])
+        self._create_digest_tables(digest_tables(self._digests))
         self._define()
         self.unreadable: list[Unreadable] = self._skipped()
         self._payloads = self._null_malformed_payloads()
@@ -212,9 +218,13 @@ class Store:
         for run in self._runs:
             files = out.setdefault(run.path.name, [])
             files += [(s, p) for s in Stream for p in run.segments[s]]
-            for digest in run.digests:
-                for stream, names in digest.segments.items():
-                    files += [(Stream(stream), run.path / stream / n) for n in names]
+        named = self._digests.select(["run_id", "segments"]).to_pylist()
+        for row in named:
+            run_dir = self.path / row["run_id"]
+            files = out.setdefault(row["run_id"], [])
+            files += [
+                (Stream(f["stream"]), run_dir / f["stream"] / f["name"]) for f in row["segments"]
+            ]
         return out
 
     def lock(self) -> None:
@@ -335,43 +345,16 @@ class Store:
                 cur.close()
         return bad
 
-    def _create_digest_tables(self, digests: list[Digest]) -> None:
+    def _create_digest_tables(self, digests: DigestTables) -> None:
         """``_writers`` (per writer: how far it got, when it was seen), ``_lifecycle``
         (its run_started/run_finished/run_failed events) and ``_metrics`` (its scalars'
         extremes) from current digests: the ``runs`` view and ``_run_metrics`` read them
         beside the raw rows of writers without one."""
-        wall = pa.timestamp("us", tz="UTC")
-        writers = pa.table(
-            {
-                "run_id": pa.array([d.run_id for d in digests], pa.string()),
-                "rank": pa.array([d.rank for d in digests], pa.int32()),
-                "attempt": pa.array([d.attempt for d in digests], pa.int32()),
-                "steps": pa.array([d.max_step for d in digests], pa.int64()),
-                "first_seen": pa.array([d.first_us for d in digests], pa.int64()).cast(wall),
-                "last_seen": pa.array([d.last_us for d in digests], pa.int64()).cast(wall),
-            }
+        tables = (
+            ("_writers", digests.writers),
+            ("_lifecycle", digests.lifecycle),
+            ("_metrics", digests.metrics),
         )
-        events = [(d, e) for d in digests for e in d.lifecycle]
-        lifecycle = pa.table(
-            {
-                "run_id": pa.array([d.run_id for d, _ in events], pa.string()),
-                "attempt": pa.array([d.attempt for d, _ in events], pa.int32()),
-                "kind": pa.array([e["kind"] for _, e in events], pa.string()),
-                "payload": pa.array([e["payload"] for _, e in events], pa.string()),
-                "wall_time": pa.array([e["wall_time"] for _, e in events], pa.int64()).cast(wall),
-            }
-        )
-        metrics = [(d, m) for d in digests for m in d.metrics]
-        extremes = pa.table(
-            {
-                "run_id": pa.array([d.run_id for d, _ in metrics], pa.string()),
-                "name": pa.array([m["name"] for _, m in metrics], pa.string()),
-                "split": pa.array([m["split"] for _, m in metrics], pa.string()),
-                "lo": pa.array([m["min"] for _, m in metrics], pa.float64()),
-                "hi": pa.array([m["max"] for _, m in metrics], pa.float64()),
-            }
-        )
-        tables = (("_writers", writers), ("_lifecycle", lifecycle), ("_metrics", extremes))
         for name, table in tables:
             self.con.register("_arrow_digests", table)
             self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM _arrow_digests")
@@ -499,7 +482,9 @@ class Store:
         another writer's is not listed) and the digests, without reading a row."""
         resumed = sorted(
             {p.parent.parent.name for p in self.files() if _attempt(p) > 0}
-            | {d.run_id for r in self._runs for d in r.digests if d.attempt > 0}
+            | set(
+                self._digests.filter(pc.greater(self._digests["attempt"], 0))["run_id"].to_pylist()
+            )
         )
         table = pa.table({"run_id": pa.array(resumed, pa.string())})
         self.con.register("_arrow_resumed", table)

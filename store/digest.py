@@ -279,3 +279,132 @@ def _finite(value: Any, what: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{what} is {value}; a digest keeps finite values only")
     return float(value)
+
+
+# -- as tables -------------------------------------------------------------------------
+
+_LIFECYCLE_ROW = pa.struct(
+    [("kind", pa.string()), ("payload", pa.string()), ("wall_time", pa.int64())]
+)
+_METRIC_ROW = pa.struct(
+    [("name", pa.string()), ("split", pa.string()), ("min", pa.float64()), ("max", pa.float64())]
+)
+DIGEST_ROWS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("rank", pa.int32()),
+        ("attempt", pa.int32()),
+        ("first_us", pa.int64()),
+        ("last_us", pa.int64()),
+        ("max_step", pa.int64()),
+        ("segments", pa.list_(pa.struct([("stream", pa.string()), ("name", pa.string())]))),
+        ("lifecycle", pa.list_(_LIFECYCLE_ROW)),
+        ("metrics", pa.list_(_METRIC_ROW)),
+    ]
+)
+"""One row per digest: what the run index keeps of each (``store.index``), and what a
+reader's ``runs`` view is built from (``digest_tables``)."""
+
+
+def plausible(rows: pa.Table) -> bool:
+    """Whether the ``DIGEST_ROWS`` columns of ``rows`` hold only what ``read_digest``
+    lets through: wall times a timestamp can hold, ranks and attempts not negative,
+    finite metric extremes in order (checked column-wise: rows from a file, not from
+    checked digests)."""
+    if rows.num_rows == 0:
+        return True
+    walls = (
+        rows["first_us"],
+        rows["last_us"],
+        pc.struct_field(pc.list_flatten(rows["lifecycle"]), "wall_time"),
+    )
+    for wall in walls:
+        lo, hi = pc.min_max(wall).values()
+        if lo.is_valid and not (_WALL_US[0] <= lo.as_py() and hi.as_py() <= _WALL_US[1]):
+            return False
+    if any(pc.min(rows[c]).as_py() < 0 for c in ("rank", "attempt")):
+        return False
+    metrics = pc.list_flatten(rows["metrics"])
+    lo, hi = pc.struct_field(metrics, "min"), pc.struct_field(metrics, "max")
+    ordered = pc.and_(pc.and_(pc.is_finite(lo), pc.is_finite(hi)), pc.less_equal(lo, hi))
+    if pc.any(pc.invert(ordered.fill_null(False))).as_py():
+        return False
+    kinds = pc.struct_field(pc.list_flatten(rows["lifecycle"]), "kind")
+    known = pc.is_in(kinds, value_set=pa.array(sorted(_LIFECYCLE_KINDS)))
+    return not pc.any(pc.invert(known)).as_py() and rows["run_id"].null_count == 0
+
+
+def digest_rows(digests: list[Digest]) -> pa.Table:
+    """``digests`` as ``DIGEST_ROWS``, one row each."""
+    return pa.Table.from_pylist([digest_row(d) for d in digests], schema=DIGEST_ROWS)
+
+
+def digest_row(d: Digest) -> dict[str, Any]:
+    """One row of ``DIGEST_ROWS``."""
+    return {
+        "run_id": d.run_id,
+        "rank": d.rank,
+        "attempt": d.attempt,
+        "first_us": d.first_us,
+        "last_us": d.last_us,
+        "max_step": d.max_step,
+        "segments": [{"stream": s, "name": n} for s, names in d.segments.items() for n in names],
+        "lifecycle": d.lifecycle,
+        "metrics": d.metrics,
+    }
+
+
+@dataclass(frozen=True)
+class DigestTables:
+    """The tables of the ``runs`` view that digests stand in for (``analysis.store``):
+    per writer how far it got and when it was seen, its lifecycle events, and its
+    scalars' finite extremes."""
+
+    writers: pa.Table
+    lifecycle: pa.Table
+    metrics: pa.Table
+
+
+_WALL = pa.timestamp("us", tz="UTC")
+
+
+def digest_tables(rows: pa.Table) -> DigestTables:
+    """The ``DIGEST_ROWS`` ``rows`` as the tables the ``runs`` view reads: columns
+    flattened with Arrow kernels, no row through Python (10,000 runs' digests)."""
+    writers = pa.table(
+        {
+            "run_id": rows["run_id"],
+            "rank": rows["rank"],
+            "attempt": rows["attempt"],
+            "steps": rows["max_step"],
+            "first_seen": rows["first_us"].cast(_WALL),
+            "last_seen": rows["last_us"].cast(_WALL),
+        }
+    )
+
+    def flat(column: str) -> tuple[pa.Table, pa.StructArray]:
+        lists = rows[column].combine_chunks()
+        owner = rows.select(["run_id", "attempt"]).take(pc.list_parent_indices(lists))
+        return owner, pc.list_flatten(lists)
+
+    owner, events = flat("lifecycle")
+    lifecycle = pa.table(
+        {
+            "run_id": owner["run_id"],
+            "attempt": owner["attempt"],
+            "kind": events.field("kind"),
+            "payload": events.field("payload"),
+            "wall_time": events.field("wall_time").cast(_WALL),
+        }
+    )
+    owner, metrics = flat("metrics")
+    extremes = pa.table(
+        {
+            "run_id": owner["run_id"],
+            "name": metrics.field("name"),
+            "split": metrics.field("split"),
+            "lo": metrics.field("min"),
+            "hi": metrics.field("max"),
+        }
+    )
+    return DigestTables(writers, lifecycle, extremes)

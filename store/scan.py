@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 
+import pyarrow as pa
+
 from store.checks import Vanished, check_segment, not_regular
 from store.compaction import claim_problem, claims, split_covered
-from store.digest import DIGEST_DIR, Digest, digest_name, read_digest
-from store.index import indexed_runs
+from store.digest import DIGEST_DIR, DIGEST_ROWS, Digest, digest_name, read_digest
+from store.index import IndexedRuns, indexed_runs
 from store.layout import SegmentName, parse_segment_name
 from store.schema import Stream
 
@@ -49,12 +51,15 @@ class Unreadable:
     reason: str
 
 
+_ALL = tuple(Stream)  # iterating an Enum class is slow: 10,000 listings make it count
+
+
 @dataclass
 class RunListing:
     """What one run directory holds: segments to read per stream, and what to skip."""
 
     path: Path
-    segments: dict[Stream, list[Path]] = field(default_factory=lambda: {s: [] for s in Stream})
+    segments: dict[Stream, list[Path]] = field(default_factory=lambda: {s: [] for s in _ALL})
     unreadable: list[Unreadable] = field(default_factory=list)
     # Writers listed by a current digest (only with trust_digests): their segments are
     # not in ``segments``.
@@ -64,9 +69,20 @@ class RunListing:
         return [p for paths in self.segments.values() for p in paths]
 
 
+@dataclass(frozen=True)
+class StoreListing:
+    r"""The run directories of a store, the stray entries beside them, and the digests
+    of the runs listed from the run index (``DIGEST_ROWS``; their ``RunListing``\ s
+    hold no digest and no segment)."""
+
+    runs: list[RunListing]
+    strays: list[Unreadable]
+    indexed: pa.Table = field(default_factory=DIGEST_ROWS.empty_table)
+
+
 def list_store(
     root: Path, *, trust_digests: bool = False, only: Collection[str] | None = None
-) -> tuple[list[RunListing], list[Unreadable]]:
+) -> StoreListing:
     """Every run directory under ``root``, and the stray entries beside them
     (``only``: the entries of these names alone, nothing else looked at).
 
@@ -74,7 +90,7 @@ def list_store(
     (``store.digest``) is listed by its digest, and its segments are neither
     checked nor returned (listing runs only). A run whose state the run index
     records (``store.index``) is listed from the index without opening its
-    directories: a ``RunListing`` with digests and no segments."""
+    directories: an empty ``RunListing``, its digests in ``StoreListing.indexed``."""
     runs: list[Path] = []
     strays: list[Unreadable] = []
     for entry in sorted(_scan(os.fspath(root), final=True), key=_NAME):
@@ -87,14 +103,12 @@ def list_store(
             strays.append(Unreadable(path, inside))
         else:
             runs.append(path)
-    indexed = indexed_runs(root, runs) if trust_digests else {}
+    indexed = indexed_runs(root, runs) if trust_digests else IndexedRuns()
     listings = [
-        RunListing(p, digests=indexed[p])
-        if p in indexed
-        else list_run(p, trust_digests=trust_digests)
+        RunListing(p) if p in indexed.run_dirs else list_run(p, trust_digests=trust_digests)
         for p in runs
     ]
-    return listings, strays
+    return StoreListing(listings, strays, indexed.digests)
 
 
 _NO_RUN = "where a run directory belongs"

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,8 +58,12 @@ def _listed_from_directories(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _digest_writers(root: Path) -> dict[str, list[tuple[int, int]]]:
-    runs, _ = list_store(root, trust_digests=True)
-    return {r.path.name: [(d.rank, d.attempt) for d in r.digests] for r in runs}
+    """The writers listed by a digest, from the index or from the run's own files."""
+    listing = list_store(root, trust_digests=True)
+    out = {r.path.name: [(d.rank, d.attempt) for d in r.digests] for r in listing.runs}
+    for row in listing.indexed.select(["run_id", "rank", "attempt"]).to_pylist():
+        out[row["run_id"]].append((row["rank"], row["attempt"]))
+    return out
 
 
 def test_a_closing_writer_appends_its_digest_and_the_run_state_to_the_index(
@@ -95,11 +100,12 @@ def test_listing_runs_reads_the_index_and_opens_no_run_directory(
         }
     )
     assert seen == []  # no run listed from its directories
-    runs, _ = list_store(tmp_path, trust_digests=True)
-    assert runs[0].digests[0].metrics == [
+    listing = list_store(tmp_path, trust_digests=True)
+    assert listing.indexed["metrics"][0].as_py() == [
         {"name": "loss", "split": "train", "min": 1 / 3, "max": 1}
     ]
-    assert list_store(tmp_path)[0][0].files()  # a full listing still lists every segment
+    assert listing.runs[0].files() == []
+    assert list_store(tmp_path).runs[0].files()  # a full listing still lists every segment
 
 
 def test_a_run_changed_after_its_line_is_listed_from_its_directories(
@@ -111,7 +117,7 @@ def test_a_run_changed_after_its_line_is_listed_from_its_directories(
     segment = next((tmp_path / "a" / "scalars").iterdir())
     shutil.copy(segment, stream_dir(tmp_path, "a", Stream.SCALARS) / "0-0-000099.parquet")
     seen = _listed_from_directories(monkeypatch)
-    runs, _ = list_store(tmp_path, trust_digests=True)
+    runs = list_store(tmp_path, trust_digests=True).runs
     assert seen == ["a"]
     a = runs[0]
     assert a.digests == [] and len(a.segments[Stream.SCALARS]) == 2  # the digest is stale
@@ -126,7 +132,7 @@ def test_a_digest_damaged_in_place_is_read_again(
     with open(path, "r+b") as fh:  # no rename: no directory changes
         fh.write(b"garbage")
     seen = _listed_from_directories(monkeypatch)
-    runs, _ = list_store(tmp_path, trust_digests=True)
+    runs = list_store(tmp_path, trust_digests=True).runs
     assert seen == ["a"]
     assert runs[0].digests == [] and runs[0].files()
     assert [u.path for u in runs[0].unreadable] == [path]  # named by the fallback
@@ -137,16 +143,16 @@ def test_a_rank_still_writing_keeps_its_run_off_the_index_until_it_closes(
 ) -> None:
     rank1 = _run(tmp_path, "a", rank=1, seal=False)  # its segments, no digest yet
     _run(tmp_path, "a", rank=0)
-    [first] = read_index(tmp_path).bodies["a"]
-    assert first[:2] == (0, 0) and "a" not in read_index(tmp_path).states
+    [first] = read_index(tmp_path).bodies("a")
+    assert first[:2] == (0, 0) and read_index(tmp_path).states("a") == []
     seen = _listed_from_directories(monkeypatch)
-    runs, _ = list_store(tmp_path, trust_digests=True)
+    runs = list_store(tmp_path, trust_digests=True).runs
     assert seen == ["a"] and runs[0].segments[Stream.SCALARS]  # rank 1's rows are read
     Output(rank1, step=3).seal(tmp_path / "a", compact=True)
     seen.clear()
     assert _digest_writers(tmp_path) == {"a": [(0, 0), (1, 0)]}
     assert seen == []
-    [state] = read_index(tmp_path).states["a"]
+    [state] = read_index(tmp_path).states("a")
     assert set(state["writers"]) == {"0-0", "1-0"}
 
 
@@ -182,7 +188,7 @@ def test_a_fifo_named_like_the_index_is_not_opened(tmp_path: Path) -> None:
     path = index_path(tmp_path)
     path.unlink()
     os.mkfifo(path)  # opening it for reading would block the reader forever
-    assert read_index(tmp_path).states == {}
+    assert read_index(tmp_path).lines.num_rows == 0
     assert _digest_writers(tmp_path) == {"a": [(0, 0)]}
 
 
@@ -192,7 +198,7 @@ def test_a_forged_state_never_leads_outside_the_run(tmp_path: Path) -> None:
     for key in ("digests", "digests/../../etc", "/etc", "tensors/x", "digests/a\x00b"):
         forged = {**line, "state": {**line["state"], "dirs": {**line["state"]["dirs"], key: 1}}}
         append_line(tmp_path, forged)
-    assert len(read_index(tmp_path).states["a"]) == 1  # the forged states are not kept
+    assert len(read_index(tmp_path).states("a")) == 1  # the forged states are not kept
 
 
 _APPENDER = """
@@ -224,9 +230,9 @@ def test_a_resumed_run_is_not_listed_from_the_index(tmp_path: Path) -> None:
     out = Output(writer, step=3)
     out.put(Stream.SCALARS, {"name": ["loss"], "split": ["train"], "value": [0.1]})
     out.seal(tmp_path / "a", compact=True)
-    [state] = read_index(tmp_path).states["a"]  # attempt 0's: attempt 1 records none
+    [state] = read_index(tmp_path).states("a")  # attempt 0's: attempt 1 records none
     assert list(state["writers"]) == ["0-0"]  # (its views need the rows)
-    runs, _ = list_store(tmp_path, trust_digests=True)
+    runs = list_store(tmp_path, trust_digests=True).runs
     assert runs[0].digests == [] and len(runs[0].segments[Stream.SCALARS]) == 2
 
 
@@ -248,4 +254,131 @@ def test_record_writer_says_whether_it_recorded_the_run_state(tmp_path: Path) ->
     (tmp_path / "b" / "digests").mkdir()
     digest_path(tmp_path / "b", 0, 0).write_text(json.dumps(stale))  # lists no segment
     assert record_writer(tmp_path / "b", 0, 0) is False  # appended, without a state
-    assert "b" in read_index(tmp_path).bodies and "b" not in read_index(tmp_path).states
+    assert read_index(tmp_path).bodies("b") and read_index(tmp_path).states("b") == []
+
+
+# -- the snapshot: the index's lines as parsed, so a listing parses only new lines --------
+
+
+def _parsed_bytes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of index bytes each ``read_index`` parses (its JSON lines)."""
+    parsed: list[int] = []
+    real = index._parse_lines
+
+    def counting(data: bytes) -> Any:
+        parsed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(index, "_parse_lines", counting)
+    return parsed
+
+
+def _snapshot(root: Path) -> Path:
+    return root / index.INDEX_DIR / index.SNAPSHOT_FILE
+
+
+def test_the_snapshot_holds_the_parsed_lines_and_only_appended_ones_are_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run(tmp_path, "a")
+    _run(tmp_path, "b")
+    parsed = _parsed_bytes(monkeypatch)
+    first = read_index(tmp_path).lines
+    assert parsed == [index_path(tmp_path).stat().st_size] and _snapshot(tmp_path).is_file()
+    assert read_index(tmp_path).lines.equals(first) and len(parsed) == 1  # index not parsed
+    size = index_path(tmp_path).stat().st_size
+    _run(tmp_path, "c")
+    both = read_index(tmp_path).lines
+    assert parsed[1:] == [index_path(tmp_path).stat().st_size - size]  # c's line only
+    _snapshot(tmp_path).unlink()
+    assert both.equals(read_index(tmp_path).lines)  # the same as parsing it all
+    assert both["run_id"].to_pylist() == ["a", "b", "c"]
+    assert _digest_writers(tmp_path) == {"a": [(0, 0)], "b": [(0, 0)], "c": [(0, 0)]}
+
+
+def test_an_index_replaced_under_its_snapshot_is_parsed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run(tmp_path, "a")
+    _run(tmp_path, "b")
+    read_index(tmp_path)  # the snapshot of a's and b's lines
+    path = index_path(tmp_path)
+    a_line, b_line = (x for x in path.read_bytes().split(b"\n") if x)
+    path.write_bytes(b"\n" + b_line + b"\n" + b"\n" + a_line + b"\n" + b" " * 50)  # longer
+    parsed = _parsed_bytes(monkeypatch)
+    assert read_index(tmp_path).lines["run_id"].to_pylist() == ["b", "a"]
+    assert len(parsed) == 1 and parsed[0] > len(a_line) + len(b_line)  # all of it
+
+
+def test_a_line_being_appended_is_left_for_the_next_reader(tmp_path: Path) -> None:
+    _run(tmp_path, "a")
+    whole = index_path(tmp_path).read_bytes()
+    path = index_path(tmp_path)
+    path.write_bytes(whole[:-20])  # the line's end not written yet
+    assert read_index(tmp_path).lines.num_rows == 0
+    path.write_bytes(whole)  # now it is
+    assert read_index(tmp_path).lines["run_id"].to_pylist() == ["a"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage", "truncated", "other schema", "forged key", "forged time", "forged hash"],
+)
+def test_a_damaged_or_forged_snapshot_costs_only_speed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    import pyarrow as pa
+
+    _run(tmp_path, "a")
+    _run(tmp_path, "b")
+    expected = read_index(tmp_path).lines
+    snap = _snapshot(tmp_path)
+    data = snap.read_bytes()
+    with pa.ipc.open_file(pa.py_buffer(data)) as reader:
+        schema, lines = reader.schema, reader.read_all()
+    meta = json.loads(schema.metadata[b"telemetry.index"])
+
+    def rewrite(table: pa.Table, meta: dict[str, Any]) -> None:
+        with pa.OSFile(str(snap), "wb") as sink:
+            s = table.schema.with_metadata({b"telemetry.index": json.dumps(meta).encode()})
+            with pa.ipc.new_file(sink, s) as w:
+                w.write_table(table.cast(s))
+
+    if damage == "garbage":
+        snap.write_bytes(b"\x00" * 100)
+    elif damage == "truncated":
+        snap.write_bytes(data[: len(data) // 2])
+    elif damage == "other schema":
+        rewrite(lines.drop_columns(["valid"]), meta)
+    elif damage == "forged key":  # a state that would stat outside the run
+        dirs = lines["state_dirs"].to_pylist()
+        dirs[0] = [*dirs[0], {"key": "digests/..", "mtime_ns": 1}]
+        column = pa.array(dirs, lines.schema.field("state_dirs").type)
+        rewrite(
+            lines.set_column(lines.schema.get_field_index("state_dirs"), "state_dirs", column), meta
+        )
+    elif damage == "forged time":  # a wall time no timestamp holds
+        column = pa.array([2**62, 0], pa.int64())
+        rewrite(
+            lines.set_column(lines.schema.get_field_index("first_us"), "first_us", column), meta
+        )
+    else:  # lines that are not the index's: the hash of the covered bytes differs
+        rewrite(lines.take([1, 0]), {**meta, "mtime_ns": 0, "hash": "0" * 40})
+    parsed = _parsed_bytes(monkeypatch)
+    assert read_index(tmp_path).lines.equals(expected)
+    assert parsed == [index_path(tmp_path).stat().st_size]  # parsed again, in full
+    assert read_index(tmp_path).lines.equals(expected) and len(parsed) == 1  # rewritten
+
+
+def test_a_store_that_cannot_take_a_snapshot_is_still_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run(tmp_path, "a")
+
+    def refuse(src: Any, dst: Any) -> None:
+        raise PermissionError(13, "read-only", str(dst))
+
+    monkeypatch.setattr(index.os, "replace", refuse)
+    assert _digest_writers(tmp_path) == {"a": [(0, 0)]}
+    assert not _snapshot(tmp_path).exists()
+    assert [p.name for p in (tmp_path / index.INDEX_DIR).iterdir()] == [index.INDEX_FILE]

@@ -116,7 +116,7 @@ def test_files_that_vanish_from_every_listing_are_named_after_a_few_tries(
         tries.append(run_dir)
         return stale  # as if a compaction raced every listing
 
-    monkeypatch.setattr(store, "list_store", lambda root, **kwargs: ([stale], []))
+    monkeypatch.setattr(store, "list_store", lambda root, **kwargs: scan.StoreListing([stale], []))
     monkeypatch.setattr(store, "list_run", stale_listing)
     with analysis.open_store(tmp_path) as s:
         assert len(tries) == scan.RESCANS
