@@ -154,13 +154,14 @@ _PROBE = """
 import json, re, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
-from analysis import diagnose, open_store
+from analysis import open_store  # the rule engine only where it runs (analysis is lazy)
 store = open_store(sys.argv[1], runs_only=sys.argv[2] == "listing")
 t_open = time.perf_counter() - t0
 if sys.argv[2] == "listing":  # what `telemetry runs` does
     from telemetry.commands.runs import list_runs
     out = {"runs": list_runs(store).height}
 elif sys.argv[2] == "analyze":  # what `telemetry analyze --no-cache` does
+    from analysis import diagnose
     d = diagnose(store)
     out = {"findings": len(d.findings), "not_evaluated": len(d.not_evaluated)}
 elif sys.argv[2] == "query":  # a user's question over the whole history
@@ -171,6 +172,7 @@ elif sys.argv[2] == "query":  # a user's question over the whole history
     )
     out = {"rows": rows.height}
 elif sys.argv[2] == "report":  # what `telemetry report ROOT --max-runs 0` does
+    from analysis import diagnose
     from reports import write_report
     d = diagnose(store)
     t_diag = time.perf_counter() - t0 - t_open
@@ -183,6 +185,18 @@ out.update(open_s=t_open, total_s=time.perf_counter() - t0,
                                      Path("/proc/self/status").read_text()).group(1)) / 1024)
 print(json.dumps(out))
 """
+
+
+def cli_seconds(*args: str, repeat: int = 3) -> float:
+    """Median wall time of ``telemetry ARGS`` as a user runs it (a fresh process, the
+    table on stdout), interpreter start included."""
+    telemetry = Path(sys.executable).with_name("telemetry")
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run([str(telemetry), *args], check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
 
 
 def probe(root: Path, what: str) -> dict[str, Any]:
@@ -223,6 +237,7 @@ def main() -> None:
             info = make_sweep(root, runs, args.steps, args.params)
             for what in ("analyze", "runs_listing", "query", "report"):
                 info[what] = probe(root, what.removeprefix("runs_"))
+            info["runs_cli_s"] = cli_seconds("runs", str(root))
             results.setdefault("sweeps", []).append(info)
             print(json.dumps(info), flush=True)
             shutil.rmtree(root)
@@ -234,7 +249,11 @@ def main() -> None:
                 write_run(root, f"small-{i:05d}", 5, 2, rng)
             index_runs(root)
             small = {"runs": args.small_runs, "generate_s": time.perf_counter() - t0}
+            # The first listing parses the 10,000 index lines (and keeps them in the
+            # index's snapshot); later ones parse only lines appended since.
+            small["runs_listing_first"] = probe(root, "listing")
             small["runs_listing"] = probe(root, "listing")
+            small["runs_cli_s"] = cli_seconds("runs", str(root))
             small["runs_view"] = probe(root, "runs")
             results["small_runs"] = small
             print(json.dumps(small), flush=True)
