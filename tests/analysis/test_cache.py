@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analysis import Diagnosis, Store, diagnose, engine, load_rules, open_store
+from analysis import Diagnosis, Store, diagnose, evaluation, load_rules, open_store
 from analysis import cache as findings_cache
 from benchmarks.store_scale import write_run
 from store.indexing import record_writer
@@ -231,8 +231,8 @@ def test_a_store_evaluated_in_batches_of_runs_gives_the_findings_of_one_piece(
         len(rows) >= 4
         and sum(rows.values()) == store.sql("SELECT count(*) AS n FROM tensors")["n"][0]
     )
-    monkeypatch.setattr(engine, "BATCH_ROWS", max(rows.values()))
-    batches = engine._batches(store, store.run_ids())
+    monkeypatch.setattr(evaluation, "BATCH_ROWS", max(rows.values()))
+    batches = evaluation._batches(store, store.run_ids())
     assert len(batches) >= 3 and sorted(r for b in batches for r in b) == sorted(store.run_ids())
     told: list[str] = []
     batched = diagnose(store, on_rule=told.append)
