@@ -366,26 +366,28 @@ def _write_snapshot(root: Path, lines: pa.Table, covered: bytes, st: os.stat_res
 
 @dataclass(frozen=True)
 class IndexedRuns:
-    """The runs the index lists (their directories), and their writers' digests."""
+    """The runs the index lists, and their writers' digests."""
 
-    run_dirs: frozenset[Path] = frozenset()
+    run_ids: frozenset[str] = frozenset()
     digests: pa.Table = field(default_factory=DIGEST_ROWS.empty_table)
 
 
-def indexed_runs(root: Path, run_dirs: Iterable[Path]) -> IndexedRuns:
-    """The runs among ``run_dirs`` whose recorded state is current, with the digests of
-    every writer of each (the index's copies); the others must be listed from their
-    directories."""
+def indexed_runs(root: Path, run_ids: Iterable[str]) -> IndexedRuns:
+    """The runs among ``run_ids`` (directories of ``root``) whose recorded state is
+    current, with the digests of every writer of each (the index's copies); the
+    others must be listed from their directories."""
     lines = read_index(root).lines
     if lines["state_dirs"].null_count == lines.num_rows:
         return IndexedRuns()
-    run_ids, ranks = lines["run_id"].to_pylist(), lines["rank"].to_pylist()
-    keys = zip(run_ids, ranks, lines["attempt"].to_pylist(), lines["sha"].to_pylist(), strict=True)
+    line_runs, ranks = lines["run_id"].to_pylist(), lines["rank"].to_pylist()
+    keys = zip(
+        line_runs, ranks, lines["attempt"].to_pylist(), lines["sha"].to_pylist(), strict=True
+    )
     body = {key: i for i, key in enumerate(keys)}  # the last line of a writer's digest
     valid = lines["valid"].to_pylist()
     states: dict[str, list[int]] = {}
     for i in pc.indices_nonzero(lines["state_dirs"].is_valid()).to_pylist():
-        states.setdefault(run_ids[i], []).append(i)
+        states.setdefault(line_runs[i], []).append(i)
     # Flat lists and offsets: 10,000 runs' states as dicts would cost more than their stats.
     dirs = lines["state_dirs"].combine_chunks()
     dir_at = dirs.offsets.to_pylist()
@@ -393,15 +395,15 @@ def indexed_runs(root: Path, run_dirs: Iterable[Path]) -> IndexedRuns:
     dir_times = pc.struct_field(dirs.values, "mtime_ns").to_pylist()
     writers_of = lines["state_writers"].to_pylist()
     listed, taken = [], []
-    for run_dir in run_dirs:
-        run_id, base = run_dir.name, os.fspath(run_dir)
+    for run_id in run_ids:
+        base = os.path.join(root, run_id)
         for i in reversed(states.get(run_id, [])[-_STATES_TRIED:]):
             at = slice(dir_at[i], dir_at[i + 1])
             if not _current(base, dir_keys[at], dir_times[at]):
                 continue
             rows = [_line(body, run_id, w["writer"], w["sha"]) for w in writers_of[i]]
             if all(r is not None and valid[r] for r in rows):
-                listed.append(run_dir)
+                listed.append(run_id)
                 taken += sorted(rows, key=ranks.__getitem__)
             break
     digests = lines.select(DIGEST_ROWS.names).take(pa.array(taken, pa.int64()))

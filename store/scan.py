@@ -71,9 +71,9 @@ class RunListing:
 
 @dataclass(frozen=True)
 class StoreListing:
-    r"""The run directories of a store, the stray entries beside them, and the digests
-    of the runs listed from the run index (``DIGEST_ROWS``; their ``RunListing``\ s
-    hold no digest and no segment)."""
+    """The run directories of a store listed from their files, the stray entries beside
+    them, and the runs listed from the run index: their writers' digests
+    (``DIGEST_ROWS``), no ``RunListing`` (they have no file to read)."""
 
     runs: list[RunListing]
     strays: list[Unreadable]
@@ -90,23 +90,21 @@ def list_store(
     (``store.digest``) is listed by its digest, and its segments are neither
     checked nor returned (listing runs only). A run whose state the run index
     records (``store.index``) is listed from the index without opening its
-    directories: an empty ``RunListing``, its digests in ``StoreListing.indexed``."""
-    runs: list[Path] = []
+    directories: its digests are in ``StoreListing.indexed``."""
+    names: list[str] = []  # strings, not Paths: 10,000 runs listed from the index
     strays: list[Unreadable] = []
     for entry in sorted(_scan(os.fspath(root), final=True), key=_NAME):
         if entry.name.startswith(".") or (only is not None and entry.name not in only):
             continue  # the run index (.index) among them
-        path = root / entry.name
         if not _is_dir(entry):
-            strays.append(Unreadable(path, not_regular(entry.path, where=_NO_RUN)))
+            strays.append(Unreadable(root / entry.name, not_regular(entry.path, where=_NO_RUN)))
         elif entry.is_symlink() and (inside := _linked_inside(entry.path, root)):
-            strays.append(Unreadable(path, inside))
+            strays.append(Unreadable(root / entry.name, inside))
         else:
-            runs.append(path)
-    indexed = indexed_runs(root, runs) if trust_digests else IndexedRuns()
+            names.append(entry.name)
+    indexed = indexed_runs(root, names) if trust_digests else IndexedRuns()
     listings = [
-        RunListing(p) if p in indexed.run_dirs else list_run(p, trust_digests=trust_digests)
-        for p in runs
+        list_run(root / n, trust_digests=trust_digests) for n in names if n not in indexed.run_ids
     ]
     return StoreListing(listings, strays, indexed.digests)
 
