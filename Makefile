@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml Makefile
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	} || echo "warning: chromium not installed: tests/reports/test_browser.py will fail until it is"
+	@# --engine spark runs pyspark, which needs a Java 17 runtime (Debian's, headless).
+	command -v java >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	} || echo "warning: no Java runtime: the Spark tests (tests/analysis/test_spark.py) will fail until one is installed"
 	touch $(STAMP)
 
 demo: $(STAMP)

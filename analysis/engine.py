@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -21,6 +21,9 @@ from analysis.evaluation import Evaluation, evaluate_runs, in_order
 from analysis.findings import Finding, NotEvaluated, findings_table
 from analysis.rule import Rule, load_rules
 from analysis.store import Store
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,9 @@ def diagnose(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     on_rule: Callable[[str], None] | None = None,
     cache: bool = False,
+    engine: str = "duckdb",
+    spark: SparkSession | None = None,
+    on_partition: Callable[[int, int], None] | None = None,
 ) -> Diagnosis:
     """Evaluate ``rules`` (default: all shipped) on ``run_ids`` (default: every run).
 
@@ -68,7 +74,17 @@ def diagnose(
     runs_only=True)``, listed from the run index and digests): the runs evaluated are
     then opened alone, so with the cache the unchanged runs are never read (what
     ``telemetry analyze`` does); what their open skips joins ``store.unreadable``.
+
+    ``engine="spark"``: the runs are evaluated on the executors of ``spark`` (a
+    ``SparkSession``; ``analysis.spark``), with the same rules, giving the same
+    result; ``on_partition(done, total)`` is told as its partitions finish (``on_rule``
+    is not called). The driver needs only the ``runs`` view: ``store`` may be
+    runs-only, and the executors open the runs themselves.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
+    if engine == "spark" and spark is None:
+        raise ValueError("engine='spark' needs spark=SparkSession (analysis.spark.local_session)")
     chosen = list(rules) if rules is not None else load_rules()
     overrides = params or {}
     unknown_rules = sorted(set(overrides) - {rule.id for rule in chosen})
@@ -89,7 +105,12 @@ def diagnose(
         runs = runs.filter(pl.col("run_id").is_in(wanted))
     selected = runs["run_id"].to_list()
     if not cache:
-        found = evaluate_runs(store, chosen, overrides, selected, on_rule, runs=everything.height)
+        if spark is not None and engine == "spark":
+            found, _ = _on_spark(spark, store, chosen, overrides, selected, on_partition)
+        else:
+            found = evaluate_runs(
+                store, chosen, overrides, selected, on_rule, runs=everything.height
+            )
         return Diagnosis(runs, found.findings, found.not_evaluated, evaluated=selected)
     statuses = dict(
         zip(everything["run_id"].to_list(), everything["status"].to_list(), strict=True)
@@ -106,7 +127,12 @@ def diagnose(
         again = findings_cache.run_keys(own, {r: statuses[r] for r in batch}, rules_key)
         keys.update({r: again.get(r, "") for r in batch})
 
-    if todo:
+    if todo and spark is not None and engine == "spark":
+        found, fresh_keys = _on_spark(
+            spark, store, chosen, overrides, todo, on_partition, statuses, rules_key
+        )
+        keys.update({r: fresh_keys.get(r, "") for r in todo})  # keyed by the files read
+    elif todo:
         found = evaluate_runs(
             store, chosen, overrides, todo, on_rule, runs=everything.height, rekey=rekey
         )
@@ -132,6 +158,34 @@ def diagnose(
     if fresh or len(kept) != len(entries):
         findings_cache.write(store.path, {**kept, **fresh})
     return result
+
+
+ENGINES = ("duckdb", "spark")
+"""Where the rules run: in this process, or on Spark's executors (``analysis.spark``)."""
+
+
+def _on_spark(
+    spark: SparkSession,
+    store: Store,
+    chosen: list[Rule],
+    overrides: Mapping[str, Mapping[str, Any]],
+    run_ids: list[str],
+    on_partition: Callable[[int, int], None] | None,
+    statuses: Mapping[str, str] | None = None,
+    rules_key: str | None = None,
+) -> tuple[Evaluation, dict[str, str]]:
+    from analysis.spark.scheduling import evaluate_on_spark  # pyspark: only for this engine
+
+    return evaluate_on_spark(
+        spark,
+        store,
+        chosen,
+        overrides,
+        run_ids,
+        statuses=statuses,
+        rules_key=rules_key,
+        on_partition=on_partition,
+    )
 
 
 def register_findings(store: Store, diagnosis: Diagnosis | None = None) -> Diagnosis:

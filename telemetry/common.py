@@ -32,6 +32,7 @@ loads no DuckDB, Polars or torch; ``analysis`` is imported when a verb opens a s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,9 +117,11 @@ def _error_codes() -> tuple[tuple[type[TelemetryError], int], ...]:
     # `telemetry --help` and the verbs that do not read a store never need.
     from analysis import OverrideError
     from analysis import StoreError as ReadError
+    from analysis.spark import SparkUnavailable
 
     return (
         (ReadError, EXIT_STORE),  # no store, not a directory (open_root)
+        (SparkUnavailable, EXIT_USAGE),  # --engine spark without pyspark or Java
         (WriteError, EXIT_STORE),  # a store that cannot be written (demo --out, import --root)
         (OverrideError, EXIT_USAGE),  # analyze --set / --config: no such rule or parameter
         (ConfigError, EXIT_USAGE),  # a bad argument to the collector (export-bench's options)
@@ -168,3 +171,61 @@ run_option = click.option(
 quiet_option = click.option(
     "-q", "--quiet", is_flag=True, help="No progress bar or status lines (stderr)."
 )
+
+
+ENGINES = ("duckdb", "spark")
+
+
+def _conf(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
+        out[key.strip()] = value
+    return out
+
+
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--engine duckdb|spark``, ``--master URL`` and ``--conf KEY=VALUE`` (repeatable)."""
+    for option in reversed(
+        [
+            click.option(
+                "--engine",
+                type=click.Choice(ENGINES),
+                default="duckdb",
+                show_default=True,
+                help="Where the work runs: in this process, or on Apache Spark "
+                "(pip install 'telemetry[spark]'; a Java 17 runtime).",
+            ),
+            click.option(
+                "--master",
+                default="local[*]",
+                show_default=True,
+                metavar="URL",
+                help="With --engine spark: the cluster (spark://host:7077, yarn, local[4]...).",
+            ),
+            click.option(
+                "--conf",
+                "spark_conf",
+                multiple=True,
+                metavar="KEY=VALUE",
+                callback=_conf,
+                help="With --engine spark: a Spark setting (repeatable), "
+                "e.g. --conf spark.executor.memory=4g.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def spark_session(master: str, conf: dict[str, str]) -> Any:
+    """A Spark session for ``--engine spark`` (exit 2, naming what is missing, when Spark
+    cannot start)."""
+    from analysis.spark import SparkUnavailable, local_session
+
+    try:
+        return local_session(master, conf)
+    except SparkUnavailable as e:
+        raise cli_error(e) from e

@@ -26,6 +26,8 @@ def diagnose(
     on_rule: Callable[[str], None] | None = None,
     *,
     cache: bool = False,
+    spark: Any = None,
+    on_partition: Callable[[int, int], None] | None = None,
 ) -> Diagnosis:
     """The rules over ``store`` (``run_ids``: only these; none: every run); ``cache``:
     through the store's findings cache (``analysis.cache``).
@@ -37,7 +39,14 @@ def diagnose(
 
     try:
         return run_rules(
-            store, run_ids=run_ids or None, params=params, on_rule=on_rule, cache=cache
+            store,
+            run_ids=run_ids or None,
+            params=params,
+            on_rule=on_rule,
+            cache=cache,
+            engine="duckdb" if spark is None else "spark",
+            spark=spark,
+            on_partition=on_partition,
         )
     except KeyError as e:
         known = ", ".join(store.run_ids()) or "none"
@@ -51,10 +60,21 @@ def diagnose_with_progress(
     *,
     quiet: bool,
     cache: bool = False,
+    spark: Any = None,
 ) -> Diagnosis:
-    """``diagnose`` with a bar over the rules on a terminal (stderr)."""
+    """``diagnose`` with a bar over the rules on a terminal (stderr); on Spark
+    (``spark``, a SparkSession), a line per finished partition instead."""
     from analysis import load_rules
 
+    if spark is not None:
+        with progress(None, "analyzing on Spark", quiet=quiet, unit="partition") as bar:
+
+            def partition(done: int, total: int) -> None:
+                bar.say(f"spark: {done} of {total} partition(s) analysed")
+
+            return diagnose(
+                store, run_ids, params, cache=cache, spark=spark, on_partition=partition
+            )
     with progress(len(load_rules()), "analyzing", quiet=quiet, unit="rule") as bar:
         return diagnose(
             store, run_ids, params, on_rule=lambda rule: bar.advance(note=rule), cache=cache

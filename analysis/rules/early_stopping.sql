@@ -63,7 +63,10 @@ after AS (  -- the checkpoint kept at the stop, and the level the run reached af
     SELECT s.run_id,
            min(m.value) FILTER (WHERE m.i <= s.stop_i) AS best_before,
            min(m.smooth) FILTER (WHERE m.i > s.stop_i) AS best_after,
-           arg_min(m.step, m.smooth) FILTER (WHERE m.i > s.stop_i) AS best_after_step
+           -- the first step of the lowest level: ties (a flat smoothed curve) are common,
+           -- and arg_min alone would pick any of them (DuckDB's threads, run batches)
+           arg_min(m.step, (m.smooth, m.step))
+               FILTER (WHERE m.i > s.stop_i AND m.smooth IS NOT NULL) AS best_after_step
     FROM stops s JOIN marks m USING (run_id)
     GROUP BY s.run_id
 ),

@@ -95,6 +95,7 @@ def _explain(ctx: click.Context, param: click.Parameter, rule_id: str | None) ->
     help="Evaluate every run, neither reading nor writing the store's findings cache "
     "(ROOT/.cache/findings.parquet).",
 )
+@common.engine_options
 @common.quiet_option
 def analyze(
     root: Path,
@@ -104,6 +105,9 @@ def analyze(
     assignments: tuple[str, ...],
     config: Path | None,
     no_cache: bool,
+    engine: str,
+    master: str,
+    spark_conf: dict[str, str],
     quiet: bool,
 ) -> None:
     """Run the diagnostic rules over the runs in ROOT and print the findings.
@@ -117,6 +121,10 @@ def analyze(
     --no-cache evaluates every run and writes no cache. A store that cannot be written
     is analysed without one.
 
+    --engine spark evaluates the runs on Apache Spark's executors (--master, --conf):
+    the same rules in DuckDB on each executor, the same output; the executors need
+    this package and the store's files.
+
     \b
     Example:
       telemetry analyze runs/
@@ -125,13 +133,18 @@ def analyze(
       telemetry analyze runs/ --set overfitting.patience=5 --set loss_not_decreasing.metric=nll
       telemetry analyze runs/ --config thresholds.toml
       telemetry analyze runs/ --no-cache          # evaluate every run afresh
+      telemetry analyze runs/ --engine spark --master spark://head:7077
       telemetry analyze --explain overfitting
     """
     params = _overrides(assignments, config)
     # With the cache, only the runs to evaluate are read: the others are listed from
     # the run index and digests (a runs-only open), their findings from the cache.
-    store = common.open_root(root, runs_only=not no_cache)
-    diagnosis = diagnose_with_progress(store, run_ids, params, quiet=quiet, cache=not no_cache)
+    spark = common.spark_session(master, spark_conf) if engine == "spark" else None
+    # Spark's driver only lists the runs: its executors open them.
+    store = common.open_root(root, runs_only=not no_cache or spark is not None)
+    diagnosis = diagnose_with_progress(
+        store, run_ids, params, quiet=quiet, cache=not no_cache, spark=spark
+    )
     if fmt == "json":
         from store.records import json_safe  # strict JSON: NaN/Inf become strings
 
