@@ -378,14 +378,10 @@ class Store:
         ).rows()
         if any(row[0] == "_lifecycle" for row in bad):
             self.con.execute("UPDATE _lifecycle SET payload = NULL WHERE NOT json_valid(payload)")
-        out = []
-        for table, run_id, n, kinds in bad:
-            reason = (
-                f"{n} event payload(s) that are not valid JSON ({', '.join(kinds)}): "
-                "read as null; the rest of the run is read"
-            )
-            out.append(Unreadable(self.path / run_id / sources[table], reason))
-        return out
+        return [
+            malformed_payloads(self.path / run_id / sources[table], n, kinds)
+            for table, run_id, n, kinds in bad
+        ]
 
     def _create_empty(self, stream: Stream) -> None:
         empty = pa.Table.from_batches([], schema=SCHEMAS[stream])
@@ -490,6 +486,16 @@ class Store:
         self.con.register("_arrow_resumed", table)
         self.con.execute("CREATE OR REPLACE TABLE _resumed AS SELECT * FROM _arrow_resumed")
         self.con.unregister("_arrow_resumed")
+
+
+def malformed_payloads(where: Path, n: int, kinds: list[str]) -> Unreadable:
+    """``n`` event payloads of ``kinds`` in ``where`` (a run's events or digests) that
+    are not JSON: read as null, named once."""
+    reason = (
+        f"{n} event payload(s) that are not valid JSON ({', '.join(kinds)}): "
+        "read as null; the rest of the run is read"
+    )
+    return Unreadable(where, reason)
 
 
 WARNED_PER_REASON = 3

@@ -17,6 +17,18 @@ pyspark is imported by these modules only: ``pip install 'telemetry[spark]'``.
 
 from __future__ import annotations
 
+from analysis.spark.query import SparkQueryError, SparkQueryTimeout, check_query, run_query
 from analysis.spark.scheduling import SparkUnavailable, evaluate_on_spark, local_session
+from analysis.spark.views import SparkViews, register_views
 
-__all__ = ["SparkUnavailable", "evaluate_on_spark", "local_session"]
+__all__ = [
+    "SparkQueryError",
+    "SparkQueryTimeout",
+    "SparkUnavailable",
+    "SparkViews",
+    "check_query",
+    "evaluate_on_spark",
+    "local_session",
+    "register_views",
+    "run_query",
+]

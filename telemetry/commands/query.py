@@ -403,6 +403,7 @@ def _columns_hint(store: Store, sql: str) -> str:
     help="Rows the table format shows, the rest are counted (0: all). "
     "csv, json and parquet write every row.",
 )
+@common.engine_options
 @quiet_output_option
 def query(
     root: Path,
@@ -412,6 +413,9 @@ def query(
     output: Path | None,
     timeout: float | None,
     max_rows: int,
+    engine: str,
+    master: str,
+    spark_conf: dict[str, str],
     quiet: bool,
 ) -> None:
     """Run one read-only SQL query over the views of the store at ROOT.
@@ -423,6 +427,10 @@ def query(
     writing it takes the same memory whatever its size. Ctrl-C stops the query at
     once (exit 130).
 
+    --engine spark runs Spark SQL over the same views registered in Spark
+    (analysis.spark.register_views; --master, --conf): the same columns and rows,
+    Spark's SQL dialect, the result collected whole.
+
     \b
     Example:
       telemetry query runs/ --schema
@@ -431,12 +439,18 @@ def query(
       telemetry query runs/ "SELECT run_id, rule, message FROM findings WHERE severity = 'error'"
       telemetry query runs/ "SELECT * FROM tensors WHERE kind = 'grad'" -o grads.parquet \\
           --format parquet --timeout 60
+      telemetry query runs/ --engine spark "SELECT run_id, max(norm) FROM tensors GROUP BY 1"
     """
 
     if schema and sql is not None:
         raise click.UsageError("give SQL or --schema, not both")
     if not schema and sql is None:
         raise click.UsageError('give a SQL query, e.g. "SELECT * FROM runs", or --schema')
+    if sql == "-":
+        sql = sys.stdin.read()
+    if engine == "spark":
+        _spark_query(root, sql, fmt, output, timeout, max_rows, master, spark_conf, quiet)
+        return
     store = common.open_root(root)
     if sql is None:
         views = view_schema(store)
@@ -453,8 +467,6 @@ def query(
         else:
             raise click.UsageError("--schema prints as table or json")
         return
-    if sql == "-":
-        sql = sys.stdin.read()
     text = sql
     prepare(store, text)  # a diagnosis, in this thread, when the query reads findings
     cursor = store.con.cursor()
@@ -464,3 +476,68 @@ def query(
         emit(result, fmt, output, quiet=quiet, max_rows=max_rows or None)
 
     run_stoppable(cursor, work, timeout=timeout)
+
+
+def _spark_query(
+    root: Path,
+    sql: str | None,
+    fmt: str,
+    output: Path | None,
+    timeout: float | None,
+    max_rows: int,
+    master: str,
+    conf: dict[str, str],
+    quiet: bool,
+) -> None:
+    """``query --engine spark``: the views registered in a Spark session, one Spark SQL
+    query (or ``--schema``: the views' Spark columns)."""
+    import polars as pl
+
+    from analysis import StoreError
+    from analysis.spark import SparkQueryError, SparkQueryTimeout, register_views, run_query
+
+    spark = common.spark_session(master, conf)
+    try:
+        registered = register_views(spark, root)
+    except StoreError as e:
+        raise common.cli_error(e) from e
+    views = list(registered.views)
+    if sql is not None and _NAMES_FINDINGS.search(sql):
+        _spark_findings(spark, root)
+    if sql is None:
+        described = [
+            {
+                "view": view,
+                "meaning": VIEW_MEANINGS.get(view, ""),
+                "columns": [
+                    {"name": f.name, "type": f.dataType.simpleString()}
+                    for f in spark.table(view).schema.fields
+                ],
+            }
+            for view in views
+        ]
+        if fmt == "json":
+            text = json.dumps(described, indent=2)
+            click.echo(text) if output is None else write_text(text, output)
+        elif fmt == "table" and output is None:
+            click.echo(format_schema(described))
+        else:
+            raise click.UsageError("--schema prints as table or json (-o FILE: json)")
+        return
+    try:
+        table = run_query(spark, sql, timeout=timeout)
+    except SparkQueryTimeout as e:
+        raise QueryTimeout(str(e)) from e
+    except SparkQueryError as e:
+        raise QueryError(f"{e}\nviews: {', '.join(views)}") from e
+    emit(pl.from_arrow(table), fmt, output, quiet=quiet, max_rows=max_rows or None)
+
+
+def _spark_findings(spark: Any, root: Path) -> None:
+    """The ``findings`` view: a diagnosis on Spark (default rules and thresholds)."""
+    from analysis import diagnose
+    from analysis.findings import findings_table
+
+    store = common.open_root(root, runs_only=True)
+    diagnosis = diagnose(store, engine="spark", spark=spark)
+    spark.createDataFrame(findings_table(diagnosis.findings)).createOrReplaceTempView(FINDINGS)
