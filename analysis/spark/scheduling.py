@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,9 @@ def local_session(
     else:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings.setdefault("spark.ui.showConsoleProgress", "false")
+    if "spark.driver.extraJavaOptions" not in settings:  # Spark's start-up warnings off
+        logging_conf = resources.files("analysis.spark").joinpath("log4j2.properties")
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={logging_conf}"
     builder = SparkSession.builder.master(master).appName(app)
     for key, value in settings.items():
         builder = builder.config(key, value)
