@@ -47,6 +47,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from store.checks import Footer
 from store.digest import ACTIVITY_STREAMS, DIGEST_DIR, DigestTables, digest_rows, digest_tables
 from store.errors import TelemetryError
 from store.layout import parse_segment_name
@@ -420,15 +421,23 @@ class Store:
         for (kind,) in kinds:
             self.con.execute(f"DROP {kind} {name}")
 
+    def _footers(self) -> dict[str, Footer]:
+        """The footers the listing read (by str(path)); a run listed again brings its own."""
+        return {k: v for r in self._runs for k, v in r.footers.items()}
+
     def _rows(self, files: list[Path]) -> dict[str, int]:
-        """Rows of each of ``files`` (by path), from their footers."""
-        if not files:
-            return {}
-        counts = self.con.execute(
-            "SELECT file_name, sum(num_rows) "
-            f"FROM parquet_file_metadata({_sql_list(files)}) GROUP BY file_name"
-        ).fetchall()
-        return {str(name): int(n) for name, n in counts}
+        """Rows of each of ``files`` (by path), from their footers: as the listing read
+        them, else (a file it did not check) read again."""
+        known = self._footers()
+        out = {str(p): known[str(p)].rows for p in files if str(p) in known}
+        unknown = [p for p in files if str(p) not in known]
+        if unknown:
+            counts = self.con.execute(
+                "SELECT file_name, sum(num_rows) "
+                f"FROM parquet_file_metadata({_sql_list(unknown)}) GROUP BY file_name"
+            ).fetchall()
+            out |= {str(name): int(n) for name, n in counts}
+        return out
 
     def rows_by_run(self, stream: Stream) -> dict[str, int]:
         """Rows of ``stream`` per run id, from the footers of the files listed at open."""
@@ -445,8 +454,12 @@ class Store:
         if not files:
             return f"SELECT * FROM _empty_{stream.value}"
         scan = f"read_parquet({_sql_list(files)}, union_by_name = true)"
-        described = self.con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
-        present = {row[0] for row in described}
+        known = self._footers()
+        if all(str(p) in known for p in files):  # the listing read every footer
+            present = set().union(*(known[str(p)].columns for p in files))
+        else:
+            described = self.con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
+            present = {row[0] for row in described}
         columns = ", ".join(
             f'CAST("{f.name}" AS {_duck_type(f.type)}) AS "{f.name}"'
             if f.name in present

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,30 @@ class Vanished(TelemetryError):
     """A listed file or directory disappeared before it was read."""
 
 
+@dataclass(frozen=True)
+class Footer:
+    """What a readable segment's footer says that readers need again: its rows and
+    the names of its columns (``analysis.store`` counts rows and selects columns from
+    these instead of reading every footer twice more)."""
+
+    rows: int
+    columns: frozenset[str]
+
+
 def check_segment(
-    path: Path, stream: Stream, *, run_id: str | None = None, seg: SegmentName | None = None
+    path: Path,
+    stream: Stream,
+    *,
+    run_id: str | None = None,
+    seg: SegmentName | None = None,
+    footers: dict[str, Footer] | None = None,
 ) -> str | None:
     """Why ``path`` cannot be read as a segment of ``stream``, or None if it can.
 
     ``run_id`` and ``seg``: the run whose directory holds it and its parsed name; its
     rows must be theirs. Reads the footer only (and, where a foreign writer left no
-    column statistics, the three envelope columns that say whose rows they are)."""
+    column statistics, the three envelope columns that say whose rows they are).
+    ``footers``: where a readable segment's ``Footer`` is kept, by ``str(path)``."""
     try:
         meta = pq.read_metadata(path)
         schema = meta.schema.to_arrow_schema()
@@ -82,16 +99,16 @@ def check_segment(
     if kv.get(STREAM_KEY, stream.value.encode()) != stream.value.encode():
         other = kv[STREAM_KEY].decode(errors="replace")
         return f"a {other!r} segment in the {stream.value!r} directory"
-    if meta.num_rows == 0:
-        return None
-    ours = schema.equals(SCHEMAS[stream])
-    if not ours:  # another writer's file: the columns have to be checked
-        problem = _columns_problem(schema, stream)
-        if problem:
-            return problem
-    if run_id is not None and seg is not None:
-        return _owner_problem(path, meta, run_id, seg, ours=ours)
-    return None
+    problem = None
+    if meta.num_rows > 0:
+        ours = schema.equals(SCHEMAS[stream])
+        if not ours:  # another writer's file: the columns have to be checked
+            problem = _columns_problem(schema, stream)
+        if problem is None and run_id is not None and seg is not None:
+            problem = _owner_problem(path, meta, run_id, seg, ours=ours)
+    if problem is None and footers is not None:
+        footers[str(path)] = Footer(meta.num_rows, frozenset(schema.names))
+    return problem
 
 
 def _columns_problem(schema: pa.Schema, stream: Stream) -> str | None:

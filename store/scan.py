@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from store.checks import Vanished, check_segment, not_regular
+from store.checks import Footer, Vanished, check_segment, not_regular
 from store.compaction import claim_problem, claims, split_covered
 from store.digest import DIGEST_DIR, DIGEST_ROWS, Digest, digest_name, read_digest
 from store.index import IndexedRuns, indexed_runs
@@ -64,6 +64,8 @@ class RunListing:
     # Writers listed by a current digest (only with trust_digests): their segments are
     # not in ``segments``.
     digests: list[Digest] = field(default_factory=list)
+    # The footers read while checking ``segments`` (by str(path)): rows and columns.
+    footers: dict[str, Footer] = field(default_factory=dict)
 
     def files(self) -> list[Path]:
         return [p for paths in self.segments.values() for p in paths]
@@ -168,7 +170,9 @@ def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
                 continue  # listed by its writer's digest
             path = run_dir / stream.value / file
             try:
-                reason = check_segment(path, stream, run_id=run_dir.name, seg=live[file])
+                reason = check_segment(
+                    path, stream, run_id=run_dir.name, seg=live[file], footers=listing.footers
+                )
             except Vanished:
                 if not final:
                     raise
