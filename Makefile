@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/writer.py --out benchmarks/results/writer.json
 	$(PY) benchmarks/store_scale.py --rows 1e6 1e7 --sweep 10 100 --out benchmarks/results/store_scale.json
 	$(PY) benchmarks/incremental.py --runs 1000 --out benchmarks/results/incremental.json
+	$(PY) benchmarks/spark_engine.py --runs 1000 --sweep 4 --out benchmarks/results/spark_engine.json
 	test ! -f benchmarks/report_size.py || $(PY) benchmarks/report_size.py
 	$(PY) benchmarks/summary.py
 

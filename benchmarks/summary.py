@@ -121,6 +121,17 @@ def rows(results: Path) -> Iterator[tuple[str, str, str, str]]:
             f"(--no-cache: {incremental['analyze_no_cache_s']:.1f} s)",
             _verdict(incremental["analyze_one_new_run_s"] <= INCREMENTAL_S),
         )
+    spark = _load(results, "spark_engine")
+    for key, what in (("small_runs", "small runs"), ("sweep", "runs of 20k steps")):
+        part = (spark or {}).get(key) if isinstance(spark, dict) else None
+        if part:
+            yield (
+                f"analyze --engine spark ({part['master']}) vs duckdb, {part['runs']:,} {what}",
+                "same JSON",
+                f"{part['spark_s']:.1f} s vs {part['duckdb_s']:.1f} s "
+                f"({part['spark_over_duckdb']:.1f}x, the JVM's start included)",
+                _verdict(part["identical_json"]),
+            )
     report = _load(results, "report_size")
     if isinstance(report, dict) and "report_bytes" in report:
         limit = report.get("limit_bytes", 5_000_000)
