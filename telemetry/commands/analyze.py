@@ -139,9 +139,10 @@ def analyze(
     params = _overrides(assignments, config)
     # With the cache, only the runs to evaluate are read: the others are listed from
     # the run index and digests (a runs-only open), their findings from the cache.
+    # Spark's driver only lists the runs: its executors open them. The store first: a
+    # missing one is named before Spark takes its seconds to start.
+    store = common.open_root(root, runs_only=not no_cache or engine == "spark")
     spark = common.spark_session(master, spark_conf) if engine == "spark" else None
-    # Spark's driver only lists the runs: its executors open them.
-    store = common.open_root(root, runs_only=not no_cache or spark is not None)
     diagnosis = diagnose_with_progress(
         store, run_ids, params, quiet=quiet, cache=not no_cache, spark=spark
     )

@@ -496,6 +496,8 @@ def _spark_query(
     from analysis import StoreError
     from analysis.spark import SparkQueryError, SparkQueryTimeout, register_views, run_query
 
+    if not root.is_dir():  # named before Spark takes its seconds to start
+        raise common.cli_error(StoreError(f"no store at {str(root)!r}: not a directory of runs"))
     spark = common.spark_session(master, conf)
     try:
         registered = register_views(spark, root)

@@ -155,3 +155,17 @@ def test_a_bad_conf_is_a_usage_error(tmp_path: Path) -> None:
         main, ["analyze", str(tmp_path), "--engine", "spark", "--conf", "spark.executor.memory"]
     )
     assert result.exit_code == 2 and "is not KEY=VALUE" in result.output
+
+
+@pytest.mark.parametrize("verb", [["analyze"], ["query", "SELECT 1"]])
+def test_a_missing_store_is_named_before_spark_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verb: list[str]
+) -> None:
+    started: list[str] = []
+    import analysis.spark
+
+    monkeypatch.setattr(analysis.spark, "local_session", lambda *a, **k: started.append("spark"))
+    args = [verb[0], str(tmp_path / "nowhere"), *verb[1:], "--engine", "spark"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 3 and "no store" in result.output
+    assert started == []
