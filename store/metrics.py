@@ -74,12 +74,23 @@ def default_goal(name: str) -> str | None:
     return None
 
 
-def default_goal_sql(column: str) -> str:
-    """A DuckDB expression equal to ``default_goal`` of the text ``column``."""
-    split = f"regexp_split_to_array(lower({column}), '[^a-z0-9]+')"
+def default_goal_sql(column: str, *, dialect: str = "duckdb") -> str:
+    """An SQL expression equal to ``default_goal`` of the text ``column``: DuckDB's, or
+    Spark's (``dialect="spark"``: the Spark views, ``analysis.spark.views``)."""
     lows = ", ".join(f"'{w}'" for w in sorted(MIN_WORDS))
     highs = ", ".join(f"'{w}'" for w in sorted(MAX_WORDS))
-    return (
-        f"CASE WHEN len(list_intersect({split}, [{lows}])) > 0 THEN 'min' "
-        f"WHEN len(list_intersect({split}, [{highs}])) > 0 THEN 'max' END"
-    )
+    if dialect == "spark":
+        words = f"split(lower({column}), '[^a-z0-9]+')"
+
+        def has(listed: str) -> str:
+            return f"arrays_overlap({words}, array({listed}))"
+
+    elif dialect == "duckdb":
+        words = f"regexp_split_to_array(lower({column}), '[^a-z0-9]+')"
+
+        def has(listed: str) -> str:
+            return f"len(list_intersect({words}, [{listed}])) > 0"
+
+    else:
+        raise ValueError(f"unknown SQL dialect {dialect!r}; dialects: duckdb, spark")
+    return f"CASE WHEN {has(lows)} THEN 'min' WHEN {has(highs)} THEN 'max' END"

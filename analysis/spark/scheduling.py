@@ -15,7 +15,6 @@ filesystem, or the object store the root names).
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import sys
@@ -142,8 +141,7 @@ def evaluate_on_spark(
         return found, {}
     sc = spark.sparkContext
     parts = partitions(run_ids, sc.defaultParallelism)
-    task = functools.partial(
-        _analyse,
+    task = _Task(
         str(store.path),
         chosen,
         {k: dict(v) for k, v in overrides.items()},
@@ -178,58 +176,59 @@ def evaluate_on_spark(
     return found, keys
 
 
-def _analyse(
-    root: str,
-    chosen: list[Rule],
-    overrides: Mapping[str, Mapping[str, Any]],
-    statuses: Mapping[str, str],
-    rules_key: str | None,
-    batches: Iterable[list[str]],
-) -> Iterator[Record]:
-    """One task: its runs together, or each alone when that fails."""
-    run_ids = [r for batch in batches for r in batch]
-    if not run_ids:
-        return
-    try:
-        records = _evaluate(root, chosen, overrides, statuses, rules_key, run_ids)
-    except Exception:  # noqa: BLE001  # one run may be at fault: try each alone
-        if len(run_ids) == 1:
-            records = _failed(chosen, run_ids[0], sys.exc_info()[1])
-        else:
-            records = []
-            for run_id in run_ids:
-                try:
-                    records += _evaluate(root, chosen, overrides, statuses, rules_key, [run_id])
-                except Exception as e:  # noqa: BLE001  # reported, the job goes on
-                    records += _failed(chosen, run_id, e)
-    yield from records
+@dataclass(frozen=True)
+class _Task:
+    """What each Spark task of one analysis needs (pickled to the executors): the
+    store, the rules and their parameters, and for the findings cache the runs'
+    statuses and the rules' key. Called with a partition's runs."""
+
+    root: str
+    chosen: list[Rule]
+    overrides: Mapping[str, Mapping[str, Any]]
+    statuses: Mapping[str, str]
+    rules_key: str | None
+
+    def __call__(self, batches: Iterable[list[str]]) -> Iterator[Record]:
+        """The partition's runs together, or each alone when that fails."""
+        run_ids = [r for batch in batches for r in batch]
+        if not run_ids:
+            return
+        try:
+            records = self.evaluate(run_ids)
+        except Exception as e:  # noqa: BLE001  # one run may be at fault: try each alone
+            if len(run_ids) == 1:
+                records = _failed(self.chosen, run_ids[0], e)
+            else:
+                records = []
+                for run_id in run_ids:
+                    try:
+                        records += self.evaluate([run_id])
+                    except Exception as alone:  # noqa: BLE001  # reported, the job goes on
+                        records += _failed(self.chosen, run_id, alone)
+        yield from records
+
+    def evaluate(self, run_ids: list[str]) -> list[Record]:
+        """``run_ids`` opened alone and evaluated as local analysis does."""
+        with open_store(Path(self.root), run_ids=run_ids) as own:
+            found = evaluate_runs(
+                own, self.chosen, self.overrides, run_ids, None, runs=len(run_ids)
+            )
+            keys = {}
+            if self.rules_key is not None:
+                statuses = {r: self.statuses[r] for r in run_ids}
+                keys = findings_cache.run_keys(own, statuses, self.rules_key)
+            unreadable = list(own.unreadable)
+        return [
+            *found.findings,
+            *found.not_evaluated,
+            *(_Key(r, k) for r, k in keys.items()),
+            *(_Failed(r) for r in sorted(found.failed)),
+            *unreadable,
+        ]
 
 
-def _evaluate(
-    root: str,
-    chosen: list[Rule],
-    overrides: Mapping[str, Mapping[str, Any]],
-    statuses: Mapping[str, str],
-    rules_key: str | None,
-    run_ids: list[str],
-) -> list[Record]:
-    with open_store(Path(root), run_ids=run_ids) as own:
-        found = evaluate_runs(own, chosen, overrides, run_ids, None, runs=len(run_ids))
-        keys = {}
-        if rules_key is not None:
-            keys = findings_cache.run_keys(own, {r: statuses[r] for r in run_ids}, rules_key)
-        unreadable = list(own.unreadable)
-    return [
-        *found.findings,
-        *found.not_evaluated,
-        *(_Key(r, k) for r, k in keys.items()),
-        *(_Failed(r) for r in sorted(found.failed)),
-        *unreadable,
-    ]
-
-
-def _failed(chosen: list[Rule], run_id: str, error: BaseException | None) -> list[Record]:
-    what = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+def _failed(chosen: list[Rule], run_id: str, error: BaseException) -> list[Record]:
+    what = f"{type(error).__name__}: {error}"
     reason = f"the analysis of this run failed on Spark executor {socket.gethostname()}: {what}"
     return [*(NotEvaluated(rule.id, run_id, reason) for rule in chosen), _Failed(run_id)]
 

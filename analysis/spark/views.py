@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from analysis.store import STALE_AFTER_S, StoreError, Unreadable, malformed_payloads
 from store.layout import parse_segment_name
-from store.metrics import MAX_WORDS, MIN_WORDS
+from store.metrics import default_goal_sql
 from store.scan import list_store
 from store.schema import SCHEMAS, Stream
 
@@ -267,18 +267,6 @@ LEFT JOIN most m ON m.run_id = a.run_id
 Spark reads the rows)."""
 
 
-def _default_goal(column: str) -> str:
-    """``store.metrics.default_goal_sql`` in Spark SQL: the goal the words of the text
-    ``column`` give (``MIN_WORDS``: 'min', ``MAX_WORDS``: 'max', else NULL)."""
-    words = f"split(lower({column}), '[^a-z0-9]+')"
-    lows = ", ".join(f"'{w}'" for w in sorted(MIN_WORDS))
-    highs = ", ".join(f"'{w}'" for w in sorted(MAX_WORDS))
-    return (
-        f"CASE WHEN arrays_overlap({words}, array({lows})) THEN 'min' "
-        f"WHEN arrays_overlap({words}, array({highs})) THEN 'max' END"
-    )
-
-
 def _metric_goals() -> str:
     """``analysis/views/metric_goals.sql``."""
     return f"""
@@ -296,7 +284,7 @@ logged AS (
 )
 SELECT coalesce(l.run_id, d.run_id) AS run_id,
        coalesce(l.name, d.name) AS name,
-       coalesce(d.goal, {_default_goal("coalesce(l.name, d.name)")}) AS goal,
+       coalesce(d.goal, {default_goal_sql("coalesce(l.name, d.name)", dialect="spark")}) AS goal,
        d.goal IS NOT NULL AS defined
 FROM logged l FULL JOIN defined d ON l.run_id = d.run_id AND l.name = d.name
 """

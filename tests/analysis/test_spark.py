@@ -90,16 +90,16 @@ def test_a_run_that_cannot_be_analysed_is_reported_and_the_others_are_not_lost(
     root = tmp_path / "runs"
     bad = cases.healthy(root).write().run_id
     good = cases.divergence(root).write().run_id
-    real = scheduling._evaluate
+    real = scheduling._Task.evaluate
 
-    def failing(*args: Any) -> list[scheduling.Record]:
-        if bad in args[-1]:
+    def failing(task: scheduling._Task, run_ids: list[str]) -> list[scheduling.Record]:
+        if bad in run_ids:
             raise MemoryError("executor out of memory")
-        return real(*args)
+        return real(task, run_ids)
 
-    monkeypatch.setattr(scheduling, "_evaluate", failing)
+    monkeypatch.setattr(scheduling._Task, "evaluate", failing)
     rules = load_rules()
-    records = list(scheduling._analyse(str(root), rules, {}, {}, None, [[bad, good]]))
+    records = list(scheduling._Task(str(root), rules, {}, {}, None)([[bad, good]]))
     gaps = [r for r in records if isinstance(r, NotEvaluated) and r.run_id == bad]
     assert [g.rule for g in gaps] == [r.id for r in rules]
     assert "MemoryError: executor out of memory" in gaps[0].reason
