@@ -1,15 +1,21 @@
 """What the report reads from a store: the only module of ``reports`` that talks to analysis.
 
-All SQL text of the report lives here, as queries over the store's views
-(``scalars``, ``tensors``, ``modules``, ``activations``, ``samples``, ``events``,
-``exports``),
-one run at a time. The results are shaped into small frames that the chart
-functions draw without further thought:
+All SQL text of the report lives here (with the decimation that
+``reports.decimate.decimate_sql`` wraps around a query), as queries over the store's
+views (``scalars``, ``tensors``, ``system``, ``modules``, ``activations``, ``samples``,
+``events``, ``exports``), one run at a time. The results are shaped into small frames
+that the chart functions draw without further thought:
 
 * a run's charts stay within its share of the page's budget (``reports.budget``): the
   metrics with curves (``reports.metrics``), the lines of a chart, its points and its
   marks; what is left out is counted for the page to name;
-* long series are decimated (``reports.decimate``) and say so;
+* long series are decimated (``reports.decimate``) and say so. Curves, gradients,
+  weights and step timing are reduced by the database, so what a run sends to Python is
+  bounded by its budget, not by its length (a run of 100k steps x 60 parameters holds
+  18M tensors rows): the queries plan on a small first answer (the metrics, the
+  parameters by depth), then return only the rows drawn and the counts the notes need.
+  The Polars functions of ``reports.tensors``, ``reports.system`` and
+  ``reports.step_norms`` do the same from every row, and the tests hold the two equal;
 * activation statistics become bounded module x step grids (``reports.heatmap``),
   and feature maps and filters small per-map byte grids (``reports.samples``);
 * values Vega-Lite cannot plot are cut out into a separate *marker* frame with a
@@ -24,14 +30,16 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from reports import (
     activations,
     comparison,
+    heatmap,
     metrics,
     samples,
     step_norms,
@@ -41,15 +49,21 @@ from reports import (
 from reports.activations import Activations
 from reports.budget import MAX_CHARTED_RUNS, Budget
 from reports.comparison import Comparison, Metric
+from reports.decimate import decimate_sql, decimated
 from reports.defaults import MAX_RUNS
 from reports.heatmap import Heatmap
 from reports.metrics import Choice
 from reports.origin import NanOrigin, first_origin
 from reports.samples import WHAT, SampleSet
-from reports.series import Series, series
+from reports.series import (
+    Series,
+    points_per_line,
+    shaped,
+    split_drawable,
+)
 from reports.step_norms import StepNorms
 from reports.system import System
-from reports.tensors import Bands, Weights
+from reports.tensors import Bands, Gradients, Weights
 from store.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -68,55 +82,202 @@ ORDER BY name, split NULLS LAST
 # One point per (name, split, step): the mean of its rows, as the rules read a curve
 # (analysis/macros/curves.sql). Gradient accumulation logs a row per micro-batch, and
 # drawing each one would zigzag the curve. A NaN or Inf among them stays in the mean,
-# so the step becomes a marker downstream.
+# so the step becomes a marker downstream. Only the planned lines are returned ($names,
+# $splits: the chosen metrics' and the learning rate's, each with its $points, for
+# reports.decimate.decimate_sql); `epochs` says whether any row read has an epoch.
 _SCALARS = """
 WITH s AS (
     SELECT name, split, step, epoch, value, seq
     FROM scalars
     WHERE run_id = $run_id
-        AND (list_contains($names::VARCHAR[], name) OR name = 'lr' OR starts_with(name, 'lr.group'))
+        AND (list_contains($drawn::VARCHAR[], name) OR name = 'lr' OR starts_with(name, 'lr.group'))
     QUALIFY rank = min(rank) OVER (PARTITION BY name, split)
+), plan AS (
+    SELECT unnest($names::VARCHAR[]) AS name, unnest($splits::VARCHAR[]) AS split,
+           unnest($points::BIGINT[]) AS points
 )
-SELECT name, split, step, min(epoch) AS epoch, avg(value) AS value
-FROM s
-GROUP BY name, split, step
-ORDER BY name, split NULLS LAST, step, min(seq)
+SELECT s.name, s.split, step, min(epoch) AS epoch, avg(value) AS value,
+       any_value(points) AS points, (SELECT count(epoch) FROM s) AS epochs
+FROM s JOIN plan ON s.name = plan.name AND s.split IS NOT DISTINCT FROM plan.split
+GROUP BY s.name, s.split, step
 """
 
-_GRADIENTS = """
-SELECT param, step, seq, norm, mean, std, min, max
-FROM tensors
-WHERE run_id = $run_id AND kind = 'grad'
-QUALIFY rank = min(rank) OVER ()
-ORDER BY step, seq
+# The run's gradients (lowest rank): what every gradient chart reduces. The rank is a
+# subquery, not QUALIFY min(rank) OVER (): a window holds every row of the run at once.
+_GRADS = """
+WITH g AS (
+    SELECT param, step, seq, norm, mean, std, min, max
+    FROM tensors
+    WHERE run_id = $run_id AND kind = 'grad'
+        AND rank = (SELECT min(rank) FROM tensors WHERE run_id = $run_id AND kind = 'grad')
+)
+"""
+
+# The parameters by depth (reports.series.first_order: by their first gradient's step,
+# then seq) and how many steps have gradients: what the gradient charts are planned on.
+_GRAD_PARAMS = (
+    _GRADS
+    + """
+SELECT coalesce(list(param ORDER BY first), []) AS params,
+       (SELECT count(DISTINCT step) FROM g) AS steps
+FROM (SELECT param, min((step, seq)) AS first FROM g GROUP BY param)
+"""
+)
+
+# The two gradient line charts, for reports.decimate.decimate_sql: the norm of each
+# parameter in $lines, and the global norm per step (reports.tensors.global_norm: sqrt of
+# the sum of squares; fsum, exact, gives the same sum however the database splits the
+# work; a NaN or Inf in any parameter's norm makes the step's NaN/Inf, a marker). Each
+# line is numbered: DuckDB partitions by an integer in half the time it takes by a name.
+_GRAD_LINES = """
+SELECT 'norms' AS chart, list_position($lines, param) AS line, param, step, seq, norm,
+       NULL::UINTEGER AS params, $line_points AS points
+FROM g WHERE list_contains($lines, param)
+UNION ALL
+SELECT 'global', 0, NULL, step, NULL, sqrt(coalesce(fsum(norm * norm), 0)), count(*)::UINTEGER,
+       $global_points
+FROM g GROUP BY step
+"""
+
+# reports.heatmap.grid in the database: $shown parameters x $columns buckets of
+# consecutive steps. A bucket with a norm that cannot be drawn (NaN, Inf, null, <= 0) is a
+# `bad` cell holding the first such norm (labelled in Python); the others hold the norm
+# furthest from the parameter's median (on a log scale; the first such step on a tie),
+# their min, max and count. And reports.tensors.grad_bands: the $spread parameters'
+# statistics per bucket of their steps ($buckets at most), `bad` when one is not finite.
+_GRAD_GRIDS = """
+, buckets AS (
+    SELECT step, (row_number() OVER (ORDER BY step) - 1) * $columns // count(*) OVER () AS bucket
+    FROM (SELECT DISTINCT step FROM g)
+), spans AS (
+    SELECT bucket, min(step) AS step, max(step) AS last_step FROM buckets GROUP BY bucket
+), shown AS (
+    SELECT param, step, seq, norm, bucket,
+           coalesce(isfinite(norm) AND norm > 0, false) AS drawable
+    FROM g JOIN buckets USING (step)
+    WHERE list_contains($shown, param)
+), marked AS (
+    SELECT param, bucket, arg_min_null(norm, (step, seq)) AS norm, count(*)::UINTEGER AS n
+    FROM shown WHERE NOT drawable GROUP BY param, bucket
+), drawn AS (
+    SELECT param, bucket, step, norm, log10(norm) AS scaled
+    FROM shown ANTI JOIN marked USING (param, bucket)
+    WHERE drawable
+), cells AS (
+    SELECT param, bucket, arg_max(norm, (abs(scaled - median), -step)) AS norm,
+           min(norm) AS lo, max(norm) AS hi, count(*)::UINTEGER AS n, false AS bad
+    FROM drawn
+    JOIN (SELECT param, median(scaled) AS median FROM drawn GROUP BY param) USING (param)
+    GROUP BY param, bucket
+    UNION ALL
+    SELECT param, bucket, norm, NULL, NULL, n, true FROM marked
+), spread AS (
+    SELECT * FROM g WHERE list_contains($spread, param)
+), band_buckets AS (
+    SELECT step, count(*) OVER () AS steps,
+           (row_number() OVER (ORDER BY step) - 1) * least($buckets, count(*) OVER ())
+               // count(*) OVER () AS bucket
+    FROM (SELECT DISTINCT step FROM spread)
+)
+"""
+
+_GRAD_GRID_ROWS = """
+UNION ALL BY NAME
+SELECT 'heatmap' AS chart, param, step, last_step, norm, lo, hi, n, bad
+FROM cells JOIN spans USING (bucket)
+UNION ALL BY NAME
+SELECT 'bands' AS chart, param, min(step) AS step, min(min) AS lo, max(max) AS hi,
+       favg(mean) AS mean, min(mean - std) AS std_lo, max(mean + std) AS std_hi,
+       count(*)::UINTEGER AS n,
+       bool_or(NOT coalesce(isfinite(mean) AND isfinite(std) AND isfinite(min)
+                            AND isfinite(max), false)) AS bad,
+       any_value(steps) AS steps
+FROM spread JOIN band_buckets USING (step)
+GROUP BY param, bucket
+ORDER BY chart, param NULLS LAST, step, seq
 """
 
 # ||update|| / ||weight|| per parameter and sampled step, next to the weight norm. max()
 # keeps a NaN (DuckDB orders it above every number), so it becomes a marker downstream.
-_WEIGHTS = """
+# As the lines of two charts (reports.tensors.weights), for reports.decimate.decimate_sql:
+# at most $max_lines parameters each, those in $first and then the others in order of
+# appearance (reports.series.pick_lines), with their points: $points[lines drawn]. Each
+# line is numbered for decimate_sql (see _GRAD_LINES).
+_WEIGHT_LINES = """
 WITH t AS (
     SELECT param, kind, step, seq, norm
     FROM tensors
-    WHERE run_id = $run_id AND kind IN ('weight', 'update')
-    QUALIFY rank = min(rank) OVER ()
+    WHERE run_id = $run_id AND kind IN ('weight', 'update') AND rank = (
+        SELECT min(rank) FROM tensors WHERE run_id = $run_id AND kind IN ('weight', 'update'))
+), w AS (
+    SELECT param, step, min(seq) AS seq,
+           max(norm) FILTER (WHERE kind = 'weight') AS weight,
+           max(norm) FILTER (WHERE kind = 'update') AS "update"
+    FROM t
+    GROUP BY param, step
+), lines AS (
+    SELECT chart, param, count(*) OVER (PARTITION BY chart) AS lines_total,
+           row_number() OVER () AS line
+    FROM (
+        SELECT 'norms' AS chart, param, min((step, seq)) AS first
+        FROM w WHERE weight IS NOT NULL GROUP BY param
+        UNION ALL
+        SELECT 'ratios', param, min((step, seq))
+        FROM w WHERE weight IS NOT NULL AND "update" IS NOT NULL GROUP BY param
+    )
+    QUALIFY row_number() OVER (
+        PARTITION BY chart ORDER BY NOT list_contains($first::VARCHAR[], param), first
+    ) <= $max_lines
 )
-SELECT param, step, min(seq) AS seq,
-       max(norm) FILTER (WHERE kind = 'weight') AS weight,
-       max(norm) FILTER (WHERE kind = 'update') AS "update"
-FROM t
-GROUP BY param, step
-ORDER BY step, seq
+SELECT chart, line, param, step, seq,
+       CASE chart WHEN 'norms' THEN weight ELSE "update" / weight END AS value,
+       lines_total, ($points::BIGINT[])[least(lines_total, $max_lines)] AS points
+FROM w JOIN lines USING (param)
+WHERE weight IS NOT NULL AND (chart = 'norms' OR "update" IS NOT NULL)
 """
 
 # A row per optimizer step: the timing columns are null on a step that could not be timed,
 # the gradient norms (issue 16) on one without gradients and in stores written before them.
+# As lines of three charts (reports.system.summarize, reports.step_norms.summarize): the
+# step's data wait and compute ($parts), throughput, and the global gradient norm before
+# clipping and at the optimizer step ($norms; the second only when some step differs),
+# with how many steps were clipped and how many could be told.
 _SYSTEM = """
-SELECT step, step_time_s, data_time_s, compute_time_s, samples_per_s,
-       grad_norm, grad_norm_step, clip_ratio
-FROM system
-WHERE run_id = $run_id
-QUALIFY rank = min(rank) OVER ()
-ORDER BY step, seq
+WITH s AS (
+    SELECT step, seq, step_time_s, data_time_s, compute_time_s, samples_per_s,
+           grad_norm, grad_norm_step, clip_ratio,
+           coalesce(compute_time_s, step_time_s - data_time_s) AS compute
+    FROM system
+    WHERE run_id = $run_id
+    QUALIFY rank = min(rank) OVER ()
+), n AS (
+    SELECT step, seq, grad_norm AS pre, grad_norm_step AS stepped, clip_ratio,
+           coalesce(isfinite(grad_norm), false) AND grad_norm > 0 AS pre_ok,
+           coalesce(isfinite(grad_norm_step), false) AND grad_norm_step > 0 AS stepped_ok
+    FROM s WHERE grad_norm IS NOT NULL
+), counts AS (
+    SELECT count(*) FILTER (WHERE stepped IS NOT NULL AND clip_ratio IS NOT NULL) AS clipped,
+           count(*) FILTER (WHERE stepped IS NOT NULL AND isfinite(pre) AND isfinite(stepped))
+               AS judged,
+           count(*) FILTER (WHERE stepped IS NOT NULL AND (clip_ratio IS NOT NULL OR (
+               pre_ok AND stepped_ok
+               AND abs(stepped - pre) > $same * greatest(abs(pre), abs(stepped))))) AS changed
+    FROM n
+)
+SELECT *, (SELECT clipped FROM counts) AS clipped, (SELECT judged FROM counts) AS judged
+FROM (
+    SELECT 'time' AS chart, $parts[1] AS line, step, seq, data_time_s AS value
+    FROM s WHERE data_time_s IS NOT NULL
+    UNION ALL
+    SELECT 'time', $parts[2], step, seq, compute FROM s WHERE compute IS NOT NULL
+    UNION ALL
+    SELECT 'throughput', NULL, step, seq, samples_per_s FROM s WHERE samples_per_s IS NOT NULL
+    UNION ALL
+    SELECT 'norms', $norms[1], step, seq, pre FROM n
+    UNION ALL
+    SELECT 'norms', $norms[2], step, seq, stepped FROM n
+    WHERE stepped IS NOT NULL AND (pre_ok OR stepped_ok) AND (SELECT changed FROM counts) > 0
+)
 """
 
 # Every run's validation metrics (the run comparison and the runs table): best and final.
@@ -334,12 +495,11 @@ def _run_data(
 ) -> RunData:
     subjects = [f.subject for f in findings]
     curves, lr, choice = _curves(store, run_id, budget, subjects)
-    grads = store.sql(_GRADIENTS, {"run_id": run_id})
-    gradients = tensors.gradients(grads, budget, subjects) if grads.height else None
+    gradients = _gradients(store, run_id, budget, subjects)
     drawn = gradients.drawn if gradients is not None else []
     modules = store.sql(_MODULES, {"run_id": run_id})
     sample_sets, left_out = _samples(store, run_id, budget)
-    steps = store.sql(_SYSTEM, {"run_id": run_id})
+    timing, norms = _system(store, run_id, budget)
     return RunData(
         run_id,
         name,
@@ -358,15 +518,36 @@ def _run_data(
         samples_left_out=left_out,
         nan_origin=_nan_origin(store, run_id),
         exports=_exports(store, run_id),
-        weights=tensors.weights(
-            store.sql(_WEIGHTS, {"run_id": run_id}),
-            band=_update_band(),
-            budget=budget,
-            first=drawn,
-        ),
-        system=system.summarize(steps, budget=budget),
-        step_norms=step_norms.summarize(steps, budget=budget),
+        weights=_weights(store, run_id, budget, drawn),
+        system=timing,
+        step_norms=norms,
     )
+
+
+def _reduced(
+    store: Store,
+    source: str,
+    params: dict[str, Any],
+    *,
+    y: str,
+    by: Sequence[str] = (),
+    ties: Sequence[str] = (),
+    max_points: int | str,
+    budget: Budget,
+) -> pl.DataFrame:
+    """The rows of ``source`` that its chart draws: decimated by the database
+    (``reports.decimate.decimate_sql``), each series' first ``budget.markers`` non-finite
+    rows kept and the rest counted, so that what is read is bounded by the budget."""
+    sql, extra = decimate_sql(
+        source,
+        x="step",
+        y=y,
+        by=by,
+        ties=ties,
+        max_points=max_points,
+        max_nonfinite=budget.markers,
+    )
+    return store.sql(sql, params | extra)
 
 
 def _curves(
@@ -374,47 +555,244 @@ def _curves(
 ) -> tuple[dict[str, Series], Series | None, Choice]:
     """The metrics chosen for curves (and which were left out), and the learning rate."""
     pairs = store.sql(_SCALAR_NAMES, {"run_id": run_id}).iter_rows()
-    splits: dict[str, int] = {}
+    splits: dict[str, list[str | None]] = {}
+    groups: list[str] = []
     for name, split in pairs:
-        if not _is_lr(name, split):
-            splits[name] = splits.get(name, 0) + 1
-    named = metrics.named_by(subjects, splits)
-    choice = metrics.choose(splits, limit=budget.metric_charts, named=named)
-    scalars = store.sql(_SCALARS, {"run_id": run_id, "names": choice.drawn})
-    lr_rows = scalars.filter(_LR)
-    by_name = scalars.filter(~_LR).partition_by("name", as_dict=True, include_key=False)
-    # An epoch on every row costs a sixth of a curve's bytes; most runs log none.
-    if scalars["epoch"].null_count() == scalars.height:
-        by_name = {k: v.drop("epoch") for k, v in by_name.items()}
-    # The curves share their points; a metric's splits share its part.
+        if _is_lr(name, split):
+            groups.append(name)
+        else:
+            splits.setdefault(name, []).append(split)
+    counts = {name: len(s) for name, s in splits.items()}
+    choice = metrics.choose(
+        counts, limit=budget.metric_charts, named=metrics.named_by(subjects, counts)
+    )
+    # The curves share their points; a metric's splits share its part. The first lines
+    # are drawn (``reports.series.series``: splits and groups appear in name order).
     per_chart = budget.curve_points // max(1, len(choice.drawn))
+    plan: list[tuple[str, str | None, int]] = []
+    for metric in choice.drawn:
+        drawn = splits[metric][: budget.lines]
+        n = points_per_line(len(drawn), max_points=min(budget.series, per_chart), budget=per_chart)
+        plan += [(metric, split, n) for split in drawn]
+    n = points_per_line(min(len(groups), budget.lines), max_points=budget.series)
+    plan += [(group, "train", n) for group in groups[: budget.lines]]
+    if not plan:
+        return {}, None, choice
+    names, chosen, points = (list(column) for column in zip(*plan, strict=True))
+    params = {"run_id": run_id, "drawn": choice.drawn, "names": names, "splits": chosen}
+    scalars = _reduced(
+        store,
+        _SCALARS,
+        params | {"points": points},
+        y="value",
+        by=["name", "split"],
+        max_points="points",
+        budget=budget,
+    )
+    # An epoch on every row costs a sixth of a curve's bytes; most runs log none.
+    columns = ["split", "step", "epoch", "value"]
+    if not scalars.height or not scalars["epochs"][0]:
+        columns.remove("epoch")
+    by_name = scalars.filter(~_LR).partition_by("name", as_dict=True, include_key=False)
     curves = {
-        metric: series(
-            by_name[(metric,)],
+        metric: shaped(
+            decimated(by_name[(metric,)], by=["split"], columns=columns),
             value="value",
-            by=["split"],
-            max_points=min(budget.series, per_chart),
-            budget=per_chart,
-            max_lines=budget.lines,
+            lines=min(len(splits[metric]), budget.lines),
+            lines_total=len(splits[metric]),
             line_kind="splits",
             max_markers=budget.markers,
         )
         for metric in choice.drawn
         if (metric,) in by_name
     }
+    lr_rows = scalars.filter(_LR)
     lr = None
     if lr_rows.height:
-        lr = series(
-            lr_rows.select("name", "step", "value"),
+        lr = shaped(
+            decimated(lr_rows, by=["name"], columns=["name", "step", "value"]),
             value="value",
-            by=["name"],
-            max_points=budget.series,
-            budget=budget.series,
-            max_lines=budget.lines,
+            lines=min(len(groups), budget.lines),
+            lines_total=len(groups),
             line_kind="parameter groups",
             max_markers=budget.markers,
         )
     return curves, lr, choice
+
+
+def _gradients(
+    store: Store, run_id: str, budget: Budget, subjects: list[str | None]
+) -> Gradients | None:
+    """``reports.tensors.gradients``, reduced by the database: the lines, global norm,
+    heatmap and bands of the run's gradients, in one query planned on another."""
+    run = {"run_id": run_id}
+    ((order, steps),) = store.sql(_GRAD_PARAMS, run).rows()
+    if not order:
+        return None
+    drawn = tensors.drawn_params(order, tensors.named_params(subjects, order), budget.lines)
+    shown = order[: heatmap.bounds(budget)["max_rows"]]
+    columns = heatmap.columns(steps, rows=len(shown), cell_budget=budget.cells)
+    spread = tensors.spread(order)
+    lines, decimating = decimate_sql(
+        _GRAD_LINES,
+        x="step",
+        y="norm",
+        by=["line"],
+        ties=["seq"],
+        max_points="points",
+        max_nonfinite=budget.markers,
+    )
+    line_points = points_per_line(len(drawn), max_points=budget.series, budget=budget.line_points)
+    params = (
+        run
+        | decimating
+        | {
+            "lines": drawn,
+            "line_points": line_points,
+            "global_points": points_per_line(1, max_points=budget.series),
+            "shown": shown,
+            "columns": columns,
+            "spread": spread,
+            "buckets": budget.band_buckets,
+        }
+    )
+    sql = _GRADS + _GRAD_GRIDS + f"SELECT * FROM ({lines})" + _GRAD_GRID_ROWS
+    charts = store.sql(sql, params).partition_by("chart", as_dict=True, include_key=False)
+    cells = charts[("heatmap",)].rename({"param": "module"})
+    cells = cells.with_columns(pl.lit("parameter").alias("module_type"))
+    _, marked = split_drawable(cells.filter("bad"), value="norm", positive=True)
+    bands = charts[("bands",)]
+    return Gradients(
+        order,
+        drawn,
+        shaped(
+            decimated(charts[("norms",)], by=["param"], columns=["param", "step", "norm"]),
+            value="norm",
+            positive=True,
+            lines=len(drawn),
+            lines_total=len(order),
+            line_kind=tensors.LINES,
+            max_markers=budget.markers,
+        ),
+        shaped(
+            decimated(charts[("global",)], columns=["step", "norm", "params"]),
+            value="norm",
+            positive=True,
+            max_markers=budget.markers,
+        ),
+        heatmap.assemble(
+            cells.filter(~pl.col("bad")),
+            marked,
+            value="norm",
+            shown=shown,
+            modules=len(order),
+            steps=steps,
+            columns=columns,
+        ),
+        tensors.banded(
+            bands.filter(~pl.col("bad")),
+            bands.filter("bad"),
+            shown=spread,
+            total_params=len(order),
+            steps=int(bands["steps"][0]),
+        ),
+    )
+
+
+def _weights(store: Store, run_id: str, budget: Budget, drawn: list[str]) -> Weights | None:
+    """``reports.tensors.weights``, reduced by the database; ``drawn``: the parameters with
+    a gradient line, drawn here first when there are more than ``budget.lines``."""
+    points = [
+        points_per_line(n, max_points=budget.series, budget=budget.line_points)
+        for n in range(1, budget.lines + 1)
+    ]
+    params = {"run_id": run_id, "first": drawn, "max_lines": budget.lines, "points": points}
+    lines, decimating = decimate_sql(
+        _WEIGHT_LINES,
+        x="step",
+        y="value",
+        by=["line"],
+        ties=["seq"],
+        max_points="points",
+        max_nonfinite=budget.markers,
+    )
+    sql = f"SELECT * FROM ({lines}) ORDER BY chart, param, step, seq"
+    rows = store.sql(sql, params | decimating)
+    charts = rows.partition_by("chart", as_dict=True, include_key=False)
+
+    def chart(name: str, value: str) -> Series | None:
+        lines = charts.get((name,))
+        if lines is None:
+            return None
+        kept = decimated(
+            lines.rename({"value": value}), by=["param"], columns=["param", "step", value]
+        )
+        return shaped(
+            kept,
+            value=value,
+            positive=True,
+            lines=lines["param"].n_unique(),
+            lines_total=int(lines["lines_total"][0]),
+            line_kind=tensors.LINES,
+            max_markers=budget.markers,
+        )
+
+    norms, ratio = chart("norms", "weight"), chart("ratios", "ratio")
+    # A run with updates but no weights draws nothing either way: the page never told
+    # Weights(None, None) from None.
+    return Weights(norms, ratio, _update_band()) if norms or ratio else None
+
+
+def _system(store: Store, run_id: str, budget: Budget) -> tuple[System | None, StepNorms | None]:
+    """``reports.system.summarize`` and ``reports.step_norms.summarize``, reduced by the
+    database: one query for the lines of the three charts."""
+    params = {
+        "run_id": run_id,
+        "parts": list(system.PARTS),
+        "norms": list(step_norms.LINES),
+        "same": step_norms.SAME,
+    }
+    # A chart's one or two lines share CHART_BUDGET points, more than a line's maximum
+    # (MAX_POINTS, and a run's share only divides it): each gets budget.series, as
+    # system.summarize and step_norms.summarize give it.
+    points = points_per_line(2, max_points=budget.series)
+    rows = _reduced(
+        store,
+        _SYSTEM,
+        params,
+        y="value",
+        by=["chart", "line"],
+        ties=["seq"],
+        max_points=points,
+        budget=budget,
+    )
+    charts = rows.partition_by("chart", as_dict=True, include_key=False)
+
+    def chart(name: str, key: str | None, value: str, **kwargs: Any) -> Series | None:
+        lines = charts.get((name,))
+        if lines is None:
+            return None
+        keys = [key] if key else []
+        lines = lines.rename({"line": key or "line", "value": value})
+        n = lines[key].n_unique() if key else 1
+        reduced = decimated(lines, by=keys, columns=[*keys, "step", value])
+        return shaped(reduced, value=value, lines=n, lines_total=n, **kwargs)
+
+    time = chart("time", "part", "seconds", max_markers=budget.markers)
+    rate = chart("throughput", None, "samples_per_s", max_markers=budget.markers)
+    norms = chart(
+        "norms",
+        "line",
+        "norm",
+        positive=True,
+        line_kind="norms",
+        max_markers=budget.markers,
+    )
+    clipped, judged = (int(rows[c][0]) if rows.height else 0 for c in ("clipped", "judged"))
+    return (
+        System(time, rate) if time or rate else None,
+        StepNorms(norms, clipped, judged) if norms else None,
+    )
 
 
 # The collector logs the optimizer's lr as `lr`, `lr.group1`, ... with split train.

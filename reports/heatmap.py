@@ -10,7 +10,9 @@ the module's own median (on a log scale for ``log`` statistics), the tooltip giv
 the bucket's min and max, and a value that cannot be drawn (NaN, Inf, null, and
 <= 0 on a log scale) anywhere in the bucket marks the whole cell.
 
-Pure Polars, no I/O: ``reports.data`` applies it to what it reads.
+Pure Polars, no I/O: ``reports.data`` applies ``grid`` to what it reads, and for the
+gradients, whose rows a long run holds millions of, buckets them in the database and
+finishes the cells with ``assemble``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ MIN_COLUMNS = 10
 
 MAX_ROWS = 150
 """Modules drawn at most; the rest are named by count under the chart."""
+
+LAST = "last_step"
+"""Column of ``assemble``'s input: the last sampled step of a cell's bucket."""
 
 _BUCKET = "__bucket"
 _DEV = "__dev"
@@ -105,22 +110,14 @@ def grid(
     shown = list(order)[:max_rows]
     steps = pl.concat([points["step"], markers["step"]]).unique().sort()
     n_steps = steps.len()
-    per_row = cell_budget // max(1, len(shown))
-    columns = min(n_steps, max(MIN_COLUMNS, min(MAX_COLUMNS, per_row)))
+    n_columns = columns(n_steps, rows=len(shown), cell_budget=cell_budget)
     # Bucket b holds the sampled steps whose rank r has r * columns // n == b.
     ranks = pl.int_range(n_steps, eager=True, dtype=pl.Int64)
-    buckets = pl.DataFrame({"step": steps, _BUCKET: ranks * columns // max(1, n_steps)})
+    buckets = pl.DataFrame({"step": steps, _BUCKET: ranks * n_columns // max(1, n_steps)})
     spans = buckets.group_by(_BUCKET).agg(
-        pl.col("step").min().alias("step"), pl.col("step").max().alias("__last")
-    )
-    steps_text = (
-        pl.when(pl.col("step") == pl.col("__last"))
-        .then(pl.col("step").cast(pl.String))
-        .otherwise(pl.format("{}–{}", pl.col("step"), pl.col("__last")))
-        .alias("steps")
+        pl.col("step").min().alias("step"), pl.col("step").max().alias(LAST)
     )
     keys = ["module", _BUCKET]
-    out = ["module", "module_type", "step", "steps"]
     bad = (
         markers.filter(pl.col("module").is_in(shown))
         .join(buckets, on="step")
@@ -143,24 +140,64 @@ def grid(
         v.max().alias("hi"),
         pl.len().alias("n"),
     )
-    cells = cells.join(spans, on=_BUCKET).with_columns(steps_text)
-    bad = bad.join(spans, on=_BUCKET).with_columns(steps_text)
+    return assemble(
+        cells.join(spans, on=_BUCKET),
+        bad.join(spans, on=_BUCKET),
+        value=value,
+        shown=shown,
+        modules=len(order),
+        steps=n_steps,
+        columns=n_columns,
+    )
+
+
+def columns(steps: int, *, rows: int, cell_budget: int = CELL_BUDGET) -> int:
+    """Step buckets of a heatmap of ``rows`` modules over ``steps`` sampled steps."""
+    per_row = cell_budget // max(1, rows)
+    return min(steps, max(MIN_COLUMNS, min(MAX_COLUMNS, per_row)))
+
+
+def assemble(
+    cells: pl.DataFrame,
+    bad: pl.DataFrame,
+    *,
+    value: str,
+    shown: list[str],
+    modules: int,
+    steps: int,
+    columns: int,
+) -> Heatmap:
+    """The ``Heatmap`` of bucketed cells, however they were computed (here, or by the
+    database in ``reports.data``).
+
+    ``cells``: module, module_type, step and ``LAST`` (the bucket's first and last
+    sampled step), ``value`` (the one furthest from the module's median), lo, hi, n.
+    ``bad``: module, module_type, step, ``LAST``, ``label`` (the bucket's first), n.
+    """
+    steps_text = (
+        pl.when(pl.col("step") == pl.col(LAST))
+        .then(pl.col("step").cast(pl.String))
+        .otherwise(pl.format("{}–{}", pl.col("step"), pl.col(LAST)))
+        .alias("steps")
+    )
+    out = ["module", "module_type", "step", "steps"]
     cell_cols, marker_cols = [*out, value, "lo", "hi", "n"], [*out, "n", LABEL]
-    if columns == n_steps:
+    if columns == steps:
         # One step per cell: the bucket's text, range and count say nothing (and are
         # half of a cell's bytes).
         cell_cols, marker_cols = [*out[:3], value], [*out[:3], LABEL]
     return Heatmap(
-        cells.select(cell_cols)
+        cells.with_columns(steps_text)
+        .select(cell_cols)
         .with_columns(
             pl.col(c).round_sig_figs(SIG_DIGITS if c == value else TIP_DIGITS)
             for c in (value, "lo", "hi")
             if c in cell_cols
         )
         .sort("module", "step"),
-        bad.select(marker_cols).sort("module", "step"),
+        bad.with_columns(steps_text).select(marker_cols).sort("module", "step"),
         shown,
-        len(order),
-        n_steps,
+        modules,
+        steps,
         columns,
     )

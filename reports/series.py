@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from reports.budget import Budget
-from reports.decimate import MAX_POINTS, decimate, note
+from reports.decimate import MAX_POINTS, Decimated, decimate, note
 
 LABEL = "label"
 """Column of a marker frame: why the value could not be drawn."""
@@ -93,18 +93,65 @@ def series(
     At most ``max_lines`` series are drawn: the values of ``by[0]`` in ``first``, then
     the others in order of appearance; ``line_kind`` names them for the note ("parameters
     (those findings name first)"). Markers beyond ``max_markers`` are counted, not drawn.
+
+    ``reports.data`` does the same in the database for long runs: ``pick_lines`` and
+    ``points_per_line`` plan the query, and ``shaped`` finishes what it returns.
     """
     keys = list(by)
     lines_total = df.select(keys).n_unique() if keys and df.height else 1
     if lines_total > max_lines:
-        df = _some_lines(df, keys, first, max_lines)
-    # A chart of many series (a deep model's parameters) shares one budget, so a
-    # chart stays a few MB at most; a single series still gets max_points.
+        seen = df.select(keys).unique(maintain_order=True)
+        df = df.join(
+            pick_lines(seen, first, max_lines),
+            on=keys,
+            how="semi",
+            maintain_order="left",
+            nulls_equal=True,
+        )
     n_series = min(lines_total, max_lines)
-    per_series = min(max_points, max(MIN_PER_SERIES, budget // n_series))
+    per_series = points_per_line(n_series, max_points=max_points, budget=budget)
     reduced = decimate(df, x="step", y=value, by=keys, max_points=per_series)
+    return shaped(
+        reduced,
+        value=value,
+        positive=positive,
+        lines=n_series,
+        lines_total=lines_total,
+        line_kind=line_kind,
+        max_markers=max_markers,
+    )
+
+
+def points_per_line(lines: int, *, max_points: int = MAX_POINTS, budget: int = CHART_BUDGET) -> int:
+    """Points of each of a chart's ``lines`` series: a share of ``budget``, at most ``max_points``.
+
+    A chart of many series (a deep model's parameters) shares one budget, so a chart
+    stays a few MB at most; a single series still gets ``max_points``.
+    """
+    return min(max_points, max(MIN_PER_SERIES, budget // max(1, lines)))
+
+
+def pick_lines(seen: pl.DataFrame, first: Sequence[str], n: int) -> pl.DataFrame:
+    """``n`` of the series ``seen`` (their keys, in order of appearance): those whose first
+    key is in ``first``, then the others in order."""
+    wanted = pl.col(seen.columns[0]).is_in(list(first)) if first else pl.lit(False)
+    return pl.concat([seen.filter(wanted), seen.filter(~wanted)]).head(n)
+
+
+def shaped(
+    reduced: Decimated,
+    *,
+    value: str,
+    positive: bool = False,
+    lines: int = 1,
+    lines_total: int = 1,
+    line_kind: str = "series",
+    max_markers: int = MAX_MARKERS,
+) -> Series:
+    """A chart's ``Series`` from its decimated rows: markers cut out (the first
+    ``max_markers`` by step drawn, all counted), values rounded for the page."""
     points, markers = split_drawable(reduced.frame, value=value, positive=positive)
-    marked = markers.height
+    marked = markers.height + reduced.cut
     # A series that diverged is NaN from there on: its first marks say where and what.
     markers = markers.sort("step", maintain_order=True).head(max_markers)
     # 17-digit floats are most of a report's bytes; 6 significant digits are finer
@@ -115,19 +162,11 @@ def series(
         markers,
         points.height + markers.height,
         reduced.total,
-        lines=n_series,
+        lines=lines,
         lines_total=lines_total,
         line_kind=line_kind,
         marked=marked,
     )
-
-
-def _some_lines(df: pl.DataFrame, keys: list[str], first: Sequence[str], n: int) -> pl.DataFrame:
-    """The rows of ``n`` series: those of ``first`` (values of ``keys[0]``), then by appearance."""
-    seen = df.select(keys).unique(maintain_order=True)
-    wanted = pl.col(keys[0]).is_in(list(first)) if first else pl.lit(False)
-    kept = pl.concat([seen.filter(wanted), seen.filter(~wanted)]).head(n)
-    return df.join(kept, on=keys, how="semi", maintain_order="left", nulls_equal=True)
 
 
 def split_drawable(

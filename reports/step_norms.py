@@ -30,7 +30,7 @@ from reports.series import Series, series
 LINES = ("before clipping", "at the optimizer step")
 """The two lines, drawn in this order (the optimizer's on top)."""
 
-_SAME = 1e-6
+SAME = 1e-6
 """Relative difference below which the two norms of a step are the same number."""
 
 
@@ -78,7 +78,7 @@ def summarize(
     judged = both.filter(pre.is_finite() & at.is_finite()).height
     drawable_pre = pre.is_finite().fill_null(False) & (pre > 0)
     drawable_at = at.is_finite().fill_null(False) & (at > 0)
-    differs = (at - pre).abs() > _SAME * pl.max_horizontal(pre.abs(), at.abs())
+    differs = (at - pre).abs() > SAME * pl.max_horizontal(pre.abs(), at.abs())
     # Without clipping the optimizer's norm is the pre-clip one: a second line on top of
     # the first would say nothing. A step whose norms are both NaN/Inf/0 is marked once.
     changed = both.filter(

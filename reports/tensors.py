@@ -13,7 +13,11 @@ sampled step. Besides the gradient lines (``reports.data``) the page draws:
   bucket of steps), the histogram view of the seed, for a few parameters spread
   over the depth.
 
-Pure Polars, no I/O: ``reports.data`` reads the rows and calls these functions.
+Pure Polars, no I/O. These functions reduce a run's rows as read; ``reports.data``
+does the same reductions in the database, so that a long run's rows never reach
+Python, and finishes them with the functions they share (``banded``,
+``reports.heatmap.assemble``, ``reports.series.shaped``). The tests hold the two to
+the same charts.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ evenly spaced ones between them in depth order."""
 
 BAND_BUCKETS = 100
 """Step buckets of a band chart: each keeps its min, max, and the mean +/- std envelope."""
+
+NONFINITE = "NaN/Inf"
+"""The label of a band's bucket with a non-finite statistic."""
 
 _BUCKET = "__bucket"
 
@@ -238,12 +245,7 @@ def grad_bands(
     stats = ("mean", "std", "min", "max")
     finite = pl.all_horizontal(pl.col(c).is_finite().fill_null(False) for c in stats)
     first = rows.group_by("param", _BUCKET).agg(pl.col("step").min())
-    bad = (
-        rows.filter(~finite)
-        .group_by("param", _BUCKET)
-        .agg(pl.lit("NaN/Inf").alias(LABEL))
-        .join(first, on=["param", _BUCKET])
-    )
+    bad = rows.filter(~finite).group_by("param", _BUCKET).agg().join(first, on=["param", _BUCKET])
     good = rows.filter(finite).join(bad.select("param", _BUCKET), on=["param", _BUCKET], how="anti")
     points = good.group_by("param", _BUCKET).agg(
         pl.col("step").min(),
@@ -254,12 +256,26 @@ def grad_bands(
         (pl.col("mean") + pl.col("std")).max().alias("std_hi"),
         pl.len().alias("n"),
     )
+    return banded(points, bad, shown=shown, total_params=len(order), steps=n)
+
+
+def banded(
+    points: pl.DataFrame, bad: pl.DataFrame, *, shown: list[str], total_params: int, steps: int
+) -> Bands:
+    """The ``Bands`` of bucketed statistics, however they were computed (``grad_bands``,
+    or the database in ``reports.data``).
+
+    ``points``: param, step (the bucket's first), lo, hi, mean, std_lo, std_hi, n.
+    ``bad``: param, step of the buckets with a non-finite statistic.
+    """
     values = ("lo", "hi", "mean", "std_lo", "std_hi")
-    points = points.drop(_BUCKET).with_columns(pl.col(values).round_sig_figs(SIG_DIGITS))
+    columns = ["param", "step", *values, "n"]
     return Bands(
-        points.sort("param", "step"),
-        bad.select("param", "step", LABEL).sort("param", "step"),
+        points.select(columns)
+        .with_columns(pl.col(values).round_sig_figs(SIG_DIGITS))
+        .sort("param", "step"),
+        bad.select("param", "step", pl.lit(NONFINITE).alias(LABEL)).sort("param", "step"),
         shown,
-        len(order),
-        n,
+        total_params,
+        steps,
     )
