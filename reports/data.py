@@ -1,7 +1,8 @@
 """What the report reads from a store: the only module of ``reports`` that talks to analysis.
 
-All SQL text of the report lives here (with the decimation that
-``reports.decimate.decimate_sql`` wraps around a query), as queries over the store's
+All SQL of the report is run from here: the queries of ``reports.queries`` (one
+``.sql`` file each, with the decimation that ``reports.decimate.decimate_sql`` wraps
+around some of them), over the store's
 views (``scalars``, ``tensors``, ``system``, ``modules``, ``activations``, ``samples``,
 ``events``, ``exports``), one run at a time. The results are shaped into small frames
 that the chart functions draw without further thought:
@@ -54,6 +55,7 @@ from reports.defaults import MAX_RUNS
 from reports.heatmap import Heatmap
 from reports.metrics import Choice
 from reports.origin import NanOrigin, first_origin
+from reports.queries import query
 from reports.samples import WHAT, SampleSet
 from reports.series import (
     Series,
@@ -71,47 +73,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The names first: a run may log a thousand metrics, and only the chosen are read.
-_SCALAR_NAMES = """
-SELECT DISTINCT name, split
-FROM scalars
-WHERE run_id = $run_id
-ORDER BY name, split NULLS LAST
-"""
+_SCALAR_NAMES = query("scalar_names")
 
-# One point per (name, split, step): the mean of its rows, as the rules read a curve
-# (analysis/macros/curves.sql). Gradient accumulation logs a row per micro-batch, and
-# drawing each one would zigzag the curve. A NaN or Inf among them stays in the mean,
-# so the step becomes a marker downstream. Only the planned lines are returned ($names,
-# $splits: the chosen metrics' and the learning rate's, each with its $points, for
-# reports.decimate.decimate_sql); `epochs` says whether any row read has an epoch.
-_SCALARS = """
-WITH s AS (
-    SELECT name, split, step, epoch, value, seq
-    FROM scalars
-    WHERE run_id = $run_id
-        AND (list_contains($drawn::VARCHAR[], name) OR name = 'lr' OR starts_with(name, 'lr.group'))
-    QUALIFY rank = min(rank) OVER (PARTITION BY name, split)
-), plan AS (
-    SELECT unnest($names::VARCHAR[]) AS name, unnest($splits::VARCHAR[]) AS split,
-           unnest($points::BIGINT[]) AS points
-)
-SELECT s.name, s.split, step, min(epoch) AS epoch, avg(value) AS value,
-       any_value(points) AS points, (SELECT count(epoch) FROM s) AS epochs
-FROM s JOIN plan ON s.name = plan.name AND s.split IS NOT DISTINCT FROM plan.split
-GROUP BY s.name, s.split, step
-"""
+_SCALARS = query("scalars")
 
-# The run's gradients (lowest rank): what every gradient chart reduces. The rank is a
-# subquery, not QUALIFY min(rank) OVER (): a window holds every row of the run at once.
-_GRADS = """
-WITH g AS (
-    SELECT param, step, seq, norm, mean, std, min, max
-    FROM tensors
-    WHERE run_id = $run_id AND kind = 'grad'
-        AND rank = (SELECT min(rank) FROM tensors WHERE run_id = $run_id AND kind = 'grad')
-)
-"""
+_GRADS = query("grads")
 
 # The parameters by depth (reports.series.first_order: by their first gradient's step,
 # then seq) and how many steps have gradients: what the gradient charts are planned on.
@@ -124,205 +90,23 @@ FROM (SELECT param, min((step, seq)) AS first FROM g GROUP BY param)
 """
 )
 
-# The two gradient line charts, for reports.decimate.decimate_sql: the norm of each
-# parameter in $lines, and the global norm per step (reports.tensors.global_norm: sqrt of
-# the sum of squares; fsum, exact, gives the same sum however the database splits the
-# work; a NaN or Inf in any parameter's norm makes the step's NaN/Inf, a marker). Each
-# line is numbered: DuckDB partitions by an integer in half the time it takes by a name.
-_GRAD_LINES = """
-SELECT 'norms' AS chart, list_position($lines, param) AS line, param, step, seq, norm,
-       NULL::UINTEGER AS params, $line_points AS points
-FROM g WHERE list_contains($lines, param)
-UNION ALL
-SELECT 'global', 0, NULL, step, NULL, sqrt(coalesce(fsum(norm * norm), 0)), count(*)::UINTEGER,
-       $global_points
-FROM g GROUP BY step
-"""
+_GRAD_LINES = query("grad_lines")
 
-# reports.heatmap.grid in the database: $shown parameters x $columns buckets of
-# consecutive steps. A bucket with a norm that cannot be drawn (NaN, Inf, null, <= 0) is a
-# `bad` cell holding the first such norm (labelled in Python); the others hold the norm
-# furthest from the parameter's median (on a log scale; the first such step on a tie),
-# their min, max and count. And reports.tensors.grad_bands: the $spread parameters'
-# statistics per bucket of their steps ($buckets at most), `bad` when one is not finite.
-_GRAD_GRIDS = """
-, buckets AS (
-    SELECT step, (row_number() OVER (ORDER BY step) - 1) * $columns // count(*) OVER () AS bucket
-    FROM (SELECT DISTINCT step FROM g)
-), spans AS (
-    SELECT bucket, min(step) AS step, max(step) AS last_step FROM buckets GROUP BY bucket
-), shown AS (
-    SELECT param, step, seq, norm, bucket,
-           coalesce(isfinite(norm) AND norm > 0, false) AS drawable
-    FROM g JOIN buckets USING (step)
-    WHERE list_contains($shown, param)
-), marked AS (
-    SELECT param, bucket, arg_min_null(norm, (step, seq)) AS norm, count(*)::UINTEGER AS n
-    FROM shown WHERE NOT drawable GROUP BY param, bucket
-), drawn AS (
-    SELECT param, bucket, step, norm, log10(norm) AS scaled
-    FROM shown ANTI JOIN marked USING (param, bucket)
-    WHERE drawable
-), cells AS (
-    SELECT param, bucket, arg_max(norm, (abs(scaled - median), -step)) AS norm,
-           min(norm) AS lo, max(norm) AS hi, count(*)::UINTEGER AS n, false AS bad
-    FROM drawn
-    JOIN (SELECT param, median(scaled) AS median FROM drawn GROUP BY param) USING (param)
-    GROUP BY param, bucket
-    UNION ALL
-    SELECT param, bucket, norm, NULL, NULL, n, true FROM marked
-), spread AS (
-    SELECT * FROM g WHERE list_contains($spread, param)
-), band_buckets AS (
-    SELECT step, count(*) OVER () AS steps,
-           (row_number() OVER (ORDER BY step) - 1) * least($buckets, count(*) OVER ())
-               // count(*) OVER () AS bucket
-    FROM (SELECT DISTINCT step FROM spread)
-)
-"""
+_GRAD_GRIDS = query("grad_grids")
 
-_GRAD_GRID_ROWS = """
-UNION ALL BY NAME
-SELECT 'heatmap' AS chart, param, step, last_step, norm, lo, hi, n, bad
-FROM cells JOIN spans USING (bucket)
-UNION ALL BY NAME
-SELECT 'bands' AS chart, param, min(step) AS step, min(min) AS lo, max(max) AS hi,
-       favg(mean) AS mean, min(mean - std) AS std_lo, max(mean + std) AS std_hi,
-       count(*)::UINTEGER AS n,
-       bool_or(NOT coalesce(isfinite(mean) AND isfinite(std) AND isfinite(min)
-                            AND isfinite(max), false)) AS bad,
-       any_value(steps) AS steps
-FROM spread JOIN band_buckets USING (step)
-GROUP BY param, bucket
-ORDER BY chart, param NULLS LAST, step, seq
-"""
+_GRAD_GRID_ROWS = query("grad_grid_rows")
 
-# ||update|| / ||weight|| per parameter and sampled step, next to the weight norm. max()
-# keeps a NaN (DuckDB orders it above every number), so it becomes a marker downstream.
-# As the lines of two charts (reports.tensors.weights), for reports.decimate.decimate_sql:
-# at most $max_lines parameters each, those in $first and then the others in order of
-# appearance (reports.series.pick_lines), with their points: $points[lines drawn]. Each
-# line is numbered for decimate_sql (see _GRAD_LINES).
-_WEIGHT_LINES = """
-WITH t AS (
-    SELECT param, kind, step, seq, norm
-    FROM tensors
-    WHERE run_id = $run_id AND kind IN ('weight', 'update') AND rank = (
-        SELECT min(rank) FROM tensors WHERE run_id = $run_id AND kind IN ('weight', 'update'))
-), w AS (
-    SELECT param, step, min(seq) AS seq,
-           max(norm) FILTER (WHERE kind = 'weight') AS weight,
-           max(norm) FILTER (WHERE kind = 'update') AS "update"
-    FROM t
-    GROUP BY param, step
-), lines AS (
-    SELECT chart, param, count(*) OVER (PARTITION BY chart) AS lines_total,
-           row_number() OVER () AS line
-    FROM (
-        SELECT 'norms' AS chart, param, min((step, seq)) AS first
-        FROM w WHERE weight IS NOT NULL GROUP BY param
-        UNION ALL
-        SELECT 'ratios', param, min((step, seq))
-        FROM w WHERE weight IS NOT NULL AND "update" IS NOT NULL GROUP BY param
-    )
-    QUALIFY row_number() OVER (
-        PARTITION BY chart ORDER BY NOT list_contains($first::VARCHAR[], param), first
-    ) <= $max_lines
-)
-SELECT chart, line, param, step, seq,
-       CASE chart WHEN 'norms' THEN weight ELSE "update" / weight END AS value,
-       lines_total, ($points::BIGINT[])[least(lines_total, $max_lines)] AS points
-FROM w JOIN lines USING (param)
-WHERE weight IS NOT NULL AND (chart = 'norms' OR "update" IS NOT NULL)
-"""
+_WEIGHT_LINES = query("weight_lines")
 
-# A row per optimizer step: the timing columns are null on a step that could not be timed,
-# the gradient norms (issue 16) on one without gradients and in stores written before them.
-# As lines of three charts (reports.system.summarize, reports.step_norms.summarize): the
-# step's data wait and compute ($parts), throughput, and the global gradient norm before
-# clipping and at the optimizer step ($norms; the second only when some step differs),
-# with how many steps were clipped and how many could be told.
-_SYSTEM = """
-WITH s AS (
-    SELECT step, seq, step_time_s, data_time_s, compute_time_s, samples_per_s,
-           grad_norm, grad_norm_step, clip_ratio,
-           coalesce(compute_time_s, step_time_s - data_time_s) AS compute
-    FROM system
-    WHERE run_id = $run_id
-    QUALIFY rank = min(rank) OVER ()
-), n AS (
-    SELECT step, seq, grad_norm AS pre, grad_norm_step AS stepped, clip_ratio,
-           coalesce(isfinite(grad_norm), false) AND grad_norm > 0 AS pre_ok,
-           coalesce(isfinite(grad_norm_step), false) AND grad_norm_step > 0 AS stepped_ok
-    FROM s WHERE grad_norm IS NOT NULL
-), counts AS (
-    SELECT count(*) FILTER (WHERE stepped IS NOT NULL AND clip_ratio IS NOT NULL) AS clipped,
-           count(*) FILTER (WHERE stepped IS NOT NULL AND isfinite(pre) AND isfinite(stepped))
-               AS judged,
-           count(*) FILTER (WHERE stepped IS NOT NULL AND (clip_ratio IS NOT NULL OR (
-               pre_ok AND stepped_ok
-               AND abs(stepped - pre) > $same * greatest(abs(pre), abs(stepped))))) AS changed
-    FROM n
-)
-SELECT *, (SELECT clipped FROM counts) AS clipped, (SELECT judged FROM counts) AS judged
-FROM (
-    SELECT 'time' AS chart, $parts[1] AS line, step, seq, data_time_s AS value
-    FROM s WHERE data_time_s IS NOT NULL
-    UNION ALL
-    SELECT 'time', $parts[2], step, seq, compute FROM s WHERE compute IS NOT NULL
-    UNION ALL
-    SELECT 'throughput', NULL, step, seq, samples_per_s FROM s WHERE samples_per_s IS NOT NULL
-    UNION ALL
-    SELECT 'norms', $norms[1], step, seq, pre FROM n
-    UNION ALL
-    SELECT 'norms', $norms[2], step, seq, stepped FROM n
-    WHERE stepped IS NOT NULL AND (pre_ok OR stepped_ok) AND (SELECT changed FROM counts) > 0
-)
-"""
+_SYSTEM = query("system")
 
-# Every run's validation metrics (the run comparison and the runs table): best and final.
-_VAL_METRICS = """
-SELECT s.run_id, s.name AS metric,
-       min(s.value) FILTER (WHERE isfinite(s.value)) AS lowest,
-       max(s.value) FILTER (WHERE isfinite(s.value)) AS highest,
-       arg_max(s.value, s.step) AS final,
-       count(*) AS n,
-       any_value(g.goal) AS goal
-FROM scalars s LEFT JOIN metric_goals g USING (run_id, name)
-WHERE s.split = 'val'
-GROUP BY s.run_id, s.name
-ORDER BY s.run_id, s.name
-"""
+_VAL_METRICS = query("val_metrics")
 
-_MODULES = """
-SELECT module, module_type, parent, depth, params, own_params, trainable_params, calls,
-       input_shape, output_shape
-FROM modules
-WHERE run_id = $run_id
-QUALIFY rank = min(rank) OVER ()
-ORDER BY seq
-"""
+_MODULES = query("modules")
 
-# A module called twice in one forward (shared weights) has two rows per step: the
-# first call is the one in forward order.
-_ACTIVATIONS = """
-SELECT module, module_type, step, seq, std, zero_frac, dead_frac, saturated_frac
-FROM activations
-WHERE run_id = $run_id
-QUALIFY rank = min(rank) OVER ()
-    AND row_number() OVER (PARTITION BY rank, step, module ORDER BY seq) = 1
-ORDER BY step, seq
-"""
+_ACTIVATIONS = query("activations")
 
-_SAMPLED = """
-WITH s AS (
-    SELECT module, what, step, seq, shape, dtype, data, lo, hi
-    FROM samples
-    WHERE run_id = $run_id
-    QUALIFY rank = min(rank) OVER ()
-        AND row_number() OVER (PARTITION BY rank, module, what, step ORDER BY seq) = 1
-)
-"""
+_SAMPLED = query("sampled")
 
 _SAMPLE_INDEX = (
     _SAMPLED
@@ -346,24 +130,9 @@ ORDER BY s.step
 """
 )
 
-_NAN_ORIGIN = """
-SELECT step, payload
-FROM events
-WHERE run_id = $run_id AND kind = 'nonfinite_origin'
-ORDER BY step, attempt, seq
-"""
+_NAN_ORIGIN = query("nan_origin")
 
-# The run's latest export benchmark (a run benchmarked twice shows its last one; the
-# same choice as the export rules: analysis/macros/exports.sql), as written: one row per
-# format and batch size, and one per format that failed outright.
-_EXPORTS = """
-SELECT format, batch_size, status, error, latency_p50_ms, latency_p90_ms, throughput,
-       latency_ci_low_ms, latency_ci_high_ms, size_bytes, load_time_ms, max_abs_diff,
-       max_rel_diff, metric_name, metric_value, sparsity, device, threads, env, step
-FROM latest_exports()
-WHERE run_id = $run_id
-ORDER BY seq
-"""
+_EXPORTS = query("exports")
 
 DEFAULT_BAND = (1e-5, 0.1)
 """The healthy update/weight band when the update_ratio rule cannot be read."""
