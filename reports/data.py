@@ -74,64 +74,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SCALAR_NAMES = query("scalar_names")
-
 _SCALARS = query("scalars")
-
 _GRADS = query("grads")
-
-# The parameters by depth (reports.series.first_order: by their first gradient's step,
-# then seq) and how many steps have gradients: what the gradient charts are planned on.
-_GRAD_PARAMS = (
-    _GRADS
-    + """
-SELECT coalesce(list(param ORDER BY first), []) AS params,
-       (SELECT count(DISTINCT step) FROM g) AS steps
-FROM (SELECT param, min((step, seq)) AS first FROM g GROUP BY param)
-"""
-)
-
+_GRAD_PARAMS = _GRADS + query("grad_params")
 _GRAD_LINES = query("grad_lines")
-
 _GRAD_GRIDS = query("grad_grids")
-
 _GRAD_GRID_ROWS = query("grad_grid_rows")
-
 _WEIGHT_LINES = query("weight_lines")
-
 _SYSTEM = query("system")
-
 _VAL_METRICS = query("val_metrics")
-
 _MODULES = query("modules")
-
 _ACTIVATIONS = query("activations")
-
 _SAMPLED = query("sampled")
-
-_SAMPLE_INDEX = (
-    _SAMPLED
-    + """
-SELECT module, what, list(step ORDER BY step) AS steps, min(seq) AS first_seq,
-       arg_max(shape, step) AS shape
-FROM s GROUP BY module, what
-ORDER BY first_seq
-"""
-)
-
-_SAMPLE_IMAGES = (
-    _SAMPLED
-    + """
-SELECT s.module, s.what, s.step, s.shape, s.dtype, s.data, s.lo, s.hi
-FROM s
-JOIN (SELECT module, what, min(step) AS first_step, max(step) AS last_step
-      FROM s GROUP BY module, what) b USING (module, what)
-WHERE s.step = b.first_step OR s.step = b.last_step
-ORDER BY s.step
-"""
-)
-
+_SAMPLE_INDEX = _SAMPLED + query("sample_index")
+_SAMPLE_IMAGES = _SAMPLED + query("sample_images")
 _NAN_ORIGIN = query("nan_origin")
-
 _EXPORTS = query("exports")
 
 DEFAULT_BAND = (1e-5, 0.1)
