@@ -118,27 +118,6 @@ class RunIndex:
 
     lines: pa.Table = field(default_factory=INDEX_LINES.empty_table)
 
-    def bodies(self, run_id: str) -> list[tuple[int, int, str]]:
-        """(rank, attempt, sha) of each line of ``run_id``."""
-        return [
-            (r["rank"], r["attempt"], r["sha"])
-            for r in self.lines.select(["run_id", "rank", "attempt", "sha"]).to_pylist()
-            if r["run_id"] == run_id
-        ]
-
-    def states(self, run_id: str) -> list[dict[str, Any]]:
-        """The states of ``run_id`` in the order they were appended: ``dirs`` (key ->
-        time) and ``writers`` (``<rank>-<attempt>`` -> digest hash)."""
-        rows = self.lines.select(["run_id", "state_dirs", "state_writers"]).to_pylist()
-        return [
-            {
-                "dirs": {d["key"]: d["mtime_ns"] for d in r["state_dirs"]},
-                "writers": {w["writer"]: w["sha"] for w in r["state_writers"]},
-            }
-            for r in rows
-            if r["run_id"] == run_id and r["state_dirs"] is not None
-        ]
-
 
 def read_index(root: Path) -> RunIndex:
     """The valid lines of ``root``'s index (none when there is no index, or it cannot be

@@ -57,6 +57,25 @@ def _listed_from_directories(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+def _bodies(root: Path, run_id: str) -> list[tuple[int, int, str]]:
+    """(rank, attempt, sha) of each valid index line of ``run_id``."""
+    rows = read_index(root).lines.select(["run_id", "rank", "attempt", "sha"]).to_pylist()
+    return [(r["rank"], r["attempt"], r["sha"]) for r in rows if r["run_id"] == run_id]
+
+
+def _states(root: Path, run_id: str) -> list[dict[str, Any]]:
+    """The valid states of ``run_id``'s index lines, in the order they were appended."""
+    rows = read_index(root).lines.select(["run_id", "state_dirs", "state_writers"]).to_pylist()
+    return [
+        {
+            "dirs": {d["key"]: d["mtime_ns"] for d in r["state_dirs"]},
+            "writers": {w["writer"]: w["sha"] for w in r["state_writers"]},
+        }
+        for r in rows
+        if r["run_id"] == run_id and r["state_dirs"] is not None
+    ]
+
+
 def _digest_writers(root: Path) -> dict[str, list[tuple[int, int]]]:
     """The writers listed by a digest, from the index or from the run's own files."""
     listing = list_store(root, trust_digests=True)
@@ -143,8 +162,8 @@ def test_a_rank_still_writing_keeps_its_run_off_the_index_until_it_closes(
 ) -> None:
     rank1 = _run(tmp_path, "a", rank=1, seal=False)  # its segments, no digest yet
     _run(tmp_path, "a", rank=0)
-    [first] = read_index(tmp_path).bodies("a")
-    assert first[:2] == (0, 0) and read_index(tmp_path).states("a") == []
+    [first] = _bodies(tmp_path, "a")
+    assert first[:2] == (0, 0) and _states(tmp_path, "a") == []
     seen = _listed_from_directories(monkeypatch)
     runs = list_store(tmp_path, trust_digests=True).runs
     assert seen == ["a"] and runs[0].segments[Stream.SCALARS]  # rank 1's rows are read
@@ -152,7 +171,7 @@ def test_a_rank_still_writing_keeps_its_run_off_the_index_until_it_closes(
     seen.clear()
     assert _digest_writers(tmp_path) == {"a": [(0, 0), (1, 0)]}
     assert seen == []
-    [state] = read_index(tmp_path).states("a")
+    [state] = _states(tmp_path, "a")
     assert set(state["writers"]) == {"0-0", "1-0"}
 
 
@@ -198,7 +217,7 @@ def test_a_forged_state_never_leads_outside_the_run(tmp_path: Path) -> None:
     for key in ("digests", "digests/../../etc", "/etc", "tensors/x", "digests/a\x00b"):
         forged = {**line, "state": {**line["state"], "dirs": {**line["state"]["dirs"], key: 1}}}
         append_line(tmp_path, forged)
-    assert len(read_index(tmp_path).states("a")) == 1  # the forged states are not kept
+    assert len(_states(tmp_path, "a")) == 1  # the forged states are not kept
 
 
 _APPENDER = """
@@ -230,7 +249,7 @@ def test_a_resumed_run_is_not_listed_from_the_index(tmp_path: Path) -> None:
     out = Output(writer, step=3)
     out.put(Stream.SCALARS, {"name": ["loss"], "split": ["train"], "value": [0.1]})
     out.seal(tmp_path / "a", compact=True)
-    [state] = read_index(tmp_path).states("a")  # attempt 0's: attempt 1 records none
+    [state] = _states(tmp_path, "a")  # attempt 0's: attempt 1 records none
     assert list(state["writers"]) == ["0-0"]  # (its views need the rows)
     runs = list_store(tmp_path, trust_digests=True).runs
     assert runs[0].digests == [] and len(runs[0].segments[Stream.SCALARS]) == 2
@@ -254,7 +273,7 @@ def test_record_writer_says_whether_it_recorded_the_run_state(tmp_path: Path) ->
     (tmp_path / "b" / "digests").mkdir()
     digest_path(tmp_path / "b", 0, 0).write_text(json.dumps(stale))  # lists no segment
     assert record_writer(tmp_path / "b", 0, 0) is False  # appended, without a state
-    assert read_index(tmp_path).bodies("b") and read_index(tmp_path).states("b") == []
+    assert _bodies(tmp_path, "b") and _states(tmp_path, "b") == []
 
 
 # -- the snapshot: the index's lines as parsed, so a listing parses only new lines --------
