@@ -20,7 +20,9 @@ The cache is one Parquet file, ``<store>/.cache/findings.parquet``: the store's
 listing skips names starting with ``.``, so readers never see it. It is replaced
 whole (temporary file, then ``os.replace``); a reader sees the old or the new one.
 A file that cannot be read, or of another layout, is ignored (and rewritten); a store
-that cannot be written is analysed without one (logged at debug level).
+that cannot be written is analysed without one (logged at debug level). On object
+storage the file is one object, replaced by one PUT; a segment's "mtime" there is
+its object's modification time.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata, resources
 from importlib.resources.abc import Traversable
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -46,6 +47,7 @@ import pyarrow.parquet as pq
 from analysis.findings import FINDINGS_SCHEMA, Finding, NotEvaluated, Severity
 from analysis.rule import Rule
 from analysis.store import Store
+from store.location import RemotePath, StorePath, parquet_bytes, read_table
 from store.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ class Entry:
     not_evaluated: tuple[NotEvaluated, ...]
 
 
-def cache_path(root: Path) -> Path:
+def cache_path(root: StorePath) -> StorePath:
     return root / CACHE_DIR / CACHE_FILE
 
 
@@ -104,7 +106,7 @@ def run_keys(store: Store, statuses: Mapping[str, str], rules: str) -> dict[str,
     for run_id, listed in store.run_files().items():
         for stream, path in listed:
             try:
-                st = os.stat(path)
+                st = path.stat()
             except OSError:
                 gone.add(run_id)  # since the store listed it: evaluate, do not cache
                 continue
@@ -120,12 +122,12 @@ def run_keys(store: Store, statuses: Mapping[str, str], rules: str) -> dict[str,
     return keys
 
 
-def read(root: Path) -> dict[str, Entry]:
+def read(root: StorePath) -> dict[str, Entry]:
     """The entries of the store's cache file; none when there is none or it cannot be
     read (torn, foreign, another layout): the runs are evaluated and it is rewritten."""
     path = cache_path(root)
     try:
-        table = pq.read_table(path)
+        table = read_table(path)
         if table.schema.metadata != _SCHEMA.metadata or not table.schema.equals(_SCHEMA):
             raise ValueError(f"not a findings cache of version {CACHE_VERSION}")
         return _entries(table.to_pylist())
@@ -136,10 +138,17 @@ def read(root: Path) -> dict[str, Entry]:
         return {}
 
 
-def write(root: Path, entries: Mapping[str, Entry]) -> bool:
+def write(root: StorePath, entries: Mapping[str, Entry]) -> bool:
     """Replace the store's cache file with ``entries``; False (logged at debug level)
     where the store cannot be written: the analysis stands without it."""
     path = cache_path(root)
+    if isinstance(path, RemotePath):
+        try:
+            path.write_bytes(parquet_bytes(_table(entries), compression="zstd"))
+            return True
+        except Exception as e:  # object storage: any failure means "no cache this time"
+            log.debug("not writing the findings cache %s: %s", path, e)
+            return False
     tmp = path.with_name(f".{CACHE_FILE}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         path.parent.mkdir(exist_ok=True)

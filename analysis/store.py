@@ -51,6 +51,7 @@ from store.checks import Footer
 from store.digest import ACTIVITY_STREAMS, DIGEST_DIR, DigestTables, digest_rows, digest_tables
 from store.errors import TelemetryError
 from store.layout import parse_segment_name
+from store.location import RemotePath, StorePath, store_path
 from store.metrics import default_goal_sql
 from store.scan import REMOVED, RESCANS, Unreadable, list_run, list_store
 from store.schema import SCHEMAS, Stream
@@ -90,7 +91,7 @@ class Store:
 
     def __init__(
         self,
-        path: Path,
+        path: StorePath,
         *,
         stale_after_s: float = STALE_AFTER_S,
         runs_only: bool = False,
@@ -99,6 +100,8 @@ class Store:
         self.path = path
         self.runs_only = runs_only
         self.con = duckdb.connect(":memory:")
+        if isinstance(path, RemotePath):  # DuckDB reads its URLs through fsspec
+            self.con.register_filesystem(path.fs)
         # Where DuckDB spills what does not fit its memory limit (made only if it does).
         self._spill = Path(tempfile.gettempdir()) / f"telemetry-duckdb-{os.getpid()}-{id(self)}"
         # pyarrow writes no NaN into a float column's min/max statistics; without this,
@@ -122,7 +125,7 @@ class Store:
         self._digests = pa.concat_tables(
             [listing.indexed, digest_rows([d for r in listing.runs for d in r.digests])]
         )
-        self._relisted: dict[Path, int] = {}
+        self._relisted: dict[StorePath, int] = {}
         self._file_rows: dict[Stream, dict[str, int]] = {}  # rows per file, from footers
         self._payloads: list[Unreadable] = []  # events whose payload is not JSON
         self._create_digest_tables(digest_tables(self._digests))
@@ -208,14 +211,14 @@ class Store:
                 log.warning("skipping %s: %s", path, reason)
         return bool(bad)
 
-    def files(self) -> list[Path]:
+    def files(self) -> list[StorePath]:
         """Every segment file the views read."""
         return [p for paths in self.segments.values() for p in paths]
 
-    def run_files(self) -> dict[str, list[tuple[Stream, Path]]]:
+    def run_files(self) -> dict[str, list[tuple[Stream, StorePath]]]:
         """Each run's segment files as listed, every stream, with those a current
         digest names (a runs-only store lists a writer by its digest, reading none)."""
-        out: dict[str, list[tuple[Stream, Path]]] = {}
+        out: dict[str, list[tuple[Stream, StorePath]]] = {}
         for run in self._runs:
             files = out.setdefault(run.path.name, [])
             files += [(s, p) for s in Stream for p in run.segments[s]]
@@ -293,7 +296,7 @@ class Store:
                 if not self._repair(e):
                     raise
 
-    def _relist(self, run_dirs: set[Path]) -> None:
+    def _relist(self, run_dirs: set[StorePath]) -> None:
         """List ``run_dirs`` again (a compaction published a merged file and removed the
         listed ones); a run listed ``RESCANS`` times keeps its listing less the files
         that vanished, which are named as removed."""
@@ -313,7 +316,7 @@ class Store:
             runs.append(r)
         self._runs = runs
 
-    def _drop(self, path: Path, reason: str) -> None:
+    def _drop(self, path: StorePath, reason: str) -> None:
         for r in self._runs:
             for paths in r.segments.values():
                 if path in paths:
@@ -323,7 +326,7 @@ class Store:
     def _skipped(self) -> list[Unreadable]:
         return self._strays + [u for r in self._runs for u in r.unreadable]
 
-    def _unreadable_files(self, error: duckdb.Error) -> list[tuple[Path, str]]:
+    def _unreadable_files(self, error: duckdb.Error) -> list[tuple[StorePath, str]]:
         """The listed files that cannot be read whole after ``error``: the ones it names,
         else (an error about data that names no file) each file of the streams the
         failed query may read, read alone: a cost paid only after a failure."""
@@ -425,7 +428,7 @@ class Store:
         """The footers the listing read (by str(path)); a run listed again brings its own."""
         return {k: v for r in self._runs for k, v in r.footers.items()}
 
-    def _rows(self, files: list[Path]) -> dict[str, int]:
+    def _rows(self, files: list[StorePath]) -> dict[str, int]:
         """Rows of each of ``files`` (by path), from their footers: as the listing read
         them, else (a file it did not check) read again."""
         known = self._footers()
@@ -447,7 +450,7 @@ class Store:
             out[run_id] = out.get(run_id, 0) + n
         return out
 
-    def _files_select(self, stream: Stream, files: list[Path]) -> str:
+    def _files_select(self, stream: Stream, files: list[StorePath]) -> str:
         """The rows of ``files`` cast to the schema's types: columns of a newer writer
         are left out, columns a file lacks (an older writer's) are null. Reads the
         files' footers (which columns they have), no data."""
@@ -501,7 +504,7 @@ class Store:
         self.con.unregister("_arrow_resumed")
 
 
-def malformed_payloads(where: Path, n: int, kinds: list[str]) -> Unreadable:
+def malformed_payloads(where: StorePath, n: int, kinds: list[str]) -> Unreadable:
     """``n`` event payloads of ``kinds`` in ``where`` (a run's events or digests) that
     are not JSON: read as null, named once."""
     reason = (
@@ -521,7 +524,7 @@ WARNED_REASONS = 20
 def summarise(unreadable: list[Unreadable]) -> list[str]:
     """Lines that name what ``unreadable`` holds, a few per reason: 100,000 stray files
     make one line, not 100,000. What the store logs; a CLI can print the same."""
-    by_reason: dict[str, list[Path]] = {}
+    by_reason: dict[str, list[StorePath]] = {}
     for item in unreadable:
         by_reason.setdefault(item.reason, []).append(item.path)
     groups = list(by_reason.items())
@@ -587,7 +590,7 @@ def _duck_type(t: pa.DataType) -> str:
     raise TypeError(f"no DuckDB type for {t}")
 
 
-def _attempt(path: Path) -> int:
+def _attempt(path: StorePath) -> int:
     name = parse_segment_name(path.name)
     return name.attempt if name is not None else 0
 
@@ -616,12 +619,12 @@ def _macro_sql(name: str) -> str:
     return resources.files("analysis.macros").joinpath(f"{name}.sql").read_text()
 
 
-def _sql_list(paths: list[Path]) -> str:
+def _sql_list(paths: list[StorePath]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
 def open_store(
-    path: str | Path,
+    path: str | Path | RemotePath,
     *,
     stale_after_s: float = STALE_AFTER_S,
     runs_only: bool = False,
@@ -633,10 +636,22 @@ def open_store(
     are current (``store.digest``) instead of from every segment: what listing runs
     needs, at a small fraction of the cost on a wide store. The stream views do not
     exist on such a store; ``analysis.diagnose`` evaluates its runs in stores of their
-    own. ``run_ids``: these runs alone (no other entry of the store is looked at)."""
-    p = Path(path)
-    if not p.exists():
-        raise StoreError(f"no store at {str(p)!r}: the directory does not exist")
-    if not p.is_dir():
+    own. ``run_ids``: these runs alone (no other entry of the store is looked at).
+
+    ``path`` may be a URL (``s3://bucket/prefix``, any fsspec URL: ``store.location``);
+    DuckDB then reads the files through the same fsspec filesystem."""
+    p = store_path(path)
+    try:
+        exists, is_dir = p.exists(), p.is_dir()
+    except Exception as e:  # object storage: credentials, endpoint, network
+        raise StoreError(f"cannot reach the store {str(p)!r}: {type(e).__name__}: {e}") from e
+    if not exists:
+        what = (
+            "nothing is stored under that prefix"
+            if isinstance(p, RemotePath)
+            else ("the directory does not exist")
+        )
+        raise StoreError(f"no store at {str(p)!r}: {what}")
+    if not is_dir:
         raise StoreError(f"{str(p)!r} is not a directory; a store is a directory of runs")
     return Store(p, stale_after_s=stale_after_s, runs_only=runs_only, run_ids=run_ids)

@@ -8,24 +8,24 @@ own attempt number in it (``store.claims`` says how claims stay unshared).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from collector.distributed import Placement, shared_run_id
 from store import layout
 from store.claims import claim_attempt, claim_run_dir, existing_run_dir, last_recorded_step
 from store.errors import StoreError
+from store.location import StorePath
 
 
 @dataclass(frozen=True)
 class Place:
     run_id: str
-    run_dir: Path
+    run_dir: StorePath
     attempt: int
     last_step: int
     """The last step this rank recorded in the run before (0 for a fresh run)."""
 
 
-def claim(root: Path, where: Placement, *, name: str | None, resume: str | None) -> Place:
+def claim(root: StorePath, where: Placement, *, name: str | None, resume: str | None) -> Place:
     """A run directory (fresh, or ``resume``'s) and this rank's next attempt in it."""
     if resume is None:
         run_id = shared_run_id(where, lambda: claim_run_dir(root, name))

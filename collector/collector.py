@@ -36,7 +36,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -52,6 +51,7 @@ from collector.params import select_parameters
 from collector.steps import StepHooks
 from store.claims import store_dir
 from store.errors import ConfigError
+from store.location import RemotePath, StorePath
 from store.metrics import GOALS
 from store.records import Rows, plain_json, safe_text
 from store.schema import EventKind, Stream
@@ -61,7 +61,9 @@ log = logging.getLogger(__name__)
 
 
 class Collector:
-    """Records one training run into the store at ``root``.
+    """Records one training run into the store at ``root``: a directory, or a URL
+    (``s3://bucket/prefix``, any fsspec URL; ``store.location``) where every segment
+    is one PUT, retried, and counted as dropped if it still fails.
 
     Arguments that are not obvious:
         stats_every: record per-parameter grad/weight/update statistics every this many
@@ -101,7 +103,7 @@ class Collector:
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | RemotePath,
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
         model: torch.nn.Module | None = None,
@@ -232,7 +234,7 @@ class Collector:
         return self._run_id
 
     @property
-    def run_dir(self) -> Path:
+    def run_dir(self) -> StorePath:
         return self._run_dir
 
     @property

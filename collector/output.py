@@ -13,12 +13,12 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from store.compaction import compact_run
 from store.digest import write_digest
 from store.indexing import record_writer
+from store.location import StorePath
 from store.records import Rows, json_safe
 from store.schema import EventKind, Stream
 from store.writer import Writer
@@ -77,7 +77,7 @@ class Output:
             essential=essential,
         )
 
-    def seal(self, run_dir: Path, *, compact: bool) -> None:
+    def seal(self, run_dir: StorePath, *, compact: bool) -> None:
         """Close the writer (it drains its queue), then merge this writer's segments
         (``compact``) and write its digest; neither of the latter is needed to read."""
         w = self.writer

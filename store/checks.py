@@ -23,7 +23,6 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +31,7 @@ import pyarrow.parquet as pq
 
 from store.errors import TelemetryError
 from store.layout import SegmentName
+from store.location import StorePath, read_metadata, read_table
 from store.schema import (
     ENVELOPE,
     ENVELOPE_NAMES,
@@ -66,7 +66,7 @@ class Footer:
 
 
 def check_segment(
-    path: Path,
+    path: StorePath,
     stream: Stream,
     *,
     run_id: str | None = None,
@@ -80,7 +80,7 @@ def check_segment(
     column statistics, the three envelope columns that say whose rows they are).
     ``footers``: where a readable segment's ``Footer`` is kept, by ``str(path)``."""
     try:
-        meta = pq.read_metadata(path)
+        meta = read_metadata(path)
         schema = meta.schema.to_arrow_schema()
     except Exception as e:  # truncated, garbage, permission: all mean "skip and say"
         if not path.exists():
@@ -154,14 +154,14 @@ def compatible(found: pa.DataType, want: pa.DataType) -> bool:
 
 
 def _owner_problem(
-    path: Path, meta: pq.FileMetaData, run_id: str, seg: SegmentName, *, ours: bool
+    path: StorePath, meta: pq.FileMetaData, run_id: str, seg: SegmentName, *, ours: bool
 ) -> str | None:
     """Whether the rows are of this run, rank and attempt: from the footer's statistics."""
     want: dict[str, Any] = {"run_id": run_id, "rank": seg.rank, "attempt": seg.attempt}
     found = _footer_values(meta, want, ours=ours)
     if found is None:  # no statistics (another writer): read those three columns
         try:
-            table = pq.read_table(path, columns=list(want))
+            table = read_table(path, columns=list(want))
         except Exception as e:  # as in check_segment: skip and say
             if not path.exists():
                 raise Vanished(path) from e

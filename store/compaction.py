@@ -5,7 +5,8 @@ Crash safety comes from the names (see ``store.layout``): the merged file
 segments it covers are deleted, and readers ignore covered segments. A crash at
 any instant leaves either the originals, or the merged file plus some covered
 leftovers: no row is lost and none is read twice. A later compaction deletes the
-leftovers. Readers trust a merged file's name only as far as its rows go
+leftovers. On object storage the same order holds: the merged object is PUT whole
+before the covered ones are deleted. Readers trust a merged file's name only as far as its rows go
 (``claim_problem``): one that does not hold a segment it claims hides nothing.
 """
 
@@ -13,14 +14,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from store.layout import SegmentName, parse_segment_name
+from store.location import StorePath, read_table
 from store.schema import Stream
 from store.segments import write_segment
 
@@ -43,7 +43,7 @@ class CompactionResult:
     files_removed: int = 0
 
 
-def live_segments(directory: Path) -> tuple[dict[Path, SegmentName], list[Path]]:
+def live_segments(directory: StorePath) -> tuple[dict[StorePath, SegmentName], list[StorePath]]:
     """Published segments of a stream directory that no compacted segment covers.
 
     Returns ``(live, covered)``: covered files are safe to delete. A compacted file
@@ -51,7 +51,7 @@ def live_segments(directory: Path) -> tuple[dict[Path, SegmentName], list[Path]]
     ``0-0-000000_999999.parquet``) is neither: it covers nothing, is not merged, and
     is left for readers to name.
     """
-    named: dict[Path, SegmentName] = {}
+    named: dict[StorePath, SegmentName] = {}
     if directory.is_dir():
         for path in directory.iterdir():
             seg = parse_segment_name(path.name)
@@ -99,7 +99,7 @@ def claims(named: dict[K, SegmentName]) -> dict[K, list[K]]:
     return out
 
 
-def claim_problem(compacted: Path, covered: list[Path]) -> str | None:
+def claim_problem(compacted: StorePath, covered: list[StorePath]) -> str | None:
     """Why ``compacted`` must not hide ``covered`` (segments its name claims that are
     still beside it), or None when it holds every row of each: every ``seq`` (unique
     per writer). A crash between publishing a merged file and deleting what it merged
@@ -135,9 +135,9 @@ def claim_problem(compacted: Path, covered: list[Path]) -> str | None:
     )
 
 
-def _seqs(path: Path) -> pa.Array:
+def _seqs(path: StorePath) -> pa.Array:
     try:
-        return pq.read_table(path, columns=["seq"])["seq"].combine_chunks()
+        return read_table(path, columns=["seq"])["seq"].combine_chunks()
     except Exception as e:
         if not path.exists():
             raise FileNotFoundError(path) from e
@@ -150,7 +150,7 @@ def _few(names: list[str], shown: int = 3) -> str:
 
 
 def compact_run(
-    run_dir: Path, *, rank: int | None = None, attempt: int | None = None
+    run_dir: StorePath, *, rank: int | None = None, attempt: int | None = None
 ) -> CompactionResult:
     """Merge each stream's live segments per (rank, attempt) of a run that has stopped writing.
 
@@ -161,7 +161,7 @@ def compact_run(
     for stream in Stream:
         directory = run_dir / stream.value
         live, covered = live_segments(directory)
-        groups: dict[tuple[int, int], dict[Path, SegmentName]] = {}
+        groups: dict[tuple[int, int], dict[StorePath, SegmentName]] = {}
         for path, seg in live.items():
             if (rank is None or seg.rank == rank) and (attempt is None or seg.attempt == attempt):
                 groups.setdefault((seg.rank, seg.attempt), {})[path] = seg
@@ -169,7 +169,7 @@ def compact_run(
             if len(segs) < 2:
                 continue
             ordered = sorted(segs.items(), key=lambda kv: kv[1])
-            tables = [pq.read_table(p) for p, _ in ordered]
+            tables = [read_table(p) for p, _ in ordered]
             table = pa.concat_tables(tables).sort_by(STEP_ORDER)
             name = SegmentName(r, a, ordered[0][1].first, max(s.last for _, s in ordered))
             write_segment(table, directory, name.filename())

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from store.compaction import live_segments
 from store.layout import TMP_PREFIX, read_regular
+from store.location import RemotePath, StorePath
 from store.schema import EventKind, Stream
 
 DIGEST_DIR = "digests"
@@ -111,11 +112,11 @@ def digest_name(rank: int, attempt: int) -> str:
     return f"{rank}-{attempt}.json"
 
 
-def digest_path(run_dir: Path, rank: int, attempt: int) -> Path:
+def digest_path(run_dir: StorePath, rank: int, attempt: int) -> StorePath:
     return run_dir / DIGEST_DIR / digest_name(rank, attempt)
 
 
-def writer_segments(run_dir: Path, rank: int, attempt: int) -> dict[str, list[str]]:
+def writer_segments(run_dir: StorePath, rank: int, attempt: int) -> dict[str, list[str]]:
     """The live segment names of one writer, per stream that has any (sorted)."""
     out: dict[str, list[str]] = {}
     for stream in Stream:
@@ -126,7 +127,9 @@ def writer_segments(run_dir: Path, rank: int, attempt: int) -> dict[str, list[st
     return out
 
 
-def write_digest(run_dir: Path, run_id: str, rank: int, attempt: int, activity: Activity) -> Path:
+def write_digest(
+    run_dir: StorePath, run_id: str, rank: int, attempt: int, activity: Activity
+) -> StorePath:
     """Write the digest of a closed writer atomically (after its compaction)."""
     body = {
         "version": DIGEST_VERSION,
@@ -144,6 +147,9 @@ def write_digest(run_dir: Path, run_id: str, rank: int, attempt: int, activity: 
         ],
     }
     final = digest_path(run_dir, rank, attempt)
+    if isinstance(final, RemotePath):  # one PUT: atomic
+        final.write_bytes(json.dumps(body).encode())
+        return final
     final.parent.mkdir(exist_ok=True)
     tmp = final.with_name(f"{TMP_PREFIX}{final.name}.{os.getpid()}.tmp")
     try:
@@ -155,7 +161,7 @@ def write_digest(run_dir: Path, run_id: str, rank: int, attempt: int, activity: 
     return final
 
 
-def read_digest(path: str | Path) -> Digest:
+def read_digest(path: str | Path | RemotePath) -> Digest:
     """The digest at ``path``; ``ValueError`` saying why when it cannot be used
     (``FileNotFoundError`` when there is none).
 
@@ -165,7 +171,11 @@ def read_digest(path: str | Path) -> Digest:
     scalar extremes, UTF-8 text), so a damaged or hand-made digest costs only speed:
     the writer's rows are read instead."""
     try:
-        body = json.loads(read_regular(os.fspath(path), MAX_DIGEST_BYTES, what="a digest", grown=1))
+        if isinstance(path, RemotePath):
+            data = path.read_bytes(MAX_DIGEST_BYTES, what="a digest")
+        else:
+            data = read_regular(os.fspath(path), MAX_DIGEST_BYTES, what="a digest", grown=1)
+        body = json.loads(data)
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:

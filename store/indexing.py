@@ -17,6 +17,7 @@ from typing import Any
 
 from store.digest import DIGEST_DIR, digest_path
 from store.index import INDEX_VERSION, STREAM_DIRS, append_line, digest_hash
+from store.location import RemotePath, StorePath
 from store.scan import list_run
 
 SETTLE_NS = 20_000_000
@@ -25,12 +26,15 @@ kernel tick (at most 10 ms) on filesystems with sub-second times."""
 _TRIES = 3  # listings of a run that keeps changing under the closing writer
 
 
-def record_writer(run_dir: Path, rank: int, attempt: int) -> bool:
+def record_writer(run_dir: StorePath, rank: int, attempt: int) -> bool:
     """Append the index line of a closed writer whose digest is written; True when it
     also records the run's state (the run is listed from the index until it changes).
 
     Call after compaction and ``write_digest``; ``OSError`` when the digest cannot be
-    read or the line cannot be written (only listing gets slower)."""
+    read or the line cannot be written (only listing gets slower). A store on object
+    storage has no run index (no append, no directory times): False, nothing written."""
+    if isinstance(run_dir, RemotePath):
+        return False
     data = digest_path(run_dir, rank, attempt).read_bytes()
     body = json.loads(data)
     state = _settled_state(run_dir)

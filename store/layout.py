@@ -17,8 +17,8 @@ import re
 import secrets
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 
+from store.location import StorePath
 from store.schema import Stream
 
 SEGMENT_SUFFIX = ".parquet"
@@ -84,11 +84,11 @@ def new_run_id(name: str | None, *, now: _dt.datetime | None = None) -> str:
     return f"{stem}-{stamp}-{suffix}" if stem else f"run-{stamp}-{suffix}"
 
 
-def run_dir(root: Path, run_id: str) -> Path:
+def run_dir(root: StorePath, run_id: str) -> StorePath:
     return root / run_id
 
 
-def stream_dir(root: Path, run_id: str, stream: Stream | str) -> Path:
+def stream_dir(root: StorePath, run_id: str, stream: Stream | str) -> StorePath:
     return root / run_id / Stream(stream).value
 
 

@@ -13,6 +13,10 @@ type the directory listing reports is checked first (no extra system call). A ru
 directory that is a symbolic link is read only when it leads outside the store (a
 link to a run of the same store would read its rows twice); link loops and dangling
 links are named as such. Every skipped entry is listed with its reason.
+
+A store on object storage (``store.location.RemotePath``) is listed the same way, one
+listing per prefix: there every entry is an object or a prefix (no FIFO, no link),
+and there is no run index (every run is listed from its files or digests).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from store.compaction import claim_problem, claims, split_covered
 from store.digest import DIGEST_DIR, DIGEST_ROWS, Digest, digest_name, read_digest
 from store.index import IndexedRuns, indexed_runs
 from store.layout import SegmentName, parse_segment_name
+from store.location import RemoteEntry, RemotePath, StorePath
 from store.schema import Stream
 
 RESCANS = 8
@@ -47,7 +52,7 @@ class Unreadable:
     """An entry of the store that the views leave out (a file, a directory, or the
     malformed values of a run's rows), and why."""
 
-    path: Path
+    path: StorePath
     reason: str
 
 
@@ -58,8 +63,8 @@ _ALL = tuple(Stream)  # iterating an Enum class is slow: 10,000 listings make it
 class RunListing:
     """What one run directory holds: segments to read per stream, and what to skip."""
 
-    path: Path
-    segments: dict[Stream, list[Path]] = field(default_factory=lambda: {s: [] for s in _ALL})
+    path: StorePath
+    segments: dict[Stream, list[StorePath]] = field(default_factory=lambda: {s: [] for s in _ALL})
     unreadable: list[Unreadable] = field(default_factory=list)
     # Writers listed by a current digest (only with trust_digests): their segments are
     # not in ``segments``.
@@ -67,7 +72,7 @@ class RunListing:
     # The footers read while checking ``segments`` (by str(path)): rows and columns.
     footers: dict[str, Footer] = field(default_factory=dict)
 
-    def files(self) -> list[Path]:
+    def files(self) -> list[StorePath]:
         return [p for paths in self.segments.values() for p in paths]
 
 
@@ -83,7 +88,7 @@ class StoreListing:
 
 
 def list_store(
-    root: Path, *, trust_digests: bool = False, only: Collection[str] | None = None
+    root: StorePath, *, trust_digests: bool = False, only: Collection[str] | None = None
 ) -> StoreListing:
     """Every run directory under ``root``, and the stray entries beside them
     (``only``: the entries of these names alone, nothing else looked at).
@@ -95,16 +100,23 @@ def list_store(
     directories: its digests are in ``StoreListing.indexed``."""
     names: list[str] = []  # strings, not Paths: 10,000 runs listed from the index
     strays: list[Unreadable] = []
-    for entry in sorted(_scan(os.fspath(root), final=True), key=_NAME):
+    for entry in sorted(_scan(root, final=True), key=_NAME):
         if entry.name.startswith(".") or (only is not None and entry.name not in only):
             continue  # the run index (.index) among them
         if not _is_dir(entry):
-            strays.append(Unreadable(root / entry.name, not_regular(entry.path, where=_NO_RUN)))
-        elif entry.is_symlink() and (inside := _linked_inside(entry.path, root)):
+            strays.append(Unreadable(root / entry.name, _not_regular(entry, _NO_RUN)))
+        elif (
+            isinstance(entry.path, str)
+            and isinstance(root, Path)
+            and entry.is_symlink()
+            and (inside := _linked_inside(entry.path, root))
+        ):
             strays.append(Unreadable(root / entry.name, inside))
         else:
             names.append(entry.name)
-    indexed = indexed_runs(root, names) if trust_digests else IndexedRuns()
+    indexed = IndexedRuns()  # object storage has no run index
+    if trust_digests and isinstance(root, Path):
+        indexed = indexed_runs(root, names)
     listings = [
         list_run(root / n, trust_digests=trust_digests) for n in names if n not in indexed.run_ids
     ]
@@ -127,7 +139,7 @@ def _linked_inside(link: str, root: Path) -> str | None:
     return None
 
 
-def list_run(run_dir: Path, *, trust_digests: bool = False) -> RunListing:
+def list_run(run_dir: StorePath, *, trust_digests: bool = False) -> RunListing:
     """List ``run_dir``, again while its files vanish; the last try skips what vanished."""
     for attempt in range(RESCANS):
         try:
@@ -140,13 +152,13 @@ def list_run(run_dir: Path, *, trust_digests: bool = False) -> RunListing:
 _STREAMS = {s.value: s for s in Stream}
 
 
-def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
+def _list_run(run_dir: StorePath, *, final: bool, trust_digests: bool) -> RunListing:
     # Names and strings, not Paths, until a file is kept: listing 10,000 runs is mostly
     # Python overhead per name (``benchmarks/store_scale.py``).
     listing = RunListing(run_dir)
     live_by_stream: dict[Stream, dict[str, SegmentName]] = {}
     try:
-        entries = _scan(os.fspath(run_dir), final=final)
+        entries = _scan(run_dir, final=final)
     except OSError as e:
         listing.unreadable.append(Unreadable(run_dir, f"cannot be listed ({e.strerror})"))
         return listing
@@ -158,7 +170,7 @@ def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
         if stream is None:
             listing.unreadable.append(Unreadable(run_dir / name, "not a stream of this store"))
         elif not _is_dir(entry):
-            what = not_regular(entry.path, where=_NO_STREAM)
+            what = _not_regular(entry, _NO_STREAM)
             listing.unreadable.append(Unreadable(run_dir / name, what))
         else:
             live_by_stream[stream] = _list_stream(run_dir, stream, entry.path, listing, final)
@@ -188,7 +200,7 @@ def _list_run(run_dir: Path, *, final: bool, trust_digests: bool) -> RunListing:
 
 
 def _list_stream(
-    run_dir: Path, stream: Stream, base: str, listing: RunListing, final: bool
+    run_dir: StorePath, stream: Stream, base: str | RemotePath, listing: RunListing, final: bool
 ) -> dict[str, SegmentName]:
     """The live segments of one stream directory (file name -> parsed name); what is
     skipped goes to ``listing.unreadable``."""
@@ -208,7 +220,7 @@ def _list_stream(
         if seg is None:
             skipped.append((name, "not a segment file name"))
         elif not file.is_file(follow_symlinks=False):  # the listing's type: no stat
-            skipped.append((name, not_regular(file.path, where=_NOT_SEGMENT)))
+            skipped.append((name, _not_regular(file, _NOT_SEGMENT)))
         else:
             named[name] = seg
     if skipped:
@@ -231,7 +243,11 @@ def _list_stream(
 
 
 def _claim_problem(
-    run_dir: Path, stream: Stream, compacted: str, covered: list[str], named: dict[str, SegmentName]
+    run_dir: StorePath,
+    stream: Stream,
+    compacted: str,
+    covered: list[str],
+    named: dict[str, SegmentName],
 ) -> str | None:
     """Why ``compacted`` must not hide ``covered``: it is not a segment of this writer
     (its ``seq`` values would mean nothing), or it lacks the rows of one that is."""
@@ -256,7 +272,7 @@ def _claim_problem(
 
 
 def _current_digests(
-    run_dir: Path, live: dict[Stream, dict[str, SegmentName]], listing: RunListing
+    run_dir: StorePath, live: dict[Stream, dict[str, SegmentName]], listing: RunListing
 ) -> dict[tuple[int, int], Digest]:
     """The digests that still describe their writer: the live segments of that (rank,
     attempt) are exactly the ones the digest lists, in every stream. None for a resumed
@@ -271,15 +287,20 @@ def _current_digests(
     if any(attempt for _, attempt in on_disk):
         return {}
     out: dict[tuple[int, int], Digest] = {}
-    base = os.fspath(run_dir)
+    base = os.fspath(run_dir) if isinstance(run_dir, Path) else run_dir
     for (rank, attempt), found in on_disk.items():
-        path = os.path.join(base, DIGEST_DIR, digest_name(rank, attempt))  # no Path: speed
+        path: str | RemotePath
+        if isinstance(base, str):
+            path = os.path.join(base, DIGEST_DIR, digest_name(rank, attempt))  # no Path: speed
+        else:
+            path = base / DIGEST_DIR / digest_name(rank, attempt)
         try:
             d = read_digest(path)
         except FileNotFoundError:
             continue  # a writer still running, killed, or from before digests
         except ValueError as e:  # only a slower listing: the segments are read instead
-            listing.unreadable.append(Unreadable(Path(path), str(e)))
+            where = Path(path) if isinstance(path, str) else path
+            listing.unreadable.append(Unreadable(where, str(e)))
             continue
         current = d.segments == {stream: sorted(files) for stream, files in found.items()}
         if current and (d.run_id, d.rank, d.attempt) == (run_dir.name, rank, attempt):
@@ -287,16 +308,21 @@ def _current_digests(
     return out
 
 
-def _scan(directory: str, *, final: bool) -> list[os.DirEntry[str]]:
+Entry = os.DirEntry[str] | RemoteEntry
+
+
+def _scan(directory: str | StorePath, *, final: bool) -> list[Entry]:
     """The entries of ``directory``, unsorted; each carries the type the listing
     reported, so telling a regular file from a FIFO costs no system call."""
     try:
+        if isinstance(directory, RemotePath):
+            return list(directory.scandir())
         with os.scandir(directory) as entries:
             return list(entries)
     except (FileNotFoundError, NotADirectoryError) as e:
         if final:
             return []  # gone for good: nothing to read there
-        raise Vanished(Path(directory)) from e
+        raise Vanished(directory) from e
 
 
 _NAME = attrgetter("name")
@@ -306,7 +332,15 @@ def _path_text(item: Unreadable) -> str:
     return str(item.path)  # sorting by Path's own ordering is ten times slower
 
 
-def _is_dir(entry: os.DirEntry[str]) -> bool:
+def _not_regular(entry: Entry, where: str) -> str:
+    """``checks.not_regular`` for a listed entry: on object storage, only an object or
+    a prefix can be where the other belongs."""
+    if isinstance(entry, RemoteEntry):
+        return f"{'a prefix' if entry.directory else 'an object'} {where}"
+    return not_regular(entry.path, where=where)
+
+
+def _is_dir(entry: Entry) -> bool:
     """``entry.is_dir()``, false for a link that loops (which it raises for)."""
     try:
         return entry.is_dir()

@@ -20,12 +20,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pyarrow as pa
 
 from store.digest import Activity
 from store.layout import SegmentName, stream_dir
+from store.location import StorePath
 from store.records import Rows, build_table, json_safe
 from store.schema import EventKind, Stream
 from store.segments import write_segment
@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 
 INT64_MAX = 2**63 - 1
 
-Sink = Callable[[pa.Table, Path, str], object]
+Sink = Callable[[pa.Table, StorePath, str], object]
 """Publishes a table as ``directory/filename``; ``segments.write_segment`` by default."""
 
 
-def _publish(table: pa.Table, directory: Path, filename: str) -> object:
+def _publish(table: pa.Table, directory: StorePath, filename: str) -> object:
     # parents=False: a run directory removed under a live run is not silently recreated
     # (half a run with no run_started); its rows are counted as dropped instead.
     return write_segment(table, directory, filename, parents=False)
@@ -64,7 +64,7 @@ class Writer:
 
     def __init__(
         self,
-        root: Path,
+        root: StorePath,
         run_id: str,
         *,
         rank: int = 0,
