@@ -640,7 +640,10 @@ def open_store(
 
     ``path`` may be a URL (``s3://bucket/prefix``, any fsspec URL: ``store.location``);
     DuckDB then reads the files through the same fsspec filesystem."""
-    p = store_path(path)
+    try:
+        p = store_path(path)
+    except TelemetryError as e:  # no filesystem for the URL's scheme
+        raise StoreError(str(e)) from e
     try:
         exists, is_dir = p.exists(), p.is_dir()
     except Exception as e:  # object storage: credentials, endpoint, network

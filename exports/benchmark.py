@@ -61,6 +61,7 @@ from exports import formats as formats_
 from exports import measure, timing
 from exports.measure import ExportResult
 from store.errors import ConfigError
+from store.location import RemotePath
 from store.records import json_safe
 from store.schema import ExportStatus, Stream
 
@@ -92,7 +93,7 @@ def benchmark(
     example_inputs: torch.Tensor | Sequence[torch.Tensor],
     *,
     run: Collector | None = None,
-    root: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | RemotePath | None = None,
     name: str | None = None,
     formats: Sequence[str] | None = None,
     eval_data: Any = None,

@@ -60,7 +60,7 @@ def _remote_store(path: RemotePath) -> RemotePath:
             if not path.fs.exists(bucket):
                 raise StoreError(
                     f"cannot use the store {path.url!r}: there is no bucket {bucket!r} "
-                    "(or these credentials cannot see it); create it first"
+                    "(or these credentials cannot see it, or the endpoint cannot be reached)"
                 )
         else:
             path.fs.makedirs(path.key, exist_ok=True)

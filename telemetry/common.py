@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -43,6 +42,7 @@ from store.errors import StoreError as WriteError
 
 if TYPE_CHECKING:
     from analysis import Store
+    from store.location import StorePath
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -153,7 +153,7 @@ def cli_error(error: TelemetryError, *, param_hint: str | None = None) -> click.
     raise TypeError(f"{type(error).__name__} has no exit code in telemetry.common") from error
 
 
-def open_root(root: Path, *, runs_only: bool = False) -> Store:
+def open_root(root: StorePath, *, runs_only: bool = False) -> Store:
     """The store at ``root``, or ``StoreProblem`` (exit 3) naming why not."""
     # analysis pulls in duckdb + polars (~0.7 s); only the verbs that read pay for it.
     from analysis import StoreError, open_store
@@ -164,7 +164,23 @@ def open_root(root: Path, *, runs_only: bool = False) -> Store:
         raise cli_error(e) from e
 
 
-root_argument = click.argument("root", type=click.Path(path_type=Path))
+class StoreRoot(click.ParamType):
+    """A store: a directory (a ``Path``) or a URL (``s3://bucket/prefix``, any fsspec
+    URL), kept as a ``store.location.RemotePath``; ``click.Path`` would fold its ``//``."""
+
+    name = "root"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from store.location import store_path
+
+        try:
+            return store_path(value)
+        except WriteError as e:  # no filesystem for the URL's scheme
+            self.fail(str(e), param, ctx)
+
+
+STORE_ROOT = StoreRoot()
+root_argument = click.argument("root", type=STORE_ROOT)
 run_option = click.option(
     "--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeatable)."
 )

@@ -34,6 +34,7 @@ from collector import Collector
 
 if TYPE_CHECKING:
     from exports.benchmark import ExportBenchmark
+    from store.location import StorePath
 
 Progress = Callable[[str], None]
 Tick = Callable[[str], None]
@@ -253,7 +254,7 @@ def train(
 
 
 def train_and_benchmark(
-    root: Path, *, seed: int = 0, progress: Progress | None = None, **options: Any
+    root: StorePath, *, seed: int = 0, progress: Progress | None = None, **options: Any
 ) -> ExportBenchmark:
     """Train the healthy demo CNN into ``root``, then benchmark its exports into that run.
 
@@ -268,7 +269,7 @@ def train_and_benchmark(
 @contextlib.contextmanager
 def _trained(
     scenario: Scenario,
-    root: Path,
+    root: StorePath,
     *,
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     seed: int,

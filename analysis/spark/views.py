@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from analysis.store import STALE_AFTER_S, StoreError, Unreadable, malformed_payloads
 from store.layout import parse_segment_name
+from store.location import RemotePath, StorePath, store_path
 from store.metrics import default_goal_sql
 from store.scan import list_store
 from store.schema import SCHEMAS, Stream
@@ -69,21 +70,31 @@ class SparkViews:
     unreadable: list[Unreadable]
 
 
+def hadoop_url(path: StorePath) -> str:
+    """``path`` as Spark's Hadoop filesystems name it: ``s3://`` is ``s3a://`` there."""
+    text = str(path)
+    return "s3a://" + text[len("s3://") :] if text.startswith("s3://") else text
+
+
 def register_views(
-    spark: SparkSession, root: str | Path, *, stale_after_s: float = STALE_AFTER_S
+    spark: SparkSession, root: str | Path | RemotePath, *, stale_after_s: float = STALE_AFTER_S
 ) -> SparkViews:
     """Register the store at ``root``'s views as temporary views of ``spark`` (see the
     module docstring); ``stale_after_s`` as ``open_store``'s: a run seen within it and
-    not ended is ``running``, else ``crashed``. Replaces views of the same names."""
+    not ended is ``running``, else ``crashed``. Replaces views of the same names.
+
+    A store at an ``s3://`` URL is listed here (fsspec) and its files read by Spark as
+    ``s3a://`` URLs, through the cluster's own Hadoop S3A connector (``hadoop-aws`` on
+    its classpath; credentials and endpoint in its ``spark.hadoop.fs.s3a.*`` settings)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    path = Path(root)
+    path = store_path(root)
     if not path.is_dir():
         raise StoreError(f"no store at {str(path)!r}: not a directory of runs")
     listing = list_store(path)
     unreadable = listing.strays + [u for r in listing.runs for u in r.unreadable]
     for stream in Stream:
-        files = [str(p) for r in listing.runs for p in r.segments[stream]]
+        files = [hadoop_url(p) for r in listing.runs for p in r.segments[stream]]
         schema = from_arrow_schema(SCHEMAS[stream])
         if files:
             frame = spark.read.schema(schema).parquet(*files)

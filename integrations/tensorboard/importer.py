@@ -39,6 +39,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from store.location import StorePath, read_table
+
 SOURCE = "tensorboard"
 
 
@@ -174,7 +176,7 @@ def _hparam(value: Any) -> Any:
     return json_format.MessageToDict(value)  # lists, structs, null
 
 
-def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
+def write_run(root: StorePath, name: str, run_dir: Path, run: TensorBoardRun) -> str:
     """Write ``run`` as a new run of the store at ``root``; its run id."""
     import importlib.metadata
 
@@ -259,14 +261,12 @@ def write_run(root: Path, name: str, run_dir: Path, run: TensorBoardRun) -> str:
     return run_id
 
 
-def imported_paths(root: Path) -> set[str]:
+def imported_paths(root: StorePath) -> set[str]:
     """``imported_from`` of every run in ``root`` that this command wrote."""
-    import pyarrow.parquet as pq
-
     paths: set[str] = set()
     for path in _event_files(root):
         try:
-            table = pq.read_table(path, columns=["kind", "payload"])
+            table = read_table(path, columns=["kind", "payload"])
         except (OSError, ValueError):  # unreadable files are the reader's to list
             continue
         for kind, payload in zip(
@@ -283,12 +283,16 @@ def imported_paths(root: Path) -> set[str]:
     return paths
 
 
-def _event_files(root: Path) -> Iterator[Path]:
+def _event_files(root: StorePath) -> Iterator[StorePath]:
     for run_dir in root.iterdir():
         events = run_dir / "events"
         if run_dir.name.startswith(".") or not events.is_dir():
             continue
-        yield from (p for p in events.glob("*.parquet") if not p.name.startswith("."))
+        yield from (
+            p
+            for p in events.iterdir()
+            if p.name.endswith(".parquet") and not p.name.startswith(".")
+        )
 
 
 def _one(name: str, split: str | None, value: float) -> dict[str, list[Any]]:

@@ -21,6 +21,7 @@ from telemetry.diagnosis import diagnose_with_progress, format_diagnosis
 
 if TYPE_CHECKING:
     from analysis import Rule
+    from store.location import StorePath
 
 
 def _overrides(assignments: tuple[str, ...], config: Path | None) -> dict[str, dict[str, Any]]:
@@ -98,7 +99,7 @@ def _explain(ctx: click.Context, param: click.Parameter, rule_id: str | None) ->
 @common.engine_options
 @common.quiet_option
 def analyze(
-    root: Path,
+    root: StorePath,
     run_ids: tuple[str, ...],
     fmt: str,
     fail_on: str | None,

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from exports.benchmark import ExportBenchmark, ExportResult
+    from store.location import StorePath
 
 _COLUMNS = (
     ("format", "format"),
@@ -101,10 +102,10 @@ class Judged:
 @click.option("--input-shape", metavar="N,C,H,W", help="Shape of the example input (float32).")
 @click.option(
     "--root",
-    type=click.Path(path_type=Path),
-    default=Path("runs"),
+    type=common.STORE_ROOT,
+    default="runs",
     show_default=True,
-    help="Store to write the run into (created if missing).",
+    help="Store to write the run into (created if missing; a directory or an s3:// URL).",
 )
 @click.option("--name", default=None, help="Run name [default: the model's class name].")
 @click.option(
@@ -147,7 +148,7 @@ def export_bench(
     factory: str | None,
     weights: Path | None,
     input_shape: str | None,
-    root: Path,
+    root: StorePath,
     name: str | None,
     formats: str | None,
     batch_sizes: str,
@@ -203,7 +204,7 @@ def export_bench(
         click.echo(render(result, output, root=root, judged=judge(root, result.run_id)))
 
 
-def judge(root: Path, run_id: str) -> Judged:
+def judge(root: StorePath, run_id: str) -> Judged:
     """The parity verdicts and eager comparisons of run ``run_id``'s latest benchmark, read
     back from the store through the macros the export rules use (``export_parity``'s
     default tolerances): the table says what ``telemetry analyze`` says."""
@@ -228,7 +229,7 @@ def judge(root: Path, run_id: str) -> Judged:
 
 
 def render(
-    result: ExportBenchmark, output: str, *, root: Path, judged: Judged | None = None
+    result: ExportBenchmark, output: str, *, root: StorePath, judged: Judged | None = None
 ) -> str:
     """The result as ``table`` (sorted by batch size, then p50 latency), ``json`` or ``csv``,
     with ``judged``'s parity verdict and eager comparison on each row."""
@@ -246,7 +247,7 @@ def render(
     return format_table(result, root=root, judged=judged)
 
 
-def format_table(result: ExportBenchmark, *, root: Path, judged: Judged) -> str:
+def format_table(result: ExportBenchmark, *, root: StorePath, judged: Judged) -> str:
     """The plain-text table: lowest p50 first within each batch size, failures last."""
     ordered = sorted(result.results, key=_order)
     rows = [_as_dict(r, judged) for r in ordered]
@@ -296,7 +297,7 @@ def _benchmark_factory(
     spec: str,
     weights: Path | None,
     shape: list[int],
-    root: Path,
+    root: StorePath,
     name: str | None,
     device: str,
     options: dict[str, Any],

@@ -7,12 +7,17 @@ The verb; what it reads and writes is ``integrations.tensorboard.importer``, bes
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from integrations.tensorboard.importer import imported_paths, run_name, skipped_note, write_run
 from integrations.tensorboard.subruns import find_runs
+from telemetry import common
 from telemetry.common import printable
+
+if TYPE_CHECKING:
+    from store.location import StorePath
 
 
 @click.group("import")
@@ -30,11 +35,11 @@ def import_group() -> None:
 @click.option(
     "--root",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The store to import into (created if missing).",
+    type=common.STORE_ROOT,
+    help="The store to import into (created if missing; a directory or an s3:// URL).",
 )
 @click.option("--again", is_flag=True, help="Import run directories imported before, again.")
-def tensorboard(logdir: Path, root: Path, again: bool) -> None:
+def tensorboard(logdir: Path, root: StorePath, again: bool) -> None:
     """Import the TensorBoard runs under LOGDIR: scalars, histograms and text.
 
     One run of the store per directory holding event files, except the directories
@@ -60,7 +65,13 @@ def tensorboard(logdir: Path, root: Path, again: bool) -> None:
             f"no TensorBoard event files (events.out.tfevents.*) under {str(logdir)!r}",
             param_hint="'LOGDIR'",
         )
-    root.mkdir(parents=True, exist_ok=True)
+    from store.claims import store_dir
+    from store.errors import StoreError
+
+    try:
+        root = store_dir(root)
+    except StoreError as e:
+        raise common.cli_error(e) from e
     done = set() if again else imported_paths(root)
     for each in found:
         run_dir = each.path

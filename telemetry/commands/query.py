@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from analysis import Store
+    from store.location import StorePath
 
 VIEW_MEANINGS = {
     "runs": "one row per run: name, status (derived), steps, attempts, start/end, "
@@ -406,7 +407,7 @@ def _columns_hint(store: Store, sql: str) -> str:
 @common.engine_options
 @quiet_output_option
 def query(
-    root: Path,
+    root: StorePath,
     sql: str | None,
     schema: bool,
     fmt: str,
@@ -479,7 +480,7 @@ def query(
 
 
 def _spark_query(
-    root: Path,
+    root: StorePath,
     sql: str | None,
     fmt: str,
     output: Path | None,
@@ -496,8 +497,7 @@ def _spark_query(
     from analysis import StoreError
     from analysis.spark import SparkQueryError, SparkQueryTimeout, register_views, run_query
 
-    if not root.is_dir():  # named before Spark takes its seconds to start
-        raise common.cli_error(StoreError(f"no store at {str(root)!r}: not a directory of runs"))
+    common.open_root(root, runs_only=True).close()  # named before Spark takes its seconds
     spark = common.spark_session(master, conf)
     try:
         registered = register_views(spark, root)
@@ -535,7 +535,7 @@ def _spark_query(
     emit(pl.from_arrow(table), fmt, output, quiet=quiet, max_rows=max_rows or None)
 
 
-def _spark_findings(spark: Any, root: Path) -> None:
+def _spark_findings(spark: Any, root: StorePath) -> None:
     """The ``findings`` view: a diagnosis on Spark (default rules and thresholds)."""
     from analysis import diagnose
     from analysis.findings import findings_table

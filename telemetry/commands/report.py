@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,6 +11,9 @@ from reports import write_report
 from telemetry import common
 from telemetry.common import printable
 from telemetry.diagnosis import diagnose
+
+if TYPE_CHECKING:
+    from store.location import StorePath
 
 
 @click.command()
@@ -40,7 +44,7 @@ from telemetry.diagnosis import diagnose
     "findings cache (ROOT/.cache/findings.parquet, shared with analyze).",
 )
 def report(
-    root: Path,
+    root: StorePath,
     output: Path,
     run_ids: tuple[str, ...],
     title: str | None,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from analysis import Store
+    from store.location import StorePath
 
 _SPLIT_ORDER = {"val": 0, "test": 1, "train": 2}
 _CONFIG_RE = re.compile(r"\bconfig((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -230,7 +231,7 @@ def _message(e: Exception) -> str:
 @output_option
 @quiet_output_option
 def runs(
-    root: Path,
+    root: StorePath,
     where: str | None,
     sort: tuple[str, ...],
     limit: int | None,
