@@ -3,7 +3,8 @@
 The table is written to a hidden temporary name in the target directory, fsynced,
 then renamed over its final name (atomic on POSIX), and the directory is fsynced so
 the rename survives a power cut. A reader therefore sees either no file or the
-whole file, never a torn one.
+whole file, never a torn one. On object storage (``store.location``) the file is one
+whole-object PUT, atomic by itself.
 """
 
 from __future__ import annotations

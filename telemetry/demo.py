@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -238,7 +237,7 @@ def _batches(
 
 def train(
     scenario: Scenario,
-    root: Path,
+    root: StorePath,
     *,
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     seed: int = 0,
@@ -342,7 +341,7 @@ def export_benchmark(
 
 
 def run_demo(
-    root: Path,
+    root: StorePath,
     *,
     scenarios: tuple[Scenario, ...] = SCENARIOS,
     progress: Progress | None = None,

@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
+def spark(s3_endpoint: str) -> Iterator[SparkSession]:
     """One local Spark session (2 cores) for the whole test run: a JVM takes ~10 s to
-    start. Made by the first test that asks for it."""
+    start. Made by the first test that asks for it; after the S3 endpoint, so that its
+    executors inherit the AWS variables (stores on S3 are read there too)."""
     from analysis.spark import local_session
 
     session = local_session(

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis import cache as findings_cache
@@ -209,7 +208,7 @@ class _Task:
 
     def evaluate(self, run_ids: list[str]) -> list[Record]:
         """``run_ids`` opened alone and evaluated as local analysis does."""
-        with open_store(Path(self.root), run_ids=run_ids) as own:
+        with open_store(self.root, run_ids=run_ids) as own:  # a path or a URL
             found = evaluate_runs(
                 own, self.chosen, self.overrides, run_ids, None, runs=len(run_ids)
             )

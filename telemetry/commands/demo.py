@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,14 +18,17 @@ from telemetry.common import printable
 from telemetry.diagnosis import diagnose_with_progress, format_diagnosis
 from telemetry.progress import progress
 
+if TYPE_CHECKING:
+    from store.location import StorePath
+
 
 @click.command()
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
-    default=Path("demo-runs"),
+    type=common.STORE_ROOT,
+    default="demo-runs",
     show_default=True,
-    help="Store to train into (created if missing).",
+    help="Store to train into (created if missing; a directory or an s3:// URL).",
 )
 @click.option(
     "--report",
@@ -40,7 +44,7 @@ from telemetry.progress import progress
     is_flag=True,
     help="Print only where the report was written (no progress, no findings table).",
 )
-def demo(out: Path, report_path: Path, quiet: bool) -> None:
+def demo(out: StorePath, report_path: Path, quiet: bool) -> None:
     """Train 5 small runs on the bundled digits data, diagnose them, write the report.
 
     The runs are healthy, overfit, vanishing (deep sigmoid MLP), dead_relu (a large

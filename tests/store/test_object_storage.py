@@ -96,7 +96,9 @@ def test_a_collector_writes_to_s3_and_every_verb_reads_it(s3_root: str, tmp_path
     )
     assert json.loads(first.output)["findings"] == json.loads(local_json.output)["findings"]
 
-    sql = "SELECT name, split, count(*) AS n, sum(value) AS s FROM scalars GROUP BY ALL ORDER BY ALL"
+    sql = (
+        "SELECT name, split, count(*) AS n, sum(value) AS s FROM scalars GROUP BY ALL ORDER BY ALL"
+    )
     remote_rows = _cli("query", s3_root, sql, "--format", "json")
     assert remote_rows.exit_code == 0, remote_rows.output
     assert json.loads(remote_rows.output) == json.loads(
@@ -183,9 +185,7 @@ def _rows(run_id: str, first_seq: int, steps: list[int]) -> pa.Table:
         )
         for s in steps
     ]
-    return build_table(
-        Stream.SCALARS, rows, run_id=run_id, rank=0, attempt=0, first_seq=first_seq
-    )
+    return build_table(Stream.SCALARS, rows, run_id=run_id, rank=0, attempt=0, first_seq=first_seq)
 
 
 def test_compaction_on_s3_puts_the_merged_object_before_deleting(s3_root: str) -> None:
@@ -271,3 +271,17 @@ def test_remote_paths_behave_like_the_paths_the_store_uses() -> None:
     run.unlink()
     run.unlink(missing_ok=True)
     assert not run.exists()
+
+
+def test_spark_analyses_a_store_on_s3_as_duckdb_does(s3_root: str, spark: Any) -> None:
+    from analysis import diagnose
+
+    for name in ("a", "b"):
+        _train(s3_root, steps=20, name=name)
+    with open_store(s3_root, runs_only=True) as store:
+        on_spark = diagnose(store, engine="spark", spark=spark, cache=False)
+    with open_store(s3_root, runs_only=True) as store:
+        local = diagnose(store, cache=False)
+    assert on_spark.findings == local.findings
+    assert on_spark.not_evaluated == local.not_evaluated
+    assert len({n.run_id for n in local.not_evaluated}) == 2
