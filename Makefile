@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/store_scale.py --rows 1e6 1e7 --sweep 10 100 --out benchmarks/results/store_scale.json
 	$(PY) benchmarks/incremental.py --runs 1000 --out benchmarks/results/incremental.json
 	$(PY) benchmarks/spark_engine.py --runs 1000 --sweep 4 --out benchmarks/results/spark_engine.json
+	$(PY) benchmarks/object_storage.py --runs 10 --steps 200 --out benchmarks/results/object_storage.json
 	test ! -f benchmarks/report_size.py || $(PY) benchmarks/report_size.py
 	$(PY) benchmarks/summary.py
 

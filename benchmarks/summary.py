@@ -132,6 +132,16 @@ def rows(results: Path) -> Iterator[tuple[str, str, str, str]]:
                 f"({part['spark_over_duckdb']:.1f}x, the JVM's start included)",
                 _verdict(part["identical_json"]),
             )
+    remote = _load(results, "object_storage")
+    if isinstance(remote, dict) and "verbs" in remote:
+        for verb, part in remote["verbs"].items():
+            yield (
+                f"{verb} of {remote['runs']} runs on S3 (moto, 127.0.0.1) vs the same on disk",
+                "same answer",
+                f"{part['s3_s']:.2f} s vs {part['local_s']:.2f} s "
+                f"({part['s3_s'] / part['local_s']:.1f}x)",
+                _verdict(part["same_answer"]),
+            )
     report = _load(results, "report_size")
     if isinstance(report, dict) and "report_bytes" in report:
         limit = report.get("limit_bytes", 5_000_000)
