@@ -51,6 +51,7 @@ from store.checks import Footer
 from store.digest import ACTIVITY_STREAMS, DIGEST_DIR, DigestTables, digest_rows, digest_tables
 from store.errors import TelemetryError
 from store.layout import parse_segment_name
+from store.liveness import gone_runs, started_writers_sql
 from store.location import RemotePath, StorePath, store_path
 from store.metrics import default_goal_sql
 from store.scan import REMOVED, RESCANS, Unreadable, list_run, list_store
@@ -115,6 +116,9 @@ class Store:
         self.con.execute(
             "CREATE TABLE _settings AS SELECT $s::DOUBLE AS stale_after_s", {"s": stale_after_s}
         )
+        # Runs whose writers this reader knows are gone (store.liveness): the runs
+        # view says crashed at once instead of waiting for stale_after_s.
+        self.con.execute("CREATE TABLE _gone (run_id VARCHAR)")
         for stream in Stream:
             self._create_empty(stream)
         listing = list_store(path, trust_digests=runs_only, only=run_ids)
@@ -138,6 +142,7 @@ class Store:
         while True:  # binding a view lists its files: one may have vanished since
             try:
                 self._create_views()
+                self._mark_gone()
                 break
             except duckdb.Error as e:
                 if not self.recover(e):
@@ -168,6 +173,15 @@ class Store:
         if not runs_only:  # the macros read the stream views, which a runs-only store lacks
             for name in MACROS:
                 self.con.execute(_macro_sql(name))
+
+    def _mark_gone(self) -> None:
+        """Fill ``_gone``: the runs not ended whose processes ran on this host and have
+        ended (``store.liveness``); only the events of writers that did not end are read."""
+        writers = self.con.execute(started_writers_sql()).fetchall()
+        gone = gone_runs(writers)
+        self.con.execute("DELETE FROM _gone")
+        if gone:
+            self.con.executemany("INSERT INTO _gone VALUES (?)", [(r,) for r in gone])
 
     def sql(self, query: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
         """Run ``query`` over the views and return a Polars DataFrame.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from store.errors import ConfigError, StoreError, TelemetryError
+from store.errors import ConfigError, NonFiniteError, StoreError, TelemetryError
 from store.schema import SCHEMA_VERSION, EventKind, Stream, TensorKind
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ __all__ = [
     "Collector",
     "ConfigError",
     "EventKind",
+    "NonFiniteError",
     "StoreError",
     "Stream",
     "TelemetryError",

@@ -200,6 +200,7 @@ class ActivationWatcher:
         self.every = every
         self.nan_check_every = nan_check_every
         self.origin_found = False
+        self.found: tuple[int, dict[str, Any]] | None = None  # (step, origin) once found
         self._forward_step = -1
         self._sampling = False
         self._checking = False
@@ -348,8 +349,19 @@ class ActivationWatcher:
                     payload = {"module": name, "module_type": kind, "numel": numel}
                     if name in self._composite:
                         payload["own_code"] = True  # its submodules' outputs were finite
-                    return step, payload | {"sum": total}
+                    self.found = (step, payload | {"sum": total})
+                    return self.found
         return None
+
+    def origin_now(self, step: int) -> tuple[tuple[int, dict[str, Any]] | None, bool]:
+        """(the origin, whether it was found just now), reading every queued sum and
+        those of the step in progress (``step``, when its forward was checked): what
+        the NaN guard asks before it stops the loop."""
+        if self._checking:
+            self._queue_check(step)
+            self._checking = False  # queued once: not again after the optimizer step
+        new = self.find_origin()
+        return self.found, new is not None
 
 
 def _total(y: torch.Tensor) -> torch.Tensor:

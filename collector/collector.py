@@ -49,6 +49,7 @@ from collector.logged import LogRows, PendingLog
 from collector.output import Output
 from collector.params import select_parameters
 from collector.steps import StepHooks
+from collector.stopping import EarlyStopping, EarlyStoppingRule, Stopping, check_on_nonfinite
 from store.claims import store_dir
 from store.errors import ConfigError
 from store.location import RemotePath, StorePath
@@ -88,6 +89,13 @@ class Collector:
             larger value divides the cost (see README) but reports an origin only at
             the next checked step, when NaN weights may already point at the first
             layer, and can miss a NaN that lasts one step (a bad batch).
+        on_nonfinite: what the first NaN/Inf training loss or gradient does: "warn"
+            (the default: recorded, the origin found, training goes on), "stop"
+            (``should_stop`` turns True; the loop checks it and breaks) or "raise"
+            (``NonFiniteError`` from that ``log()`` or ``optimizer.step()``). The last two
+            read the loss and the gradient norm on the host every step (one
+            synchronisation on an accelerator) and flush the store before they act;
+            see ``collector.stopping``.
         flush_every_s: at most this many seconds of data are lost if the process dies.
         heartbeat_every_s: how often a live run says so (runs that stop without a final
             event and without heartbeats are reported ``crashed``).
@@ -123,7 +131,9 @@ class Collector:
         heartbeat_every_s: float = 15.0,
         resume: str | None = None,
         start_step: int | None = None,
+        on_nonfinite: str = "warn",
     ) -> None:
+        on_nonfinite = check_on_nonfinite(on_nonfinite)
         arguments.check(
             name=name,
             config=config,
@@ -191,9 +201,15 @@ class Collector:
             nan_check=int(nan_check),
             overhead_budget=overhead_budget,
             on_synchronised=self._on_synchronised,
+            on_gradients=self._on_gradients if on_nonfinite != "warn" else None,
         )
         watch_loss = self._steps.watch_loss if self._steps.budget is not None else None
         self._logged = LogRows(self._run_id, self._writer, watch_loss)
+        self._stopping = Stopping(
+            self._out, on_nonfinite, origin_now=self._steps.origin_now, flush=self._flush_rows
+        )
+        if self._stopping.watching:
+            self._logged.on_values = self._stopping.on_logged
         try:
             if converted:
                 listed = ", ".join(converted[:8]) + (", ..." if len(converted) > 8 else "")
@@ -299,6 +315,8 @@ class Collector:
         if self._closed:
             log.warning("log() on closed run %s ignored", self._run_id)
             return
+        stopping = self._stopping
+        stopping.raise_if_tripped()  # tripped since the last call (collector.stopping)
         start = time.perf_counter()
         names, splits, values, tensors = self._logged.parse(metrics, split)
         out = self._out
@@ -315,11 +333,42 @@ class Collector:
             values,
         )
         if tensors:  # values kept on an accelerator, read in batches
-            if self._logged.keep(entry, tensors):
+            full = self._logged.keep(entry, tensors)
+            if full or (stopping.watching and stopping.wants_now(names, splits)):
                 start += self._logged.read()
         else:
             self._logged.record(entry)
         self._overhead.every_step(time.perf_counter() - start)
+        stopping.raise_if_tripped()
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the loop should end: the NaN guard tripped under
+        ``on_nonfinite="stop"``, or early stopping ran out of patience."""
+        return self._stopping.should_stop
+
+    @property
+    def is_best(self) -> bool:
+        """True right after a logged value of the early-stopping metric that is the
+        best so far (save the checkpoint then); False before ``early_stopping()``."""
+        return self._stopping.is_best
+
+    def early_stopping(
+        self,
+        metric: str = "loss/val",
+        *,
+        patience: int = 5,
+        min_delta: float = 0.0,
+        mode: str = "min",
+    ) -> None:
+        """Watch ``metric`` (as given to ``log()``): ``should_stop`` turns True after
+        ``patience`` logged values in a row that do not improve on the best by more than
+        ``min_delta`` (lower for ``mode="min"``, higher for ``"max"``), and ``is_best``
+        is True right after one that does. Each new best and the stop are recorded as
+        ``best`` and ``stop`` events. Calling it again re-arms it from scratch."""
+        rule = EarlyStoppingRule.of(metric, patience, min_delta, mode)
+        self._stopping.early = EarlyStopping(rule)
+        self._logged.on_values = self._stopping.on_logged
 
     def define_metric(self, name: str, *, goal: str) -> None:
         """Say which way metric ``name`` improves: ``goal="min"`` (a loss) or ``"max"``.
@@ -444,6 +493,14 @@ class Collector:
         return f"Collector(run_id={self._run_id!r}, step={self._out.step}, {state})"
 
     # -- internals ---------------------------------------------------------------------
+
+    def _on_gradients(self, norm: torch.Tensor | None, step: int) -> None:
+        self._stopping.on_gradients(norm, step)
+
+    def _flush_rows(self) -> None:
+        """Every row recorded so far on disk (the NaN guard, before it acts)."""
+        self._steps.read_pending_system()
+        self._writer.flush(timeout=30.0)
 
     def _on_synchronised(self) -> None:
         """A sampled step synchronised the device: read the ``log()`` values waiting there."""

@@ -158,6 +158,11 @@ class GradientWatch:
         else:
             self._at_step = _total_norm(grads)
 
+    @property
+    def at_step(self) -> torch.Tensor | None:
+        """The norm the pre-step hook saw (after ``on_before_optimizer_step``)."""
+        return self._at_step
+
     def on_after_optimizer_step(self) -> StepGradients:
         """This step's norms; the watch starts over for the next step."""
         if self._backwards > self._backwards_before_step:

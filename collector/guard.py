@@ -1,7 +1,8 @@
 """The one place where exceptions from inside the training step are stopped.
 
 Every hook entry point is wrapped with ``guarded``: after start-up nothing the
-collector does may raise into the user's training loop. The first failure of each
+collector does may raise into the user's training loop, but ``NonFiniteError``, which
+the user asked for (``Collector(on_nonfinite="raise")``). The first failure of each
 entry point is logged with its traceback; later ones are only counted.
 """
 
@@ -11,6 +12,8 @@ import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from store.errors import NonFiniteError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ def guarded(counters: GuardCounters, name: str) -> Callable[[F], F]:
         def inner(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
+            except NonFiniteError:
+                raise  # the NaN guard's "raise": asked for, not a failure of the hook
             except Exception:
                 seen = counters.failures.get(name, 0)
                 counters.failures[name] = seen + 1

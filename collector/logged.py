@@ -51,6 +51,7 @@ Parsed = tuple[list[str], list[str | None], list[float], list[tuple[int, torch.T
 
 
 WatchLoss = Callable[[list[str], list[str | None], list[float]], None]
+OnValues = Callable[[list[str], list[str | None], list[float], int], None]
 
 
 class LogRows:
@@ -65,6 +66,9 @@ class LogRows:
         self._writer = writer
         self._watch_loss = watch_loss
         self._unicode_warned = False
+        self.on_values: OnValues | None = None
+        """Sees every call's values on the host once its rows are queued (the NaN guard
+        and early stopping: ``collector.stopping``); None when neither is on."""
 
     def check(self, metrics: object, *, split: object, epoch: object, step: object) -> str | None:
         """``ConfigError`` for the first argument of ``log()`` it cannot take (the
@@ -165,6 +169,8 @@ class LogRows:
             "value": entry.values,
         }
         self._writer.put(Rows(Stream.SCALARS, entry.step, entry.epoch, entry.wall_time, columns))
+        if self.on_values is not None:
+            self.on_values(entry.names, entry.splits, entry.values, entry.step)
 
     def read(self) -> float:
         """Move the kept values to the host (one transfer per device) and record their

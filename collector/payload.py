@@ -13,6 +13,7 @@ import torch
 
 from collector.budget import DENSE_ACTIVATIONS_EVERY, OverheadBudget, Strides
 from collector.distributed import Placement
+from store.liveness import process_identity
 from store.schema import SCHEMA_VERSION
 
 
@@ -45,6 +46,7 @@ def run_started(
         "host": socket.gethostname(),
         "user": _user(),
         "pid": os.getpid(),
+        "process": process_identity(os.getpid()),  # store.liveness: crashed at once
         "argv": sys.argv[:20],
         "device": str(device),
         "model": type(model).__name__ if model is not None else None,

@@ -72,12 +72,14 @@ class StepHooks:
         nan_check: int,
         overhead_budget: float,
         on_synchronised: Callable[[], object],
+        on_gradients: Callable[[torch.Tensor | None, int], object] | None = None,
     ) -> None:
         self._out = out
         self._overhead = overhead
         self._model = model
         self._optimizer = optimizer
         self._on_synchronised = on_synchronised
+        self._on_gradients = on_gradients
         self._hooks = HookSet()
         self._sample_hooks = HookSet()
         self._guard = GuardCounters()
@@ -188,6 +190,14 @@ class StepHooks:
         """Look for a NaN origin in the last steps, not read yet (at close)."""
         self._record_origin(self._activations.find_origin())
 
+    def origin_now(self, step: int) -> tuple[int, dict[str, Any]] | None:
+        """The NaN origin up to ``step`` (the step in progress included), read now and
+        recorded if it was not yet; None when no module output was non-finite."""
+        found, new = self._activations.origin_now(step)
+        if new:
+            self._record_origin(found)
+        return found
+
     def health(self) -> dict[str, Any]:
         """Hook failures and inference forwards, for the run's final event."""
         health: dict[str, Any] = {"hook_failures": dict(self._guard.failures)}
@@ -261,6 +271,8 @@ class StepHooks:
         start = time.perf_counter()
         if self._gradients is not None:
             self._gradients.on_before_optimizer_step()
+            if self._on_gradients is not None:  # the NaN guard (collector.stopping)
+                self._on_gradients(self._gradients.at_step, self._out.step + 1)
         sampled_start = time.perf_counter()
         self._params.on_before_optimizer_step(self._out.step + 1)
         end = time.perf_counter()

@@ -79,6 +79,15 @@ class EventKind(str, enum.Enum):
     # Which way a metric improves, from tel.define_metric(); payload: {"name", "goal"}
     # (goal "min" or "max"); the latest for a name wins (store.metrics). Issue 18.
     METRIC_DEFINED = "metric_defined"
+    # The loop was asked to stop (tel.should_stop) or NonFiniteError raised
+    # (collector.stopping); payload {"reason": "nonfinite", "action" ("stop" or "raise"),
+    # "what" ("loss" or "gradient"), "name", "value", "origin" (the nonfinite_origin
+    # payload or null), "origin_step"} or {"reason": "early_stopping", "metric", "mode",
+    # "patience", "min_delta", "best", "best_step", "evaluations"}. Issue 21.
+    STOP = "stop"
+    # A logged value of the early-stopping metric that is the best so far (tel.is_best);
+    # payload {"metric", "value", "mode"}; the event's step is the value's. Issue 21.
+    BEST = "best"
 
     def __str__(self) -> str:
         return self.value

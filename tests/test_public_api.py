@@ -20,6 +20,7 @@ def test_exported_names() -> None:
         "Collector",
         "ConfigError",
         "EventKind",
+        "NonFiniteError",
         "StoreError",
         "Stream",
         "TelemetryError",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from analysis.store import STALE_AFTER_S, StoreError, Unreadable, malformed_payloads
 from store.layout import parse_segment_name
+from store.liveness import gone_runs, started_writers_sql
 from store.location import RemotePath, StorePath, store_path
 from store.metrics import default_goal_sql
 from store.scan import list_store
@@ -121,6 +122,9 @@ def register_views(
         _view(spark, f"raw_{stream.value}", _raw(stream))
         _view(spark, stream.value, _latest(stream))
     _view(spark, "_run_metrics", _RUN_METRICS)
+    writers = [tuple(r) for r in spark.sql(started_writers_sql("spark")).collect()]
+    gone = [(run_id,) for run_id in gone_runs(writers)]
+    spark.createDataFrame(gone, "run_id string").createOrReplaceTempView("_gone")
     _view(spark, "runs", _RUNS)
     _view(spark, "metric_goals", _metric_goals())
     # Named as open_store names them (a small stream: one job).
@@ -254,6 +258,7 @@ SELECT a.run_id,
        CASE
            WHEN e.kind = 'run_finished' THEN 'finished'
            WHEN e.kind = 'run_failed' THEN 'failed'
+           WHEN a.run_id IN (SELECT run_id FROM _gone) THEN 'crashed'
            WHEN unix_micros(a.last_seen) >= unix_micros(current_timestamp())
                 - CAST((SELECT stale_after_s FROM _settings) * 1e6 AS BIGINT) THEN 'running'
            ELSE 'crashed'

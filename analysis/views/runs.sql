@@ -1,6 +1,8 @@
 -- view: runs
 -- One row per run. Status is derived at read time, never stored:
 --   finished / failed  the latest attempt wrote run_finished / run_failed
+--   crashed            otherwise, when a reader on the run's host knows its process is
+--                      gone (_gone, filled at open: store.liveness)
 --   running            otherwise, if something was written in the last stale_after_s seconds
 --   crashed            otherwise (killed, lost power: heartbeats stopped)
 WITH seen AS (
@@ -58,6 +60,7 @@ SELECT a.run_id,
        CASE
            WHEN e.kind = 'run_finished' THEN 'finished'
            WHEN e.kind = 'run_failed' THEN 'failed'
+           WHEN a.run_id IN (SELECT run_id FROM _gone) THEN 'crashed'
            WHEN a.last_seen >= now() - to_seconds((SELECT stale_after_s FROM _settings)) THEN 'running'
            ELSE 'crashed'
        END AS status,
