@@ -350,7 +350,8 @@ class Collector:
     @property
     def is_best(self) -> bool:
         """True right after a logged value of the early-stopping metric that is the
-        best so far (save the checkpoint then); False before ``early_stopping()``."""
+        best so far (save the checkpoint then), until that metric's next value; False
+        before ``early_stopping()``."""
         return self._stopping.is_best
 
     def early_stopping(
