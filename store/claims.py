@@ -23,6 +23,7 @@ claims the run directory and tells the other ranks); ``telemetry import`` direct
 from __future__ import annotations
 
 import os
+import secrets
 
 from store import layout
 from store.errors import ConfigError, StoreError
@@ -121,8 +122,8 @@ def claim_attempt(run_dir: StorePath, rank: int) -> int:
 
 def _create(path: StorePath) -> None:
     """Create the empty file ``path``; ``FileExistsError`` if it exists."""
-    if isinstance(path, RemotePath):
-        path.write_bytes(b"", exclusive=True)
+    if isinstance(path, RemotePath):  # a token: a lost answer's retry knows its own PUT
+        path.write_bytes(secrets.token_hex(16).encode(), exclusive=True)
         return
     os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
 

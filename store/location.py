@@ -19,6 +19,11 @@ here:
   S3 and S3-compatible services honour.
 - Nothing there is a FIFO or a symbolic link: every entry is a regular object or a
   prefix.
+- A run "directory" removed under a live run is not noticed by its writer: its next
+  segment recreates the prefix (on disk the rows would be counted as dropped).
+- Errors of the filesystem's client that are no ``OSError`` (botocore's connection
+  errors) are raised as ``OSError``: the store's callers, written for a disk, name them
+  and skip what they skip for an unreadable file.
 
 Listings are never cached (``use_listings_cache=False``): a reader that lists a run
 again must see what was published since.
@@ -35,7 +40,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from store.errors import StoreError
@@ -162,21 +166,24 @@ class RemotePath:
     # -- what is there ---------------------------------------------------------------
 
     def exists(self) -> bool:
-        return bool(self.fs.exists(self.key))
+        return bool(_os_errors(self.fs.exists, self.key))
 
     def is_dir(self) -> bool:
-        return bool(self.fs.isdir(self.key))
+        return bool(_os_errors(self.fs.isdir, self.key))
 
     def stat(self) -> RemoteStat:
-        info = self.fs.info(self.key)
-        return _stat(info)
+        return _stat(_os_errors(self.fs.info, self.key))
 
     def scandir(self) -> list[RemoteEntry]:
-        """The entries directly under this prefix; ``FileNotFoundError`` if none."""
+        """The entries directly under this prefix; ``FileNotFoundError`` if none. A
+        "folder" marker (an empty object named ``prefix/``, as consoles and Hadoop's S3A
+        make them) is the prefix itself, not an entry."""
         out = []
-        for info in self.fs.ls(self.key, detail=True):
-            name = info["name"].rstrip("/").rpartition("/")[2]
-            if name:
+        own = self.key.rstrip("/")
+        for info in _os_errors(self.fs.ls, self.key, detail=True):
+            full = str(info["name"])
+            name = full.rstrip("/").rpartition("/")[2]
+            if name and full.rstrip("/") != own and not full.endswith("/"):
                 out.append(RemoteEntry(name, self / name, info["type"] == "directory"))
         return out
 
@@ -186,7 +193,7 @@ class RemotePath:
     def find(self) -> dict[str, RemoteStat]:
         """Every object under this prefix (by path relative to it), in one listing."""
         base = self.key.rstrip("/") + "/"
-        found = self.fs.find(self.key, detail=True)
+        found = _os_errors(self.fs.find, self.key, detail=True)
         return {
             name[len(base) :]: _stat(info)
             for name, info in found.items()
@@ -201,27 +208,51 @@ class RemotePath:
             size = self.stat().st_size
             if size > max_bytes:
                 raise OSError(f"over {max_bytes} bytes: not {what}: {self.url}")
-        return bytes(self.fs.cat_file(self.key))
+        return bytes(_os_errors(self.fs.cat_file, self.key))
 
     def write_bytes(self, data: bytes, *, exclusive: bool = False) -> None:
         """Publish ``data`` as this object in one PUT (retried); ``exclusive``: only if
-        no object has this name (``FileExistsError`` otherwise)."""
+        no object has this name (``FileExistsError`` otherwise).
+
+        A PUT whose answer was lost may have landed: after the last failed try, an
+        object of this size under this name means it did (a segment's name is written
+        once, by one writer), and the write succeeded. An exclusive PUT is told from
+        another writer's by its bytes: a claim holds a random token."""
         mode = "create" if exclusive else "overwrite"
-        _retried(lambda: self.fs.pipe_file(self.key, data, mode=mode))
+        try:
+            _retried(lambda: _os_errors(self.fs.pipe_file, self.key, data, mode=mode))
+        except FileExistsError:
+            if exclusive and data and self._holds(data):
+                return  # our own PUT landed; its answer was lost and a retry refused
+            raise
+        except OSError as e:
+            if self._holds(data):
+                return
+            if exclusive and self.exists():  # refused without saying why (no condition named)
+                raise FileExistsError(f"{self.url} exists") from e
+            raise
+
+    def _holds(self, data: bytes) -> bool:
+        """Whether the object holds ``data``: its size, and its bytes when small (a
+        claim's token; a segment's name is written once, by one writer: size suffices)."""
+        try:
+            if self.stat().st_size != len(data):
+                return False
+            return len(data) > 4096 or self.read_bytes() == data
+        except OSError:
+            return False
 
     def unlink(self, missing_ok: bool = False) -> None:
+        """Delete the object (S3 answers a DELETE of a missing key as done: then
+        ``missing_ok=False`` cannot tell either)."""
         try:
-            self.fs.rm_file(self.key)
+            _os_errors(self.fs.rm_file, self.key)
         except FileNotFoundError:
             if not missing_ok:
                 raise
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing: a prefix exists while an object lies under it."""
-
-    @property
-    def arrow_fs(self) -> pafs.FileSystem:
-        return _arrow_fs(self.fs)
 
 
 def _stat(info: dict[str, Any]) -> RemoteStat:
@@ -233,18 +264,6 @@ def _stat(info: dict[str, Any]) -> RemoteStat:
     else:
         version = hash(str(info.get("ETag", "")))
     return RemoteStat(int(info.get("size") or 0), version)
-
-
-_ARROW_FS: dict[int, tuple[Any, pafs.FileSystem]] = {}
-
-
-def _arrow_fs(fs: Any) -> pafs.FileSystem:
-    """``fs`` as a pyarrow filesystem (what pyarrow's Parquet reader takes)."""
-    known = _ARROW_FS.get(id(fs))
-    if known is None or known[0] is not fs:
-        known = (fs, pafs.PyFileSystem(pafs.FSSpecHandler(fs)))
-        _ARROW_FS[id(fs)] = known
-    return known[1]
 
 
 def _retried(put: Callable[[], T]) -> T:
@@ -265,17 +284,33 @@ StorePath = Path | RemotePath
 
 
 def read_metadata(path: StorePath) -> pq.FileMetaData:
-    """A Parquet file's footer."""
+    """A Parquet file's footer. On object storage through fsspec's file directly: the
+    real error (a network one is no ``FileNotFoundError``; pyarrow's fsspec handler
+    would say the file is missing), and one request less than through pyarrow."""
     if isinstance(path, RemotePath):
-        return pq.read_metadata(path.key, filesystem=path.arrow_fs)
+        with _os_errors(path.fs.open, path.key, "rb") as fh:
+            return _os_errors(pq.read_metadata, fh)
     return pq.read_metadata(path)
 
 
 def read_table(path: StorePath, columns: list[str] | None = None) -> pa.Table:
     """A Parquet file's rows (``columns`` only, if given)."""
     if isinstance(path, RemotePath):
-        return pq.read_table(path.key, columns=columns, filesystem=path.arrow_fs)
+        with _os_errors(path.fs.open, path.key, "rb") as fh:
+            return _os_errors(pq.read_table, fh, columns=columns)
     return pq.read_table(path, columns=columns)
+
+
+def _os_errors(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call``'s result; an error of the filesystem's client that is no ``OSError``
+    (botocore's ``EndpointConnectionError``, a read timeout...) raised as one, so the
+    store's callers, written for a disk, name it and go on where they skip a file."""
+    try:
+        return call(*args, **kwargs)
+    except (OSError, ValueError, TypeError, pa.ArrowException):
+        raise  # already what the callers expect (ArrowInvalid: not Parquet)
+    except Exception as e:
+        raise OSError(f"{type(e).__name__}: {e}") from e
 
 
 def parquet_bytes(table: pa.Table, **options: Any) -> bytes:

@@ -160,7 +160,7 @@ def _list_run(run_dir: StorePath, *, final: bool, trust_digests: bool) -> RunLis
     try:
         entries = _scan(run_dir, final=final)
     except OSError as e:
-        listing.unreadable.append(Unreadable(run_dir, f"cannot be listed ({e.strerror})"))
+        listing.unreadable.append(Unreadable(run_dir, f"cannot be listed ({e.strerror or e})"))
         return listing
     for entry in entries:
         name = entry.name
@@ -208,7 +208,7 @@ def _list_stream(
     try:
         entries = _scan(base, final=final)
     except OSError as e:
-        reason = f"cannot be listed ({e.strerror})"
+        reason = f"cannot be listed ({e.strerror or e})"
         listing.unreadable.append(Unreadable(run_dir / stream.value, reason))
         return named
     skipped: list[tuple[str, str]] = []  # (name, reason): a Path each only at the end

@@ -37,9 +37,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from store.location import StorePath, read_table
+if TYPE_CHECKING:
+    from store.location import StorePath
 
 SOURCE = "tensorboard"
 
@@ -263,6 +264,8 @@ def write_run(root: StorePath, name: str, run_dir: Path, run: TensorBoardRun) ->
 
 def imported_paths(root: StorePath) -> set[str]:
     """``imported_from`` of every run in ``root`` that this command wrote."""
+    from store.location import read_table
+
     paths: set[str] = set()
     for path in _event_files(root):
         try:
@@ -284,6 +287,8 @@ def imported_paths(root: StorePath) -> set[str]:
 
 
 def _event_files(root: StorePath) -> Iterator[StorePath]:
+    if not root.is_dir():
+        return  # a fresh store (on object storage, a prefix with no object yet)
     for run_dir in root.iterdir():
         events = run_dir / "events"
         if run_dir.name.startswith(".") or not events.is_dir():

@@ -285,3 +285,68 @@ def test_spark_analyses_a_store_on_s3_as_duckdb_does(s3_root: str, spark: Any) -
     assert on_spark.findings == local.findings
     assert on_spark.not_evaluated == local.not_evaluated
     assert len({n.run_id for n in local.not_evaluated}) == 2
+
+
+def test_a_put_whose_answer_is_lost_counts_as_written(
+    s3_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PUT lands, then the connection drops: a segment is not counted as dropped,
+    and a claim is still this process's own (not the next attempt number)."""
+    monkeypatch.setattr(location, "RETRY_WAIT_S", 0.0)
+    root = store_dir(s3_root)
+    assert isinstance(root, RemotePath)
+    real = root.fs.pipe_file
+
+    def lands_then_fails(path: str, data: bytes, **kw: Any) -> Any:
+        try:
+            real(path, data, **kw)
+        except FileExistsError:
+            raise FileExistsError(path) from None  # what the retry of a landed claim sees
+        raise ConnectionError("connection reset after the upload")
+
+    monkeypatch.setattr(root.fs, "pipe_file", lands_then_fails)
+    run_id = claim_run_dir(root, "lost")
+    assert claim_attempt(root / run_id, 0) == 0
+    assert [o for o in _objects(s3_root) if ".attempts" in o] == [f"{run_id}/.attempts/0-0"]
+    directory = root / run_id / "scalars"
+    write_segment(_rows(run_id, 0, [1]), directory, "0-0-000000.parquet")  # no error
+    with open_store(s3_root) as store:
+        assert store.sql("SELECT count(*) AS n FROM scalars")["n"][0] == 1
+
+
+def test_folder_markers_and_client_errors(s3_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _train(s3_root, steps=5)
+    root = store_path(s3_root)
+    assert isinstance(root, RemotePath)
+    # what the S3 console's "Create folder" and Hadoop's S3A leave: a key ending in "/"
+    root.fs.pipe_file(root.key + "/", b"")
+    with open_store(s3_root) as store:
+        assert store.unreadable == []
+        assert len(store.run_ids()) == 1
+    segment = next(root / n for n in root.find() if n.endswith(".parquet"))
+
+    class EndpointDown(Exception):  # botocore's errors are no OSError
+        pass
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise EndpointDown("Could not connect to the endpoint URL")
+
+    monkeypatch.setattr(root.fs, "open", down)
+    with pytest.raises(OSError, match="EndpointDown") as raised:
+        location.read_metadata(segment)
+    assert not isinstance(
+        raised.value, FileNotFoundError
+    )  # not "missing": a resume must not restart
+
+
+def test_import_tensorboard_into_a_fresh_s3_prefix(s3_root: str, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tests.telemetry.test_import import write_logs
+
+    write_logs(tmp_path / "tb")
+    result = _cli("import", "tensorboard", str(tmp_path / "tb"), "--root", s3_root)
+    assert result.exit_code == 0, result.output
+    again = _cli("import", "tensorboard", str(tmp_path / "tb"), "--root", s3_root)
+    assert "imported before, skipped" in again.output
+    runs = json.loads(_cli("runs", s3_root, "--format", "json").output)
+    assert len(runs) == 2
