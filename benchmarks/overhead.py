@@ -6,7 +6,10 @@ thread on CPU; CUDA is used when available):
 * ``cnn``: the demo's small CNN on digits, batch 64 (~4 ms/step on a 2-core CPU);
 * ``resnet18``: torchvision resnet18 (weights=None, 10 classes), 3x32x32, batch 16.
 
-Arms: ``none`` (no logging), ``default`` (``Collector`` with its defaults), ``full``
+Arms: ``none`` (no logging), ``default`` (``Collector`` with its defaults), ``guarded``
+(the defaults with ``on_nonfinite="stop"``, early stopping armed on ``loss/val`` logged
+every 100 steps, and ``should_stop`` read every step: the loop pattern of README "While
+it trains"), ``full``
 (grad/weight/update statistics every step, activations every 10 steps) and
 ``tensorboard`` (``SummaryWriter.add_histogram`` of every weight and gradient every
 step, plus the loss), each in a fresh process, alternating order per round
@@ -34,7 +37,7 @@ from typing import Any
 
 from collector.budget import DENSE_STEPS  # torch-free
 
-ARMS = ("none", "default", "full", "tensorboard")
+ARMS = ("none", "default", "guarded", "full", "tensorboard")
 WORKLOADS = {
     # name: (batch size, default steps, default warm-up)
     "cnn": (64, 1000, 50),
@@ -144,11 +147,15 @@ def _child(workload: str, arm: str, steps: int, warmup: int) -> dict[str, Any]:
         root = Path(tmp)
         tel: Any = None
         writer: Any = None
-        if arm in ("default", "full"):
+        if arm in ("default", "full", "guarded"):
             from collector import Collector
 
-            options = FULL if arm == "full" else {}
+            options: dict[str, Any] = dict(FULL) if arm == "full" else {}
+            if arm == "guarded":
+                options["on_nonfinite"] = "stop"
             tel = Collector(root, name=workload, model=model, optimizer=opt, **options)
+            if arm == "guarded":
+                tel.early_stopping("loss/val", patience=10**6)
         elif arm == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
@@ -162,6 +169,11 @@ def _child(workload: str, arm: str, steps: int, warmup: int) -> dict[str, Any]:
             sched.step()
             if tel is not None:
                 tel.log({"loss": loss}, split="train")
+                if arm == "guarded":
+                    if i % 100 == 99:
+                        tel.log({"loss/val": loss}, epoch=i // 100)
+                    if tel.should_stop:
+                        raise RuntimeError("a healthy run asked to stop")
             elif writer is not None:
                 writer.add_scalar("loss/train", loss, i)
                 for name, p in named:
