@@ -166,6 +166,12 @@ def _order(f: Finding) -> tuple[Any, ...]:
     return (f.run_id, -f.severity.rank, f.rule, f.step or 0, f.subject or "", f.message)
 
 
+STILL_RUNNING = (
+    "judged once the run has ended (it weighs the whole run: the rest of a live run can "
+    "take back what it would say now)"
+)
+
+
 def evaluate(
     store: Store,
     chosen: list[Rule],
@@ -175,6 +181,7 @@ def evaluate(
 ) -> Evaluation:
     """The rules over the runs ``selected``: their findings, sorted and linked."""
     goals = _goals(store)
+    running = set(store.sql("SELECT run_id FROM runs WHERE status = 'running'")["run_id"])
     result = Evaluation()
     # per (view, what): each run's matching rows, and its rows of the view
     counts: dict[tuple[str, str | None], dict[str, tuple[int, int]]] = {}
@@ -201,7 +208,9 @@ def evaluate(
                 for name, goal in expected
                 if (theirs := goals.get((run_id, name)) or default_goal(name)) not in (None, goal)
             ]
-            if against:
+            if rule.ended_only and run_id in running:
+                result.not_evaluated.append(NotEvaluated(rule.id, run_id, STILL_RUNNING))
+            elif against:
                 reason = "; ".join(
                     f"reads {name!r} as a metric that should {_VERB[goal]}, but its goal is "
                     f"{theirs!r} (tel.define_metric or its name, store.metrics)"

@@ -11,6 +11,7 @@ Header fields (one per line, before the query)::
     -- suggestion: ...                     what to do (from the seed's tables)
     -- null: ...                           the null hypothesis: what a healthy run shows
     -- false_alarms: ...                   the budget: how often it may fire on healthy runs
+    -- when: ended                         optional: a running run is "not evaluated"
 
 The query returns ``run_id, subject, step, message, evidence`` (evidence: JSON), one
 row per finding, and may return a ``suggestion`` column too: where it is not null, the
@@ -20,6 +21,12 @@ rule's general advice and the fallback. Loading rejects a missing field, a param
 declared but unused or used but undeclared, and a rule id that does not match its
 file, naming ``file:line``. Parameter values are passed as prepared parameters, never
 formatted into the SQL.
+
+``when: ended`` marks a rule that judges a run as a whole (its outcome, its rest, a
+state it may still leave): on a run still ``running`` it is not evaluated ("judged once
+the run has ended"), so ``telemetry watch`` and an analysis of a live run do not raise
+what the rest of the run may take back. Healthy runs of the labelled corpus cut at
+10-90 % of their steps drew warnings from exactly such rules before.
 
 ``requires`` is a comma-separated list of needs, all of which must hold; a need is
 one or more alternatives separated by ``|``. An alternative is ``<view>`` (any row
@@ -141,6 +148,8 @@ class Rule:
     """The null hypothesis the rule decides against (what a healthy run shows)."""
     false_alarms: str
     """The false-alarm budget on healthy runs, as calibrated (see tests/corpus)."""
+    ended_only: bool = False
+    """``when: ended``: not evaluated on a run still running."""
 
 
 def parse_rule(text: str, *, filename: str) -> Rule:
@@ -195,6 +204,9 @@ def parse_rule(text: str, *, filename: str) -> Rule:
         raise RuleDefinitionError(
             f"{filename}:1: severity {fields['severity']!r} is not error, warning or info"
         ) from e
+    when = fields.get("when", "any")
+    if when not in ("any", "ended"):
+        raise RuleDefinitionError(f"{filename}:1: 'when: {when}' is not 'ended' or 'any'")
     sql = "\n".join(body_lines)
     used = set(_PARAM_USE_RE.findall(_strip_sql_comments(sql))) | set(header_uses)
     for name in sorted(set(params) - used):
@@ -222,6 +234,7 @@ def parse_rule(text: str, *, filename: str) -> Rule:
         sql=sql,
         null=fields["null"],
         false_alarms=fields["false_alarms"],
+        ended_only=when == "ended",
     )
 
 

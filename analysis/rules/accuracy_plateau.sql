@@ -1,6 +1,7 @@
 -- rule: accuracy_plateau
 -- severity: warning
 -- title: Accuracy plateau
+-- when: ended
 -- requires: scalars:$metric/val>=3 | scalars:$metric/train>=20
 -- param: metric = 'acc'
 -- param: loss_metric = 'loss'

@@ -1,6 +1,7 @@
 -- rule: dead_relu
 -- severity: warning
 -- title: Dead ReLU units
+-- when: ended
 -- requires: activations:dead_frac>=$min_samples
 -- param: threshold = 0.5
 -- param: nearly_all = 0.8

@@ -1,6 +1,7 @@
 -- rule: early_stopping
 -- severity: info
 -- title: Early stopping point
+-- when: ended
 -- requires: scalars:$metric/val>=3
 -- param: metric = 'loss'
 -- param: acc_metric = 'acc'

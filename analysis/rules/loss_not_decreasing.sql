@@ -1,6 +1,7 @@
 -- rule: loss_not_decreasing
 -- severity: warning
 -- title: Loss not decreasing
+-- when: ended
 -- requires: scalars:$metric/train>=20 | scalars:$metric/val>=20
 -- param: metric = 'loss'
 -- param: acc_metric = 'acc'

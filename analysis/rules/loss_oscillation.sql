@@ -1,6 +1,7 @@
 -- rule: loss_oscillation
 -- severity: warning
 -- title: Oscillating loss
+-- when: ended
 -- requires: scalars:$metric/train>=40
 -- param: metric = 'loss'
 -- param: tail_frac = 0.5

@@ -1,6 +1,7 @@
 -- rule: underfitting
 -- severity: warning
 -- title: Underfitting
+-- when: ended
 -- requires: scalars:$metric/train>=20, scalars:$metric/val>=3
 -- param: metric = 'loss'
 -- param: acc_metric = 'acc'

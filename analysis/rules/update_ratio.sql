@@ -1,6 +1,7 @@
 -- rule: update_ratio
 -- severity: warning
 -- title: Update/weight ratio out of band
+-- when: ended
 -- requires: tensors:update>=10, tensors:weight>=10
 -- param: low = 1e-5
 -- param: high = 0.1

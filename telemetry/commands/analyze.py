@@ -173,6 +173,9 @@ def explain_rule(rule: Rule) -> str:
         f"null:        {rule.null}",
         f"false alarms: {rule.false_alarms}",
         f"requires:    {needs or 'nothing'}",
+        "evaluated:   once the run has ended (it weighs the whole run)"
+        if rule.ended_only
+        else "evaluated:   on running runs too (telemetry watch)",
     ]
     if rule.params:
         lines.append(

@@ -22,6 +22,8 @@ from tests.corpus.session import RULES, UNLABELLED, Corpus
 from tests.corpus.split import HELD_OUT, TUNING, halves, split
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pyspark.sql import SparkSession
 
 pytestmark = pytest.mark.slow  # trains ~90 small models: ~2-3 minutes on a 2-core machine
@@ -188,3 +190,23 @@ def test_spark_gives_the_findings_of_duckdb_on_the_trained_corpus(
         return [findings, d.not_evaluated, d.runs.rows()]
 
     assert said(remote) == said(local)
+
+
+@pytest.mark.parametrize("share", [0.1, 0.25, 0.5, 0.75, 0.9])
+def test_a_healthy_run_watched_while_it_trains_gets_no_warning_or_error(
+    corpus: Corpus, tmp_path: Path, share: float
+) -> None:
+    """Each healthy run cut at ``share`` of its steps, still running: what ``telemetry
+    watch`` would say of it then (before ``-- when: ended``, 1-3 of the 54 got one)."""
+    from tests.corpus.live import cut_runs
+
+    healthy = [o.truth.run_id for o in corpus.healthy()]
+    cut_runs(corpus.root / "runs", tmp_path, healthy, share)
+    with open_store(tmp_path, stale_after_s=1e12) as store:  # no heartbeat is stale
+        assert set(store.sql("SELECT status FROM runs")["status"]) == {"running"}
+        alarms = [
+            (f.run_id.split("-")[0], f.rule, f.severity.value)
+            for f in diagnose(store).findings
+            if f.severity != Severity.INFO
+        ]
+    assert alarms == []
