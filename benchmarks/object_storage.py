@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from statistics import median
@@ -29,6 +26,10 @@ from typing import Any
 import torch
 
 from collector import Collector
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ is not installed
+from tests import s3server  # noqa: E402
+from tests.s3server import download  # noqa: E402
 
 
 def train(root: str, name: str, steps: int) -> None:
@@ -47,49 +48,12 @@ def train(root: str, name: str, steps: int) -> None:
                 tel.log({"loss": loss.item()}, split="val", epoch=step // 20)
 
 
-def start_s3() -> subprocess.Popen[bytes]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=url,
-    )
-    return server
-
-
 VERBS = {
     "runs": ["runs", "{root}", "--format", "json"],
     "analyze (no cache)": ["analyze", "{root}", "--format", "json", "--no-cache", "-q"],
     "analyze (cached)": ["analyze", "{root}", "--format", "json", "-q"],
     "query": ["query", "{root}", "SELECT count(*) AS n FROM tensors", "--format", "json"],
 }
-
-
-def download(root: str, to: Path) -> Path:
-    from store.location import RemotePath, store_path
-
-    remote = store_path(root)
-    assert isinstance(remote, RemotePath)
-    for name in remote.find():
-        target = to / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((remote / name).read_bytes())
-    return to
 
 
 def run_verb(args: list[str], root: str) -> tuple[float, Any]:
@@ -110,7 +74,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    server = start_s3()
+    server, _ = s3server.start()
     try:
         from store.location import filesystem
 

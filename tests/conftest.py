@@ -36,40 +36,11 @@ def s3_endpoint() -> Iterator[str]:
     """An S3 endpoint on 127.0.0.1 (moto's server) for the whole test run, and the
     standard AWS variables pointing at it; its URL. Never a real endpoint."""
     import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"moto's S3 server did not start on {url}") from None
-            time.sleep(0.1)
-    saved = {k: os.environ.get(k) for k in _AWS}
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=url,
-    )
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(k, None)
+    from tests import s3server
+
+    saved = {k: os.environ.get(k) for k in s3server.AWS_VARIABLES}
+    server, url = s3server.start()
     yield url
     server.terminate()
     server.wait(10)
@@ -78,16 +49,6 @@ def s3_endpoint() -> Iterator[str]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-
-
-_AWS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL",
-    "AWS_PROFILE",
-    "AWS_SESSION_TOKEN",
-)
 
 
 @pytest.fixture

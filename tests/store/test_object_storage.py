@@ -26,6 +26,7 @@ from store.scan import list_store
 from store.schema import Stream
 from store.segments import write_segment
 from telemetry.cli import main
+from tests.s3server import download
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -54,16 +55,6 @@ def _objects(root: str) -> list[str]:
     return sorted(remote.find())
 
 
-def _download(root: str, to: Path) -> Path:
-    remote = store_path(root)
-    assert isinstance(remote, RemotePath)
-    for name in remote.find():
-        target = to / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((remote / name).read_bytes())
-    return to
-
-
 def _cli(*args: str) -> Any:
     result = CliRunner().invoke(main, list(args))
     return result
@@ -76,7 +67,7 @@ def test_a_collector_writes_to_s3_and_every_verb_reads_it(s3_root: str, tmp_path
     assert not [o for o in objects if o.rpartition("/")[2].startswith(".") and ".attempts" not in o]
     assert f"{run_id}/digests/0-0.json" in objects
     assert any(o.startswith(f"{run_id}/tensors/0-0-") for o in objects)
-    local = _download(s3_root, tmp_path / "copy")
+    local = download(s3_root, tmp_path / "copy")
 
     runs = _cli("runs", s3_root, "--format", "json")
     assert runs.exit_code == 0, runs.output
