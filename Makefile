@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 # torch/torchvision pinned for this project's machines (served from local disk there);
 # pyproject keeps loose ranges for real users.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# s3fs's aiobotocore pins botocore to a few releases while moto takes the newest boto3:
+# unpinned, pip backtracks for tens of minutes (through every lightning release). With
+# these, the dev install resolves in ~15 s.
+S3_PINS := s3fs==2026.9.0 aiobotocore==3.10.0 botocore==1.43.117 boto3==1.43.117 moto==5.2.5
 
 .PHONY: demo test lint bench clean
 
@@ -13,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e '.[dev,export]' $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e '.[dev,export]' $(TORCH_PINS) $(S3_PINS)
 	@# The browser test opens the report in Debian's chromium (Playwright never downloads one);
 	@# sudo -n only when not root, so a root CI container without sudo installs it too.
 	command -v chromium >/dev/null || test -x /usr/bin/chromium || { \
