@@ -49,6 +49,8 @@ def run_started(
         "process": process_identity(os.getpid()),  # store.liveness: crashed at once
         "argv": sys.argv[:20],
         "device": str(device),
+        # the CUDA devices this process could use (device_fit: a run on the CPU beside them)
+        "cuda_devices": torch.cuda.device_count(),
         "model": type(model).__name__ if model is not None else None,
         "optimizer": type(optimizer).__name__ if optimizer is not None else None,
         "parameters": sum(p.numel() for p in model.parameters()) if model is not None else None,

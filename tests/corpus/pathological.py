@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from collector import Collector
 from telemetry.demo import SmallCNN, sigmoid_mlp
 from tests.corpus import data, models
 from tests.corpus.data import Task
@@ -34,7 +35,7 @@ from tests.corpus.loop import CorpusTrace, train
 from tests.corpus.registry import pathological
 from tests.scenarios import probes
 from tests.scenarios.catalogue import SCENARIOS, Truth, patience_stop
-from tests.scenarios.harness import batchnorm_cnn, he_init, mlp
+from tests.scenarios.harness import COLLECTOR_OPTIONS, batchnorm_cnn, he_init, mlp
 
 # -- the scenario suite's broken runs, reused -------------------------------------------------
 
@@ -1690,3 +1691,125 @@ def functional_cnn_dead(root: Path) -> Truth:
     )
     numbers, claims = _dead_before_relu(model, task.x, "conv2")
     return _truth(trace, numbers | {"val_acc_last": trace.val_acc[-1]}, claims)
+
+
+def _failing_run(
+    root: Path, name: str, model: nn.Module, task: Task, *, bad_batch: int, corrupt: str
+) -> Truth:
+    """Train ``model`` on ``task`` with the corpus's collector options until batch
+    ``bad_batch``, which is corrupted as the classic mistakes corrupt one: ``"shape"``
+    (the features of another dataset: 63 instead of 64) or ``"labels"`` (a label equal
+    to the number of classes). The exception leaves the Collector's block and is caught
+    here, as a user's script would end with it."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    raised: BaseException | None = None
+    steps = 0
+    run_id = ""
+    try:
+        with Collector(root, name=name, model=model, optimizer=opt, **COLLECTOR_OPTIONS) as tel:
+            run_id = tel.run_id
+            for i in range(0, len(task.x), 32):
+                x, y = task.x[i : i + 32], task.y[i : i + 32]
+                if i // 32 == bad_batch:
+                    if corrupt == "shape":
+                        x = x.flatten(1)[:, :63]
+                    else:
+                        y = y.clone()
+                        y[0] = task.classes or 0
+                loss = nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                steps += 1
+                tel.log({"loss": loss}, split="train")
+    except (RuntimeError, IndexError) as e:
+        raised = e
+    claims = {
+        "the run raised": raised is not None,
+        f"it raised at batch {bad_batch}": steps == bad_batch,
+    }
+    return Truth(run_id, {"steps": steps}, claims)
+
+
+@pathological(
+    "run_failed.severe_mlp_wrong_input_shape",
+    expect=("run_failed",),
+    level="severe",
+    what="an MLP for 64 features given a first batch of 63: it fails before training",
+    arch="MLP",
+    optimizer="SGD",
+    batch="32",
+)
+def failed_shape_mlp(root: Path) -> Truth:
+    torch.manual_seed(0)
+    model = mlp((64, 64, 10))
+    return _failing_run(
+        root,
+        "run_failed.severe_mlp_wrong_input_shape",
+        model,
+        data.digits(),
+        bad_batch=0,
+        corrupt="shape",
+    )
+
+
+@pathological(
+    "run_failed.mild_cnn_label_out_of_range",
+    expect=("run_failed",),
+    level="mild",
+    what="a CNN trained 20 steps, then a batch holding label 10 of a 10-class problem",
+    arch="CNN",
+    optimizer="SGD",
+    batch="32",
+)
+def failed_labels_cnn(root: Path) -> Truth:
+    torch.manual_seed(0)
+    return _failing_run(
+        root,
+        "run_failed.mild_cnn_label_out_of_range",
+        SmallCNN(0.25),
+        data.digits(),
+        bad_batch=20,
+        corrupt="labels",
+    )
+
+
+def _data_parallel(root: Path, name: str, model: nn.Module, epochs: int) -> Truth:
+    """A healthy training of ``model`` wrapped in ``nn.DataParallel`` (on this CPU-only
+    machine DataParallel calls the module as it is: the loop is unchanged)."""
+    wrapped = nn.DataParallel(model)
+    opt = torch.optim.Adam(wrapped.parameters(), lr=2e-3)
+    trace = train(root, name, wrapped, opt, data.digits(), epochs=epochs, batch_size=64)
+    claims = {
+        "the model handed to the Collector is DataParallel": True,
+        "it learns (validation accuracy > 85%)": trace.val_acc[-1] > 0.85,
+    }
+    return _truth(trace, {"val_acc_last": trace.val_acc[-1]}, claims)
+
+
+@pathological(
+    "device_underused.mild_mlp_data_parallel",
+    expect=("device_underused",),
+    level="mild",
+    what="a healthy MLP wrapped in nn.DataParallel (DistributedDataParallel is the advice)",
+    arch="MLP (DataParallel)",
+    optimizer="Adam",
+    batch="64",
+)
+def data_parallel_mlp(root: Path) -> Truth:
+    torch.manual_seed(0)
+    return _data_parallel(root, "device_underused.mild_mlp_data_parallel", mlp(), 5)
+
+
+@pathological(
+    "device_underused.severe_cnn_data_parallel",
+    expect=("device_underused",),
+    level="severe",
+    what="a healthy CNN wrapped in nn.DataParallel, as multi-GPU scripts still do",
+    arch="CNN (DataParallel)",
+    optimizer="Adam",
+    batch="64",
+)
+def data_parallel_cnn(root: Path) -> Truth:
+    torch.manual_seed(0)
+    return _data_parallel(root, "device_underused.severe_cnn_data_parallel", SmallCNN(0.25), 3)
