@@ -56,6 +56,13 @@ def _layer_died(consequence: Finding, cause: Finding) -> bool:
     return cause.evidence.get("reason") == "nearly_all_dead"
 
 
+def _failed_for(consequence: Finding, cause: Finding) -> bool:
+    """A failure is explained by memory only when it ran out of it, and by a NaN only
+    when the NaN guard raised it."""
+    why = {"memory_pressure": "out_of_memory", "nonfinite": "nonfinite"}.get(cause.rule)
+    return why is not None and consequence.evidence.get("cause") == why
+
+
 @dataclass(frozen=True)
 class Link:
     consequence: str
@@ -199,6 +206,12 @@ LINKS: tuple[Link, ...] = (
         ("missing_eval_mode", "chance_level"),
         _always,
         "validation in training mode, or a model at chance, has no best epoch to stop at",
+    ),
+    Link(
+        "run_failed",
+        ("memory_pressure", "nonfinite"),
+        _failed_for,
+        "a run that ran out of memory, or that the NaN guard stopped, failed for that",
     ),
 )
 """Every link; the order of ``causes`` is the order of preference."""

@@ -13,6 +13,7 @@ import torch
 
 from collector.budget import DENSE_ACTIVATIONS_EVERY, OverheadBudget, Strides
 from collector.distributed import Placement
+from collector.system import memory_total_bytes
 from store.liveness import process_identity
 from store.schema import SCHEMA_VERSION
 
@@ -51,6 +52,8 @@ def run_started(
         "device": str(device),
         # the CUDA devices this process could use (device_fit: a run on the CPU beside them)
         "cuda_devices": torch.cuda.device_count(),
+        # what system.max_memory_bytes is measured against (memory_pressure)
+        "memory_total_bytes": memory_total_bytes(device),
         "model": type(model).__name__ if model is not None else None,
         "optimizer": type(optimizer).__name__ if optimizer is not None else None,
         "parameters": sum(p.numel() for p in model.parameters()) if model is not None else None,

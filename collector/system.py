@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import resource
 import sys
 import time
@@ -125,6 +126,17 @@ def peak_host_memory_bytes() -> int:
     """Peak resident set size of this process."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)  # Linux reports KiB
+
+
+def memory_total_bytes(device: torch.device) -> int | None:
+    """What ``max_memory_bytes`` is measured against: the CUDA device's memory, or the
+    machine's physical memory for the CPU (None where it cannot be read)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, RuntimeError, AttributeError):
+        return None
 
 
 class SystemRows:

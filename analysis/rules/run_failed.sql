@@ -9,7 +9,8 @@
 -- One finding per run whose latest attempt ended with run_failed: the exception's type
 -- and message, the step it was raised at, and a suggestion matched from the message,
 -- first match wins (the seed's table of common problems):
---   out_of_memory        "out of memory", OutOfMemoryError
+--   out_of_memory        "out of memory", OutOfMemoryError, the CPU allocator's "can't
+--                        allocate memory" (memory_pressure names the peak)
 --   labels_out_of_range  a device-side assert, "Target N is out of bounds" (cross-entropy
 --                        labels outside 0..classes-1), an index out of range in an embedding
 --   shape_mismatch       "shapes cannot be multiplied", "size mismatch", "must match the
@@ -30,7 +31,8 @@ WITH failed AS (
 matched AS (
     SELECT *,
            CASE
-               WHEN type = 'OutOfMemoryError' OR regexp_matches(msg, '(?i)out of memory')
+               WHEN type = 'OutOfMemoryError'
+                    OR regexp_matches(msg, '(?i)out of memory|can''t allocate memory|not enough memory')
                    THEN 'out_of_memory'
                WHEN regexp_matches(msg, '(?i)device-side assert|target -?\d+ is out of bounds|t >= 0 && t < n_classes|index out of range in self')
                    THEN 'labels_out_of_range'

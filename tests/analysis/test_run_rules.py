@@ -1,5 +1,6 @@
-"""Rules about how a run ran: ``run_failed`` (the exception it ended with, explained) and
-``device_underused`` (the CPU beside a visible GPU, DataParallel)."""
+"""Rules about how a run ran: ``run_failed`` (the exception it ended with, explained),
+``device_underused`` (the CPU beside a visible GPU, DataParallel) and
+``memory_pressure`` (a peak near the device's memory, a failure out of memory)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from analysis import Finding, diagnose, load_rules, open_store
 from collector import Collector, NonFiniteError
 
-RULES = [r for r in load_rules() if r.id in ("run_failed", "device_underused")]
+RULES = [r for r in load_rules() if r.id in ("run_failed", "device_underused", "memory_pressure")]
 
 
 def _findings(root: Path) -> dict[str, list[Finding]]:
@@ -70,10 +71,14 @@ def test_a_failed_run_is_explained_by_its_exception(tmp_path: Path) -> None:
     found = _findings(tmp_path)
     assert "fine" not in found
     for name, (_, cause, advice) in CASES.items():
-        [f] = found[name]
+        [f] = [f for f in found[name] if f.rule == "run_failed"]
         assert f.rule == "run_failed" and f.severity.value == "error"
         assert f.evidence["cause"] == cause, name
-        assert advice in f.suggestion.lower(), name
+        if name == "oom":  # memory_pressure explains it: its fix is the one given
+            assert f.caused_by == "memory_pressure:host memory"
+            assert "make room before the next run" in f.suggestion.lower()
+        else:
+            assert advice in f.suggestion.lower(), name
         assert f.step == 3 and "failed at step 3 with" in f.message
     [start] = found["at_start"]
     assert "failed before its first optimizer step with RuntimeError: mat1 and mat2" in (
@@ -112,3 +117,47 @@ def test_cpu_beside_a_visible_gpu_and_data_parallel(
     assert causes == ["cpu_beside_gpu", "data_parallel"]
     dp = next(f for f in found["dp"] if f.evidence["cause"] == "data_parallel")
     assert "DistributedDataParallel" in dp.suggestion
+
+
+def _steps(tel: Collector, model: torch.nn.Module, opt: torch.optim.Optimizer, n: int) -> None:
+    for _ in range(n):
+        loss = model(torch.ones(8, 4)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tel.log({"loss": loss})
+
+
+def test_memory_near_full_and_out_of_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collector import payload
+    from collector.system import peak_host_memory_bytes
+
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Collector(tmp_path, name="roomy", model=model, optimizer=opt) as tel:
+        _steps(tel, model, opt, 3)
+    # a machine whose memory this process's peak RSS fills to 95 %
+    monkeypatch.setattr(
+        payload, "memory_total_bytes", lambda device: int(peak_host_memory_bytes() / 0.95)
+    )
+    with Collector(tmp_path, name="full", model=model, optimizer=opt) as tel:
+        _steps(tel, model, opt, 3)
+    monkeypatch.undo()
+    with (
+        pytest.raises(RuntimeError),
+        Collector(tmp_path, name="oom", model=model, optimizer=opt) as tel,
+    ):
+        _steps(tel, model, opt, 2)
+        torch.nn.functional.interpolate(torch.ones(1, 1, 8, 8), size=(2**21, 2**21))
+    found = _findings(tmp_path)
+    assert "roomy" not in found
+    [full] = found["full"]
+    assert full.rule == "memory_pressure" and full.subject == "host memory"
+    assert 0.9 <= full.evidence["share"] <= 1.0 and "of the" in full.message
+    oom = {f.rule: f for f in found["oom"]}
+    assert oom["memory_pressure"].evidence["failed_out_of_memory"] is True
+    assert "failed out of memory at step 2" in oom["memory_pressure"].message
+    assert oom["run_failed"].evidence["cause"] == "out_of_memory"
+    assert oom["run_failed"].caused_by == oom["memory_pressure"].key

@@ -1813,3 +1813,64 @@ def data_parallel_mlp(root: Path) -> Truth:
 def data_parallel_cnn(root: Path) -> Truth:
     torch.manual_seed(0)
     return _data_parallel(root, "device_underused.severe_cnn_data_parallel", SmallCNN(0.25), 3)
+
+
+def _out_of_memory(root: Path, name: str, model: nn.Module, *, at_batch: int) -> Truth:
+    """Train ``model`` on the digits until batch ``at_batch``, whose inputs the loop
+    upsamples to 2^21 x 2^21 pixels (a resize meant for another dataset): the allocation,
+    a pebibyte, fails at once (beyond any address space: no memory is touched)."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    task = data.digits()
+    raised: BaseException | None = None
+    steps = 0
+    run_id = ""
+    try:
+        with Collector(root, name=name, model=model, optimizer=opt, **COLLECTOR_OPTIONS) as tel:
+            run_id = tel.run_id
+            for i in range(0, len(task.x), 64):
+                x, y = task.x[i : i + 64], task.y[i : i + 64]
+                if i // 64 == at_batch:
+                    x = nn.functional.interpolate(x, size=(2**21, 2**21))
+                loss = nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                steps += 1
+                tel.log({"loss": loss}, split="train")
+    except RuntimeError as e:
+        raised = e
+    claims = {
+        "the run ran out of memory": raised is not None and "allocate memory" in str(raised),
+        f"at batch {at_batch}": steps == at_batch,
+    }
+    return Truth(run_id, {"steps": steps}, claims)
+
+
+@pathological(
+    "memory_pressure.severe_cnn_oom_before_training",
+    expect=("memory_pressure", "run_failed"),
+    level="severe",
+    what="a CNN whose first batch is resized to 2^21 x 2^21: out of memory at once",
+    arch="CNN",
+    optimizer="Adam",
+    batch="64",
+)
+def oom_cnn(root: Path) -> Truth:
+    torch.manual_seed(0)
+    return _out_of_memory(
+        root, "memory_pressure.severe_cnn_oom_before_training", SmallCNN(0.25), at_batch=0
+    )
+
+
+@pathological(
+    "memory_pressure.mild_mlp_oom_after_10_steps",
+    expect=("memory_pressure", "run_failed"),
+    level="mild",
+    what="an MLP trained 10 steps, then a batch resized to 2^21 x 2^21: out of memory",
+    arch="MLP",
+    optimizer="Adam",
+    batch="64",
+)
+def oom_mlp(root: Path) -> Truth:
+    torch.manual_seed(0)
+    return _out_of_memory(root, "memory_pressure.mild_mlp_oom_after_10_steps", mlp(), at_batch=10)
