@@ -82,10 +82,11 @@ LINKS: tuple[Link, ...] = (
     ),
     Link(
         "exploding_gradients",
-        ("missing_zero_grad", "lr_too_high"),
+        ("missing_zero_grad", "lr_too_high", "unnormalized_inputs"),
         _always,
         "summed-up gradients grow every step; too large a step throws the weights "
-        "where the gradients are huge",
+        "where the gradients are huge; inputs in the hundreds scale every gradient of "
+        "the first layer by as much",
     ),
     Link(
         "dead_relu",
@@ -191,15 +192,17 @@ LINKS: tuple[Link, ...] = (
     ),
     Link(
         "underfitting",
-        ("lr_too_high", "chance_level"),
+        ("lr_too_high", "chance_level", "unnormalized_inputs"),
         _always,
-        "a run thrown off by steps too large, or one that learns nothing, is not short of capacity",
+        "a run thrown off by steps too large, one that learns nothing, or one fed inputs "
+        "on scales its optimizer cannot balance, is not short of capacity",
     ),
     Link(
         "accuracy_plateau",
-        ("missing_eval_mode", "chance_level"),
+        ("missing_eval_mode", "chance_level", "unnormalized_inputs"),
         _always,
-        "validation in training mode, or a model at chance, plateaus for other reasons",
+        "validation in training mode, a model at chance, or features on scales 100x "
+        "apart (the small ones barely move), plateau for other reasons",
     ),
     Link(
         "early_stopping",

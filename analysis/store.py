@@ -59,7 +59,17 @@ from store.schema import SCHEMAS, Stream
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("events", "scalars", "tensors", "activations", "samples", "modules", "system", "exports")
+VIEWS = (
+    "events",
+    "scalars",
+    "tensors",
+    "activations",
+    "samples",
+    "modules",
+    "system",
+    "exports",
+    "inputs",
+)
 """Stream views, one per stream (latest attempt per step). ``runs`` is derived from them."""
 
 MACROS = ("curves", "tails", "exports")

@@ -38,6 +38,7 @@ from collector.distributed import Placement, param_stats_every
 from collector.gradients import GradientWatch
 from collector.guard import GuardCounters, guarded
 from collector.hooks import HookSet, OutermostForwards
+from collector.inputs import InputWatcher
 from collector.modes import ModeWatch
 from collector.modules import ModelSummary
 from collector.output import Output
@@ -113,6 +114,7 @@ class StepHooks:
             every=budget.activations_sampled if activations_every is None else activations_every,
             nan_check_every=int(nan_check),
         )
+        self._inputs = InputWatcher()
         self._samples = SampleWatcher(
             self._leaves, every=samples_every, budget_bytes=samples_budget_bytes
         )
@@ -248,6 +250,9 @@ class StepHooks:
         if not continues:
             step = self._out.step + 1  # the forward belongs to the step in progress
             self._activations.on_forward_start(step, training=training, first_input=first)
+            if training:
+                sampled = self._activations.sampling or step == 1
+                self._inputs.on_forward_start(first, sampled=sampled)
             self._samples.on_forward_start(step, training=training)
             sampled = self._activations.sampling or self._samples.sampling
             if sampled and not len(self._sample_hooks):
@@ -313,6 +318,9 @@ class StepHooks:
         sampled_in_hook += elapsed
         activations_s = overhead.activations_s + elapsed if activations is not None else None
         self._record_origin(origin)
+        inputs = self._inputs.on_after_optimizer_step()
+        if inputs is not None:
+            out.put(Stream.INPUTS, inputs)
         samples = self._samples.on_after_optimizer_step()
         if samples is not None:
             out.put(Stream.SAMPLES, samples)

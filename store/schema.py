@@ -44,6 +44,7 @@ class Stream(str, enum.Enum):
     MODULES = "modules"
     SYSTEM = "system"
     EXPORTS = "exports"
+    INPUTS = "inputs"
 
     def __str__(self) -> str:
         return self.value
@@ -173,6 +174,19 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("saturated_frac", _F64),
         ("nonfinite", _I64),
         ("dead_frac", _F64),
+    ),
+    # The model's input at sampled training forwards (issue 22): one row per feature of
+    # a [batch, features] input (`layout` "features") or per channel of a [batch,
+    # channels, ...] one ("channels"), reduced over every other dimension, the first
+    # MAX_INPUT_FEATURES of them (collector.inputs). `numel`: the values reduced.
+    Stream.INPUTS: (
+        ("index", pa.int32()),
+        ("layout", pa.string()),
+        ("numel", _I64),
+        ("mean", _F64),
+        ("std", _F64),
+        ("min", _F64),
+        ("max", _F64),
     ),
     # Image-like tensors. `data` holds `shape` (maps x H x W) as uint8 (`dtype`), each
     # map min-max scaled on its own: value = lo + byte / 255 * (hi - lo), with the

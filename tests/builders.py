@@ -75,6 +75,7 @@ class RunBuilder:
         start: float | None = None,
         attempt: int = 0,
         rank: int = 0,
+        started: Mapping[str, Any] | None = None,
     ) -> None:
         self.root = Path(root)
         self.run_id = run_id
@@ -85,7 +86,8 @@ class RunBuilder:
         self._segment = 0
         self._seq = 0
         self._last_step = 0
-        self.event("run_started", {"name": name or run_id, "config": dict(config or {})}, step=0)
+        payload = {"name": name or run_id, "config": dict(config or {}), **(started or {})}
+        self.event("run_started", payload, step=0)  # started: more run_started fields
 
     def _add(
         self, stream: Stream, step: int, epoch: int | None, columns: dict[str, list[Any]]

@@ -45,6 +45,7 @@ VIEWS = (
     "modules",
     "system",
     "exports",
+    "inputs",
     "metric_goals",
 )
 """The views ``register_views`` registers (as ``open_store`` defines them)."""
@@ -58,6 +59,7 @@ LATEST_BY: dict[Stream, tuple[str, ...] | None] = {
     Stream.MODULES: (),  # the model summary of the latest attempt
     Stream.SYSTEM: ("step",),
     Stream.EXPORTS: None,
+    Stream.INPUTS: ("step", "index"),
 }
 """Per stream, the key (beside run and rank) whose latest attempt a view keeps; None:
 every row (``analysis/views/<stream>.sql``)."""

@@ -63,6 +63,8 @@ VIEW_MEANINGS = {
     "update), norm, mean, std, min, max, abs_max, zero_frac, nonfinite",
     "activations": "per-module output statistics on sampled steps: mean, std, zero_frac, "
     "saturated_frac, dead_frac, nonfinite",
+    "inputs": "the model's input per feature (or channel) on sampled steps: index, layout, "
+    "numel, mean, std, min, max",
     "samples": "sampled images (feature maps, filters) as uint8 bytes with shape, lo, hi",
     "modules": "the model summary: module, type, parent, depth, parameters, shapes",
     "system": "per-step timing and memory: step_time_s, data_time_s, compute_time_s, "

@@ -94,6 +94,9 @@ def healthy(root: Path) -> RunBuilder:
         run.tensors(f"layer{depth}.weight", "weight", [5.0] * 40)
         run.tensors(f"layer{depth}.weight", "update", noisy([5e-3] * 40, 0.5, seed=depth))
     cnn_activations(run)
+    for step in SAMPLED:  # digits scaled to [0, 1]: one channel
+        columns = {"index": [0], "layout": ["channels"], "numel": [4096], "mean": [0.3]}
+        run._add(Stream.INPUTS, step, None, columns | {"std": [0.4], "min": [0.0], "max": [1.0]})
     run.system(noisy([0.1] * 100, 0.2, seed=1), noisy([0.01] * 100, 0.5, seed=2))
     return classifier(run).finish()
 
@@ -330,6 +333,53 @@ def lr_too_high(root: Path) -> RunBuilder:
     return run.finish()
 
 
+def run_failed(root: Path) -> RunBuilder:
+    """An exception the table of common problems does not name: reported as it is."""
+    run = RunBuilder(root, "failed")
+    run.scalars("loss", "train", train_curve(20))
+    return run.fail("ZeroDivisionError", "division by zero")
+
+
+def device_underused(root: Path) -> RunBuilder:
+    """Trained on the CPU of a machine with two visible GPUs."""
+    started = {"device": "cpu", "cuda_devices": 2, "model": "Net"}
+    run = RunBuilder(root, "cpu-beside-gpus", started=started)
+    return run.scalars("loss", "train", train_curve(20)).finish()
+
+
+def memory_pressure(root: Path) -> RunBuilder:
+    """A peak of 95 % of the device's memory."""
+    gib = 2**30
+    started = {"device": "cuda:0", "cuda_devices": 1, "memory_total_bytes": 80 * gib}
+    run = RunBuilder(root, "memory-full", started=started)
+    run.scalars("loss", "train", train_curve(20))
+    peaks = [int(60 * gib + i * gib) for i in range(20)]  # 60 .. 79 GiB of 80
+    run.system([0.1] * 20, [0.01] * 20, max_memory_bytes=peaks)
+    return run.finish()
+
+
+def unnormalized_inputs(root: Path) -> RunBuilder:
+    """A table whose features are on scales 1000x apart (a price beside ratios)."""
+    run = RunBuilder(root, "raw-table")
+    run.scalars("loss", "train", train_curve(20))
+    for step in (1, 6, 11):
+        run._add(
+            Stream.INPUTS,
+            step,
+            None,
+            {
+                "index": [0, 1, 2],
+                "layout": ["features"] * 3,
+                "numel": [64] * 3,
+                "mean": [250_000.0, 0.5, 0.1],
+                "std": [80_000.0, 0.3, 0.05],
+                "min": [90_000.0, 0.0, 0.0],
+                "max": [900_000.0, 1.0, 0.3],
+            },
+        )
+    return run.finish()
+
+
 POSITIVE: dict[str, Case] = {
     "missing_eval_mode": missing_eval_mode,
     "missing_zero_grad": missing_zero_grad,
@@ -354,6 +404,10 @@ POSITIVE: dict[str, Case] = {
     "unused_parameters": unused_parameters,
     "data_bottleneck": data_bottleneck,
     "rank_imbalance": rank_imbalance,
+    "run_failed": run_failed,
+    "device_underused": device_underused,
+    "memory_pressure": memory_pressure,
+    "unnormalized_inputs": unnormalized_inputs,
     **export_cases.POSITIVE,
 }
 """A run each rule must flag."""

@@ -140,6 +140,7 @@ REUSED = {
 ALSO_NAMED = {
     "learning_rate_far_too_high": ("lr_too_high",),
     "learning_rate_too_high": ("lr_too_high",),
+    "unnormalised_inputs": ("unnormalized_inputs",),  # digits x 16: raw 0-16 intensities
 }
 
 
@@ -1874,3 +1875,73 @@ def oom_cnn(root: Path) -> Truth:
 def oom_mlp(root: Path) -> Truth:
     torch.manual_seed(0)
     return _out_of_memory(root, "memory_pressure.mild_mlp_oom_after_10_steps", mlp(), at_batch=10)
+
+
+def _raw_wine() -> Task:
+    """scikit-learn's wine table as it comes: 13 features from ~0.1 (hue) to ~750
+    (proline), not standardised."""
+    from sklearn import datasets
+
+    bunch = datasets.load_wine()
+    x = torch.tensor(bunch.data, dtype=torch.float32)
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(x), generator=gen)
+    cut = int(len(x) * 0.8)
+    train_idx, val_idx = order[:cut], order[cut:]
+    return Task("wine_raw", x[train_idx], y[train_idx], x[val_idx], y[val_idx], classes=3)
+
+
+@pathological(
+    "unnormalized_inputs.mild_mlp_raw_wine_features",
+    expect=("unnormalized_inputs",),
+    also=("accuracy_plateau", "early_stopping"),  # the small-scale features barely move
+    level="mild",
+    what="an MLP on the wine table as it comes (proline in the hundreds beside hue ~1)",
+    arch="MLP",
+    optimizer="Adam",
+    task="wine (raw)",
+    batch="16",
+)
+def raw_wine_mlp(root: Path) -> Truth:
+    torch.manual_seed(0)
+    task = _raw_wine()
+    model = nn.Sequential(nn.Linear(13, 32), nn.ReLU(), nn.Linear(32, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    trace = train(
+        root,
+        "unnormalized_inputs.mild_mlp_raw_wine_features",
+        model,
+        opt,
+        task,
+        epochs=20,
+        batch_size=16,
+    )
+    stds = task.x.std(0)
+    ratio = float(stds.max() / stds[stds > 0].min())
+    claims = {"feature scales >= 100x apart": ratio >= 100}
+    return _truth(trace, {"std_ratio": ratio}, claims)
+
+
+@pathological(
+    "unnormalized_inputs.severe_cnn_raw_255_pixels",
+    expect=("unnormalized_inputs",),
+    also=("underfitting",),  # Adam at 1e-4 on 0-255 inputs learns slowly
+    level="severe",
+    what="a CNN on the digits as 0-255 intensities (never scaled to [0, 1])",
+    arch="CNN",
+    optimizer="Adam",
+    batch="64",
+)
+def raw_pixels_cnn(root: Path) -> Truth:
+    torch.manual_seed(0)
+    d = data.digits()
+    task = Task("digits_255", d.x * 255, d.y, d.x_val * 255, d.y_val, classes=10)
+    model = SmallCNN(0.25)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    trace = train(root, "unnormalized_inputs.severe_cnn_raw_255_pixels", model, opt, task, epochs=3)
+    claims = {
+        "pixels in [0, 255], never negative": float(task.x.min()) >= 0
+        and float(task.x.max()) >= 200,
+    }
+    return _truth(trace, {"pixel_max": float(task.x.max())}, claims)
