@@ -100,12 +100,12 @@ def test_cpu_beside_a_visible_gpu_and_data_parallel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = torch.nn.Linear(4, 1)
+    wrapped = torch.nn.DataParallel(torch.nn.Linear(4, 1))  # made while no GPU is seen
     with Collector(tmp_path, name="cpu_only", model=model):
         pass
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # what the collector asks
     with Collector(tmp_path, name="gpu_idle", model=torch.nn.Linear(4, 1)):
         pass
-    wrapped = torch.nn.DataParallel(torch.nn.Linear(4, 1))
     with Collector(tmp_path, name="dp", model=wrapped):
         pass
     found = _findings(tmp_path)

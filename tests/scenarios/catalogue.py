@@ -523,7 +523,7 @@ def deep_sigmoid(root: Path, data: Data) -> Truth:
 @scenario(
     "CNN, SGD",
     "exploding_gradients",
-    also=("divergence", "nonfinite", "update_ratio"),
+    also=("divergence", "nonfinite", "update_ratio", "unnormalized_inputs"),
     what="the demo's exploding run: raw 0-16 pixels, LeakyReLU, SGD 0.1 + momentum 0.9",
 )
 def unnormalised_inputs(root: Path, data: Data) -> Truth:

@@ -32,6 +32,11 @@ UNLABELLED = {
         rule: "labelled in tests/corpus"
         for rule in ("missing_eval_mode", "missing_zero_grad", "chance_level", "lr_too_high")
     },
+    # issue 22's rules too: failed runs, devices, memory and inputs need their own loops
+    **{
+        rule: "labelled in tests/corpus"
+        for rule in ("run_failed", "device_underused", "memory_pressure", "unnormalized_inputs")
+    },
 }
 
 
