@@ -21,6 +21,7 @@ survives; "severe" is the textbook case.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -1694,29 +1695,32 @@ def functional_cnn_dead(root: Path) -> Truth:
     return _truth(trace, numbers | {"val_acc_last": trace.val_acc[-1]}, claims)
 
 
-def _failing_run(
-    root: Path, name: str, model: nn.Module, task: Task, *, bad_batch: int, corrupt: str
-) -> Truth:
+Corrupt = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _until_it_raises(
+    root: Path,
+    name: str,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    task: Task,
+    *,
+    batch_size: int,
+    bad_batch: int,
+    corrupt: Corrupt,
+) -> tuple[str, int, BaseException | None]:
     """Train ``model`` on ``task`` with the corpus's collector options until batch
-    ``bad_batch``, which is corrupted as the classic mistakes corrupt one: ``"shape"``
-    (the features of another dataset: 63 instead of 64) or ``"labels"`` (a label equal
-    to the number of classes). The exception leaves the Collector's block and is caught
-    here, as a user's script would end with it."""
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    raised: BaseException | None = None
-    steps = 0
-    run_id = ""
+    ``bad_batch``, which ``corrupt`` turns into what a classic mistake makes of it; the
+    exception leaves the Collector's block and is caught here, as a user's script would
+    end with it. (run id, optimizer steps taken, the exception)."""
+    steps, run_id = 0, ""
     try:
         with Collector(root, name=name, model=model, optimizer=opt, **COLLECTOR_OPTIONS) as tel:
             run_id = tel.run_id
-            for i in range(0, len(task.x), 32):
-                x, y = task.x[i : i + 32], task.y[i : i + 32]
-                if i // 32 == bad_batch:
-                    if corrupt == "shape":
-                        x = x.flatten(1)[:, :63]
-                    else:
-                        y = y.clone()
-                        y[0] = task.classes or 0
+            for i in range(0, len(task.x), batch_size):
+                x, y = task.x[i : i + batch_size], task.y[i : i + batch_size]
+                if i // batch_size == bad_batch:
+                    x, y = corrupt(x, y)
                 loss = nn.functional.cross_entropy(model(x), y)
                 opt.zero_grad()
                 loss.backward()
@@ -1724,7 +1728,27 @@ def _failing_run(
                 steps += 1
                 tel.log({"loss": loss}, split="train")
     except (RuntimeError, IndexError) as e:
-        raised = e
+        return run_id, steps, e
+    return run_id, steps, None
+
+
+def _failing_run(
+    root: Path, name: str, model: nn.Module, task: Task, *, bad_batch: int, corrupt: str
+) -> Truth:
+    """A run that fails at batch ``bad_batch``: ``"shape"`` (the features of another
+    dataset: 63 instead of 64) or ``"labels"`` (a label equal to the number of classes)."""
+
+    def bad(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if corrupt == "shape":
+            return x.flatten(1)[:, :63], y
+        y = y.clone()
+        y[0] = task.classes or 0
+        return x, y
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    run_id, steps, raised = _until_it_raises(
+        root, name, model, opt, task, batch_size=32, bad_batch=bad_batch, corrupt=bad
+    )
     claims = {
         "the run raised": raised is not None,
         f"it raised at batch {bad_batch}": steps == bad_batch,
@@ -1820,26 +1844,21 @@ def _out_of_memory(root: Path, name: str, model: nn.Module, *, at_batch: int) ->
     """Train ``model`` on the digits until batch ``at_batch``, whose inputs the loop
     upsamples to 2^21 x 2^21 pixels (a resize meant for another dataset): the allocation,
     a pebibyte, fails at once (beyond any address space: no memory is touched)."""
+
+    def upsampled(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return nn.functional.interpolate(x, size=(2**21, 2**21)), y
+
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    task = data.digits()
-    raised: BaseException | None = None
-    steps = 0
-    run_id = ""
-    try:
-        with Collector(root, name=name, model=model, optimizer=opt, **COLLECTOR_OPTIONS) as tel:
-            run_id = tel.run_id
-            for i in range(0, len(task.x), 64):
-                x, y = task.x[i : i + 64], task.y[i : i + 64]
-                if i // 64 == at_batch:
-                    x = nn.functional.interpolate(x, size=(2**21, 2**21))
-                loss = nn.functional.cross_entropy(model(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                steps += 1
-                tel.log({"loss": loss}, split="train")
-    except RuntimeError as e:
-        raised = e
+    run_id, steps, raised = _until_it_raises(
+        root,
+        name,
+        model,
+        opt,
+        data.digits(),
+        batch_size=64,
+        bad_batch=at_batch,
+        corrupt=upsampled,
+    )
     claims = {
         "the run ran out of memory": raised is not None and "allocate memory" in str(raised),
         f"at batch {at_batch}": steps == at_batch,
