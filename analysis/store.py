@@ -72,7 +72,7 @@ VIEWS = (
 )
 """Stream views, one per stream (latest attempt per step). ``runs`` is derived from them."""
 
-MACROS = ("curves", "tails", "exports")
+MACROS = ("curves", "tails", "exports", "failures")
 """SQL macros shared by the rules and the report (``analysis/macros/<name>.sql``), created
 over the views at open time; a user query may call them too."""
 

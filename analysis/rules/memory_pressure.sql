@@ -30,12 +30,7 @@ peaks AS (
     GROUP BY run_id
 ),
 oom AS (
-    SELECT e.run_id, e.step,
-           json_extract_string(e.payload, '$.type') AS type,
-           coalesce(json_extract_string(e.payload, '$.message'), '') AS msg
-    FROM events e JOIN runs r ON r.run_id = e.run_id AND r.status = 'failed'
-    WHERE e.kind = 'run_failed'
-    QUALIFY row_number() OVER (PARTITION BY e.run_id ORDER BY e.attempt DESC, e.seq DESC) = 1
+    SELECT run_id, step, type, msg FROM failures()  -- analysis/macros/failures.sql
 ),
 judged AS (
     SELECT t.run_id, t.total, t.device, p.peak, p.peak_step,

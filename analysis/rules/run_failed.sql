@@ -21,12 +21,7 @@
 --   other                anything else: the exception as it is
 -- A run that failed before its first optimizer step ("crashed before it trained") says so.
 WITH failed AS (
-    SELECT e.run_id, e.step,
-           json_extract_string(e.payload, '$.type') AS type,
-           coalesce(json_extract_string(e.payload, '$.message'), '') AS msg
-    FROM events e JOIN runs r ON r.run_id = e.run_id AND r.status = 'failed'
-    WHERE e.kind = 'run_failed'
-    QUALIFY row_number() OVER (PARTITION BY e.run_id ORDER BY e.attempt DESC, e.seq DESC) = 1
+    SELECT run_id, step, type, msg FROM failures()  -- analysis/macros/failures.sql
 ),
 matched AS (
     SELECT *,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis.store import STALE_AFTER_S, StoreError, Unreadable, malformed_payloads
+from analysis.store import VIEWS as STREAM_VIEWS
 from store.layout import parse_segment_name
 from store.liveness import gone_runs, started_writers_sql
 from store.location import RemotePath, StorePath, store_path
@@ -35,19 +36,7 @@ from store.schema import SCHEMAS, Stream
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-VIEWS = (
-    "runs",
-    "events",
-    "scalars",
-    "tensors",
-    "activations",
-    "samples",
-    "modules",
-    "system",
-    "exports",
-    "inputs",
-    "metric_goals",
-)
+VIEWS = ("runs", *STREAM_VIEWS, "metric_goals")
 """The views ``register_views`` registers (as ``open_store`` defines them)."""
 
 LATEST_BY: dict[Stream, tuple[str, ...] | None] = {
