@@ -69,8 +69,12 @@ VIEWS = (
     "system",
     "exports",
     "inputs",
+    "predictions",
 )
 """Stream views, one per stream (latest attempt per step). ``runs`` is derived from them."""
+
+SUMMARY_VIEWS = ("confusion", "residuals")
+"""Views that add up a stream view's rows (``predictions``), in SQL both engines read."""
 
 MACROS = ("curves", "tails", "exports", "failures")
 """SQL macros shared by the rules and the report (``analysis/macros/<name>.sql``), created
@@ -163,13 +167,13 @@ class Store:
         ``raw_<stream>``."""
         runs_only = self.runs_only
         for view in ("runs",) if runs_only else (*VIEWS, "runs"):
-            self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {_view_sql(view)}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {view_sql(view)}")
         # The lowest and highest finite value of each run's scalars (telemetry runs):
         # from the rows, and from the digests of the writers listed by one.
         scalars = "scalars"
         if runs_only:  # the rows of the writers without a current digest only
             scalars = "_scalars_partial"
-            self.con.execute(f"CREATE OR REPLACE VIEW {scalars} AS {_view_sql('scalars')}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {scalars} AS {view_sql('scalars')}")
         self.con.execute(
             "CREATE OR REPLACE VIEW _run_metrics AS "
             "SELECT run_id, name, split, min(value) AS lo, max(value) AS hi "
@@ -179,8 +183,10 @@ class Store:
         self.con.execute(
             f"CREATE OR REPLACE MACRO metric_default_goal(name) AS {default_goal_sql('name')}"
         )
-        self.con.execute(f"CREATE OR REPLACE VIEW metric_goals AS {_view_sql('metric_goals')}")
-        if not runs_only:  # the macros read the stream views, which a runs-only store lacks
+        self.con.execute(f"CREATE OR REPLACE VIEW metric_goals AS {view_sql('metric_goals')}")
+        if not runs_only:  # these read the stream views, which a runs-only store lacks
+            for view in SUMMARY_VIEWS:
+                self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {view_sql(view)}")
             for name in MACROS:
                 self.con.execute(_macro_sql(name))
 
@@ -635,7 +641,8 @@ def _setting(text: str) -> str:
     return text.replace("'", "''")
 
 
-def _view_sql(view: str) -> str:
+def view_sql(view: str) -> str:
+    """The SQL of view ``view`` (``analysis/views/<view>.sql``)."""
     return resources.files("analysis.views").joinpath(f"{view}.sql").read_text()
 
 

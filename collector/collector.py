@@ -48,6 +48,7 @@ from collector.epochs import Epochs
 from collector.logged import LogRows, PendingLog
 from collector.output import Output
 from collector.params import select_parameters
+from collector.predictions import PendingPredictions, PredictionRows, reduce
 from collector.steps import StepHooks
 from collector.stopping import EarlyStopping, EarlyStoppingRule, Stopping, check_on_nonfinite
 from store.claims import store_dir
@@ -205,6 +206,7 @@ class Collector:
         )
         watch_loss = self._steps.watch_loss if self._steps.budget is not None else None
         self._logged = LogRows(self._run_id, self._writer, watch_loss)
+        self._predictions = PredictionRows(self._writer)
         self._stopping = Stopping(
             self._out, on_nonfinite, origin_now=self._steps.origin_now, flush=self._flush_rows
         )
@@ -341,6 +343,57 @@ class Collector:
         self._overhead.every_step(time.perf_counter() - start)
         stopping.raise_if_tripped()
 
+    def log_predictions(
+        self,
+        targets: torch.Tensor | Any,
+        outputs: torch.Tensor | Any,
+        *,
+        split: str = "val",
+        step: int | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        """Record what the model predicted against ``targets``, for the confusion matrix
+        (classification) or the residuals (regression): call it on each evaluation batch
+        (the calls of one split at one step add up), and on training batches with
+        ``split="train"`` to show the training labels' distribution.
+
+        Integer targets are class ids: ``outputs`` are then class ids of the same shape
+        or scores (logits) with the classes at dimension 1 or last, whose argmax is taken
+        on their device. Floating-point targets are regression: ``outputs`` hold as many
+        values. Tensors on an accelerator are read in batches, as ``log()``'s values
+        are (see ``collector.predictions``). Shapes that do not fit raise
+        ``ConfigError`` naming them; nothing is recorded then.
+        """
+        if not isinstance(split, str) or not split:
+            raise ConfigError(f"split must be a non-empty string, got {arguments.shown(split)}")
+        arguments.check_optional_int("epoch", epoch)
+        arguments.check_optional_int("step", step)
+        kind, kept, classes, count = reduce(targets, outputs, split=split)
+        if self._closed:
+            log.warning("log_predictions() on closed run %s ignored", self._run_id)
+            return
+        if count == 0:
+            return
+        start = time.perf_counter()
+        out = self._out
+        if step is not None and self._optimizer is None:
+            out.step = max(out.step, step)
+        if epoch is not None:
+            self._epochs.given(epoch)
+        entry = PendingPredictions(
+            self._logged.valid_unicode(split),
+            out.step if step is None else step,
+            out.epoch if epoch is None else epoch,
+            time.time(),
+            kind,
+            kept,
+            classes,
+            count,
+        )
+        if self._predictions.add(entry):
+            start += self._predictions.read()
+        self._overhead.every_step(time.perf_counter() - start)
+
     @property
     def should_stop(self) -> bool:
         """True once the loop should end: the NaN guard tripped under
@@ -443,6 +496,7 @@ class Collector:
         """Publish everything recorded so far (blocks until written or ``timeout``)."""
         if self._logged.pending:
             self._logged.read()
+        self._predictions.read()
         self._steps.read_pending_system()
         return self._writer.flush(timeout)
 
@@ -461,6 +515,7 @@ class Collector:
         self._steps.write_summary()  # if no optimizer step came after the first forward
         try:
             self._logged.read()
+            self._predictions.read()
             self._steps.read_pending_system()
         except Exception as e:  # a broken device must not cost the run its ending
             log.warning("run %s: could not read logged values from the device: %s", self._run_id, e)
@@ -504,6 +559,8 @@ class Collector:
         self._writer.flush(timeout=30.0)
 
     def _on_synchronised(self) -> None:
-        """A sampled step synchronised the device: read the ``log()`` values waiting there."""
+        """A sampled step synchronised the device: read the ``log()`` values and the
+        predictions waiting there."""
         if self._logged.pending:
             self._logged.read()
+        self._predictions.read()

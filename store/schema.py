@@ -45,6 +45,7 @@ class Stream(str, enum.Enum):
     SYSTEM = "system"
     EXPORTS = "exports"
     INPUTS = "inputs"
+    PREDICTIONS = "predictions"
 
     def __str__(self) -> str:
         return self.value
@@ -187,6 +188,30 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
         ("std", _F64),
         ("min", _F64),
         ("max", _F64),
+    ),
+    # What the model predicted against the targets (issue 22; tel.log_predictions,
+    # collector.predictions), summed over the calls of one split at one step (several
+    # calls at a step: validation batch by batch; the views add their rows up).
+    # Classification: one row per non-empty confusion cell, `true_class`,
+    # `predicted_class` (the argmax of logits, taken on the device) and `count`; the
+    # regression columns null. Regression: one row per output column `index` (the first
+    # MAX_OUTPUTS of them) with `count` and mergeable sums of the targets, the outputs and
+    # the errors (output - target): their sum, sum of squares, sum of absolute values and
+    # the largest absolute error; the class columns null.
+    Stream.PREDICTIONS: (
+        ("split", pa.string()),
+        ("true_class", _I64),
+        ("predicted_class", _I64),
+        ("count", _I64),
+        ("index", pa.int32()),
+        ("target_sum", _F64),
+        ("target_sq_sum", _F64),
+        ("output_sum", _F64),
+        ("output_sq_sum", _F64),
+        ("error_sum", _F64),
+        ("error_sq_sum", _F64),
+        ("error_abs_sum", _F64),
+        ("error_abs_max", _F64),
     ),
     # Image-like tensors. `data` holds `shape` (maps x H x W) as uint8 (`dtype`), each
     # map min-max scaled on its own: value = lo + byte / 255 * (hi - lo), with the

@@ -203,6 +203,44 @@ class RunBuilder:
             self._add(Stream.SYSTEM, s, None, cols)
         return self
 
+    def confusion(
+        self, split: str, step: int, cells: Mapping[tuple[int, int], int], *, epoch: int | None = None
+    ) -> RunBuilder:
+        """The ``predictions`` rows of one confusion matrix: (true, predicted) -> count."""
+        pairs = sorted(cells.items())
+        self._add(
+            Stream.PREDICTIONS,
+            step,
+            epoch,
+            {
+                "split": [split] * len(pairs),
+                "true_class": [a for (a, _), _ in pairs],
+                "predicted_class": [b for (_, b), _ in pairs],
+                "count": [n for _, n in pairs],
+            },
+        )
+        return self
+
+    def residuals(
+        self, split: str, step: int, targets: Sequence[float], outputs: Sequence[float]
+    ) -> RunBuilder:
+        """The ``predictions`` row of one regression output column (index 0)."""
+        t = [float(v) for v in targets]
+        e = [o - v for o, v in zip(outputs, t, strict=True)]
+        sums = {
+            "target_sum": sum(t),
+            "target_sq_sum": sum(v * v for v in t),
+            "output_sum": sum(float(o) for o in outputs),
+            "output_sq_sum": sum(float(o) ** 2 for o in outputs),
+            "error_sum": sum(e),
+            "error_sq_sum": sum(v * v for v in e),
+            "error_abs_sum": sum(abs(v) for v in e),
+            "error_abs_max": max(abs(v) for v in e),
+        }
+        row = {"split": [split], "count": [len(t)], "index": [0]}
+        self._add(Stream.PREDICTIONS, step, None, row | {k: [v] for k, v in sums.items()})
+        return self
+
     def finish(self) -> RunBuilder:
         return self.event("run_finished", {"steps": self._last_step})
 

@@ -5,9 +5,10 @@ same files, and the same files left out, as ``open_store``) and registers, over 
 segment files read with the stream's typed schema (a column an older writer did not
 write reads as NULL; a newer writer's extra columns are left out):
 
-* ``runs``, ``events``, ``scalars``, ``tensors``, ``activations``, ``samples``,
-  ``modules``, ``system``, ``exports`` and ``metric_goals``, with the columns of the
-  DuckDB views (``analysis/views/*.sql``) in their order;
+* ``runs``, the stream views (``events``, ``scalars``, ``tensors``, ``activations``,
+  ``samples``, ``modules``, ``system``, ``exports``, ``inputs``, ``predictions``), the
+  views summing predictions (``confusion``, ``residuals``) and ``metric_goals``, with
+  the columns of the DuckDB views (``analysis/views/*.sql``) in their order;
 * the same semantics: a resumed run's replayed steps read from their latest attempt,
   a row without an epoch takes the epoch it belongs to (``tel.set_epoch``; the next
   scalar with an epoch at the same or a later step), an event payload that is not
@@ -24,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from analysis.store import STALE_AFTER_S, StoreError, Unreadable, malformed_payloads
+from analysis.store import (
+    STALE_AFTER_S,
+    SUMMARY_VIEWS,
+    StoreError,
+    Unreadable,
+    malformed_payloads,
+    view_sql,
+)
 from analysis.store import VIEWS as STREAM_VIEWS
 from store.layout import parse_segment_name
 from store.liveness import gone_runs, started_writers_sql
@@ -36,7 +44,7 @@ from store.schema import SCHEMAS, Stream
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-VIEWS = ("runs", *STREAM_VIEWS, "metric_goals")
+VIEWS = ("runs", *STREAM_VIEWS, *SUMMARY_VIEWS, "metric_goals")
 """The views ``register_views`` registers (as ``open_store`` defines them)."""
 
 LATEST_BY: dict[Stream, tuple[str, ...] | None] = {
@@ -49,6 +57,7 @@ LATEST_BY: dict[Stream, tuple[str, ...] | None] = {
     Stream.SYSTEM: ("step",),
     Stream.EXPORTS: None,
     Stream.INPUTS: ("step", "index"),
+    Stream.PREDICTIONS: ("step", "split"),
 }
 """Per stream, the key (beside run and rank) whose latest attempt a view keeps; None:
 every row (``analysis/views/<stream>.sql``)."""
@@ -118,6 +127,8 @@ def register_views(
     spark.createDataFrame(gone, "run_id string").createOrReplaceTempView("_gone")
     _view(spark, "runs", _RUNS)
     _view(spark, "metric_goals", _metric_goals())
+    for view in SUMMARY_VIEWS:  # plain SQL both dialects read
+        _view(spark, view, view_sql(view))
     # Named as open_store names them (a small stream: one job).
     bad = spark.sql(
         f"SELECT run_id, count(*) AS n, array_sort(collect_set(kind)) AS kinds "

@@ -65,6 +65,11 @@ VIEW_MEANINGS = {
     "saturated_frac, dead_frac, nonfinite",
     "inputs": "the model's input per feature (or channel) on sampled steps: index, layout, "
     "numel, mean, std, min, max",
+    "predictions": "what tel.log_predictions recorded, as written: split, confusion cells "
+    "(true_class, predicted_class, count) or regression sums per output index",
+    "confusion": "confusion matrix per run, split and step: true_class, predicted_class, count",
+    "residuals": "regression predictions per run, split, step and output index: target and "
+    "output mean/std, bias, rmse, mae, max_abs_error, r2",
     "samples": "sampled images (feature maps, filters) as uint8 bytes with shape, lo, hi",
     "modules": "the model summary: module, type, parent, depth, parameters, shapes",
     "system": "per-step timing and memory: step_time_s, data_time_s, compute_time_s, "
@@ -98,9 +103,9 @@ class QueryTimeout(CliError):
 
 
 def public_views() -> tuple[str, ...]:
-    from analysis.store import VIEWS
+    from analysis.store import SUMMARY_VIEWS, VIEWS
 
-    return ("runs", *VIEWS, "metric_goals", FINDINGS)
+    return ("runs", *VIEWS, *SUMMARY_VIEWS, "metric_goals", FINDINGS)
 
 
 FINDINGS = "findings"
