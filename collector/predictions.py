@@ -18,8 +18,9 @@ largest absolute error; sums, so the calls of one step add up exactly (the
 
 Values on an accelerator stay there (no host synchronisation per call): a call's
 reduction is kept as one tensor and read in batches, as ``log()``'s values are
-(``LOG_BATCH`` calls, a sampled step, ``flush()``, ``close()``); on the CPU a call is
-recorded at once. The calls of one split at one step are summed into one set of rows.
+(``LOG_BATCH`` calls, a sampled step, ``flush()``, ``close()``); on the CPU the calls are
+kept until a call comes for another step (or ``HOST_BATCH`` calls). The calls of one
+split at one step read together are summed into one set of rows.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from store.writer import Writer
 
 DENSE_CLASSES = 1024
 """Score columns up to which a call's confusion cells are counted on the device."""
+
+HOST_BATCH = 256
+"""Calls on the CPU summed into one set of rows at most (they wait for nothing)."""
 
 MAX_OUTPUTS = 64
 """Regression output columns recorded per call (the first ones)."""
@@ -98,12 +102,13 @@ def _tensor(what: str, value: Any) -> torch.Tensor:
         return torch.as_tensor(np.asarray(value))
     except (TypeError, ValueError, RuntimeError) as e:
         raise ConfigError(
-            f"log_predictions() {what} must be a tensor or an array of numbers, got "
-            f"{shown(value)}"
+            f"log_predictions() {what} must be a tensor or an array of numbers, got {shown(value)}"
         ) from e
 
 
-def _classification(t: torch.Tensor, o: torch.Tensor, split: str) -> tuple[str, torch.Tensor, int, int]:
+def _classification(
+    t: torch.Tensor, o: torch.Tensor, split: str
+) -> tuple[str, torch.Tensor, int, int]:
     if t.dim() == 2 and t.shape[1] == 1 and o.dim() == 2 and o.shape[0] == t.shape[0]:
         t = t.reshape(-1)  # [N, 1] class ids against [N, C] scores
     if o.dtype is torch.bool or not o.is_floating_point():
@@ -182,12 +187,14 @@ class PredictionRows:
         self.pending: list[PendingPredictions] = []
 
     def add(self, entry: PendingPredictions) -> bool:
-        """Record a CPU call at once, keep a device one; True when a batch is full."""
-        if entry.kept.device.type == "cpu":
-            self._record([entry], [entry.kept.numpy()])
-            return False
+        """Keep a call until its step is over (on the CPU) or a batch is read (on a
+        device); True when a batch is full."""
+        last = self.pending[-1] if self.pending else None
+        if last is not None and last.step != entry.step and last.kept.device.type == "cpu":
+            self.read()  # the previous step's calls are all in; reading waits for nothing
         self.pending.append(entry)
-        return len(self.pending) >= LOG_BATCH
+        limit = LOG_BATCH if entry.kept.device.type != "cpu" else HOST_BATCH
+        return len(self.pending) >= limit
 
     def read(self) -> float:
         """Move the kept reductions to the host and record their rows; the seconds
@@ -226,7 +233,9 @@ def _rows(split: str, calls: list[tuple[PendingPredictions, np.ndarray]]) -> dic
         elif entry.kind == "ids":
             true, predicted = values
             kept = true >= 0
-            pairs, n = np.unique(np.stack([true[kept], predicted[kept]]), axis=1, return_counts=True)
+            pairs, n = np.unique(
+                np.stack([true[kept], predicted[kept]]), axis=1, return_counts=True
+            )
             for (a, b), k in zip(pairs.T.tolist(), n.tolist(), strict=True):
                 cells[(a, b)] = cells.get((a, b), 0) + k
         else:
@@ -253,7 +262,7 @@ def _rows(split: str, calls: list[tuple[PendingPredictions, np.ndarray]]) -> dic
         columns["predicted_class"].append(b)
         columns["count"].append(k)
         columns["index"].append(None)
-    for index, column in sorted(sums.items()):
+    for index in sorted(sums):
         columns["true_class"].append(None)
         columns["predicted_class"].append(None)
         columns["count"].append(counts[index])

@@ -4,7 +4,10 @@ All SQL of the report is run from here: the queries of ``reports.queries`` (one
 ``.sql`` file each, with the decimation that ``reports.decimate.decimate_sql`` wraps
 around some of them), over the store's
 views (``scalars``, ``tensors``, ``system``, ``modules``, ``activations``, ``samples``,
-``events``, ``exports``), one run at a time. The results are shaped into small frames
+``events``, ``exports``), one run at a time; the sections of issue 22 run theirs from
+their own modules' ``read`` (``reports.inputs``, ``reports.memory``,
+``reports.predictions``: views ``inputs``, ``system``, ``events``, ``confusion``,
+``residuals``), called from here. The results are shaped into small frames
 that the chart functions draw without further thought:
 
 * a run's charts stay within its share of the page's budget (``reports.budget``): the
@@ -41,7 +44,10 @@ from reports import (
     activations,
     comparison,
     heatmap,
+    inputs,
+    memory,
     metrics,
+    predictions,
     samples,
     step_norms,
     system,
@@ -53,8 +59,11 @@ from reports.comparison import Comparison, Metric
 from reports.decimate import decimate_sql, decimated
 from reports.defaults import MAX_RUNS
 from reports.heatmap import Heatmap
+from reports.inputs import Inputs
+from reports.memory import Memory
 from reports.metrics import Choice
 from reports.origin import NanOrigin, first_origin
+from reports.predictions import Predictions
 from reports.queries import query
 from reports.samples import WHAT, SampleSet
 from reports.series import (
@@ -122,6 +131,12 @@ class RunData:
     grad_bands: Bands | None = None
     weights: Weights | None = None
     system: System | None = None
+    memory: Memory | None = None
+    """Peak memory over steps against the device's total (``reports.memory``)."""
+    inputs: Inputs | None = None
+    """The model's input per feature or channel (``reports.inputs``)."""
+    predictions: Predictions | None = None
+    """Confusion matrices, per-class recall, regression errors (``reports.predictions``)."""
     modules: pl.DataFrame | None = None
     """The model summary in registration order (the ``modules`` view's columns)."""
     activations: Activations | None = None
@@ -247,6 +262,9 @@ def _run_data(
         weights=_weights(store, run_id, budget, drawn),
         system=timing,
         step_norms=norms,
+        memory=memory.read(store, run_id, budget),
+        inputs=inputs.read(store, run_id),
+        predictions=predictions.read(store, run_id, budget),
     )
 
 

@@ -4,7 +4,8 @@ Every chart block carries a ``topic`` (``metric:loss``, ``grad_norms``,
 ``update_ratio``, ``system``...). A finding links to the first chart of its run
 whose topic matches, tried in this order: the metric its subject names
 (``loss/val`` -> ``metric:loss``), the kind of tensor it names (``grad of fc.weight``),
-then the rule's own list below. A finding whose evidence the page does not draw
+then the rule's own list below; a rule about a split (``SPLIT_RULES``) tries that
+split's chart first. A finding whose evidence the page does not draw
 gets no link rather than a wrong one. A few rules have a second piece of evidence
 (``ALSO_TOPICS``): a further link to that chart when it is drawn and not the first.
 """
@@ -42,8 +43,16 @@ RULE_TOPICS: dict[str, tuple[str, ...]] = {
     "rank_imbalance": ("system",),
     "export_parity": ("exports",),
     "export_summary": ("exports",),
+    "unnormalized_inputs": ("inputs",),
+    "memory_pressure": ("memory",),
+    "class_imbalance": ("confusion", "class_recall"),
+    "prediction_collapse": ("confusion", "class_recall", "residuals"),
 }
 """Rule id -> topics of the charts that show its evidence, best first."""
+
+SPLIT_RULES = frozenset({"class_imbalance", "prediction_collapse"})
+"""Rules whose subject is a split (``val``): their split's own chart comes first
+(``confusion:val``), then any chart of the topic (``confusion``: the first split drawn)."""
 
 ALSO_TOPICS: dict[str, tuple[str, ...]] = {
     # The loss rose (the first link); the gradient norm before clipping shows how large
@@ -52,10 +61,16 @@ ALSO_TOPICS: dict[str, tuple[str, ...]] = {
     # A jump of the sampled global norm (the first link); every step's norm shows its
     # course between the samples, and whether clipping caught it.
     "exploding_gradients": ("grad_step",),
+    # The matrix at the latest step (the first link); the recall lines show since when.
+    "class_imbalance": ("class_recall",),
+    "prediction_collapse": ("class_recall",),
 }
 """Rule id -> topics of further evidence, linked besides the first chart when drawn."""
 
 _TENSOR_TOPICS = {"grad": "grad_norms", "weight": "weights", "update": "update_ratio"}
+
+_SPLIT_TOPICS = frozenset({"confusion", "class_recall"})
+"""Chart topics drawn once per split (``reports.model_io``): ``confusion:<split>``."""
 
 
 @dataclass(frozen=True)
@@ -67,20 +82,27 @@ class Link:
 def topics(rule: str, subject: str | None) -> list[str]:
     """The chart topics that could show a finding's evidence, best first."""
     out = []
-    if subject:
+    own = RULE_TOPICS.get(rule, ())
+    if subject and rule in SPLIT_RULES:
+        out += [f"{topic}:{subject}" for topic in own]
+    elif subject:
         out.append("metric:" + subject.split("/", 1)[0])
         kind, sep, _ = subject.partition(" of ")
         if sep and kind in _TENSOR_TOPICS:
             out.append(_TENSOR_TOPICS[kind])
-    return out + list(RULE_TOPICS.get(rule, ()))
+    return out + list(own)
 
 
 def index(charts: Iterable[Chart]) -> dict[str, Chart]:
-    """Topic -> the first chart with that topic (charts in page order)."""
+    """Topic -> the first chart with that topic (charts in page order). A topic of one
+    split (``confusion:val``) also answers for its family (``confusion``)."""
     found: dict[str, Chart] = {}
     for chart in charts:
-        if chart.topic and chart.topic not in found:
-            found[chart.topic] = chart
+        if chart.topic:
+            found.setdefault(chart.topic, chart)
+            family, sep, _ = chart.topic.partition(":")
+            if sep and family in _SPLIT_TOPICS:
+                found.setdefault(family, chart)
     return found
 
 

@@ -1,4 +1,5 @@
-"""Chart blocks of the training sections: curves, gradients, weights, system, comparison.
+"""Chart blocks of the training sections: curves, gradients, weights, system (step time,
+throughput, peak memory), comparison.
 
 Each function turns one run's ``RunData`` (or, for the overlay and the comparison,
 several runs) into ``Chart`` blocks with their sentences and evidence topics
@@ -297,18 +298,27 @@ def weights(run: RunData, ids: Iterator[str], *, size: Size = FULL) -> RunCharts
     return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
 
 
-def system(run: RunData, ids: Iterator[str]) -> RunCharts:
-    from reports.charts.system import step_time_chart, throughput_chart
+def system(run: RunData, ids: Iterator[str], *, timing: bool = True) -> RunCharts:
+    """Step time and throughput (``timing``: False when the overlays draw them), and peak
+    memory against the device's total: each run has its own total, so never overlaid."""
+    from reports.charts.system import memory_chart, step_time_chart, throughput_chart
 
     charts = []
-    if run.system is not None and run.system.time is not None:
+    if timing and run.system is not None and run.system.time is not None:
         s = run.system.time
         chart = step_time_chart(points=s.points, markers=s.markers)
         charts.append(series_chart(next(ids), chart, s, topic="system"))
-    if run.system is not None and run.system.throughput is not None:
+    if timing and run.system is not None and run.system.throughput is not None:
         s = run.system.throughput
         chart = throughput_chart(points=s.points, markers=s.markers)
         charts.append(series_chart(next(ids), chart, s, topic="throughput"))
+    if run.memory is not None:
+        m = run.memory
+        s = m.series
+        chart = memory_chart(
+            points=s.points, markers=s.markers, limits=m.limits, subtitle=m.subtitle
+        )
+        charts.append(series_chart(next(ids), chart, s, topic="memory"))
     return RunCharts(run.run_id, display_name(run.name, run.run_id), charts)
 
 

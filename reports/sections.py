@@ -4,7 +4,8 @@
 grouped per run (worst first, as the diagnosis sorted them, each linked to the
 chart that shows its evidence: ``reports.evidence``), the runs table, and
 chart blocks (``reports.blocks``: a Vega-Lite spec plus the sentences under it;
-``reports.figures``: curves, gradients, weights and updates, system, comparison),
+``reports.figures``: curves, gradients, weights and updates, system, comparison;
+``reports.model_io``: the model's inputs and its predictions),
 the sections about the model's inside (``reports.internals``: summary table,
 activations, feature maps and filters, NaN origin), and the export benchmarks
 (``reports.exports``). A section or a run without data gets no block; the run
@@ -23,7 +24,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from reports import evidence, exports, figures, internals, multiples
+from reports import evidence, exports, figures, internals, model_io, multiples
 from reports.blocks import FULL, SMALL, Chart, RunCharts, display_name
 from reports.budget import MAX_CHARTED_RUNS
 from reports.comparison import Metric
@@ -150,13 +151,22 @@ class Page:
     """The model summaries, each table once with the runs that share it."""
     image_columns: int = 0
     """Panels per row of a feature-map grid (0: the default, 16)."""
+    inputs: list[RunCharts] = field(default_factory=list)
+    """The model's input per feature or channel (``reports.model_io``)."""
+    without_inputs: list[str] = field(default_factory=list)
+    input_rows: list[Row] = field(default_factory=list)
+    predictions: list[RunCharts] = field(default_factory=list)
+    """Confusion matrices, per-class recall, regression errors (``reports.model_io``)."""
+    without_predictions: list[str] = field(default_factory=list)
+    prediction_rows: list[Row] = field(default_factory=list)
 
     @property
     def has_charts(self) -> bool:
         drawn = self.overlay or self.curves or self.gradients or self.activations or self.images
         timed = self.system or self.system_overlay
         more = self.weights or timed or (self.comparison and self.comparison.chart)
-        return bool(drawn or more) or any(e.chart for e in self.exports)
+        io = self.inputs or self.predictions
+        return bool(drawn or more or io) or any(e.chart for e in self.exports)
 
 
 def build(data: ReportData, *, title: str | None = None) -> Page:
@@ -173,27 +183,24 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
     # (``reports.multiples``), step timings overlaid like the curves.
     several = len(runs) > 1
     size = SMALL if several else FULL
+    predicted = [model_io.predictions(run, ids, size=size) for run in runs]
     grads = [figures.gradients(run, ids, size=size) for run in runs]
     weights = [figures.weights(run, ids, size=size) for run in runs]
     models = [internals.model_table(run) for run in runs]
+    fed = [model_io.inputs(run, ids, size=size) for run in runs]
     acts = [internals.activation_charts(run, ids, size=size) for run in runs]
     image_columns = IMAGE_COLUMNS if several else 0
     images = [internals.image_blocks(run, ids, columns=image_columns or None) for run in runs]
     origins = [internals.origin_box(run, i) for i, run in enumerate(runs, start=1)]
     system_overlay = figures.system_overlay(runs, ids)
-    system = [
-        figures.system(run, ids)
-        if not system_overlay
-        else RunCharts(run.run_id, display_name(run.name, run.run_id), [])
-        for run in runs
-    ]
+    system = [figures.system(run, ids, timing=not system_overlay) for run in runs]
     names = figures.legend_names(runs)
     benchmarks = [exports.export_block(r, data.findings.get(r.run_id, []), ids) for r in runs]
     charts: dict[str, list[Chart]] = {r.run_id: [] for r in runs}
     for o in [*overlay, *system_overlay]:
         for run_id in o.run_ids:
             charts[run_id].append(o.chart)
-    for blocks in (curves, grads, weights, acts, system):
+    for blocks in (curves, predicted, grads, weights, fed, acts, system):
         for block in blocks:
             charts[block.run_id].extend(block.charts)
     for r, b in zip(runs, benchmarks, strict=True):
@@ -257,6 +264,12 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
         system_overlay=[o.chart for o in system_overlay],
         model_groups=internals.shared([m for m in models if m is not None]),
         image_columns=image_columns,
+        inputs=[i for i in fed if i.charts],
+        without_inputs=[i.name for i in fed if not i.charts],
+        input_rows=multiples.rows(fed, names) if several else [],
+        predictions=[p for p in predicted if p.charts],
+        without_predictions=[p.name for p in predicted if not p.charts],
+        prediction_rows=multiples.rows(predicted, names) if several else [],
     )
 
 

@@ -204,7 +204,12 @@ class RunBuilder:
         return self
 
     def confusion(
-        self, split: str, step: int, cells: Mapping[tuple[int, int], int], *, epoch: int | None = None
+        self,
+        split: str,
+        step: int,
+        cells: Mapping[tuple[int, int], int],
+        *,
+        epoch: int | None = None,
     ) -> RunBuilder:
         """The ``predictions`` rows of one confusion matrix: (true, predicted) -> count."""
         pairs = sorted(cells.items())

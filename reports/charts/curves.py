@@ -44,7 +44,7 @@ def metric_chart(
     bad = markers.with_columns(pl.col("split").fill_null(NO_SPLIT))
     splits = _ordered_splits([*pts["split"].to_list(), *bad["split"].to_list()])
     color = alt.Color(
-        "split:N", scale=alt.Scale(domain=splits, range=_colors(splits)), title="split"
+        "split:N", scale=alt.Scale(domain=splits, range=split_colors(splits)), title="split"
     )
     encoding = {
         "x": step_x(),
@@ -110,7 +110,8 @@ def _ordered_splits(splits: Sequence[str]) -> list[str]:
     return known + [s for s in seen if s not in SPLIT_COLORS]
 
 
-def _colors(splits: Sequence[str]) -> list[str]:
+def split_colors(splits: Sequence[str]) -> list[str]:
+    """A colour per split: the usual splits' own (``SPLIT_COLORS``), then the others'."""
     others = iter(OTHER_COLORS * (len(splits) // len(OTHER_COLORS) + 1))
     return [SPLIT_COLORS.get(s) or next(others) for s in splits]
 

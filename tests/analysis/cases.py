@@ -77,6 +77,22 @@ def epochs_of(n: int, per_epoch: int = 10) -> list[int | None]:
     return [i // per_epoch for i in range(n)]
 
 
+def confusion_cells(
+    per_class: list[int], recall: list[float], *, wrong: int | None = None
+) -> dict[tuple[int, int], int]:
+    """Cells where class ``c`` has ``per_class[c]`` examples, ``recall[c]`` of them right
+    and the rest predicted as ``wrong`` (default: the next class)."""
+    cells: dict[tuple[int, int], int] = {}
+    k = len(per_class)
+    for c, (n, r) in enumerate(zip(per_class, recall, strict=True)):
+        right = round(n * r)
+        other = (c + 1) % k if wrong is None or wrong == c else wrong
+        cells[(c, c)] = right
+        if n - right:
+            cells[(c, other)] = cells.get((c, other), 0) + n - right
+    return {key: n for key, n in cells.items() if n}
+
+
 def healthy(root: Path) -> RunBuilder:
     """Falls smoothly, validation follows, accuracy rises on both splits at a constant
     learning rate; gradients steady across five layers whose weights move ~1e-3 of
@@ -98,6 +114,12 @@ def healthy(root: Path) -> RunBuilder:
         columns = {"index": [0], "layout": ["channels"], "numel": [4096], "mean": [0.3]}
         run._add(Stream.INPUTS, step, None, columns | {"std": [0.4], "min": [0.0], "max": [1.0]})
     run.system(noisy([0.1] * 100, 0.2, seed=1), noisy([0.01] * 100, 0.5, seed=2))
+    for step in range(1, 101):  # training batches of 32, balanced labels
+        per_class = [3 + (step + c) % 2 for c in range(10)][:9] + [32 - 3 * 9 - 5]
+        run.confusion("train", step, confusion_cells(per_class, [min(1.0, step / 60)] * 10))
+    for i, acc in enumerate(val_acc):  # first evaluations predict mostly one class
+        cells = confusion_cells([18] * 10, [acc] * 10, wrong=0 if i < 2 else None)
+        run.confusion("val", 10 * (i + 1), cells, epoch=i)
     return classifier(run).finish()
 
 
@@ -380,6 +402,26 @@ def unnormalized_inputs(root: Path) -> RunBuilder:
     return run.finish()
 
 
+def class_imbalance(root: Path) -> RunBuilder:
+    """Two of ten classes 25x rarer in training, and missed at validation."""
+    run = RunBuilder(root, "imbalanced")
+    run.scalars("loss", "train", train_curve(20))
+    for step in range(1, 21):
+        run.confusion("train", step, confusion_cells([25] * 8 + [1, 1], [0.9] * 8 + [0.0, 0.0]))
+    val = confusion_cells([40] * 8 + [12, 12], [0.95] * 8 + [0.15, 0.1], wrong=0)
+    run.confusion("val", 20, val, epoch=0)
+    return run.finish()
+
+
+def prediction_collapse(root: Path) -> RunBuilder:
+    """Balanced labels; at the end the model predicts class 3 for almost everything."""
+    run = RunBuilder(root, "collapsed")
+    run.scalars("loss", "train", noisy([2.3] * 20, 0.02))
+    for step, share in ((10, 0.5), (20, 0.05)):
+        run.confusion("val", step, confusion_cells([30] * 10, [share] * 10, wrong=3))
+    return run.finish()
+
+
 POSITIVE: dict[str, Case] = {
     "missing_eval_mode": missing_eval_mode,
     "missing_zero_grad": missing_zero_grad,
@@ -408,6 +450,8 @@ POSITIVE: dict[str, Case] = {
     "device_underused": device_underused,
     "memory_pressure": memory_pressure,
     "unnormalized_inputs": unnormalized_inputs,
+    "class_imbalance": class_imbalance,
+    "prediction_collapse": prediction_collapse,
     **export_cases.POSITIVE,
 }
 """A run each rule must flag."""

@@ -1,0 +1,9 @@
+-- The splits with predictions (tel.log_predictions): classification (the confusion view)
+-- or regression (residuals), the latest step of each, how many steps logged them, and
+-- for regression how many output columns.
+SELECT 'confusion' AS kind, split, max(step) AS step, count(DISTINCT step) AS steps,
+       NULL::BIGINT AS outputs
+FROM confusion WHERE run_id = $run_id GROUP BY split
+UNION ALL
+SELECT 'residuals', split, max(step), count(DISTINCT step), count(DISTINCT index)
+FROM residuals WHERE run_id = $run_id GROUP BY split
