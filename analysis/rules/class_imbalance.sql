@@ -78,7 +78,7 @@ compared AS (
     WHERE s.total >= $min_examples AND s.least * $ratio <= s.most
 )
 SELECT run_id, split AS subject, step,
-       printf('the training labels are skewed %s: class %d has %d examples, class %d %d; at step %d the rare classes (%d of %d) are recalled %.0f%% of the time on %s, the others %.0f%%',
+       printf('the training labels are skewed %s: class %d labels %d of the examples logged, class %d %d; at step %d the rare classes (%d of %d) are recalled %.0f%% of the time on %s, the others %.0f%%',
               CASE WHEN least = 0 THEN 'without limit (a class never seen in training)'
                    ELSE printf('%.0f:1', most / least) END,
               common_class, most, rare_class, least, step, len(rare_classes), n_classes,

@@ -74,6 +74,16 @@ def loss_and_accuracy(
     return loss, (logits.argmax(1) == target).float().mean()
 
 
+def _predictions(
+    y: torch.Tensor, out: torch.Tensor, task: Task
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and outputs as the loss reads them (``loss_and_accuracy``): class ids and
+    one row of scores each, or the regression's values."""
+    if task.classes is None:
+        return y, out
+    return y.reshape(-1), out.reshape(-1, task.classes)
+
+
 def train(
     root: Path,
     name: str,
@@ -97,6 +107,7 @@ def train(
     zero_grad_set_to_none: bool = True,
     zero_grad_at: Literal["start", "before_backward"] = "start",
     eval_mode: bool = True,
+    log_predictions: bool = True,
     config: dict[str, Any] | None = None,
     **collector_options: Any,
 ) -> CorpusTrace:
@@ -108,6 +119,8 @@ def train(
     ``perturb(step, x, y)`` may replace a batch (step counts from 1). The gradients are
     reset (``zero_grad``) before each optimizer step's first micro-batch: at its start,
     or (``zero_grad_at="before_backward"``) between its forward and its backward.
+    ``log_predictions``: the validation predictions at each evaluation and the training
+    batches' after each optimizer step (``tel.log_predictions``).
     """
     source = batches(task, batch_size, sleep_s=sleep_s)
     options = {**COLLECTOR_OPTIONS, **collector_options}
@@ -121,8 +134,11 @@ def train(
             if eval_mode:
                 model.eval()
             with torch.no_grad(), autocast:
-                loss, acc = loss_and_accuracy(model(task.x_val), task.y_val, task)
+                out = model(task.x_val)
+                loss, acc = loss_and_accuracy(out, task.y_val, task)
             model.train()
+            if log_predictions:
+                tel.log_predictions(*_predictions(task.y_val, out, task), split="val", epoch=epoch)
             trace.val_loss.append(float(loss))
             metrics = {"loss": loss}
             if acc is not None:
@@ -134,6 +150,7 @@ def train(
 
         model.train()
         pending: list[tuple[float, float | None]] = []  # micro-batches of this optimizer step
+        predicted: list[tuple[torch.Tensor, torch.Tensor]] = []  # their targets and outputs
         epoch_losses: list[float] = []
         epoch_accs: list[float] = []
 
@@ -150,6 +167,9 @@ def train(
             accs = [p[1] for p in pending if p[1] is not None]
             pending.clear()
             trace.steps += 1
+            for yb, out in predicted:
+                tel.log_predictions(*_predictions(yb, out, task), split="train", epoch=epoch)
+            predicted.clear()
             trace.train_loss.append(loss)
             epoch_losses.append(loss)
             metrics = {"loss": loss}
@@ -182,9 +202,10 @@ def train(
                 if reset and zero_grad_at == "start":
                     optimizer.zero_grad(set_to_none=zero_grad_set_to_none)
                 with autocast:
-                    loss, acc = loss_and_accuracy(
-                        model(xb), yb, task, label_smoothing=label_smoothing
-                    )
+                    out = model(xb)
+                    loss, acc = loss_and_accuracy(out, yb, task, label_smoothing=label_smoothing)
+                if log_predictions:
+                    predicted.append((yb, out.detach()))
                 if reset and zero_grad_at == "before_backward":
                     optimizer.zero_grad(set_to_none=zero_grad_set_to_none)
                 (loss / accumulate).backward()

@@ -1964,3 +1964,183 @@ def raw_pixels_cnn(root: Path) -> Truth:
         and float(task.x.max()) >= 200,
     }
     return _truth(trace, {"pixel_max": float(task.x.max())}, claims)
+
+
+# -- issue 22: class imbalance and collapsed predictions -----------------------------------
+
+
+def _rare_digits(keep: float, rare: tuple[int, ...] = (8, 9)) -> Task:
+    """The digits with the ``rare`` classes' training examples cut to ``keep`` of them
+    (the first ones); the validation set stays balanced, so each class's recall shows."""
+    d = data.digits()
+    mask = torch.ones(len(d.y), dtype=torch.bool)
+    for k in rare:
+        where = torch.nonzero(d.y == k).flatten()
+        mask[where[max(1, math.ceil(len(where) * keep)) :]] = False
+    return Task(f"digits_rare_{keep}", d.x[mask], d.y[mask], d.x_val, d.y_val, classes=10)
+
+
+def _recalls(
+    trace: CorpusTrace, model: nn.Module, task: Task, rare: tuple[int, ...]
+) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        predicted = model(task.x_val).argmax(1)
+    hit = predicted == task.y_val
+    is_rare = torch.isin(task.y_val, torch.tensor(rare))
+    counts = torch.bincount(task.y, minlength=10).float()
+    return {
+        "label_ratio": float(counts.max() / counts.min()),
+        "rare_recall": float(hit[is_rare].float().mean()),
+        "common_recall": float(hit[~is_rare].float().mean()),
+        "val_acc_last": trace.val_acc[-1],
+    }
+
+
+def _imbalanced(root: Path, name: str, model: nn.Module, keep: float, epochs: int) -> Truth:
+    task = _rare_digits(keep)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    trace = train(root, name, model, opt, task, epochs=epochs, batch_size=64)
+    numbers = _recalls(trace, model, task, (8, 9))
+    claims = {
+        "training labels >= 10x apart": numbers["label_ratio"] >= 10,
+        "the rare classes recalled >= 0.2 less than the others": numbers["common_recall"]
+        - numbers["rare_recall"]
+        >= 0.2,
+    }
+    return _truth(trace, numbers, claims)
+
+
+@pathological(
+    "class_imbalance.mild_mlp_two_rare_digits",
+    expect=("class_imbalance",),
+    level="mild",
+    what="an MLP on the digits with 8 and 9 cut to a twelfth of their examples, no class weights",
+    arch="MLP",
+    optimizer="Adam",
+    batch="64",
+)
+def rare_digits_mlp(root: Path) -> Truth:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    return _imbalanced(root, "class_imbalance.mild_mlp_two_rare_digits", model, 1 / 12, 25)
+
+
+@pathological(
+    "class_imbalance.severe_cnn_two_nearly_absent_digits",
+    expect=("class_imbalance",),
+    level="severe",
+    what="a CNN on the digits with 8 and 9 cut to a fortieth of their examples, no class weights",
+    arch="CNN",
+    optimizer="Adam",
+    batch="64",
+)
+def rare_digits_cnn(root: Path) -> Truth:
+    torch.manual_seed(0)
+    return _imbalanced(
+        root, "class_imbalance.severe_cnn_two_nearly_absent_digits", SmallCNN(), 1 / 40, 4
+    )
+
+
+def _collapse(trace: CorpusTrace, model: nn.Module, task: Task) -> Truth:
+    model.eval()
+    with torch.no_grad():
+        out = model(task.x_val)
+    if task.classes is None:
+        ratio = float(out.reshape(-1).std() / task.y_val.reshape(-1).std())
+        numbers = {"output_std_over_target_std": ratio}
+        return _truth(trace, numbers, {"outputs vary < 0.1x the targets": ratio < 0.1})
+    predicted = out.argmax(1)
+    top = torch.bincount(predicted, minlength=task.classes).max()
+    share = float(top) / len(predicted)
+    numbers = {"top_class_share": share, "val_acc_last": trace.val_acc[-1]}
+    return _truth(trace, numbers, {"one class >= 70% of the predictions": share >= 0.7})
+
+
+@pathological(
+    "prediction_collapse.mild_mlp_majority_under_weight_decay",
+    expect=("prediction_collapse",),
+    also=("underfitting", "class_imbalance", "accuracy_plateau", "loss_not_decreasing"),
+    level="mild",
+    what="an MLP under heavy weight decay on digits whose training set is two-thirds zeros: "
+    "it predicts 0 for most of a balanced validation set",
+    arch="MLP",
+    optimizer="SGD",
+    batch="64",
+)
+def majority_mlp(root: Path) -> Truth:
+    torch.manual_seed(0)
+    d = data.digits()
+    zeros = torch.nonzero(d.y == 0).flatten().repeat(16)
+    x, y = torch.cat([d.x, d.x[zeros]]), torch.cat([d.y, d.y[zeros]])
+    task = Task("digits_mostly_zeros", x, y, d.x_val, d.y_val, classes=10)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, weight_decay=0.1)
+    name = "prediction_collapse.mild_mlp_majority_under_weight_decay"
+    trace = train(root, name, model, opt, task, epochs=3)
+    return _collapse(trace, model, task)
+
+
+@pathological(
+    "prediction_collapse.severe_cnn_one_class_after_lr_blowup",
+    expect=("prediction_collapse",),
+    also=(
+        "lr_too_high",
+        "dead_relu",
+        "chance_level",
+        "loss_not_decreasing",
+        "vanishing_gradients",
+        "unused_parameters",
+        "stalled_parameters",
+        "underfitting",
+        "loss_spike",
+        "divergence",
+        "exploding_gradients",
+        "update_ratio",
+    ),
+    level="severe",
+    what="a CNN whose first steps at SGD lr 2.0 leave it predicting one class for every input",
+    arch="CNN",
+    optimizer="SGD",
+    batch="64",
+)
+def one_class_cnn(root: Path) -> Truth:
+    torch.manual_seed(0)
+    task = data.digits()
+    model = SmallCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=2.0)
+    name = "prediction_collapse.severe_cnn_one_class_after_lr_blowup"
+    trace = train(root, name, model, opt, task, epochs=2)
+    return _collapse(trace, model, task)
+
+
+@pathological(
+    "prediction_collapse.severe_mlp_regression_predicts_the_mean",
+    expect=("prediction_collapse",),
+    also=(
+        "dead_relu",
+        "underfitting",
+        "loss_not_decreasing",
+        "unused_parameters",
+        "vanishing_gradients",
+        "stalled_parameters",
+        "accuracy_plateau",
+    ),
+    level="severe",
+    what="a regression MLP whose hidden ReLUs all start dead (bias -10): only the output "
+    "bias learns, so it predicts the targets' mean for every input",
+    arch="MLP",
+    optimizer="Adam",
+    task="diabetes (regression)",
+    batch="32",
+)
+def mean_regression_mlp(root: Path) -> Truth:
+    torch.manual_seed(0)
+    task = data.tabular("diabetes")
+    model = nn.Sequential(nn.Linear(task.x.shape[1], 32), nn.ReLU(), nn.Linear(32, 1))
+    with torch.no_grad():
+        model[0].bias.fill_(-10.0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    name = "prediction_collapse.severe_mlp_regression_predicts_the_mean"
+    trace = train(root, name, model, opt, task, epochs=10, batch_size=32)
+    return _collapse(trace, model, task)

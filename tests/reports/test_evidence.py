@@ -40,3 +40,29 @@ def test_the_first_chart_of_a_topic_wins_and_titles_read_as_text() -> None:
     ]
     link = evidence.link(evidence.index(charts), "overfitting", None)
     assert link == evidence.Link("a", "loss")
+
+
+def test_a_rule_about_a_split_links_to_that_splits_chart_first() -> None:
+    charts = _charts("confusion:train", "confusion:val", "class_recall:train", "residuals")
+    assert evidence.link(charts, "class_imbalance", "val") == evidence.Link(
+        "chart-2", "confusion:val"
+    )
+    # A split without a matrix of its own: the first matrix drawn, then its recall lines.
+    assert evidence.links(charts, "class_imbalance", "test") == [
+        evidence.Link("chart-1", "confusion:train"),
+        evidence.Link("chart-3", "class_recall:train"),
+    ]
+    regression = _charts("metric:loss", "residuals")
+    assert evidence.link(regression, "prediction_collapse", "val") == evidence.Link(
+        "chart-2", "residuals"
+    )
+
+
+def test_inputs_and_memory_rules_link_to_their_charts() -> None:
+    charts = _charts("inputs", "memory")
+    assert evidence.link(charts, "unnormalized_inputs", "input") == evidence.Link(
+        "chart-1", "inputs"
+    )
+    assert evidence.link(charts, "memory_pressure", "cuda memory") == evidence.Link(
+        "chart-2", "memory"
+    )
