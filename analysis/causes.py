@@ -126,6 +126,32 @@ LINKS: tuple[Link, ...] = (
         "(all zero), learn nothing about the input",
     ),
     Link(
+        "prediction_collapse",
+        ("missing_zero_grad", "lr_too_high", "nonfinite"),
+        _always,
+        "a model thrown off by steps too large predicts one class; NaN scores have one argmax",
+    ),
+    Link(
+        "prediction_collapse",
+        ("dead_relu",),
+        _layer_died,
+        "a layer whose units are (nearly) all dead passes the same output for every input",
+    ),
+    Link(
+        "prediction_collapse",
+        ("vanishing_gradients", "saturated_activations", "poor_initialization"),
+        _always,
+        "early layers that get no gradient, saturated units or units made alike learn "
+        "nothing about the input: the output is the same for every one",
+    ),
+    Link(
+        "prediction_collapse",
+        ("class_imbalance", "unnormalized_inputs"),
+        _always,
+        "where one class fills the training labels, predicting it is the cheapest loss; "
+        "inputs on raw scales drown what tells the classes apart",
+    ),
+    Link(
         "overfitting",
         ("missing_eval_mode",),
         _always,

@@ -2,10 +2,12 @@
 
 The report is a single static file (Vega, Vega-Lite and Vega-Embed inlined) that
 opens from ``file://`` with the network off: findings first (each linked to the
-chart that shows its evidence), then the runs, their training curves, gradients,
-weights and updates, the model summary, activation statistics, feature maps and
-filters, where the first NaN/Inf appeared, step timing, export benchmarks, and a
-comparison of every run's hyperparameters with its best validation metric.
+chart that shows its evidence), then the runs, their training curves, predictions
+(confusion matrices, per-class recall, regression errors), gradients, weights and
+updates, the model summary, the model's inputs per feature, activation statistics,
+feature maps and filters, where the first NaN/Inf appeared, step timing and peak
+memory, export benchmarks, and a comparison of every run's hyperparameters with its
+best validation metric.
 Everything a run wrote is escaped, and reaches a chart only as a data value. The page
 has a budget of charts, lines, points and pixels (``reports.budget``) and names what
 it left out.

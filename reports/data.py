@@ -1,13 +1,13 @@
-"""What the report reads from a store: the only module of ``reports`` that talks to analysis.
+"""What the report reads from a store: every read of ``reports`` starts here.
 
-All SQL of the report is run from here: the queries of ``reports.queries`` (one
+The SQL of the report is run from here: the queries of ``reports.queries`` (one
 ``.sql`` file each, with the decimation that ``reports.decimate.decimate_sql`` wraps
 around some of them), over the store's
 views (``scalars``, ``tensors``, ``system``, ``modules``, ``activations``, ``samples``,
-``events``, ``exports``), one run at a time; the sections of issue 22 run theirs from
-their own modules' ``read`` (``reports.inputs``, ``reports.memory``,
-``reports.predictions``: views ``inputs``, ``system``, ``events``, ``confusion``,
-``residuals``), called from here. The results are shaped into small frames
+``events``, ``exports``), one run at a time; or from the ``read`` of a section's own
+module, called from here (``reports.inputs``, ``reports.memory``, ``reports.predictions``:
+views ``inputs``, ``system``, ``events``, ``confusion``, ``residuals``), which keeps
+this module from growing. The results are shaped into small frames
 that the chart functions draw without further thought:
 
 * a run's charts stay within its share of the page's budget (``reports.budget``): the

@@ -53,6 +53,9 @@ MAX_RECALL_LINES = 10
 MAX_OUTPUTS = 4
 """Regression output columns drawn per split (the collector records up to 64)."""
 
+QUANTITIES = ("rmse", "bias", "r2")
+"""The regression errors drawn (``residuals.sql``), one panel each."""
+
 OTHER = "other"
 """The column of predictions of classes the matrix does not draw."""
 
@@ -249,7 +252,10 @@ def _residuals(store: Store, run_id: str, splits: pl.DataFrame, budget: Budget) 
         x="step",
         y="value",
         by=["quantity", "split", "index"],
-        max_points=points_per_line(n_lines, max_points=budget.series, budget=budget.line_points),
+        # Three panels of n_lines each share the chart's points.
+        max_points=points_per_line(
+            len(QUANTITIES) * n_lines, max_points=budget.series, budget=budget.line_points
+        ),
         max_nonfinite=budget.markers,
     )
     rows = store.sql(sql, params | {"run_id": run_id, "splits": drawn, "max_outputs": per_split})

@@ -1,6 +1,6 @@
-"""The demo: five small runs on scikit-learn's bundled handwritten digits.
+"""The demo: six small runs on scikit-learn's bundled handwritten digits.
 
-``healthy`` trains a small CNN well; the other three are broken on purpose, each
+``healthy`` trains a small CNN well; the other five are broken on purpose, each
 in the way the seed tutorial describes, so that the diagnostics have something
 to find:
 
@@ -10,6 +10,11 @@ to find:
                 ReLU units never fire, get no gradient and stay dead
     exploding   the CNN on raw 0-16 pixel values (no input normalisation), LeakyReLU,
                 a large SGD step with momentum: gradients grow, then overflow to NaN
+    imbalanced  the CNN with digits 8 and 9 cut to a twentieth of their training
+                images (no class weights): it learns the other eight and misses them
+
+Every run logs its predictions (``tel.log_predictions``): the training batches' at
+each step, the validation set's at each epoch, for the confusion matrix.
 
 After training, the healthy CNN's export formats are benchmarked into its run
 (``exports.benchmark``: TorchScript, torch.export, ONNX Runtime, int8, pruned, bf16),
@@ -56,6 +61,7 @@ class Scenario:
     input_scale: float = 1.0  # 16.0 feeds raw 0-16 pixel values: no input normalisation
     activation: str = "relu"
     dead_bias: float = 0.0  # added to 3/4 of the hidden linear units' bias (the CNN only)
+    rare_keep: float = 1.0  # the share of the training images of digits 8 and 9 kept
     he_init: bool = True
     export_bench: bool = False  # benchmark the trained model's export formats into the run
     description: str = ""
@@ -78,6 +84,7 @@ class Scenario:
             "activation": self.activation,
             "dead_bias": self.dead_bias,
             "he_init": self.he_init,
+            "rare_keep": self.rare_keep,
         }
 
 
@@ -132,7 +139,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         he_init=False,
         description="unnormalised inputs, LeakyReLU, large SGD step with momentum",
     ),
+    Scenario(
+        "imbalanced",
+        "cnn",
+        "adam",
+        lr=2e-3,
+        epochs=6,
+        rare_keep=1 / 20,
+        description="digits 8 and 9 cut to a twentieth of their training images",
+    ),
 )
+
+RARE_DIGITS = (8, 9)
+"""The classes ``Scenario.rare_keep`` thins out."""
 
 
 class SmallCNN(nn.Module):
@@ -281,6 +300,8 @@ def _trained(
     x_train, x_val = x_train * scenario.input_scale, x_val * scenario.input_scale
     if scenario.train_subset is not None:
         x_train, y_train = x_train[: scenario.train_subset], y_train[: scenario.train_subset]
+    if scenario.rare_keep < 1.0:
+        x_train, y_train = _thinned(x_train, y_train, scenario.rare_keep)
     model, opt = build(scenario)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
@@ -297,12 +318,14 @@ def _trained(
                 opt.step()
                 acc = (logits.argmax(1) == yb).float().mean()
                 tel.log({"loss": loss, "acc": acc}, split="train", epoch=epoch)
+                tel.log_predictions(yb, logits.detach(), split="train", epoch=epoch)
             model.eval()
             with torch.no_grad():
                 logits = model(x_val)
                 val_loss = loss_fn(logits, y_val)
                 val_acc = (logits.argmax(1) == y_val).float().mean()
             tel.log({"loss": val_loss, "acc": val_acc}, split="val", epoch=epoch)
+            tel.log_predictions(y_val, logits, split="val", epoch=epoch)
             if tick is not None:
                 tick(f"{scenario.name} val loss {float(val_loss):.3f}")
             every = max(1, scenario.epochs // 6)
@@ -313,6 +336,15 @@ def _trained(
                     f"val loss {float(val_loss):8.4f}  val acc {float(val_acc):.3f}"
                 )
         yield model, tel, (x_val, y_val)
+
+
+def _thinned(x: torch.Tensor, y: torch.Tensor, keep: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x, y`` with the first ``keep`` share (at least one) of each rare digit's examples."""
+    mask = torch.ones(len(y), dtype=torch.bool)
+    for digit in RARE_DIGITS:
+        where = torch.nonzero(y == digit).flatten()
+        mask[where[max(1, round(len(where) * keep)) :]] = False
+    return x[mask], y[mask]
 
 
 def export_benchmark(

@@ -61,6 +61,10 @@ def test_demo_flags_each_pathology_and_leaves_the_healthy_run_clean(tmp_path: Pa
     assert "dead_relu" in flagged["dead_relu"]
     assert "exploding_gradients" in flagged["exploding"]
     assert {"divergence", "nonfinite"} <= flagged["exploding"]
+    assert "unnormalized_inputs" in flagged["exploding"]
+    assert flagged["imbalanced"] == {"class_imbalance"}
+    confusion = store.sql("SELECT DISTINCT run_id, split FROM confusion")
+    assert len(confusion) == 2 * len(run_ids)  # every run's train and val predictions
     origin = store.sql("SELECT payload FROM events WHERE kind = 'nonfinite_origin'")
     assert len(origin) == 1  # only the exploding run, named once
     modules = store.sql("SELECT DISTINCT run_id FROM modules")

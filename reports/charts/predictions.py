@@ -19,7 +19,7 @@ import polars as pl
 
 from reports.charts.curves import split_colors
 from reports.charts.steps import nonfinite_layer, step_x
-from reports.predictions import OTHER
+from reports.predictions import OTHER, QUANTITIES
 from reports.theme import HEIGHT, WIDTH
 
 SHARE_RANGE = ["#f7fbff", "#08306b"]
@@ -27,9 +27,6 @@ SHARE_RANGE = ["#f7fbff", "#08306b"]
 
 TEXT_UP_TO = 12
 """Matrices of at most this many classes print each cell's share in it."""
-
-QUANTITIES = ("rmse", "bias", "r2")
-"""The regression chart's panels, top to bottom."""
 
 _QUANTITY_TITLES = {
     "rmse": "rmse",

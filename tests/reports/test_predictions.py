@@ -14,7 +14,7 @@ from reports import predictions, render_report
 from reports.budget import Budget
 from reports.predictions import OTHER
 from tests.builders import RunBuilder
-from tests.reports.pages import HOSTILE, Parts, datasets, open_undiagnosed, trained
+from tests.reports.pages import HOSTILE, Parts, axis_labels, datasets, open_undiagnosed, trained
 
 
 def _read(root: Path, budget: Budget | None = None) -> predictions.Predictions:
@@ -241,3 +241,17 @@ def test_a_store_without_predictions_has_no_predictions_section(tmp_path: Path) 
     trained(tmp_path)
     store, diagnosis = open_undiagnosed(tmp_path)
     assert "predictions" not in Parts(render_report(store, diagnosis)).sections
+
+
+def test_every_prediction_chart_draws_with_the_pages_vega_lite(page: tuple[str, Parts]) -> None:
+    _, parts = page
+    drawn = [
+        s
+        for s in parts.chart_specs()
+        if any(t in str(s.get("title")) for t in ("confusion", "recall", "regression"))
+    ]
+    assert len(drawn) == 4
+    for spec in drawn:
+        assert axis_labels(spec), "vl-convert compiled and drew it"
+    [matrix] = [s for s in drawn if "confusion matrix: val" in str(s.get("title"))]
+    assert axis_labels(matrix)[:2] == [["0", "1"], ["0", "1"]], "rows and columns by class id"

@@ -32,10 +32,18 @@ UNLABELLED = {
         rule: "labelled in tests/corpus"
         for rule in ("missing_eval_mode", "missing_zero_grad", "chance_level", "lr_too_high")
     },
-    # issue 22's rules too: failed runs, devices, memory and inputs need their own loops
+    # issue 22's rules too: failed runs, devices, memory, inputs and predictions need their
+    # own loops (the scenario harness logs no predictions)
     **{
         rule: "labelled in tests/corpus"
-        for rule in ("run_failed", "device_underused", "memory_pressure", "unnormalized_inputs")
+        for rule in (
+            "run_failed",
+            "device_underused",
+            "memory_pressure",
+            "unnormalized_inputs",
+            "class_imbalance",
+            "prediction_collapse",
+        )
     },
 }
 
