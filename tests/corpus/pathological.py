@@ -430,7 +430,13 @@ def gru_two_units(root: Path) -> Truth:
 @pathological(
     "loss_not_decreasing.severe_transformer_lr_100x_clipped",
     expect=("loss_not_decreasing",),
-    also=("update_ratio", "early_stopping", "accuracy_plateau", "lr_too_high"),
+    also=(
+        "update_ratio",
+        "early_stopping",
+        "accuracy_plateau",
+        "lr_too_high",
+        "prediction_collapse",
+    ),
     level="severe",
     what="pre-norm transformer, AdamW at 0.3 (100x too high) with clipping at norm 1: "
     "clipping bounds the gradient, not Adam's step",
@@ -464,6 +470,7 @@ def transformer_lr_100x(root: Path) -> Truth:
         "early_stopping",
         "accuracy_plateau",
         "lr_too_high",
+        "prediction_collapse",
     ),
     level="severe",
     what="the demo CNN at SGD lr 2.0 + momentum (100x too high) with clipping at norm 1: "
@@ -500,6 +507,7 @@ def cnn_lr_100x_clipped(root: Path) -> Truth:
         "early_stopping",
         "accuracy_plateau",
         "loss_spike",
+        "prediction_collapse",
     ),
     level="mild",
     what="BatchNorm CNN, SGD + momentum, optimizer.zero_grad() never called: gradients pile "
@@ -708,7 +716,7 @@ def _nonfinite_claims(trace: CorpusTrace, *, by: int) -> tuple[dict[str, float],
 @pathological(
     "nonfinite.severe_mlp_log_of_linear_output",
     expect=("nonfinite",),
-    also=("divergence",),
+    also=("divergence", "prediction_collapse"),
     level="severe",
     what="a custom module computes torch.log(self.linear(x)): NaN from the first step",
     arch="MLP (custom module)",
@@ -727,7 +735,7 @@ def log_of_negative(root: Path) -> Truth:
 @pathological(
     "nonfinite.mild_mlp_log_turns_negative",
     expect=("nonfinite",),
-    also=("divergence", "update_ratio"),
+    also=("divergence", "update_ratio", "prediction_collapse"),
     level="mild",
     what="the same custom log layer started positive (bias 1, small weights): training "
     "drives an output below zero at step 10",
@@ -771,7 +779,7 @@ class ReluCharRNN(nn.Module):
 @pathological(
     "exploding_gradients.severe_rnn_relu_no_clipping",
     expect=("exploding_gradients", "divergence", "nonfinite"),
-    also=("update_ratio", "loss_spike"),
+    also=("update_ratio", "loss_spike", "prediction_collapse"),
     level="severe",
     what="character-level ReLU RNN (recurrent matrix 1.2x orthogonal), SGD + momentum, no "
     "clipping: the gradient norm grows 1e17x in 6 steps, then NaN",
@@ -823,6 +831,7 @@ def rnn_exploding(root: Path) -> Truth:
         "accuracy_plateau",
         "divergence",
         "lr_too_high",
+        "prediction_collapse",
     ),
     level="severe",
     what="ReLU MLP at plain SGD lr 5.0 (100x too high), no clipping: the loss jumps to 1e7, "
@@ -901,6 +910,7 @@ class SigmoidCNN(nn.Sequential):
         "underfitting",
         "early_stopping",
         "accuracy_plateau",
+        "prediction_collapse",
     ),
     level="severe",
     what="six sigmoid convolutions, SGD + momentum: the loss stays at chance",
@@ -1215,6 +1225,7 @@ def mlp_he_x2_5(root: Path) -> Truth:
         "update_ratio",
         "early_stopping",
         "accuracy_plateau",
+        "prediction_collapse",
     ),
     level="severe",
     what="ReLU MLP with every weight and bias zero: the output is a constant, only the last "
@@ -1585,6 +1596,7 @@ def mlp_gelu_lr_100x_clipped(root: Path) -> Truth:
         "underfitting",
         "early_stopping",
         "accuracy_plateau",
+        "prediction_collapse",
     ),
     level="severe",
     what="the demo CNN at AdamW lr 0.1 (100x the default) with clipping at norm 1: the "
@@ -2060,7 +2072,13 @@ def _collapse(trace: CorpusTrace, model: nn.Module, task: Task) -> Truth:
 @pathological(
     "prediction_collapse.mild_mlp_majority_under_weight_decay",
     expect=("prediction_collapse",),
-    also=("underfitting", "class_imbalance", "accuracy_plateau", "loss_not_decreasing"),
+    also=(
+        "underfitting",
+        "class_imbalance",
+        "accuracy_plateau",
+        "loss_not_decreasing",
+        "chance_level",
+    ),
     level="mild",
     what="an MLP under heavy weight decay on digits whose training set is two-thirds zeros: "
     "it predicts 0 for most of a balanced validation set",
@@ -2119,6 +2137,7 @@ def one_class_cnn(root: Path) -> Truth:
     expect=("prediction_collapse",),
     also=(
         "dead_relu",
+        "early_stopping",
         "underfitting",
         "loss_not_decreasing",
         "unused_parameters",
