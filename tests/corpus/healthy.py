@@ -643,6 +643,39 @@ def mlp_cancer(root: Path) -> Truth:
 
 
 @healthy(
+    "linear.breast_cancer_rare_malignant_weighted_nesterov_b16",
+    what="logistic regression on breast cancer with the malignant training examples cut to "
+    "an eighth (13:1) and the loss weighted by inverse class frequency: the rare class is "
+    "still recognised (imbalanced data, handled)",
+    arch="linear",
+    optimizer="SGD Nesterov",
+    schedule="constant",
+    task="breast_cancer, minority cut to 1/8, weighted loss",
+    batch="16",
+)
+def linear_rare_malignant(root: Path) -> Truth:
+    torch.manual_seed(0)
+    full = data.tabular("breast_cancer")
+    malignant = torch.nonzero(full.y == 0).flatten()
+    keep = torch.ones(len(full.y), dtype=torch.bool)
+    keep[malignant[len(malignant) // 8 :]] = False
+    task = Task("breast_cancer", full.x[keep], full.y[keep], full.x_val, full.y_val, classes=2)
+    counts = torch.bincount(task.y, minlength=2).float()
+    model = nn.Linear(30, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.003, momentum=0.9, nesterov=True)
+    return _fit(
+        root,
+        "linear.breast_cancer_rare_malignant_weighted_nesterov_b16",
+        model,
+        opt,
+        task,
+        epochs=8,
+        batch_size=16,
+        class_weight=counts.sum() / (2 * counts),
+    )
+
+
+@healthy(
     "mlp.diabetes_adam_mse",
     what="regression: ReLU MLP on diabetes, Adam 3e-3 with weight decay, MSE",
     arch="MLP",

@@ -62,7 +62,12 @@ def batches(
 
 
 def loss_and_accuracy(
-    out: torch.Tensor, y: torch.Tensor, task: Task, *, label_smoothing: float = 0.0
+    out: torch.Tensor,
+    y: torch.Tensor,
+    task: Task,
+    *,
+    label_smoothing: float = 0.0,
+    class_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Cross-entropy and accuracy over every position (a language model's too), or the
     mean squared error and no accuracy for a regression."""
@@ -70,7 +75,9 @@ def loss_and_accuracy(
         return nn.functional.mse_loss(out.reshape(y.shape).float(), y), None
     logits = out.reshape(-1, task.classes).float()
     target = y.reshape(-1)
-    loss = nn.functional.cross_entropy(logits, target, label_smoothing=label_smoothing)
+    loss = nn.functional.cross_entropy(
+        logits, target, weight=class_weight, label_smoothing=label_smoothing
+    )
     return loss, (logits.argmax(1) == target).float().mean()
 
 
@@ -99,6 +106,7 @@ def train(
     accumulate: int = 1,
     bf16: bool = False,
     label_smoothing: float = 0.0,
+    class_weight: torch.Tensor | None = None,
     eval_every: int | None = None,
     log_train: Literal["step", "epoch"] = "step",
     sleep_s: float = 0.0,
@@ -119,6 +127,7 @@ def train(
     ``perturb(step, x, y)`` may replace a batch (step counts from 1). The gradients are
     reset (``zero_grad``) before each optimizer step's first micro-batch: at its start,
     or (``zero_grad_at="before_backward"``) between its forward and its backward.
+    ``class_weight``: the training loss's per-class weights (validation is unweighted).
     ``log_predictions``: the validation predictions at each evaluation and the training
     batches' after each optimizer step (``tel.log_predictions``).
     """
@@ -203,7 +212,9 @@ def train(
                     optimizer.zero_grad(set_to_none=zero_grad_set_to_none)
                 with autocast:
                     out = model(xb)
-                    loss, acc = loss_and_accuracy(out, yb, task, label_smoothing=label_smoothing)
+                    loss, acc = loss_and_accuracy(
+                        out, yb, task, label_smoothing=label_smoothing, class_weight=class_weight
+                    )
                 if log_predictions:
                     predicted.append((yb, out.detach()))
                 if reset and zero_grad_at == "before_backward":

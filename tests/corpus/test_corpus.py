@@ -40,7 +40,13 @@ EXCLUDED = {
 }
 
 # (healthy run, rule) -> why the rule fires today. Fix the class, not the example.
-KNOWN_FALSE_ALARMS: dict[tuple[str, str], str] = {}
+KNOWN_FALSE_ALARMS: dict[tuple[str, str], str] = {
+    ("linear.breast_cancer_rare_malignant_weighted_nesterov_b16", "loss_oscillation"): (
+        "a loss weighted by inverse class frequency on batches of 16: a batch holding one "
+        "of the rare, 6.5x-weighted examples jumps, so the minibatch noise is ~0.6 of the "
+        "loss's level, above the rule's 0.5 (its null assumes unweighted examples)"
+    ),
+}
 
 # (pathological run, expected rule) -> why the rule misses it today.
 KNOWN_MISSES: dict[tuple[str, str], str] = {}
