@@ -62,7 +62,7 @@ def inputs_chart(
     )
     bars = base.mark_bar(color=BAR, opacity=0.85, size=size).encode(y="low:Q", y2="high:Q")
     means = base.mark_tick(color="#1d1d1f", thickness=2, size=size).encode(y="mean:Q")
-    text = f"model input per {noun}: mean ± std (bar), min to max (rule)"
+    text = f"model input per {noun}: mean ± std, range"
     title = alt.TitleParams(text, subtitle=subtitle) if subtitle else text
     layered = alt.LayerChart(layer=[band, ranges, bars, means]).properties(
         width=width, height=height

@@ -12,7 +12,7 @@ from analysis import diagnose, open_store
 from reports import data, inputs, render_report
 from store.schema import Stream
 from tests.builders import RunBuilder
-from tests.reports.pages import Parts, trained
+from tests.reports.pages import Parts, axis_labels, open_undiagnosed, trained
 
 
 def recorded(
@@ -136,3 +136,14 @@ def test_a_run_without_inputs_has_no_inputs_section(tmp_path: Path) -> None:
     trained(tmp_path)
     store = open_store(tmp_path)
     assert "inputs" not in Parts(render_report(store, diagnose(store))).sections
+
+
+def test_features_on_scales_far_apart_get_a_std_panel_on_a_log_axis(tmp_path: Path) -> None:
+    run = RunBuilder(tmp_path, "table")
+    recorded(run, [1, 2], [250_000.0, 0.5, 0.1], [80_000.0, 0.3, 0.05]).finish().write()
+    store, diagnosis = open_undiagnosed(tmp_path)
+    [spec] = [s for s in Parts(render_report(store, diagnosis)).chart_specs() if "vconcat" in s]
+    assert "model input per feature" in str(spec["title"])
+    assert spec["vconcat"][1]["encoding"]["y"]["scale"] == {"type": "log"}
+    labels = axis_labels(spec)
+    assert ["0", "1", "2"] in labels, "a panel per feature index"
