@@ -53,9 +53,11 @@ def report(
 ) -> None:
     """Write one self-contained HTML report of ROOT: opens offline, from a file or a mail.
 
-    Findings (linked to the charts that show them), runs, curves, gradients, weights
-    and updates, activations, model summary, system timing, export benchmarks and a
-    comparison of every run's hyperparameters with its best validation metric.
+    Findings (linked to the charts that show them), runs, curves, predictions
+    (confusion matrices, per-class recall, residuals), gradients, weights and updates,
+    the model's inputs, activations, model summary, system timing and memory, export
+    benchmarks and a comparison of every run's hyperparameters with its best
+    validation metric.
 
     \b
     Example:
