@@ -76,7 +76,10 @@ VIEWS = (
 SUMMARY_VIEWS = ("confusion", "residuals")
 """Views that add up a stream view's rows (``predictions``), in SQL both engines read."""
 
-MACROS = ("curves", "tails", "exports", "failures")
+MACRO_VIEWS = ("sweep",)
+"""Views over a macro (``sweep``: ``sweep_of`` with the best validation loss); DuckDB only."""
+
+MACROS = ("curves", "tails", "exports", "failures", "sweep")
 """SQL macros shared by the rules and the report (``analysis/macros/<name>.sql``), created
 over the views at open time; a user query may call them too."""
 
@@ -189,6 +192,8 @@ class Store:
                 self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {view_sql(view)}")
             for name in MACROS:
                 self.con.execute(_macro_sql(name))
+            for view in MACRO_VIEWS:
+                self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {view_sql(view)}")
 
     def _mark_gone(self) -> None:
         """Fill ``_gone``: the runs not ended whose processes ran on this host and have

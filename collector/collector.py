@@ -368,13 +368,13 @@ class Collector:
             raise ConfigError(f"split must be a non-empty string, got {arguments.shown(split)}")
         arguments.check_optional_int("epoch", epoch)
         arguments.check_optional_int("step", step)
+        start = time.perf_counter()  # the reduction is the collector's time too
         kind, kept, classes, count = reduce(targets, outputs, split=split)
         if self._closed:
             log.warning("log_predictions() on closed run %s ignored", self._run_id)
             return
         if count == 0:
             return
-        start = time.perf_counter()
         out = self._out
         if step is not None and self._optimizer is None:
             out.step = max(out.step, step)
@@ -513,12 +513,11 @@ class Collector:
         self._steps.remove_hooks()
         arguments.unwatch(self._run_id, self._model, self._optimizer)
         self._steps.write_summary()  # if no optimizer step came after the first forward
-        try:
-            self._logged.read()
-            self._predictions.read()
-            self._steps.read_pending_system()
-        except Exception as e:  # a broken device must not cost the run its ending
-            log.warning("run %s: could not read logged values from the device: %s", self._run_id, e)
+        for read in (self._logged.read, self._predictions.read, self._steps.read_pending_system):
+            try:
+                read()
+            except Exception as e:  # a broken device must not cost the run its ending
+                log.warning("run %s: could not read values from the device: %s", self._run_id, e)
         try:
             self._steps.record_last_origin()  # the last, unread steps
         except Exception as e:  # never lose the run's ending over a diagnostic

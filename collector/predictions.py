@@ -5,9 +5,11 @@ the targets' shape, or scores (logits, probabilities) with one more dimension, t
 classes, at dimension 1 (``cross_entropy``'s ``[N, C, ...]``) or last (``[N, T, C]``);
 the argmax is taken on the outputs' device. The result is confusion cells: (true
 class, predicted class, count). Targets below 0 (an ``ignore_index`` such as -100) are
-left out. With at most ``DENSE_CLASSES`` score columns the cells are counted on the
-device (a ``[C * C]`` tensor whatever the batch: per-pixel segmentation stays small);
-with class ids, or more classes, the ids themselves are kept and counted on the host.
+left out, as are targets at or beyond the number of score columns (a 1-based label:
+the loss would have refused it). With at most ``DENSE_CLASSES`` score columns the cells
+are counted on the device (a ``[C * C]`` tensor whatever the batch: per-pixel
+segmentation stays small; the calls of one matrix add into one); with class ids, or
+more classes, the ids themselves are kept and counted on the host.
 
 Regression (floating-point targets): outputs with as many values as the targets,
 ``[N, D]`` per example (a ``[N, 1]`` output against ``[N]`` targets is one column, not
@@ -40,8 +42,9 @@ from store.records import Rows
 from store.schema import Stream
 from store.writer import Writer
 
-DENSE_CLASSES = 1024
-"""Score columns up to which a call's confusion cells are counted on the device."""
+DENSE_CLASSES = 256
+"""Score columns up to which a call's confusion cells are counted on the device (a
+``[C * C]`` int64 tensor: 0.5 MB at 256; the calls of one split and step add into one)."""
 
 HOST_BATCH = 256
 """Calls on the CPU summed into one set of rows at most (they wait for nothing)."""
@@ -92,6 +95,8 @@ def reduce(targets: Any, outputs: Any, *, split: str) -> tuple[str, torch.Tensor
         raise ConfigError("log_predictions() takes real targets and outputs, not complex ones")
     if t.dtype is torch.bool or not t.is_floating_point():
         return _classification(t.long(), o, split)
+    if t.numel() == 0 and o.numel() == 0:
+        return "sums", torch.zeros(8, 0, dtype=torch.float64), 0, 0  # nothing to record
     return _regression(t, o, split)
 
 
@@ -137,9 +142,17 @@ def _classification(
             "shape, or scores with one more dimension (the classes) at dimension 1 or last"
         )
     classes = o.shape[dim]
+    if classes == 1:
+        raise ConfigError(
+            f"log_predictions(split={split!r}): one score per example (a binary logit of "
+            f"shape {tuple(o.shape)}) has no argmax to take: pass class ids, e.g. "
+            "(outputs > 0).long() for a logit, (outputs > 0.5).long() for a probability"
+        )
     predicted = o.argmax(dim)
     if classes > DENSE_CLASSES:
-        ids = torch.stack([t.reshape(-1), predicted.reshape(-1)])
+        true = t.reshape(-1)
+        true = torch.where(true < classes, true, torch.full_like(true, -1))  # left out
+        ids = torch.stack([true, predicted.reshape(-1)])
         return "ids", ids, classes, ids.shape[1]
     true = t.reshape(-1)
     cell = torch.where(
@@ -192,6 +205,12 @@ class PredictionRows:
         last = self.pending[-1] if self.pending else None
         if last is not None and last.step != entry.step and last.kept.device.type == "cpu":
             self.read()  # the previous step's calls are all in; reading waits for nothing
+            last = None
+        if last is not None and _same_matrix(last, entry):
+            last.kept += entry.kept  # one [C * C] tensor per split and step (asynchronous)
+            last.count += entry.count
+            last.wall_time = entry.wall_time
+            return False
         self.pending.append(entry)
         limit = LOG_BATCH if entry.kept.device.type != "cpu" else HOST_BATCH
         return len(self.pending) >= limit
@@ -219,6 +238,15 @@ class PredictionRows:
                 self._writer.put(Rows(Stream.PREDICTIONS, step, epoch, wall_time, columns))
 
 
+def _same_matrix(a: PendingPredictions, b: PendingPredictions) -> bool:
+    """Two calls whose device-counted cells add up: one split, step, epoch and class count."""
+    return (
+        a.kind == b.kind == "cells"
+        and (a.split, a.step, a.epoch, a.classes) == (b.split, b.step, b.epoch, b.classes)
+        and a.kept.device == b.kept.device
+    )
+
+
 def _rows(split: str, calls: list[tuple[PendingPredictions, np.ndarray]]) -> dict[str, list[Any]]:
     """The rows of one split at one step: confusion cells, then regression columns."""
     cells: dict[tuple[int, int], int] = {}
@@ -244,7 +272,7 @@ def _rows(split: str, calls: list[tuple[PendingPredictions, np.ndarray]]) -> dic
                 if index in sums:
                     merged = sums[index]
                     merged[:7] += column[:7]
-                    merged[7] = max(merged[7], column[7])
+                    merged[7] = np.maximum(merged[7], column[7])  # NaN stays NaN
                 else:
                     sums[index] = column.copy()
                 counts[index] = counts.get(index, 0) + entry.count

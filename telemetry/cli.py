@@ -26,6 +26,7 @@ from telemetry.commands.import_tensorboard import import_group
 from telemetry.commands.query import query
 from telemetry.commands.report import report
 from telemetry.commands.runs import runs
+from telemetry.commands.sweep import sweep
 from telemetry.commands.watch import watch
 from telemetry.common import Interrupted, cli_error, exit_code, printable
 
@@ -85,5 +86,5 @@ def main() -> None:
     _escape_warnings()
 
 
-for _verb in (analyze, report, demo, export_bench, import_group, query, runs, watch):
+for _verb in (analyze, report, demo, export_bench, import_group, query, runs, sweep, watch):
     main.add_command(_verb)

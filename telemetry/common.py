@@ -118,12 +118,14 @@ def _error_codes() -> tuple[tuple[type[TelemetryError], int], ...]:
     from analysis import OverrideError
     from analysis import StoreError as ReadError
     from analysis.spark import SparkUnavailable
+    from analysis.sweep import SweepError
 
     return (
         (ReadError, EXIT_STORE),  # no store, not a directory (open_root)
         (SparkUnavailable, EXIT_USAGE),  # --engine spark without pyspark or Java
         (WriteError, EXIT_STORE),  # a store that cannot be written (demo --out, import --root)
         (OverrideError, EXIT_USAGE),  # analyze --set / --config: no such rule or parameter
+        (SweepError, EXIT_USAGE),  # sweep --metric: no run logged it
         (ConfigError, EXIT_USAGE),  # a bad argument to the collector (export-bench's options)
     )
 

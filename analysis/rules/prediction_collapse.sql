@@ -10,7 +10,7 @@
 -- param: flat = 0.1
 -- seed: part 6 (common problems: the model predicts the same class for every input: dead units, a learning rate too high, imbalanced data; part 3 §2.4 dead ReLU)
 -- suggestion: Find what makes the output ignore the input: dead ReLUs or saturated units (the activations section), a learning rate too high (lower it 3-10x, with warm-up), a class so frequent that predicting it is the cheapest loss (class weights or a balanced sampler), or inputs on raw scales (standardise them); then check the per-class recall in the report's confusion matrix, not the accuracy.
--- null: a trained classifier's predictions follow the labels: at the latest logged step of a split, the class it predicts most takes about the share that class has among the labels (the difference a binomial's noise: within `z` (4) standard errors, or under `excess` (0.3)), or it takes under `share` (0.7) of the predictions; a regression model's outputs vary with the targets: their standard deviation above `flat` (0.1) of the targets'
+-- null: a trained classifier's predictions follow the labels: at the latest logged step of a split, the class it predicts most takes about the share that class has among the labels (the difference a binomial's noise: within `z` (4) standard errors, or under `excess` (0.3)), or it takes under `share` (0.7) of the predictions; a regression model's outputs vary with the targets: their standard deviation above `flat` (0.1) of the targets'; a split whose labels hold one class is not judged (predicting it is no collapse)
 -- false_alarms: none of the labelled corpus's healthy runs; an untrained model's first evaluation often predicts one class, which is why only the latest step of a finished run is judged (when: ended); reported on purpose: a binary task on 60/40 labels with a model predicting the majority for 90 % of inputs
 -- Per run and split, at the split's latest step with predictions (at least
 -- `min_examples`): for classification the most predicted class, its share of the
@@ -58,8 +58,8 @@ SELECT run_id, split AS subject, step,
                    'classes_predicted', predicted_classes, 'classes_labelled', label_classes)::VARCHAR AS evidence
 FROM judged
 WHERE label_classes >= 2
-  AND top_share >= $share
-  AND top_share - label_share >= $excess
+  AND top_share >= $share - 1e-9
+  AND top_share - label_share >= $excess - 1e-9
   AND (label_share <= 0 OR label_share >= 1
        OR (top_share - label_share) / sqrt(label_share * (1 - label_share) / total) >= $z)
 UNION ALL
@@ -71,4 +71,4 @@ SELECT run_id, split AS subject, step,
                    'output_mean', output_mean, 'target_mean', target_mean,
                    'r2', r2, 'examples', count)::VARCHAR AS evidence
 FROM regression
-QUALIFY row_number() OVER (PARTITION BY run_id, split ORDER BY output_std / target_std) = 1
+QUALIFY row_number() OVER (PARTITION BY run_id, split ORDER BY output_std / target_std, index) = 1

@@ -3,7 +3,8 @@
 -- example logged there (calls and ranks summed): the targets' and the outputs' mean and
 -- standard deviation (population), the errors (output - target): `bias` (their mean),
 -- `rmse`, `mae` and `max_abs_error`, and `r2` = 1 - MSE / variance of the targets (NULL
--- when the targets do not vary).
+-- when the targets do not vary). Variances come from sums of squares: a column whose
+-- mean is 1e7 or more of its standard deviations loses their digits (as float64 does).
 WITH summed AS (
     SELECT run_id, split, step, max(epoch) AS epoch, index,
            CAST(sum(count) AS BIGINT) AS count,
@@ -22,7 +23,9 @@ moments AS (
            ee / count AS mse
     FROM summed
 )
-SELECT run_id, split, step, epoch, index, count,
+SELECT run_id, split, step,
+       max(epoch) OVER (PARTITION BY run_id, split, step) AS epoch,
+       index, count,
        target_mean, sqrt(target_var) AS target_std,
        output_mean, sqrt(output_var) AS output_std,
        e / count AS bias, sqrt(mse) AS rmse, ea / count AS mae,

@@ -161,3 +161,25 @@ def test_memory_near_full_and_out_of_memory(
     assert "failed out of memory at step 2" in oom["memory_pressure"].message
     assert oom["run_failed"].evidence["cause"] == "out_of_memory"
     assert oom["run_failed"].caused_by == oom["memory_pressure"].key
+
+
+def test_class_imbalance_judges_a_validation_split_first_and_not_one_rare_example(
+    tmp_path: Path,
+) -> None:
+    """Skewed 20:1 training labels; 'valid' (not 'test', first by name) shows the harm;
+    a run whose validation holds one rare example is too noisy to judge."""
+    from tests.analysis.cases import confusion_cells
+    from tests.builders import RunBuilder
+
+    for run_id, rare_val in (("named-valid", 30), ("one-rare", 1)):
+        run = RunBuilder(tmp_path, run_id).scalars("loss", "train", [1.0] * 5)
+        run.confusion("train", 5, confusion_cells([1000, 1000, 50], [0.9, 0.9, 0.1]))
+        run.confusion("valid", 5, confusion_cells([100, 100, rare_val], [0.95, 0.95, 0.0]))
+        run.confusion("test", 5, confusion_cells([100, 100, 30], [0.95, 0.95, 0.9]))
+        run.finish().write()
+    with open_store(tmp_path) as store:
+        rules = [r for r in load_rules() if r.id == "class_imbalance"]
+        found = {f.run_id: f for f in diagnose(store, rules=rules).findings}
+    assert set(found) == {"named-valid"}
+    assert found["named-valid"].subject == "valid"
+    assert found["named-valid"].evidence["rare_examples"] == 30

@@ -215,3 +215,58 @@ def test_an_empty_batch_records_nothing_and_a_closed_run_warns(
         tel.log_predictions(torch.tensor([1]), torch.tensor([1]))
     assert "closed run" in caplog.text
     assert read_stream(tmp_path / tel.run_id, Stream.PREDICTIONS).num_rows == 0
+
+
+def test_one_binary_logit_is_refused_and_an_empty_regression_batch_is_nothing(
+    tmp_path: Path,
+) -> None:
+    with Collector(tmp_path, name="binary") as tel:
+        with pytest.raises(ConfigError, match=r"outputs > 0"):
+            tel.log_predictions(torch.tensor([0, 1, 1]), torch.randn(3, 1))
+        tel.log_predictions(torch.zeros(0), torch.zeros(0, 1))  # an all-False mask
+    assert read_stream(tmp_path / tel.run_id, Stream.PREDICTIONS).num_rows == 0
+
+
+def test_targets_beyond_the_scores_are_left_out_on_both_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1-based labels against 3 score columns: label 3 has no column, counted nowhere,
+    whether the cells are counted on the device or from the ids."""
+    targets, scores = torch.tensor([1, 2, 3]), torch.eye(3)[[1, 2, 0]] * 5
+    with Collector(tmp_path / "dense", name="dense") as tel:
+        tel.log_predictions(targets, scores)
+    monkeypatch.setattr(predictions_module, "DENSE_CLASSES", 2)
+    with Collector(tmp_path / "ids", name="ids") as tel:
+        tel.log_predictions(targets, scores)
+    for root in ("dense", "ids"):
+        assert _matrix(tmp_path / root, "val", 3).tolist() == [[0, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_the_calls_of_one_matrix_add_into_one_pending_tensor() -> None:
+    """Many validation batches at one step keep one [C * C] tensor, not one per call."""
+    rows = PredictionRows(None)  # type: ignore[arg-type]
+    for _ in range(50):
+        kind, kept, classes, count = reduce(torch.tensor([0, 1]), torch.randn(2, 4), split="val")
+        rows.add(PendingPredictions("val", 3, None, 0.0, kind, kept, classes, count))
+    assert len(rows.pending) == 1 and rows.pending[0].count == 100
+    assert int(rows.pending[0].kept.sum()) == 100
+
+
+def test_a_nan_error_keeps_the_largest_error_nan_whatever_the_order() -> None:
+    sink: list[object] = []
+
+    class Sink:
+        def put(self, rows: object) -> None:
+            sink.append(rows)
+
+    for order in ((0, 1), (1, 0)):
+        rows = PredictionRows(Sink())  # type: ignore[arg-type]
+        calls = [
+            (torch.tensor([1.0]), torch.tensor([float("nan")])),
+            (torch.tensor([1.0]), torch.tensor([6.0])),
+        ]
+        for i in order:
+            kind, kept, classes, count = reduce(*calls[i], split="val")
+            rows.pending.append(PendingPredictions("val", 1, None, 0.0, kind, kept, classes, count))
+        rows.read()
+    assert all(np.isnan(r.columns["error_abs_max"][0]) for r in sink)  # type: ignore[attr-defined]
