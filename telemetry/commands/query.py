@@ -70,6 +70,8 @@ VIEW_MEANINGS = {
     "confusion": "confusion matrix per run, split and step: true_class, predicted_class, count",
     "residuals": "regression predictions per run, split, step and output index: target and "
     "output mean/std, bias, rmse, mae, max_abs_error, r2",
+    "sweep": "each run's config, flattened, against its best loss/val: key, value, number, "
+    "outcome, status, diverged (sweep_of(name, split, goal) for another metric)",
     "samples": "sampled images (feature maps, filters) as uint8 bytes with shape, lo, hi",
     "modules": "the model summary: module, type, parent, depth, parameters, shapes",
     "system": "per-step timing and memory: step_time_s, data_time_s, compute_time_s, "
@@ -103,9 +105,9 @@ class QueryTimeout(CliError):
 
 
 def public_views() -> tuple[str, ...]:
-    from analysis.store import SUMMARY_VIEWS, VIEWS
+    from analysis.store import MACRO_VIEWS, SUMMARY_VIEWS, VIEWS
 
-    return ("runs", *VIEWS, *SUMMARY_VIEWS, "metric_goals", FINDINGS)
+    return ("runs", *VIEWS, *SUMMARY_VIEWS, *MACRO_VIEWS, "metric_goals", FINDINGS)
 
 
 FINDINGS = "findings"

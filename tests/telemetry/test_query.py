@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from analysis import open_store
-from analysis.store import VIEWS
+from analysis.store import MACRO_VIEWS, SUMMARY_VIEWS, VIEWS
 from telemetry.cli import main
 from telemetry.commands.query import TABLE_ROWS, run_query, run_stoppable
 from telemetry.common import EXIT_STORE, QueryError
@@ -130,12 +130,13 @@ def test_schema_lists_every_view_with_meaning_and_columns(store_path: Path) -> N
     code, out = _query(store_path, "--schema")
     assert code == 0
     headers = [line.split()[0] for line in out.splitlines() if line and not line[0].isspace()]
-    assert headers == ["runs", *VIEWS, "metric_goals", "findings"]
+    listed = ["runs", *VIEWS, *SUMMARY_VIEWS, *MACRO_VIEWS, "metric_goals", "findings"]
+    assert headers == listed
     assert "one row per run" in out
     assert re.search(r"^    step_time_s +DOUBLE$", out, re.MULTILINE)
     code, out = _query(store_path, "--schema", "--format", "json")
     views = json.loads(out)
-    assert [v["view"] for v in views] == ["runs", *VIEWS, "metric_goals", "findings"]
+    assert [v["view"] for v in views] == listed
     assert all(v["meaning"] and v["columns"] for v in views)
 
 
