@@ -321,14 +321,10 @@ class Collector:
         stopping.raise_if_tripped()  # tripped since the last call (collector.stopping)
         start = time.perf_counter()
         names, splits, values, tensors = self._logged.parse(metrics, split)
-        out = self._out
-        if step is not None and self._optimizer is None:
-            out.step = max(out.step, step)
-        if epoch is not None:
-            self._epochs.given(epoch)
+        row_step, row_epoch = self._given(step, epoch)
         entry = PendingLog(
-            out.step if step is None else step,
-            out.epoch if epoch is None else epoch,
+            row_step,
+            row_epoch,
             time.time(),
             names,
             splits,
@@ -375,15 +371,11 @@ class Collector:
             return
         if count == 0:
             return
-        out = self._out
-        if step is not None and self._optimizer is None:
-            out.step = max(out.step, step)
-        if epoch is not None:
-            self._epochs.given(epoch)
+        row_step, row_epoch = self._given(step, epoch)
         entry = PendingPredictions(
             self._logged.valid_unicode(split),
-            out.step if step is None else step,
-            out.epoch if epoch is None else epoch,
+            row_step,
+            row_epoch,
             time.time(),
             kind,
             kept,
@@ -548,6 +540,16 @@ class Collector:
         return f"Collector(run_id={self._run_id!r}, step={self._out.step}, {state})"
 
     # -- internals ---------------------------------------------------------------------
+
+    def _given(self, step: int | None, epoch: int | None) -> tuple[int, int | None]:
+        """The step and epoch of rows given ``step=``/``epoch=`` (or not): without an
+        optimizer a later ``step`` advances the run's; an ``epoch`` marks the epoch."""
+        out = self._out
+        if step is not None and self._optimizer is None:
+            out.step = max(out.step, step)
+        if epoch is not None:
+            self._epochs.given(epoch)
+        return (out.step if step is None else step), (out.epoch if epoch is None else epoch)
 
     def _on_gradients(self, norm: torch.Tensor | None, step: int) -> None:
         self._stopping.on_gradients(norm, step)
