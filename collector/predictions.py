@@ -13,10 +13,11 @@ more classes, the ids themselves are kept and counted on the host.
 
 Regression (floating-point targets): outputs with as many values as the targets,
 ``[N, D]`` per example (a ``[N, 1]`` output against ``[N]`` targets is one column, not
-a broadcast). Per column, the first ``MAX_OUTPUTS``: the count and sums of the targets,
-the outputs and the errors (output - target), their squares, absolute values and the
-largest absolute error; sums, so the calls of one step add up exactly (the
-``residuals`` view turns them into means, RMSE, MAE, R^2).
+a broadcast). Per column, the first ``MAX_OUTPUTS``: the count, and for the targets,
+the outputs and the errors (output - target) their mean and centred sum of squares,
+the mean absolute error and the largest; calls of one step merge exactly (Chan et
+al.'s update, here and in the ``residuals`` view, which turns them into std, RMSE, MAE,
+R^2), with no digits lost to a large offset (targets around 1e8 with a std of 1).
 
 Values on an accelerator stay there (no host synchronisation per call): a call's
 reduction is kept as one tensor and read in batches, as ``log()``'s values are
@@ -52,15 +53,17 @@ HOST_BATCH = 256
 MAX_OUTPUTS = 64
 """Regression output columns recorded per call (the first ones)."""
 
-_REGRESSION_SUMS = (
-    "target_sum",
-    "target_sq_sum",
-    "output_sum",
-    "output_sq_sum",
-    "error_sum",
-    "error_sq_sum",
-    "error_abs_sum",
+_REGRESSION_COLUMNS = (
+    "target_mean",
+    "target_m2",
+    "output_mean",
+    "output_m2",
+    "error_mean",
+    "error_m2",
+    "error_abs_mean",
+    "error_abs_max",
 )
+"""The rows of a regression call's ``[8, D]`` tensor, in order (the stream's columns)."""
 
 
 @dataclasses.dataclass
@@ -69,7 +72,7 @@ class PendingPredictions:
 
     ``cells``: ``[C * C + 1]`` counts (true * C + predicted; the last: ignored targets);
     ``ids``: ``[2, N]`` true and predicted class ids; ``sums``: ``[8, D]`` (the
-    ``_REGRESSION_SUMS`` rows, then the largest absolute error) of ``count`` examples.
+    ``_REGRESSION_COLUMNS`` rows) of ``count`` examples.
     """
 
     split: str
@@ -177,15 +180,16 @@ def _regression(t: torch.Tensor, o: torch.Tensor, split: str) -> tuple[str, torc
     t = t.reshape(n, -1)[:, :MAX_OUTPUTS].double()
     o = o.reshape(n, -1)[:, :MAX_OUTPUTS].double()
     e = o - t
+    t_mean, o_mean, e_mean = t.mean(0), o.mean(0), e.mean(0)
     sums = torch.stack(
         [
-            t.sum(0),
-            (t * t).sum(0),
-            o.sum(0),
-            (o * o).sum(0),
-            e.sum(0),
-            (e * e).sum(0),
-            e.abs().sum(0),
+            t_mean,
+            ((t - t_mean) ** 2).sum(0),  # centred: no digits lost to a large mean
+            o_mean,
+            ((o - o_mean) ** 2).sum(0),
+            e_mean,
+            ((e - e_mean) ** 2).sum(0),
+            e.abs().mean(0),
             e.abs().amax(0),
         ]
     )  # [8, D]: one transfer
@@ -268,22 +272,19 @@ def _rows(split: str, calls: list[tuple[PendingPredictions, np.ndarray]]) -> dic
                 cells[(a, b)] = cells.get((a, b), 0) + k
         else:
             for index in range(values.shape[1]):
-                column = values[:, index]
+                column, n = values[:, index], entry.count
                 if index in sums:
-                    merged = sums[index]
-                    merged[:7] += column[:7]
-                    merged[7] = np.maximum(merged[7], column[7])  # NaN stays NaN
+                    sums[index] = _merged(sums[index], counts[index], column, n)
                 else:
                     sums[index] = column.copy()
-                counts[index] = counts.get(index, 0) + entry.count
+                counts[index] = counts.get(index, 0) + n
     columns: dict[str, list[Any]] = {
         "split": [],
         "true_class": [],
         "predicted_class": [],
         "count": [],
         "index": [],
-        **{name: [] for name in _REGRESSION_SUMS},
-        "error_abs_max": [],
+        **{name: [] for name in _REGRESSION_COLUMNS},
     }
     for (a, b), k in sorted(cells.items()):
         columns["true_class"].append(a)
@@ -295,7 +296,21 @@ def _rows(split: str, calls: list[tuple[PendingPredictions, np.ndarray]]) -> dic
         columns["predicted_class"].append(None)
         columns["count"].append(counts[index])
         columns["index"].append(index)
-    for name_i, name in enumerate((*_REGRESSION_SUMS, "error_abs_max")):
+    for name_i, name in enumerate(_REGRESSION_COLUMNS):
         columns[name] = [None] * len(cells) + [float(c[name_i]) for _, c in sorted(sums.items())]
     columns["split"] = [split] * len(columns["count"])
     return columns
+
+
+def _merged(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int) -> np.ndarray:
+    """Two calls' ``_REGRESSION_COLUMNS`` of one output column as one (Chan et al.'s
+    pairwise update: means weighted, centred sums of squares plus the means' spread)."""
+    n = n_a + n_b
+    out = np.empty_like(a)
+    for mean, m2 in ((0, 1), (2, 3), (4, 5)):
+        delta = b[mean] - a[mean]
+        out[mean] = a[mean] + delta * n_b / n
+        out[m2] = a[m2] + b[m2] + delta * delta * n_a * n_b / n
+    out[6] = (a[6] * n_a + b[6] * n_b) / n
+    out[7] = np.maximum(a[7], b[7])  # NaN stays NaN
+    return out

@@ -195,22 +195,23 @@ _STREAM_COLUMNS: dict[Stream, tuple[tuple[str, pa.DataType], ...]] = {
     # Classification: one row per non-empty confusion cell, `true_class`,
     # `predicted_class` (the argmax of logits, taken on the device) and `count`; the
     # regression columns null. Regression: one row per output column `index` (the first
-    # MAX_OUTPUTS of them) with `count` and mergeable sums of the targets, the outputs and
-    # the errors (output - target): their sum, sum of squares, sum of absolute values and
-    # the largest absolute error; the class columns null.
+    # MAX_OUTPUTS of them) with `count` and, for the targets, the outputs and the errors
+    # (output - target), their mean and centred sum of squares (`*_m2`, so rows merge
+    # exactly whatever the values' offset: Chan et al.), the mean absolute error and the
+    # largest absolute error; the class columns null.
     Stream.PREDICTIONS: (
         ("split", pa.string()),
         ("true_class", _I64),
         ("predicted_class", _I64),
         ("count", _I64),
         ("index", pa.int32()),
-        ("target_sum", _F64),
-        ("target_sq_sum", _F64),
-        ("output_sum", _F64),
-        ("output_sq_sum", _F64),
-        ("error_sum", _F64),
-        ("error_sq_sum", _F64),
-        ("error_abs_sum", _F64),
+        ("target_mean", _F64),
+        ("target_m2", _F64),
+        ("output_mean", _F64),
+        ("output_m2", _F64),
+        ("error_mean", _F64),
+        ("error_m2", _F64),
+        ("error_abs_mean", _F64),
         ("error_abs_max", _F64),
     ),
     # Image-like tensors. `data` holds `shape` (maps x H x W) as uint8 (`dtype`), each

@@ -231,15 +231,22 @@ class RunBuilder:
     ) -> RunBuilder:
         """The ``predictions`` row of one regression output column (index 0)."""
         t = [float(v) for v in targets]
-        e = [o - v for o, v in zip(outputs, t, strict=True)]
+        o = [float(v) for v in outputs]
+        e = [b - a for a, b in zip(t, o, strict=True)]
+
+        def moments(values: list[float]) -> tuple[float, float]:
+            mean = sum(values) / len(values)
+            return mean, sum((v - mean) ** 2 for v in values)
+
+        (tm, t2), (om, o2), (em, e2) = moments(t), moments(o), moments(e)
         sums = {
-            "target_sum": sum(t),
-            "target_sq_sum": sum(v * v for v in t),
-            "output_sum": sum(float(o) for o in outputs),
-            "output_sq_sum": sum(float(o) ** 2 for o in outputs),
-            "error_sum": sum(e),
-            "error_sq_sum": sum(v * v for v in e),
-            "error_abs_sum": sum(abs(v) for v in e),
+            "target_mean": tm,
+            "target_m2": t2,
+            "output_mean": om,
+            "output_m2": o2,
+            "error_mean": em,
+            "error_m2": e2,
+            "error_abs_mean": sum(abs(v) for v in e) / len(e),
             "error_abs_max": max(abs(v) for v in e),
         }
         row = {"split": [split], "count": [len(t)], "index": [0]}

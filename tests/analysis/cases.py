@@ -117,6 +117,10 @@ def healthy(root: Path) -> RunBuilder:
     for step in range(1, 101):  # training batches of 32, balanced labels
         per_class = [3 + (step + c) % 2 for c in range(10)][:9] + [32 - 3 * 9 - 5]
         run.confusion("train", step, confusion_cells(per_class, [min(1.0, step / 60)] * 10))
+    rng = random.Random(3)  # a regression head too: outputs follow the targets
+    for step in (50, 100):
+        depth = [rng.gauss(1e4, 50.0) for _ in range(40)]
+        run.residuals("val", step, depth, [d + rng.gauss(0, 5.0) for d in depth])
     for i, acc in enumerate(val_acc):  # first evaluations predict mostly one class
         cells = confusion_cells([18] * 10, [acc] * 10, wrong=0 if i < 2 else None)
         run.confusion("val", 10 * (i + 1), cells, epoch=i)

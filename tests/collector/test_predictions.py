@@ -178,7 +178,10 @@ def test_device_values_read_in_a_batch_merge_per_split_and_step(tmp_path: Path) 
     ]
     reg = got[("reg", 5)]
     assert reg["count"] == [3] and reg["index"] == [0]
-    assert reg["error_sum"] == [pytest.approx(0.5 + 0.0 - 2.0)]
+    assert reg["error_mean"] == [pytest.approx((0.5 + 0.0 - 2.0) / 3)]
+    errors = np.array([0.5, 0.0, -2.0])
+    assert reg["error_m2"] == [pytest.approx(((errors - errors.mean()) ** 2).sum())]
+    assert reg["error_abs_mean"] == [pytest.approx(2.5 / 3)]
     assert reg["error_abs_max"] == [2.0]
     assert not rows.pending and tel.run_id
 
@@ -215,6 +218,23 @@ def test_an_empty_batch_records_nothing_and_a_closed_run_warns(
         tel.log_predictions(torch.tensor([1]), torch.tensor([1]))
     assert "closed run" in caplog.text
     assert read_stream(tmp_path / tel.run_id, Stream.PREDICTIONS).num_rows == 0
+
+
+def test_residuals_keep_their_digits_beside_a_large_offset(tmp_path: Path) -> None:
+    """Targets around 1e8 with a std of 1 (timestamps, coordinates), in three calls:
+    sums of squares would have lost every digit of the variance."""
+    gen = torch.Generator().manual_seed(4)
+    targets = 1e8 + torch.randn(3000, generator=gen, dtype=torch.float64)
+    outputs = targets + 0.1 * torch.randn(3000, generator=gen, dtype=torch.float64)
+    with Collector(tmp_path, name="offset") as tel:
+        for lo in range(0, 3000, 1000):
+            tel.log_predictions(targets[lo : lo + 1000], outputs[lo : lo + 1000])
+            tel.flush()  # one row per call: the view merges them
+    (row,) = open_store(tmp_path).sql("SELECT * FROM residuals").iter_rows(named=True)
+    t, o = targets.numpy(), outputs.numpy()
+    assert row["target_std"] == pytest.approx(t.std(), rel=1e-9)
+    assert row["output_std"] == pytest.approx(o.std(), rel=1e-9)
+    assert row["r2"] == pytest.approx(r2_score(t, o), rel=1e-9)
 
 
 def test_one_binary_logit_is_refused_and_an_empty_regression_batch_is_nothing(
