@@ -211,8 +211,8 @@ def _param(
         x = np.array([by_run[r][1] for r in ids], dtype=float)
         if n < MIN_RUNS:
             return Param(key, "numeric", n, None, None, None, None, "not enough runs")
-        rho = _spearman(x, y)
-        importance = _numeric_importance(x, y)
+        rho = float(_spearman(x, y))
+        importance = float(_numeric_importance(x, y))
         stat = _resampled(lambda idx: _numeric_importance(x[idx], y[idx]), n)
         p = _permutation_p(lambda xs: _numeric_importance(xs, y), x)
         direction = "lower is better" if rho > 0 else "higher is better"
@@ -235,7 +235,7 @@ def _param(
     ranks = _ranks(y)
     medians = {level: float(np.median(ranks[codes == i])) for i, level in enumerate(sorted(counts))}
     best = min(medians, key=lambda level: (medians[level], level))
-    importance = _epsilon_squared(codes, y)
+    importance = float(_epsilon_squared(codes, y))
     stat = _resampled(lambda idx: _epsilon_squared(codes[idx], y[idx]), n)
     p = _permutation_p(lambda cs: _epsilon_squared(cs, y), codes)
     return Param(
@@ -248,46 +248,63 @@ def _verdict(p: float) -> str:
 
 
 def _ranks(y: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis (inf ties with inf: failed runs share last)."""
     from scipy.stats import rankdata
 
-    return np.asarray(rankdata(y), dtype=float)  # inf ties with inf: failed runs share last
+    return np.asarray(rankdata(y, axis=-1), dtype=float)
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    if len(set(x.tolist())) < 2 or len(set(y.tolist())) < 2:
-        return 0.0
-    rho = spearmanr(_ranks(x), _ranks(y)).statistic
-    return 0.0 if not math.isfinite(rho) else float(rho)
+# The statistics below take arrays whose last axis is the runs and any leading axes (a
+# batch of resamples: scipy's bootstrap and permutation_test call them vectorized).
 
 
-def _numeric_importance(x: np.ndarray, y: np.ndarray) -> float:
+def _spearman(x: np.ndarray, y: np.ndarray) -> Any:
+    """Spearman's rho: Pearson's correlation of the average ranks (spearmanr's
+    definition); 0 where either side does not vary."""
+    rx, ry = _ranks(x), _ranks(y)
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    ry = ry - ry.mean(axis=-1, keepdims=True)
+    den = np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
+    num = (rx * ry).sum(axis=-1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def _numeric_importance(x: np.ndarray, y: np.ndarray) -> Any:
     """The larger of rho squared (a monotonic trend) and, with ``3 * MIN_BIN`` runs or
     more, epsilon squared across the parameter's terciles (a learning rate that is best
     in the middle of its range: a U that no rank correlation sees)."""
     rho2 = _spearman(x, y) ** 2
-    if len(x) < 3 * MIN_BIN:
+    if x.shape[-1] < 3 * MIN_BIN:
         return rho2
-    return max(rho2, _epsilon_squared(_terciles(x), y))
+    return np.maximum(rho2, _epsilon_squared(_terciles(x), y))
 
 
 def _terciles(x: np.ndarray) -> np.ndarray:
     """0, 1, 2: the run's third of the parameter's ranks (ties share a third)."""
-    return np.minimum((3 * (_ranks(x) - 1) / len(x)).astype(int), 2)
+    return np.minimum((3 * (_ranks(x) - 1) / x.shape[-1]).astype(int), 2)
 
 
-def _epsilon_squared(codes: np.ndarray, y: np.ndarray) -> float:
-    """Kruskal-Wallis H / (n - 1): 0 when the levels' outcome ranks do not differ, 1
-    when the levels split the runs' ranks completely."""
-    from scipy.stats import kruskal
-
+def _epsilon_squared(codes: np.ndarray, y: np.ndarray) -> Any:
+    """Kruskal-Wallis H (tie-corrected, as ``scipy.stats.kruskal``) / (n - 1): 0 when
+    the levels' outcome ranks do not differ, 1 when the levels split them completely."""
+    codes, y = np.broadcast_arrays(codes, y)
+    n = y.shape[-1]
     ranks = _ranks(y)
-    groups = [ranks[codes == c] for c in np.unique(codes)]
-    if len(groups) < 2 or len(set(ranks.tolist())) < 2:
-        return 0.0
-    h = kruskal(*groups).statistic
-    return float(min(1.0, max(0.0, h / (len(y) - 1)))) if math.isfinite(h) else 0.0
+    onehot = codes[..., None] == np.arange(int(codes.max()) + 1)  # [..., n, levels]
+    sizes = onehot.sum(axis=-2)
+    sums = (ranks[..., None] * onehot).sum(axis=-2)
+    term = np.where(sizes > 0, sums * sums / np.where(sizes > 0, sizes, 1), 0.0).sum(axis=-1)
+    h = 12.0 / (n * (n + 1)) * term - 3.0 * (n + 1)
+    ties = (y[..., :, None] == y[..., None, :]).sum(axis=-1)  # each run's tie group size
+    correction = 1.0 - (ties * ties - 1.0).sum(axis=-1) / (n**3 - n)
+    h = np.where(correction > 0, h / np.where(correction > 0, correction, 1.0), 0.0)
+    h = np.where((sizes > 0).sum(axis=-1) >= 2, h, 0.0)
+    return np.clip(h / (n - 1), 0.0, 1.0)
+
+
+def _batch(n: int) -> int:
+    """Resamples per vectorized call: the tie matrix holds n * n values per resample."""
+    return max(1, 4_000_000 // (n * n))
 
 
 def _resampled(statistic: Any, n: int) -> tuple[float, float]:
@@ -296,9 +313,10 @@ def _resampled(statistic: Any, n: int) -> tuple[float, float]:
 
     result = bootstrap(
         (np.arange(n),),
-        lambda idx: statistic(idx.astype(int)),
-        vectorized=False,
+        lambda idx, axis=-1: statistic(idx.astype(int)),
+        vectorized=True,
         n_resamples=RESAMPLES,
+        batch=_batch(n),
         method="percentile",
         rng=np.random.default_rng(SEED),
     )
@@ -312,10 +330,11 @@ def _permutation_p(statistic: Any, x: np.ndarray) -> float:
 
     result = permutation_test(
         (x,),
-        statistic,
+        lambda xs, axis=-1: statistic(xs),
         permutation_type="pairings",
-        vectorized=False,
+        vectorized=True,
         n_resamples=RESAMPLES,
+        batch=_batch(len(x)),
         alternative="greater",
         rng=np.random.default_rng(SEED),
     )
