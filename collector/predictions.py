@@ -272,12 +272,12 @@ def _rows(split: str, calls: list[tuple[PendingPredictions, np.ndarray]]) -> dic
                 cells[(a, b)] = cells.get((a, b), 0) + k
         else:
             for index in range(values.shape[1]):
-                column, n = values[:, index], entry.count
+                column = values[:, index]
                 if index in sums:
-                    sums[index] = _merged(sums[index], counts[index], column, n)
+                    sums[index] = _merged(sums[index], counts[index], column, entry.count)
                 else:
                     sums[index] = column.copy()
-                counts[index] = counts.get(index, 0) + n
+                counts[index] = counts.get(index, 0) + entry.count
     columns: dict[str, list[Any]] = {
         "split": [],
         "true_class": [],
