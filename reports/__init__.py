@@ -6,8 +6,9 @@ chart that shows its evidence), then the runs, their training curves, prediction
 (confusion matrices, per-class recall, regression errors), gradients, weights and
 updates, the model summary, the model's inputs per feature, activation statistics,
 feature maps and filters, where the first NaN/Inf appeared, step timing and peak
-memory, export benchmarks, and a comparison of every run's hyperparameters with its
-best validation metric.
+memory, export benchmarks, what mattered (the hyperparameters ranked by how much of the
+best validation metric they explain: ``analysis.sweep``), and a comparison of every
+run's hyperparameters with its best validation metric.
 Everything a run wrote is escaped, and reaches a chart only as a data value. The page
 has a budget of charts, lines, points and pixels (``reports.budget``) and names what
 it left out.

@@ -6,7 +6,8 @@ around some of them), over the store's
 views (``scalars``, ``tensors``, ``system``, ``modules``, ``activations``, ``samples``,
 ``events``, ``exports``), one run at a time; or from the ``read`` of a section's own
 module, called from here (``reports.inputs``, ``reports.memory``, ``reports.predictions``:
-views ``inputs``, ``system``, ``events``, ``confusion``, ``residuals``), which keeps
+views ``inputs``, ``system``, ``events``, ``confusion``, ``residuals``; ``reports.sweep``:
+``analysis.sweep`` and the ``sweep_of`` macro, over every run), which keeps
 this module from growing. The results are shaped into small frames
 that the chart functions draw without further thought:
 
@@ -50,6 +51,7 @@ from reports import (
     predictions,
     samples,
     step_norms,
+    sweep,
     system,
     tensors,
 )
@@ -73,6 +75,7 @@ from reports.series import (
     split_drawable,
 )
 from reports.step_norms import StepNorms
+from reports.sweep import Mattered
 from reports.system import System
 from reports.tensors import Bands, Gradients, Weights
 from store.schema import SCHEMA_VERSION
@@ -168,6 +171,9 @@ class ReportData:
     """Every run of the diagnosis: hyperparameters against the best validation metric."""
     left_out: int = 0
     """Runs of the selection without per-run sections (beyond ``max_runs``)."""
+    mattered: Mattered | None = None
+    """Every run of the diagnosis: which hyperparameters explain the comparison's metric
+    (``reports.sweep``); None when the runs share one config."""
 
 
 def load(
@@ -181,8 +187,8 @@ def load(
 
     Per-run sections are read for the ``max_runs`` most recently started runs (all of
     them with None, up to ``MAX_CHARTED_RUNS``), each within its share of ``budget``;
-    the runs table, findings and comparison cover every run of the diagnosis (the whole
-    store unless runs were selected).
+    the runs table, findings, comparison and what mattered (``reports.sweep``) cover every
+    run of the diagnosis (the whole store unless runs were selected).
     """
     if max_runs is not None and max_runs < 1:
         raise ValueError(f"max_runs must be at least 1 (or None for all runs), got {max_runs}")
@@ -207,6 +213,9 @@ def load(
     ]
     val = comparison.val_metrics(store.sql(_VAL_METRICS)) if ids else {}
     val = {r: m for r, m in val.items() if r in findings}
+    compared = comparison.compare(runs, val) if ids else None
+    # Several runs: which of their hyperparameters explain the metric compared.
+    mattered = sweep.read(store, ids, comparison=compared, budget=budget) if len(ids) > 1 else None
     return ReportData(
         str(store.path),
         runs,
@@ -214,8 +223,9 @@ def load(
         skipped,
         per_run,
         val=val,
-        comparison=comparison.compare(runs, val) if ids else None,
+        comparison=compared,
         left_out=len(ids) - len(per_run),
+        mattered=mattered,
     )
 
 

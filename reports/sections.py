@@ -5,9 +5,10 @@ grouped per run (worst first, as the diagnosis sorted them, each linked to the
 chart that shows its evidence: ``reports.evidence``), the runs table, and
 chart blocks (``reports.blocks``: a Vega-Lite spec plus the sentences under it;
 ``reports.figures``: curves, gradients, weights and updates, system, comparison;
-``reports.model_io``: the model's inputs and its predictions),
-the sections about the model's inside (``reports.internals``: summary table,
-activations, feature maps and filters, NaN origin), and the export benchmarks
+``reports.model_io``: the model's inputs and its predictions; ``reports.mattered``:
+what mattered in a sweep), the sections about the model's inside
+(``reports.internals``: summary table, activations, feature maps and filters, NaN
+origin), and the export benchmarks
 (``reports.exports``). A section or a run without data gets no block; the run
 names that lacked it are listed instead, so an absent chart is never mistaken for
 a clean one.
@@ -24,7 +25,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from reports import evidence, exports, figures, internals, model_io, multiples
+from reports import evidence, exports, figures, internals, mattered, model_io, multiples
 from reports.blocks import FULL, SMALL, Chart, RunCharts, display_name
 from reports.budget import MAX_CHARTED_RUNS
 from reports.comparison import Metric
@@ -33,6 +34,7 @@ from reports.evidence import Link
 from reports.exports import RunExports
 from reports.figures import ComparisonBlock, Overlaid
 from reports.internals import ModelTable, OriginBox, RunImages, SharedModel
+from reports.mattered import MatteredBlock
 from reports.multiples import Row
 
 if TYPE_CHECKING:
@@ -159,6 +161,9 @@ class Page:
     """Confusion matrices, per-class recall, regression errors (``reports.model_io``)."""
     without_predictions: list[str] = field(default_factory=list)
     prediction_rows: list[Row] = field(default_factory=list)
+    mattered: MatteredBlock | None = None
+    """What mattered: the sweep's ranking of the hyperparameters, when the runs' configs
+    differ (``reports.mattered``)."""
 
     @property
     def has_charts(self) -> bool:
@@ -166,7 +171,8 @@ class Page:
         timed = self.system or self.system_overlay
         more = self.weights or timed or (self.comparison and self.comparison.chart)
         io = self.inputs or self.predictions
-        return bool(drawn or more or io) or any(e.chart for e in self.exports)
+        swept = self.mattered and self.mattered.parallel
+        return bool(drawn or more or io or swept) or any(e.chart for e in self.exports)
 
 
 def build(data: ReportData, *, title: str | None = None) -> Page:
@@ -257,6 +263,7 @@ def build(data: ReportData, *, title: str | None = None) -> Page:
             for s in system
             if not s.charts and not any(s.run_id in o.run_ids for o in system_overlay)
         ],
+        mattered=mattered.block(data.mattered, ids),
         comparison=figures.comparison(data.comparison, ids),
         gradient_rows=multiples.rows(grads, names) if several else [],
         weight_rows=multiples.rows(weights, names) if several else [],

@@ -57,7 +57,7 @@ def report(
     (confusion matrices, per-class recall, residuals), gradients, weights and updates,
     the model's inputs, activations, model summary, system timing and memory, export
     benchmarks and a comparison of every run's hyperparameters with its best
-    validation metric.
+    validation metric, and what mattered (which hyperparameters explain it).
 
     \b
     Example:

@@ -160,8 +160,9 @@ def test_the_page_is_short_collapsed_and_bounded_expanded(synthetic: tuple[Path,
     # Expanded: one chart per metric for all runs, small multiples for the rest (a
     # chart per run and metric, each 600 px wide and alone on its row: 12,859 px; each
     # run's own block of 360 px charts: 9,062 px). A row per quantity with a 180 px
-    # chart per run, step times overlaid: 6,775 px.
-    assert seen.height < seen.height_open <= 7_500, seen.height_open
+    # chart per run, step times overlaid: 6,775 px; the runs' lr differs, so what
+    # mattered adds its table and two charts (~1,150 px).
+    assert seen.height < seen.height_open <= 8_300, seen.height_open
 
 
 def test_the_table_of_contents_stays_in_view_while_scrolling(

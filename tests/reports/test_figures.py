@@ -67,6 +67,7 @@ def test_sections_follow_the_issue_order(page: tuple[str, Parts]) -> None:
         "gradients",
         "weights",
         "system",
+        "what-mattered",
         "comparison",
     ]
 

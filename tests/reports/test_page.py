@@ -50,7 +50,14 @@ def test_page_is_self_contained_with_the_vega_bundle_inline(two_runs: tuple[str,
 
 def test_sections_come_in_order_findings_runs_curves(two_runs: tuple[str, Parts]) -> None:
     _, parts = two_runs
-    assert parts.sections == ["findings", "runs", "curves", "gradients", "comparison"]
+    assert parts.sections == [
+        "findings",
+        "runs",
+        "curves",
+        "gradients",
+        "what-mattered",
+        "comparison",
+    ]
 
 
 def test_header_names_store_runs_schema_and_version(two_runs: tuple[str, Parts]) -> None:
@@ -102,7 +109,8 @@ def test_every_run_gets_its_charts_and_missing_data_is_named(two_runs: tuple[str
     titles = [evidence.title(Chart("", spec)) for spec in parts.chart_specs()]
     # Two runs: every metric (and the learning rate) is one chart with both runs on it;
     # healthy: global and per-layer gradients as lines, heatmap and bands (small
-    # multiples: its name under each title); diverged: no gradients. One run has a val
+    # multiples: its name under each title); diverged: no gradients. Their lr differs:
+    # what mattered (too few runs to rank, the runs drawn as they are). One run has a val
     # metric: no comparison chart (its table remains).
     assert titles == [
         "loss: all runs",
@@ -112,9 +120,15 @@ def test_every_run_gets_its_charts_and_missing_data_is_named(two_runs: tuple[str
         "gradient norm per parameter",
         "gradient norm per parameter (log colour)",
         "gradient distribution per parameter (min..max, mean ± std, mean)",
+        "config → best val loss: a line per run",
+        "best val loss against the top hyperparameters",
     ]
     assert "No gradient statistics recorded for: diverged (bad)." in parts.plain_text
-    gradients = [s for s in parts.chart_specs() if isinstance(s.get("title"), dict)]
+    gradients = [
+        s
+        for s in parts.chart_specs()
+        if isinstance(s.get("title"), dict) and "gradient" in s["title"]["text"]
+    ]
     assert {s["title"]["subtitle"][0] for s in gradients} == {"healthy"}
 
 
