@@ -25,7 +25,10 @@ CREATE OR REPLACE MACRO sweep_of(metric_name, metric_split, goal) AS TABLE
         GROUP BY run_id
     ),
     params AS (
-        SELECT r.run_id, regexp_replace(t.fullkey, '^\$\.', '') AS key, t.type,
+        SELECT r.run_id,
+               -- json_tree quotes a key with other than letters and digits: unquoted here
+               regexp_replace(regexp_replace(t.fullkey, '^\$\.', ''), '"([^"]*)"', '\1', 'g') AS key,
+               t.type,
                t.value::VARCHAR AS raw
         FROM runs r, json_tree(r.config) t
         WHERE t.fullkey <> '$' AND NOT contains(t.fullkey, '[')

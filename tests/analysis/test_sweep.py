@@ -87,9 +87,8 @@ def test_failed_and_diverged_runs_count_as_the_worst_outcomes(tmp_path: Path) ->
 
 def test_the_sweep_view_and_the_cli_json(tmp_path: Path) -> None:
     _lr_sweep(tmp_path, runs=8)
-    RunBuilder(
-        tmp_path, "nested", config={"opt": {"betas": [0.9, 0.99]}, "flag": True}
-    ).finish().write()
+    nested_config = {"opt": {"betas": [0.9, 0.99]}, "flag": True, "data set": {"n.rows": 5}}
+    RunBuilder(tmp_path, "nested", config=nested_config).finish().write()
     store = open_store(tmp_path)
     rows = store.sql("SELECT key, value, number FROM sweep WHERE run_id = 'run00' ORDER BY key")
     assert rows["key"].to_list() == ["dummy", "lr", "opt.name", "seed"]
@@ -97,7 +96,11 @@ def test_the_sweep_view_and_the_cli_json(tmp_path: Path) -> None:
     nested = store.sql(
         "SELECT key, value FROM sweep_of('loss', 'val', 'min') WHERE run_id = 'nested'"
     )
-    assert sorted(nested.rows()) == [("flag", "true"), ("opt.betas", "[0.9,0.99]")]
+    assert sorted(nested.rows()) == [
+        ("data set.n.rows", "5"),  # json_tree's quotes taken off
+        ("flag", "true"),
+        ("opt.betas", "[0.9,0.99]"),
+    ]
     out = CliRunner().invoke(
         main,
         ["sweep", str(tmp_path), "--format", "json", "--run-filter", "name <> 'run07'"],
