@@ -24,8 +24,10 @@ values shuffled among the runs: ``scipy.stats.permutation_test``). A parameter w
 p-value is 0.05 or more is "no evidence": it may matter, this sweep cannot tell. Fewer
 than ``MIN_RUNS`` runs with an outcome and the parameter: "not enough runs", no number.
 A non-numeric key with a different value in every run (a run's own label) is "a
-name", not ranked. Each parameter is judged alone: two parameters varied together
-(always the same pair) get the same importance, and interactions are not modelled.
+name", not ranked. Beyond the ``MAX_TESTED`` most important keys (a config of thousands
+of keys) a key gets its importance but no interval or p-value: "not tested". Each
+parameter is judged alone: two parameters varied together (always the same pair) get
+the same importance, and interactions are not modelled.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ MIN_RUNS = 6
 
 ALPHA = 0.05
 """A permutation p-value at or above it: no evidence that the parameter matters."""
+
+MAX_TESTED = 100
+"""Keys, most important first, that get an interval and a p-value (each costs ~1,000
+resamples); the rest are ranked by importance alone, verdict ``UNTESTED``."""
+
+UNTESTED = "not tested"
 
 MIN_BIN = 3
 """Runs per third of a numeric parameter's range before a U-shaped effect is looked for."""
@@ -71,7 +79,7 @@ class Param:
     low: float | None  # the importance's 95 % bootstrap interval
     high: float | None
     p_value: float | None
-    verdict: str  # "matters" | "no evidence" | "not enough runs" | "a name" (a level per run)
+    verdict: str  # "matters" | "no evidence" | "not enough runs" | "a name" | UNTESTED
     direction: str | None = None  # numeric: "lower is better" | "higher is better"
     best_level: str | None = None  # categorical: the level with the best median rank
     levels: dict[str, int] = field(default_factory=dict)  # categorical: runs per level
@@ -184,8 +192,11 @@ def sweep(
         if len({v for v, _ in by_run.values()}) < 2:
             constant.append(key)
             continue
-        params.append(_param(key, by_run, badness))
+        params.append(_param(key, by_run, badness, tested=False))
     params.sort(key=lambda p: (p.importance is None, -(p.importance or 0.0), p.name))
+    for i, p in enumerate(params[:MAX_TESTED]):  # the intervals and p-values of the top
+        if p.verdict == UNTESTED:
+            params[i] = _param(p.name, values[p.name], badness)
     return Sweep(metric, mode, list(runs.values()), params, constant)
 
 
@@ -201,8 +212,13 @@ def _badness(runs: list[RunOutcome], mode: str) -> dict[str, float]:
 
 
 def _param(
-    key: str, by_run: dict[str, tuple[str, float | None]], badness: dict[str, float]
+    key: str,
+    by_run: dict[str, tuple[str, float | None]],
+    badness: dict[str, float],
+    *,
+    tested: bool = True,
 ) -> Param:
+    """The key's importance and effect; its interval and p-value when ``tested``."""
     ids = [r for r in by_run if r in badness]
     y = np.array([badness[r] for r in ids])
     numeric = all(by_run[r][1] is not None for r in ids)
@@ -213,8 +229,6 @@ def _param(
             return Param(key, "numeric", n, None, None, None, None, "not enough runs")
         rho = float(_spearman(x, y))
         importance = float(_numeric_importance(x, y))
-        stat = _resampled(lambda idx: _numeric_importance(x[idx], y[idx]), n)
-        p = _permutation_p(lambda xs: _numeric_importance(xs, y), x)
         direction = "lower is better" if rho > 0 else "higher is better"
         if importance > rho**2 + 1e-12:  # the terciles explain more than a trend
             bins = _terciles(x)
@@ -222,6 +236,10 @@ def _param(
             best_bin = min(range(3), key=lambda b: float(np.median(ranks[bins == b])))
             if best_bin == 1:  # better in the middle than at either end
                 direction = f"best near {float(np.median(x[bins == 1])):.4g}"
+        if not tested:
+            return Param(key, "numeric", n, importance, None, None, None, UNTESTED, direction)
+        stat = _resampled(lambda idx: _numeric_importance(x[idx], y[idx]), n)
+        p = _permutation_p(lambda xs: _numeric_importance(xs, y), x)
         return Param(key, "numeric", n, importance, *stat, p, _verdict(p), direction=direction)
     levels = [by_run[r][0] for r in ids]
     counts = {level: levels.count(level) for level in sorted(set(levels))}
@@ -236,6 +254,9 @@ def _param(
     medians = {level: float(np.median(ranks[codes == i])) for i, level in enumerate(sorted(counts))}
     best = min(medians, key=lambda level: (medians[level], level))
     importance = float(_epsilon_squared(codes, y))
+    if not tested:
+        untested = (None, None, None, UNTESTED)
+        return Param(key, "categorical", n, importance, *untested, best_level=best, levels=counts)
     stat = _resampled(lambda idx: _epsilon_squared(codes[idx], y[idx]), n)
     p = _permutation_p(lambda cs: _epsilon_squared(cs, y), codes)
     return Param(

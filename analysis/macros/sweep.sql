@@ -5,12 +5,12 @@
 -- sweep_of(metric_name, metric_split, goal): one row per run and hyperparameter of its
 -- config, flattened (`opt.lr` for {"opt": {"lr": ...}}; a list is one value, its JSON
 -- text; nulls and empty objects are left out): `key`, `value` (as text: 'sgd', '0.1',
--- 'true', '[64,64]'), `number` (the value when it is a JSON number, else NULL), and the
+-- 'true', '[64,64]'; deeper than 16 levels: left out), `number` (the value when it is a JSON number, else NULL), and the
 -- run's outcome: `outcome`, the best finite value of the metric (lowest for goal 'min',
 -- highest for 'max'; NULL when it never logged a finite one), `status` (the runs view's)
 -- and `diverged` (the metric, or the training loss, went NaN/Inf).
 CREATE OR REPLACE MACRO sweep_of(metric_name, metric_split, goal) AS TABLE
-    WITH metric AS (
+    WITH RECURSIVE metric AS (
         SELECT run_id,
                min(value) FILTER (WHERE isfinite(value)) AS lo,
                max(value) FILTER (WHERE isfinite(value)) AS hi,
@@ -24,15 +24,24 @@ CREATE OR REPLACE MACRO sweep_of(metric_name, metric_split, goal) AS TABLE
         FROM scalars WHERE name = 'loss' AND split = 'train'
         GROUP BY run_id
     ),
+    -- the config flattened level by level (json_transform to a map: one parse per
+    -- object; json_tree held every node's document: a GiB for 40 runs of 2,000 keys)
+    tree(run_id, key, j, depth) AS (
+        SELECT run_id, NULL::VARCHAR, config::JSON, 0 FROM runs
+        UNION ALL
+        SELECT run_id, CASE WHEN key IS NULL THEN k ELSE key || '.' || k END, v, depth + 1
+        FROM (
+            SELECT run_id, key, depth, unnest(map_keys(m)) AS k, unnest(map_values(m)) AS v
+            FROM (
+                SELECT run_id, key, depth, json_transform(j, '"MAP(VARCHAR, JSON)"') AS m
+                FROM tree WHERE json_type(j) = 'OBJECT' AND depth < 16
+            )
+        )
+    ),
     params AS (
-        SELECT r.run_id,
-               -- json_tree quotes a key with other than letters and digits: unquoted here
-               regexp_replace(regexp_replace(t.fullkey, '^\$\.', ''), '"([^"]*)"', '\1', 'g') AS key,
-               t.type,
-               t.value::VARCHAR AS raw
-        FROM runs r, json_tree(r.config) t
-        WHERE t.fullkey <> '$' AND NOT contains(t.fullkey, '[')
-          AND t.type NOT IN ('OBJECT', 'NULL')
+        SELECT run_id, key, json_type(j) AS type, j::VARCHAR AS raw
+        FROM tree
+        WHERE key IS NOT NULL AND json_type(j) NOT IN ('OBJECT', 'NULL')
     )
     SELECT r.run_id, r.name, p.key,
            CASE WHEN p.type = 'VARCHAR' THEN json_extract_string(p.raw, '$') ELSE p.raw END AS value,

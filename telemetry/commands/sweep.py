@@ -98,7 +98,9 @@ def _row(p: Param) -> str:
     if p.importance is None:
         why = "a different value in every run" if p.verdict == "a name" else "not enough runs"
         return f"{name:<28} {'-':>10} {'-':>15} {'-':>6}  {why} ({p.runs_with_value})"
-    interval = f"[{p.low:.2f}, {p.high:.2f}]"
     effect = p.direction if p.kind == "numeric" else f"best: {printable(str(p.best_level))}"
+    if p.low is None or p.high is None or p.p_value is None:  # beyond MAX_TESTED
+        return f"{name:<28} {p.importance:>10.2f} {'-':>15} {'-':>6}  {effect}  (not tested)"
+    interval = f"[{p.low:.2f}, {p.high:.2f}]"
     tag = "" if p.verdict == "matters" else "  (no evidence it matters)"
     return f"{name:<28} {p.importance:>10.2f} {interval:>15} {p.p_value:>6.3f}  {effect}{tag}"

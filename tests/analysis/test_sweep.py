@@ -7,9 +7,11 @@ import math
 import random
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from analysis import open_store
+from analysis import sweep as sweep_module
 from analysis.sweep import sweep
 from telemetry.cli import main
 from tests.builders import RunBuilder
@@ -43,6 +45,22 @@ def test_only_the_learning_rate_matters_and_the_dummy_does_not(tmp_path: Path) -
     assert result.constant == ["seed"]
     again = sweep(open_store(tmp_path))
     assert again.json() == result.json()  # seeded resampling: the same answer twice
+
+
+def test_beyond_the_tested_keys_a_key_has_its_importance_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config of thousands of keys: the most important get an interval and a p-value,
+    the rest are ranked by importance alone."""
+    monkeypatch.setattr(sweep_module, "MAX_TESTED", 1)
+    _lr_sweep(tmp_path)
+    result = sweep(open_store(tmp_path))
+    assert [p.verdict for p in result.params][:1] == ["matters"]
+    rest = result.params[1:]
+    assert rest and all(p.verdict == "not tested" and p.p_value is None for p in rest)
+    assert all(p.importance is not None for p in rest)
+    out = CliRunner().invoke(main, ["sweep", str(tmp_path)])
+    assert out.exit_code == 0 and "(not tested)" in out.output
 
 
 def test_maximised_metric_turns_the_direction(tmp_path: Path) -> None:

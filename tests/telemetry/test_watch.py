@@ -68,11 +68,18 @@ def test_watch_prints_a_finding_of_a_live_run_before_it_ends(tmp_path: Path) -> 
         assert any("watching live-" in line for line in seen)
         flag.touch()
         child.wait(60)
-        rest, err = watch.communicate(timeout=60)
+        watch.wait(60)
+        # The same file object: the lines its iterator read ahead (the rest of the
+        # finding's tick) are in its buffer, which communicate() would skip.
+        rest = watch.stdout.read()
+        err = watch.stderr.read() if watch.stderr is not None else ""
     finally:
         flag.touch()
         child.kill()
         watch.kill()
+        for pipe in (watch.stdout, watch.stderr):
+            if pipe is not None:
+                pipe.close()
     assert "all watched runs have ended: live finished" in rest, rest + err
     assert "live  running   step" in "".join(seen) + rest  # a live line while it ran
     assert "ERROR nonfinite" not in rest  # each finding once
