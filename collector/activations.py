@@ -282,6 +282,24 @@ class ActivationWatcher:
 
         return hook
 
+    def begin_check(self) -> None:
+        """Check forwards outside the training step's own (a replay, ``collector.replay``):
+        what ``check_input`` and the check hooks see until ``end_check``."""
+        self._checking = True
+        self._sums.clear()
+
+    def check_input(self, first_input: Any) -> None:
+        """The model's input of the next checked forward."""
+        if isinstance(first_input, torch.Tensor) and first_input.is_floating_point():
+            self._sums.append((INPUT, "input", first_input.numel(), _total(first_input.detach())))
+
+    def end_check(self, step: int) -> tuple[int, dict[str, Any]] | None:
+        """The origin the checked forward shows, as found at ``step`` (None: all finite)."""
+        self._queue_check(step)
+        self._checking = False
+        self._sums.clear()
+        return self.find_origin()
+
     def take_check_seconds(self) -> float:
         """Seconds spent in the NaN-check hooks since the last call (the hooks' own
         dispatch by torch is not included: it cannot be timed from inside)."""

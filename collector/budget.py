@@ -114,36 +114,32 @@ class OverheadBudget:
         self._seen = {"stats": 0, "activations": 0}
         self._step_time: float | None = None
         self._fixed_cost: float | None = None
-
-    @property
-    def strides(self) -> Strides:
-        """The strides used outside dense stretches (0: never)."""
-        stats = self.fixed_stats_every
-        activations = self.fixed_activations_every
-        return Strides(
-            self._stride if stats is None else stats,
-            self._stride * ACTIVATION_RATIO if activations is None else activations,
+        # Asked twice a step (the stats and activations schedules): made once, not per call.
+        self.dense = Strides(
+            1 if stats_every is None else stats_every,
+            DENSE_ACTIVATIONS_EVERY if activations_every is None else activations_every,
         )
-
-    @property
-    def dense(self) -> Strides:
         """The strides used inside dense stretches."""
+        self.strides = self._strides_of(self._stride)
+        """The strides used outside dense stretches (0: never)."""
+
+    def _strides_of(self, stride: int) -> Strides:
         stats = self.fixed_stats_every
         activations = self.fixed_activations_every
         return Strides(
-            1 if stats is None else stats,
-            DENSE_ACTIVATIONS_EVERY if activations is None else activations,
+            stride if stats is None else stats,
+            stride * ACTIVATION_RATIO if activations is None else activations,
         )
 
     def stats_sampled(self, step: int) -> bool:
         """Whether step ``step`` (counted from 1) records tensor statistics."""
-        every = self.dense if step <= self._dense_until else self.strides
-        return _on_stride(step, every.stats_every)
+        every = (self.dense if step <= self._dense_until else self.strides).stats_every
+        return every > 0 and (step - 1) % every == 0
 
     def activations_sampled(self, step: int) -> bool:
         """Whether the forward of step ``step`` records activation statistics."""
-        every = self.dense if step <= self._dense_until else self.strides
-        return _on_stride(step, every.activations_every)
+        every = (self.dense if step <= self._dense_until else self.strides).activations_every
+        return every > 0 and (step - 1) % every == 0
 
     def burst(self, step: int) -> Strides | None:
         """Record densely from ``step`` for ``BURST_STEPS`` steps; the dense strides, or
@@ -203,6 +199,7 @@ class OverheadBudget:
         self._decided = True
         if first or need > self._stride or aim < (1 - HYSTERESIS) * self._stride:
             self._stride = aim  # >= need: the margin
+            self.strides = self._strides_of(aim)
             return self.strides
         return None
 
@@ -325,10 +322,6 @@ class LossWatch:
         self._peak = max(self._peak, self._level)
         self._spread = (1 - a) * spread + a * abs(value - level)
         return "loss jumped" if jumped else None
-
-
-def _on_stride(step: int, every: int) -> bool:
-    return every > 0 and (step - 1) % every == 0
 
 
 def _ema(old: float | None, new: float, weight: float = _EMA) -> float:

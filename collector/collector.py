@@ -80,16 +80,19 @@ class Collector:
             often as tensor statistics); see ``collector.activations`` for the exact
             definitions.
         overhead_budget: the share of step time the sampled statistics may take when a
-            stride is None (default 3 %). The NaN check (``nan_check``) is outside it:
-            it runs on its own stride.
+            stride is None (default 3 %). The NaN check (``nan_check``) and the
+            per-step rows are outside it: they are paid on every step.
         samples_every, samples_budget_bytes: feature maps of conv layers and the first
             conv layer's filters every this many steps, up to this many bytes per run.
         module_include, module_exclude: shell-style patterns on module names.
-        nan_check: look for the first module whose output turns NaN/Inf every this many
-            steps (True = 1 = every step, False = 0 = never). Every step is exact; a
-            larger value divides the cost (see README) but reports an origin only at
-            the next checked step, when NaN weights may already point at the first
-            layer, and can miss a NaN that lasts one step (a bad batch).
+        nan_check: find the first module whose output turns NaN/Inf (True = 1, the
+            default: exact; False = 0: never). On the CPU (or when ``on_nonfinite``
+            reads the gradient norm every step anyway) by replaying the step's forwards
+            only when its gradient norm is not finite (``collector.replay``: free on a
+            healthy step); elsewhere by checking every step's forward. N > 1 checks
+            every N-th step's forward only: cheaper on an accelerator, but an origin
+            is reported at the next checked step, when NaN weights may already point at
+            the first layer, and a NaN that lasts one step (a bad batch) can be missed.
         on_nonfinite: what the first NaN/Inf training loss or gradient does: "warn"
             (the default: recorded, the origin found, training goes on), "stop"
             (``should_stop`` turns True; the loop checks it and breaks) or "raise"
@@ -205,7 +208,8 @@ class Collector:
             on_gradients=self._on_gradients if on_nonfinite != "warn" else None,
         )
         watch_loss = self._steps.watch_loss if self._steps.budget is not None else None
-        self._logged = LogRows(self._run_id, self._writer, watch_loss)
+        self._rows = self._steps.rows
+        self._logged = LogRows(self._run_id, self._rows.logged, watch_loss)
         self._predictions = PredictionRows(self._writer)
         self._stopping = Stopping(
             self._out, on_nonfinite, origin_now=self._steps.origin_now, flush=self._flush_rows
@@ -322,20 +326,13 @@ class Collector:
         start = time.perf_counter()
         names, splits, values, tensors = self._logged.parse(metrics, split)
         row_step, row_epoch = self._given(step, epoch)
-        entry = PendingLog(
-            row_step,
-            row_epoch,
-            time.time(),
-            names,
-            splits,
-            values,
-        )
         if tensors:  # values kept on an accelerator, read in batches
+            entry = PendingLog(row_step, row_epoch, time.time(), names, splits, values)
             full = self._logged.keep(entry, tensors)
             if full or (stopping.watching and stopping.wants_now(names, splits)):
                 start += self._logged.read()
         else:
-            self._logged.record(entry)
+            self._logged.record_values(row_step, row_epoch, time.time(), names, splits, values)
         self._overhead.every_step(time.perf_counter() - start)
         stopping.raise_if_tripped()
 
@@ -482,6 +479,7 @@ class Collector:
         elif self._optimizer is None:  # with one, optimizer steps count
             out.step = max(out.step, step)
         when = time.time() if wall_time is None else float(wall_time)
+        self._rows.hand_over()  # rows logged before these stay before them
         self._writer.put(Rows(target, step, out.epoch, when, checked), essential=essential)
 
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -489,7 +487,7 @@ class Collector:
         if self._logged.pending:
             self._logged.read()
         self._predictions.read()
-        self._steps.read_pending_system()
+        self._rows.hand_over()
         return self._writer.flush(timeout)
 
     def close(self, *, error: BaseException | None = None, compact: bool = True) -> None:
@@ -505,7 +503,7 @@ class Collector:
         self._steps.remove_hooks()
         arguments.unwatch(self._run_id, self._model, self._optimizer)
         self._steps.write_summary()  # if no optimizer step came after the first forward
-        for read in (self._logged.read, self._predictions.read, self._steps.read_pending_system):
+        for read in (self._logged.read, self._predictions.read, self._rows.hand_over):
             try:
                 read()
             except Exception as e:  # a broken device must not cost the run its ending
@@ -545,6 +543,8 @@ class Collector:
         """The step and epoch of rows given ``step=``/``epoch=`` (or not): without an
         optimizer a later ``step`` advances the run's; an ``epoch`` marks the epoch."""
         out = self._out
+        if step is None and epoch is None:
+            return out.step, out.epoch
         if step is not None and self._optimizer is None:
             out.step = max(out.step, step)
         if epoch is not None:
@@ -556,7 +556,7 @@ class Collector:
 
     def _flush_rows(self) -> None:
         """Every row recorded so far on disk (the NaN guard, before it acts)."""
-        self._steps.read_pending_system()
+        self._rows.hand_over()
         self._writer.flush(timeout=30.0)
 
     def _on_synchronised(self) -> None:

@@ -31,12 +31,17 @@ unscaled norm.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.autograd import Variable
+
+GRADIENT_COLUMNS = ("grad_norm", "grad_norm_step", "clip_ratio", "grad_carried_norm", "backwards")
+"""The ``system`` columns ``host_values`` fills."""
 
 
 @dataclass
@@ -82,6 +87,13 @@ class GradientWatch:
 
     def __init__(self, params: list[torch.nn.Parameter]) -> None:
         self.params = params
+        trainable = [p for p in params if p.requires_grad]
+        # The gradient that tells whether the loop touched them since the end of
+        # backward (clipping, unscaling change every gradient in place, this one too).
+        self._first = trainable[0] if trainable else (params[0] if params else None)
+        # Gradients share their parameter's dtype and device: one fused norm when all do.
+        kinds = {(p.dtype, p.device) for p in params}
+        self._uniform = len(kinds) <= 1
         self._queued = False
         self._backwards = 0
         self._pre: torch.Tensor | None = None
@@ -91,6 +103,8 @@ class GradientWatch:
         self._at_step: torch.Tensor | None = None
         self._checked = False  # the carried gradients of this step were looked at
         self._backwards_before_step = 0
+        self.closure_seen = False
+        """A step ran its backward inside ``optimizer.step(closure)``."""
 
     @property
     def trainable(self) -> bool:
@@ -107,7 +121,7 @@ class GradientWatch:
         return handles
 
     def _grads(self) -> list[torch.Tensor]:
-        return [p.grad for p in self.params if p.grad is not None and not p.grad.is_sparse]
+        return [g for g in map(_GRAD, self.params) if g is not None and not g.is_sparse]
 
     def _on_accumulated(self, param: torch.Tensor) -> None:
         if not self._queued:
@@ -120,14 +134,16 @@ class GradientWatch:
         grads = self._grads()
         if not grads:
             return
-        self._pre = _total_norm(grads)
-        self._pre_first, self._pre_version = grads[0], grads[0]._version
+        self._pre = _total_norm(grads, self._uniform)
+        first = self._first.grad if self._first is not None else None
+        self._pre_first = first
+        self._pre_version = first._version if first is not None else -1
 
     def on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         """An outermost forward of the model ended: hook its output for the backward's start."""
         if self._checked or not module.training or not torch.is_grad_enabled():
             return
-        if all(p.grad is None for p in self.params):
+        if all(map(_IS_NONE, map(_GRAD, self.params))):
             # nothing can add a gradient before this forward's backward starts: the
             # step begins reset (zero_grad() set them to None), no hook needed
             self._checked = True
@@ -142,21 +158,22 @@ class GradientWatch:
         self._checked = True
         grads = self._grads()
         if grads:
-            self._carried = _total_norm(grads)
+            self._carried = _total_norm(grads, self._uniform)
 
     def on_before_optimizer_step(self) -> None:
         self._backwards_before_step = self._backwards
+        pre = self._pre
+        if pre is not None and self._first is not None:
+            first = self._first.grad
+            if (
+                first is self._pre_first
+                and first is not None
+                and first._version == self._pre_version
+            ):
+                self._at_step = pre  # untouched since the end of backward
+                return
         grads = self._grads()
-        if not grads:
-            self._at_step = None
-        elif (
-            self._pre is not None
-            and grads[0] is self._pre_first
-            and (grads[0]._version == self._pre_version)
-        ):
-            self._at_step = self._pre  # untouched since the end of backward
-        else:
-            self._at_step = _total_norm(grads)
+        self._at_step = _total_norm(grads, self._uniform) if grads else None
 
     @property
     def at_step(self) -> torch.Tensor | None:
@@ -169,6 +186,7 @@ class GradientWatch:
             # the backward ran inside the step (optimizer.step(closure): LBFGS, Lightning):
             # the pre-step hook saw the previous gradients; the step saw the closure's
             self._at_step = self._pre
+            self.closure_seen = True
         out = StepGradients(self._pre, self._at_step, self._carried, self._backwards)
         self._pre = self._pre_first = self._carried = self._at_step = None
         self._pre_version = -1
@@ -177,15 +195,25 @@ class GradientWatch:
         return out
 
 
-def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+_GRAD = operator.attrgetter("grad")
+_IS_NONE = functools.partial(operator.is_, None)
+
+
+def _total_norm(grads: list[torch.Tensor], uniform: bool) -> torch.Tensor:
     """The global L2 norm of ``grads``, on their device: one fused pass when they share a
-    device and dtype (the usual case: ~2/3 of ``get_total_norm``'s cost), else torch's
-    own grouping."""
-    first = grads[0]
-    with torch.no_grad():
-        if all(g.dtype == first.dtype and g.device == first.device for g in grads):
-            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        return torch.nn.utils.get_total_norm(grads)
+    device and dtype (``uniform``, the usual case: ~2/3 of ``get_total_norm``'s cost),
+    else torch's own grouping. Outside autograd (``no_grad`` costs ~5 us a call, paid
+    only when the gradients themselves require grad: ``create_graph=True``)."""
+    if grads[0].requires_grad:
+        with torch.no_grad():
+            return _norm_of(grads, uniform)
+    return _norm_of(grads, uniform)
+
+
+def _norm_of(grads: list[torch.Tensor], uniform: bool) -> torch.Tensor:
+    if uniform:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return torch.nn.utils.get_total_norm(grads)
 
 
 def _first_tensor_with_grad(value: Any) -> torch.Tensor | None:

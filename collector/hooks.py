@@ -39,7 +39,7 @@ class HookSet:
 
 # Registered as hooks as they are: they return None (a value would replace the input or
 # the output of the forward).
-Start = Callable[[nn.Module, tuple[Any, ...]], None]
+Start = Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None]
 End = Callable[[nn.Module, tuple[Any, ...], Any], None]
 
 
@@ -89,13 +89,13 @@ class OutermostForwards:
 
     def attach(self) -> None:
         root = self._model
-        self._hooks.add(root.register_forward_pre_hook(self._on_start))
+        self._hooks.add(root.register_forward_pre_hook(self._on_start, with_kwargs=True))
         if self._on_end is not None:
             self._hooks.add(root.register_forward_hook(self._on_end))
         if next(root.children(), None) is None:
             return  # a leaf model: no other module can run
         for module in root.modules():
-            self._finding.add(module.register_forward_pre_hook(self._enter))
+            self._finding.add(module.register_forward_pre_hook(self._enter, with_kwargs=True))
             self._finding.add(module.register_forward_hook(self._leave, always_call=True))
 
     def remove(self) -> None:
@@ -117,7 +117,7 @@ class OutermostForwards:
 
     # -- while finding ---------------------------------------------------------------------
 
-    def _enter(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+    def _enter(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         depth = self._depth
         self._depth = depth + 1
         if depth:
@@ -128,7 +128,7 @@ class OutermostForwards:
             self._trained.add(id(module))
         if module is not self._model:  # the root's own hooks call back for it
             self._found.setdefault(id(module), module)
-            self._on_start(module, args)
+            self._on_start(module, args, kwargs)
 
     def _leave(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         self._depth = max(self._depth - 1, 0)
@@ -146,16 +146,18 @@ class OutermostForwards:
             return
         self._hooks.remove()
         for module in (self._model, *self._found.values()):
-            self._hooks.add(module.register_forward_pre_hook(self._entry_start))
+            self._hooks.add(module.register_forward_pre_hook(self._entry_start, with_kwargs=True))
             self._hooks.add(module.register_forward_hook(self._entry_end, always_call=True))
 
     # -- settled on several modules --------------------------------------------------------
 
-    def _entry_start(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+    def _entry_start(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         depth = self._depth
         self._depth = depth + 1
         if not depth:
-            self._on_start(module, args)
+            self._on_start(module, args, kwargs)
 
     def _entry_end(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         self._depth = max(self._depth - 1, 0)

@@ -4,7 +4,8 @@
 A value is a real number or a one-element tensor. Tensor values on the CPU are read
 at once (a memory read); values on an accelerator stay there, one float64 tensor per
 call, and are moved to the host in batches (``LogRows.keep`` and ``read``): no host
-synchronisation per step. The rows go to the ``scalars`` stream, and a training loss
+synchronisation per step. The rows go to the ``scalars`` stream (with the step's own
+rows, ``collector.steprows``), and a training loss
 that misbehaves asks the overhead budget for dense steps (``watch_loss``).
 """
 
@@ -15,21 +16,21 @@ import logging
 import math
 import numbers
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import torch
 
 from collector.arguments import check_optional_int, shown
 from store.errors import ConfigError
-from store.records import Rows, safe_text
-from store.schema import Stream
-from store.writer import Writer
+from store.records import safe_text
 
 log = logging.getLogger(__name__)
 
 LOG_BATCH = 16
 """Calls of ``log()`` whose accelerator values are read in one transfer."""
+
+MAX_LABELS = 4096
+"""Metric keys whose parsed (name, split) are kept for the next calls."""
 
 
 @dataclasses.dataclass
@@ -52,6 +53,8 @@ Parsed = tuple[list[str], list[str | None], list[float], list[tuple[int, torch.T
 
 WatchLoss = Callable[[list[str], list[str | None], list[float]], None]
 OnValues = Callable[[list[str], list[str | None], list[float], int], None]
+PutRows = Callable[[int, int | None, float, list[str], list[str | None], list[float]], None]
+"""Where a call's rows go (``collector.steprows.StepRows.logged``)."""
 
 
 class LogRows:
@@ -60,12 +63,13 @@ class LogRows:
     ``watch_loss`` (None: no budget to tell) sees every call's values once on the host.
     """
 
-    def __init__(self, run_id: str, writer: Writer, watch_loss: WatchLoss | None) -> None:
+    def __init__(self, run_id: str, put_rows: PutRows, watch_loss: WatchLoss | None) -> None:
         self.run_id = run_id
         self.pending: list[PendingLog] = []
-        self._writer = writer
+        self._put_rows = put_rows
         self._watch_loss = watch_loss
         self._unicode_warned = False
+        self._labels: dict[tuple[str, str | None], tuple[str, str | None]] = {}
         self.on_values: OnValues | None = None
         """Sees every call's values on the host once its rows are queued (the NaN guard
         and early stopping: ``collector.stopping``); None when neither is on."""
@@ -73,15 +77,19 @@ class LogRows:
     def check(self, metrics: object, *, split: object, epoch: object, step: object) -> str | None:
         """``ConfigError`` for the first argument of ``log()`` it cannot take (the
         values are checked by ``parse``); the split as stored."""
-        if not isinstance(metrics, Mapping):
+        if type(metrics) is not dict and not isinstance(metrics, Mapping):
             raise ConfigError(
                 f"log() takes a mapping of name -> value, got {type(metrics).__name__}"
             )
-        check_optional_int("epoch", epoch)
-        check_optional_int("step", step)
-        if split is not None and (not isinstance(split, str) or not split):
+        if epoch is not None:
+            check_optional_int("epoch", epoch)
+        if step is not None:
+            check_optional_int("step", step)
+        if split is None:
+            return None
+        if not isinstance(split, str) or not split:
             raise ConfigError(f"split must be a non-empty string or None, got {shown(split)}")
-        if split is not None and not split.isascii():
+        if not split.isascii():
             split = self.valid_unicode(split)
         return split
 
@@ -105,34 +113,18 @@ class LogRows:
         splits: list[str | None] = []
         tensors: list[tuple[int, torch.Tensor]] = []
         values: list[float] = []
+        labels = self._labels
         for key, value in metrics.items():
-            if not isinstance(key, str) or not key:
-                raise ConfigError(f"metric names must be non-empty strings, got {shown(key)}")
-            if not key.isascii():
-                key = self.valid_unicode(key)
-            name, row_split = key, split
-            if split is None and "/" in key:
-                name, _, row_split = key.rpartition("/")
-                if not name or not row_split:
-                    raise ConfigError(f"metric {key!r}: expected 'name/split', e.g. 'loss/val'")
-            if isinstance(value, torch.Tensor):
-                if value.numel() != 1:
-                    raise ConfigError(
-                        f"metric {key!r} is a tensor of shape {tuple(value.shape)}; "
-                        "log() takes one number per name (reduce it first, e.g. .mean())"
-                    )
-                if value.is_complex() or value.dtype is torch.bool:
-                    raise ConfigError(
-                        f"metric {key!r} is a {value.dtype} tensor; log() takes real numbers "
-                        "(log .real and .imag, or .abs(), of a complex value; .float() of a flag)"
-                    )
-                if _kept_on_device(value):
-                    tensors.append((len(values), value.detach().reshape(())))
-                    values.append(math.nan)
-                else:
-                    # A CPU tensor: item() reads memory, no device sync (and, unlike
-                    # float(), no warning for a value that requires grad).
-                    values.append(float(value.item()))
+            label = labels.get((key, split))
+            if label is None:
+                label = self._label(key, split)
+            names.append(label[0])
+            splits.append(label[1])
+            kind = type(value)
+            if kind is float:
+                values.append(value)  # type: ignore[arg-type]
+            elif kind is torch.Tensor or isinstance(value, torch.Tensor):
+                self._tensor(key, value, values, tensors)  # type: ignore[arg-type]
             elif isinstance(value, numbers.Real) and not isinstance(value, bool):
                 try:
                     values.append(float(value))
@@ -146,9 +138,45 @@ class LogRows:
                     f"metric {key!r} has a value of type {type(value).__name__}; "
                     "expected a real number or a one-element tensor"
                 )
-            names.append(name)
-            splits.append(row_split)
         return names, splits, values, tensors
+
+    def _label(self, key: object, split: str | None) -> tuple[str, str | None]:
+        """The (name, split) of a metric key, checked, cached for the next calls."""
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"metric names must be non-empty strings, got {shown(key)}")
+        name, row_split = key, split
+        if not key.isascii():
+            name = self.valid_unicode(key)
+        if split is None and "/" in name:
+            name, _, row_split = name.rpartition("/")
+            if not name or not row_split:
+                raise ConfigError(f"metric {key!r}: expected 'name/split', e.g. 'loss/val'")
+        label = (name, row_split)
+        if len(self._labels) < MAX_LABELS:
+            self._labels[(key, split)] = label
+        return label
+
+    @staticmethod
+    def _tensor(
+        key: str, value: torch.Tensor, values: list[float], tensors: list[tuple[int, torch.Tensor]]
+    ) -> None:
+        if value.numel() != 1:
+            raise ConfigError(
+                f"metric {key!r} is a tensor of shape {tuple(value.shape)}; "
+                "log() takes one number per name (reduce it first, e.g. .mean())"
+            )
+        if value.is_complex() or value.dtype is torch.bool:
+            raise ConfigError(
+                f"metric {key!r} is a {value.dtype} tensor; log() takes real numbers "
+                "(log .real and .imag, or .abs(), of a complex value; .float() of a flag)"
+            )
+        if _kept_on_device(value):  # read in batches
+            tensors.append((len(values), value.detach().reshape(())))
+            values.append(math.nan)
+        else:
+            # A CPU tensor: item() reads memory, no device sync (and, unlike float(), no
+            # warning for a value that requires grad).
+            values.append(float(value.item()))
 
     def keep(self, entry: PendingLog, tensors: list[tuple[int, torch.Tensor]]) -> bool:
         """Keep ``entry`` until its device values are read; True when a batch is full."""
@@ -160,17 +188,26 @@ class LogRows:
         return len(self.pending) >= LOG_BATCH
 
     def record(self, entry: PendingLog) -> None:
+        """Queue the rows of a call whose values were read from a device."""
+        self.record_values(
+            entry.step, entry.epoch, entry.wall_time, entry.names, entry.splits, entry.values
+        )
+
+    def record_values(
+        self,
+        step: int,
+        epoch: int | None,
+        wall_time: float,
+        names: list[str],
+        splits: list[str | None],
+        values: list[float],
+    ) -> None:
         """Queue the rows of a call whose values are all on the host."""
         if self._watch_loss is not None:
-            self._watch_loss(entry.names, entry.splits, entry.values)
-        columns: dict[str, Sequence[Any]] = {
-            "name": entry.names,
-            "split": entry.splits,
-            "value": entry.values,
-        }
-        self._writer.put(Rows(Stream.SCALARS, entry.step, entry.epoch, entry.wall_time, columns))
+            self._watch_loss(names, splits, values)
+        self._put_rows(step, epoch, wall_time, names, splits, values)
         if self.on_values is not None:
-            self.on_values(entry.names, entry.splits, entry.values, entry.step)
+            self.on_values(names, splits, values, step)
 
     def read(self) -> float:
         """Move the kept values to the host (one transfer per device) and record their

@@ -106,6 +106,11 @@ class ParamWatcher:
     def _on_grad_accumulated(self, param: torch.Tensor) -> None:
         self._backward_seen = True
 
+    @property
+    def pending(self) -> bool:
+        """Whether the step in progress was sampled (its statistics come after the step)."""
+        return self._previous is not None
+
     def sampled(self, step: int) -> bool:
         """Steps are counted from 1; the first step is always sampled.
 

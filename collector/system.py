@@ -14,31 +14,22 @@ On CUDA these are host times: kernels still queued at the step hook are counted
 in the step that waits for them. Good enough to see a data bottleneck; not a
 kernel profiler.
 
-``SystemRows`` writes the step's ``system`` row: that timing, the peak memory (read
-at most every ``MEMORY_EVERY_S``), the batch size and the gradient norms, the latter
-read from an accelerator in batches (no host synchronisation per step).
+The step's ``system`` row (this timing, the peak memory, the batch size and the
+gradient norms) is kept and written with others by ``collector.steprows``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import resource
 import sys
 import time
-from typing import Any
 
 import torch
 
-from collector.gradients import GradientWatch, StepGradients, host_values
-from collector.logged import LOG_BATCH
-from collector.output import Output
-from store.records import Rows
-from store.schema import Stream
-
-MEMORY_EVERY_S = 1.0
-"""Seconds between two readings of the peak memory (``system.max_memory_bytes``)."""
+TIMING_COLUMNS = ("step_time_s", "data_time_s", "compute_time_s", "samples_per_s")
+Timing = tuple[float, float, float, float | None]
+"""A step's timing: the ``TIMING_COLUMNS``, in that order."""
 
 
 class StepTimer:
@@ -91,22 +82,21 @@ class StepTimer:
         self._first_pass = False
         return False
 
-    def on_after_optimizer_step(self) -> dict[str, float | None] | None:
+    def on_after_optimizer_step(self) -> Timing | None:
         """The timing of the step that just ended, or None when it cannot be timed honestly."""
         now = time.perf_counter()
-        row: dict[str, float | None] | None = None
+        row: Timing | None = None
         last, first = self._last_step_end, self._first_forward
         if last is not None and first is not None and not self._interrupted and first >= last:
             step_time = now - last
             waiting_from = last if self._hooks_done is None else max(last, self._hooks_done)
-            row = {
-                "step_time_s": step_time,
-                "data_time_s": max(first - waiting_from, 0.0),
-                "compute_time_s": now - first,
-                "samples_per_s": (self.examples / step_time)
-                if self.examples and step_time > 0
-                else None,
-            }
+            examples = self.examples
+            row = (
+                step_time,
+                max(first - waiting_from, 0.0),
+                now - first,
+                (examples / step_time) if examples and step_time > 0 else None,
+            )
         self._last_step_end = now
         self._hooks_done = None
         self._first_forward = None
@@ -117,9 +107,10 @@ class StepTimer:
         self.examples = 0
         return row
 
-    def hooks_done(self) -> None:
-        """The collector finished its work after a step: the wait for data starts now."""
-        self._hooks_done = time.perf_counter()
+    def hooks_done(self, now: float | None = None) -> None:
+        """The collector finished its work after a step (at ``now``, a ``perf_counter``
+        time; default: now): the wait for data starts then."""
+        self._hooks_done = time.perf_counter() if now is None else now
 
 
 def peak_host_memory_bytes() -> int:
@@ -139,62 +130,11 @@ def memory_total_bytes(device: torch.device) -> int | None:
         return None
 
 
-class SystemRows:
-    """The ``system`` rows of one run, one per optimizer step."""
-
-    def __init__(self, out: Output, gradients: GradientWatch | None, device: torch.device) -> None:
-        self._out = out
-        self._gradients = gradients
-        self._device = device
-        self._memory_read_at = -math.inf
-        self.pending: list[tuple[Rows, StepGradients]] = []
-        """Rows whose gradient norms are still on an accelerator (read in batches)."""
-
-    def row(self, timing: dict[str, float | None] | None, batch_size: int | None) -> None:
-        """The step's row: timing (null when untimed), memory, batch size and gradient
-        norms. Norms on an accelerator wait to be read with others."""
-        columns: dict[str, list[Any]] = {k: [v] for k, v in (timing or {}).items()}
-        columns |= self._memory()
-        columns["batch_size"] = [batch_size]
-        out = self._out
-        rows = Rows(Stream.SYSTEM, out.step, out.epoch, time.time(), columns)
-        grads = self._gradients.on_after_optimizer_step() if self._gradients else None
-        kept = grads.tensors() if grads is not None else []
-        if grads is None or not kept:
-            self._put(rows, grads, [])
-        elif kept[0].device.type == "cpu":
-            # CPU tensors: reading them is a memory read, no device sync
-            self._put(rows, grads, [float(t) for t in kept])
-        else:
-            self.pending.append((rows, grads))
-            if len(self.pending) >= LOG_BATCH:
-                self.read_pending()
-
-    def read_pending(self) -> None:
-        """Move the kept gradient norms to the host in one transfer; write their rows."""
-        pending, self.pending = self.pending, []
-        if not pending:
-            return
-        device = pending[0][1].tensors()[0].device
-        flat = [t.to(device, torch.float64).reshape(()) for _, g in pending for t in g.tensors()]
-        values = iter(torch.stack(flat).cpu().tolist())
-        for rows, grads in pending:
-            self._put(rows, grads, [next(values) for _ in grads.tensors()])
-
-    def _put(self, rows: Rows, grads: StepGradients | None, values: list[float]) -> None:
-        columns = dict(rows.columns)
-        if grads is not None:
-            columns |= {k: [v] for k, v in host_values(grads, values).items()}
-        self._out.writer.put(dataclasses.replace(rows, columns=columns))
-
-    def _memory(self) -> dict[str, list[int]]:
-        """The peak memory so far, read at most every ``MEMORY_EVERY_S`` (a peak only
-        grows; reading it cost ~40 us a step on a small CPU model): {} in between,
-        which leaves the column null."""
-        now = time.monotonic()
-        if now - self._memory_read_at < MEMORY_EVERY_S:
-            return {}
-        self._memory_read_at = now
-        if self._device.type == "cuda":
-            return {"max_memory_bytes": [torch.cuda.max_memory_allocated(self._device)]}
-        return {"max_memory_bytes": [peak_host_memory_bytes()]}
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """The peak memory so far: allocated on a CUDA device, else this process's RSS."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(device))
+        return peak_host_memory_bytes()
+    except (RuntimeError, OSError, ValueError):
+        return None

@@ -31,6 +31,10 @@ class Rows:
     ``array.array`` (type code ``d`` or ``q``: the statistics columns, merged by memcpy
     in the writer) or an Arrow array. Columns left out are null.
     ``wall_time`` is seconds since the epoch (``time.time()``).
+
+    ``per_row`` (optional): the envelope row by row instead, for rows of many steps
+    handed over together (``collector.steprows``): ``PerRow`` sequences of ``n`` steps,
+    epochs and wall times. ``step`` is then the largest of them (the writer's last step).
     """
 
     stream: Stream
@@ -38,11 +42,23 @@ class Rows:
     epoch: int | None
     wall_time: float
     columns: Mapping[str, Sequence[Any]]
+    per_row: PerRow | None = None
 
     def __len__(self) -> int:
         for values in self.columns.values():
             return len(values)
         return 0
+
+
+@dataclass(frozen=True)
+class PerRow:
+    """The envelope of each row of a ``Rows``: ``steps`` and ``wall_times`` (seconds since
+    the epoch) packed (``array.array`` ``q`` and ``d``) or plain sequences, ``epochs``
+    a sequence of int or None."""
+
+    steps: Sequence[int]
+    epochs: Sequence[int | None]
+    wall_times: Sequence[float]
 
 
 def build_table(
@@ -92,17 +108,12 @@ def build_table(
     # ends, not as Python lists of one object per row (half the build time at 60 rows
     # a batch).
     kept = [(b, n) for b, n in zip(batches, lengths, strict=True) if n]  # run ends increase
-    batches = [b for b, _ in kept]
-    ends = pa.array(list(itertools.accumulate(n for _, n in kept)), type=pa.int64())
     envelope = {
         "run_id": pa.repeat(pa.scalar(run_id), total),
         "rank": pa.repeat(pa.scalar(rank), total),
         "attempt": pa.repeat(pa.scalar(attempt), total),
         "seq": pc.add(pc.cumulative_sum(pa.repeat(pa.scalar(1), total)), first_seq - 1),
-        "step": _per_batch([b.step for b in batches], ends),
-        "epoch": _per_batch([b.epoch for b in batches], ends),
-        "wall_time": _per_batch([int(b.wall_time * 1_000_000) for b in batches], ends),
-    }
+    } | _envelope(kept)
     arrays = [
         envelope[field.name].cast(field.type)
         if field.name in envelope
@@ -135,6 +146,55 @@ def _concat(parts: list[_Part], type_: pa.DataType) -> pa.Array:
     if not arrays:
         return pa.array([], type=type_)
     return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+
+
+def _envelope(kept: list[tuple[Rows, int]]) -> dict[str, pa.Array]:
+    """The step, epoch and wall_time columns (wall time in microseconds) of non-empty
+    batches: runs of batches that share one envelope each spread by their run ends,
+    ``per_row`` batches as they are, in order."""
+    parts: dict[str, list[pa.Array]] = {"step": [], "epoch": [], "wall_time": []}
+    shared: list[tuple[Rows, int]] = []
+
+    def spread() -> None:
+        if not shared:
+            return
+        ends = pa.array(list(itertools.accumulate(n for _, n in shared)), type=pa.int64())
+        parts["step"].append(_per_batch([b.step for b, _ in shared], ends))
+        parts["epoch"].append(_per_batch([b.epoch for b, _ in shared], ends))
+        micros = [int(b.wall_time * 1_000_000) for b, _ in shared]
+        parts["wall_time"].append(_per_batch(micros, ends))
+        shared.clear()
+
+    for batch, n in kept:
+        per_row = batch.per_row
+        if per_row is None:
+            shared.append((batch, n))
+            continue
+        spread()
+        for name, values in (("step", per_row.steps), ("epoch", per_row.epochs)):
+            if len(values) != n:
+                raise ValueError(f"per-row {name}s: {len(values)} values for {n} rows")
+            parts[name].append(_int64(values))
+        if len(per_row.wall_times) != n:
+            raise ValueError(f"per-row wall times: {len(per_row.wall_times)} values for {n} rows")
+        seconds = _concat([_part(per_row.wall_times)], pa.float64())
+        parts["wall_time"].append(pc.cast(pc.floor(pc.multiply(seconds, 1_000_000)), pa.int64()))
+    spread()
+    return {
+        name: (arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays))
+        if arrays
+        else pa.array([], type=pa.int64())
+        for name, arrays in parts.items()
+    }
+
+
+def _part(values: Sequence[Any]) -> _Part:
+    """A column part as ``_concat`` takes it (packed arrays shared, anything else a list)."""
+    return values if isinstance(values, array.array | pa.Array) else list(values)
+
+
+def _int64(values: Sequence[Any]) -> pa.Array:
+    return _concat([_part(values)], pa.int64())
 
 
 def _per_batch(values: list[Any], ends: pa.Array) -> pa.Array:

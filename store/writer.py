@@ -107,6 +107,7 @@ class Writer:
         self._last_step = 0
         self._pending: dict[Stream, list[Rows]] = {}
         self._pending_rows = 0
+        self._sources: list[Callable[[], list[Rows]]] = []
         self.activity = Activity()  # what was published (store.digest); writer thread
         (root / run_id).mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(
@@ -199,6 +200,14 @@ class Writer:
         if self._state is WriterState.CLOSING:
             self._state = WriterState.CLOSED
 
+    def add_source(self, take: Callable[[], list[Rows]]) -> None:
+        """Call ``take`` on the writer thread before each timed flush and write what it
+        returns: rows a producer keeps to hand over in batches (``collector.steprows``)
+        then reach the disk on the writer's cadence even while the training thread is
+        busy elsewhere (a long validation). ``take`` must be thread-safe; an exception
+        from it is logged once and costs only that call's rows."""
+        self._sources.append(take)
+
     # -- writer-thread side -----------------------------------------------------------
 
     def _run(self) -> None:
@@ -218,12 +227,17 @@ class Writer:
         while True:
             self._wake.wait(max(0.0, min(next_flush, next_heartbeat) - time.monotonic()))
             self._wake.clear()  # before draining: a put racing with us is drained now or wakes us
+            due = time.monotonic() >= next_flush
+            # Taken before the queue is drained, added after it: a producer puts what it
+            # handed over itself under the same lock, so those rows are queued already.
+            taken = self._take_sources() if due else []
             requests, closing = self._drain()
+            for rows in taken:
+                self._add(rows)
             now = time.monotonic()
             if now >= next_heartbeat and not closing:  # the run's final event stays last
                 self._add(self._event(EventKind.HEARTBEAT, {}))
                 next_heartbeat = now + self.heartbeat_every_s
-            due = now >= next_flush
             if due or requests or closing or self._pending_rows >= self.max_pending_rows:
                 self._flush()
             if due:
@@ -249,6 +263,16 @@ class Writer:
             elif item is _CLOSE:
                 closing = True
         return requests, closing
+
+    def _take_sources(self) -> list[Rows]:
+        """What the sources (``add_source``) hand over now."""
+        taken: list[Rows] = []
+        for take in self._sources:
+            try:
+                taken += [rows for rows in take() if len(rows)]
+            except Exception as e:  # a producer's bug must not stop the writer
+                self._warn_once("source", "run %s: rows not handed over: %r", self.run_id, e)
+        return taken
 
     def _add(self, rows: Rows) -> None:
         self._pending.setdefault(rows.stream, []).append(rows)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import array
 import datetime as dt
 import math
 
 import pyarrow as pa
 import pytest
 
-from store.records import Rows, build_table
+from store.records import PerRow, Rows, build_table
 from store.schema import SCHEMAS, Stream
 
 UTC = dt.timezone.utc
@@ -172,3 +173,37 @@ def test_packed_values_of_another_type_code_are_refused() -> None:
     bad = Rows(Stream.TENSORS, 1, None, T0, {"param": ["w"], "norm": array.array("f", [1.0])})
     with pytest.raises(ValueError, match="type code 'f'"):
         build_table(Stream.TENSORS, [bad], run_id="r", rank=0, attempt=0, first_seq=0)
+
+
+def test_per_row_envelopes_mix_with_shared_ones_in_order() -> None:
+    shared = Rows(Stream.SCALARS, 3, 0, 1.5, {"name": ["x"], "value": [1.0]})
+    per_row = Rows(
+        Stream.SCALARS,
+        9,
+        None,
+        0.0,
+        {"name": ["lr"] * 3, "value": array.array("d", [0.1, 0.2, 0.3])},
+        PerRow(array.array("q", [7, 8, 9]), [1, None, 2], array.array("d", [2.0000015, 3.25, 4.0])),
+    )
+    after = Rows(Stream.SCALARS, 10, 2, 5.0, {"name": ["y"], "value": [2.0]})
+    table = build_table(
+        Stream.SCALARS, [shared, per_row, after], run_id="r", rank=0, attempt=0, first_seq=0
+    )
+    assert table.column("step").to_pylist() == [3, 7, 8, 9, 10]
+    assert table.column("epoch").to_pylist() == [0, 1, None, 2, 2]
+    micros = table.column("wall_time").cast(pa.int64()).to_pylist()
+    assert micros == [1_500_000, 2_000_001, 3_250_000, 4_000_000, 5_000_000]
+    assert table.column("seq").to_pylist() == [0, 1, 2, 3, 4]
+
+
+def test_a_per_row_envelope_of_the_wrong_length_is_refused() -> None:
+    rows = Rows(
+        Stream.SCALARS,
+        2,
+        None,
+        0.0,
+        {"name": ["a", "b"], "value": [1.0, 2.0]},
+        PerRow([1], [None, None], [0.0, 0.0]),
+    )
+    with pytest.raises(ValueError, match="per-row steps: 1 values for 2 rows"):
+        build_table(Stream.SCALARS, [rows], run_id="r", rank=0, attempt=0, first_seq=0)

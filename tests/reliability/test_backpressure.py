@@ -27,7 +27,7 @@ from store.writer import Writer
 
 from .conftest import report
 
-MAX_QUEUE = 64
+MAX_QUEUE = 8  # batches: the per-step rows go over in batches of 64 steps (collector.steprows)
 
 
 class HangingDisk:
@@ -106,7 +106,7 @@ def test_a_hanging_writer_never_slows_or_grows_the_training_loop(
         )
     assert recorded == tel.rows_dropped == final["rows_dropped"]
     report(
-        "Back-pressure (writer hung, queue of 64 batches)",
+        f"Back-pressure (writer hung, queue of {MAX_QUEUE} batches)",
         [
             f"median step {p50_healthy * 1e3:.2f} ms with a healthy writer, "
             f"{p50_stuck * 1e3:.2f} ms with a hung one (max {max(stuck) * 1e3:.2f} ms)",
