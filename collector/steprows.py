@@ -99,6 +99,12 @@ class StepRows:
         if len(logged) >= HANDOVER_STEPS:
             self.hand_over()
 
+    def synchronised(self) -> None:
+        """The device was just synchronised (a sampled step): gradient norms waiting on
+        an accelerator cost no wait now. On the CPU nothing waits: rows stay kept."""
+        if self._device.type != "cpu":
+            self.hand_over()
+
     def hand_over(self) -> None:
         """Queue every kept row on the writer (reading the gradient norms: a
         synchronisation on an accelerator)."""

@@ -395,7 +395,7 @@ class StepHooks:
             out.put(Stream.TENSORS, tensors)
             # The statistics synchronised already: what waits on the device costs no wait.
             self._on_synchronised()
-            self.rows.hand_over()
+            self.rows.synchronised()
         sampled_in_hook = time.perf_counter() - start
         stats_s = overhead.stats_s + sampled_in_hook if tensors is not None else None
         if len(self._sample_hooks):
