@@ -34,11 +34,14 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.autograd import Variable
+
+from collector.budget import Overhead
 
 GRADIENT_COLUMNS = ("grad_norm", "grad_norm_step", "clip_ratio", "grad_carried_norm", "backwards")
 """The ``system`` columns ``host_values`` fills."""
@@ -85,8 +88,10 @@ def host_values(step: StepGradients, values: list[float]) -> dict[str, float | i
 class GradientWatch:
     """The per-step global gradient norms of ``params`` (the watched parameters)."""
 
-    def __init__(self, params: list[torch.nn.Parameter]) -> None:
+    def __init__(self, params: list[torch.nn.Parameter], overhead: Overhead | None = None) -> None:
         self.params = params
+        # The collector's time per step (the budget's fixed cost): the norms are its work.
+        self._overhead = overhead
         trainable = [p for p in params if p.requires_grad]
         # The gradient that tells whether the loop touched them since the end of
         # backward (clipping, unscaling change every gradient in place, this one too).
@@ -129,15 +134,17 @@ class GradientWatch:
             Variable._execution_engine.queue_callback(self._on_backward_end)
 
     def _on_backward_end(self) -> None:
+        start = time.perf_counter()
         self._queued = False
         self._backwards += 1
         grads = self._grads()
-        if not grads:
-            return
-        self._pre = _total_norm(grads, self._uniform)
-        first = self._first.grad if self._first is not None else None
-        self._pre_first = first
-        self._pre_version = first._version if first is not None else -1
+        if grads:
+            self._pre = _total_norm(grads, self._uniform)
+            first = self._first.grad if self._first is not None else None
+            self._pre_first = first
+            self._pre_version = first._version if first is not None else -1
+        if self._overhead is not None:
+            self._overhead.every_step(time.perf_counter() - start)
 
     def on_forward_end(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         """An outermost forward of the model ended: hook its output for the backward's start."""
@@ -155,10 +162,13 @@ class GradientWatch:
     def _on_backward_start(self, grad: torch.Tensor) -> None:
         if self._checked:
             return
+        start = time.perf_counter()
         self._checked = True
         grads = self._grads()
         if grads:
             self._carried = _total_norm(grads, self._uniform)
+        if self._overhead is not None:
+            self._overhead.every_step(time.perf_counter() - start)
 
     def on_before_optimizer_step(self) -> None:
         self._backwards_before_step = self._backwards

@@ -145,7 +145,7 @@ class StepHooks:
         # The optimizer's parameters only: a trainable parameter it does not hold keeps
         # its gradient across zero_grad() by design and is not what it steps with.
         self._gradients = (
-            GradientWatch([p for _, p in watched if id(p) in _held_by(optimizer)])
+            GradientWatch([p for _, p in watched if id(p) in _held_by(optimizer)], overhead)
             if optimizer is not None
             else None
         )
