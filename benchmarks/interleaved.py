@@ -37,7 +37,12 @@ from overhead import FULL, WORKLOADS, _workload, train_step  # noqa: E402
 from collector.budget import DENSE_STEPS  # noqa: E402
 
 HALF = {"overhead_budget": 0.015}  # the budget sees both copies' steps (module docstring)
-ARMS = {"default": HALF, "default, nan_check=0": HALF | {"nan_check": 0}, "full": FULL}
+ARMS = {
+    "default": HALF,
+    "default, nan_check=0": HALF | {"nan_check": 0},
+    "guarded": HALF | {"on_nonfinite": "stop"},  # reads the gradient norm every step
+    "full": FULL,
+}
 
 
 def measure(workload: str, arm: str, steps: int) -> dict[str, Any]:
