@@ -154,6 +154,7 @@ class StepHooks:
         self._summary_written = model is None
         self._forwards: OutermostForwards | None = None
         self._planned_step = -1  # the step whose forward _plan decided
+        self._replayed = -1  # the last step whose forwards were replayed
         self._full = True  # whether that step samples or checks anything
 
     # -- for the collector ---------------------------------------------------------------
@@ -432,8 +433,9 @@ class StepHooks:
         """Run the step's held forwards again with the NaN check's hooks on
         (``collector.replay``); record the origin they show."""
         held = self._held
-        if held is None or not held.can_replay:
+        if held is None or not held.can_replay or self._replayed == step:
             return
+        self._replayed = step  # once a step (the guard may ask again for the same one)
         hooks = HookSet()
         activations = self._activations
         try:
