@@ -129,8 +129,9 @@ def _reduce_on_cpu(xs: list[torch.Tensor]) -> torch.Tensor:
             else:
                 flat = x.reshape(-1)
                 low, high = torch.aminmax(flat)
+                # CPU tensors: item() reads memory (no device to synchronise with)
                 total, squares = flat.sum().item(), torch.dot(flat, flat).item()
-                rows[i] = (total, squares, low.item(), high.item(), nonzero)
+                rows[i] = (total, squares, low.item(), high.item(), nonzero)  # the same
     return torch.from_numpy(rows)
 
 

@@ -326,11 +326,11 @@ class StepHooks:
             gradients.on_before_optimizer_step()
             norm = gradients.at_step
             held = self._held
-            # A read of memory on the CPU (or the guard's own synchronisation, below)
             if (
                 held is not None
                 and norm is not None
                 and self._activations.found is None
+                # a read of memory on the CPU (or the guard's own synchronisation, below)
                 and not math.isfinite(norm.item())
             ):
                 self._replay(step)
