@@ -64,7 +64,9 @@ class StepRows:
         # consumers pop, under the lock, as many entries as they saw.
         self._steps: collections.deque[StepEntry] = collections.deque()
         self._logged: collections.deque[LoggedEntry] = collections.deque()
-        self._lock = threading.Lock()
+        # Re-entrant: a SIGTERM handler (collector.shutdown) closes the run on the
+        # training thread, perhaps while that thread is inside a hand-over.
+        self._lock = threading.RLock()
         self._every = HANDOVER_STEPS if device.type == "cpu" else DEVICE_HANDOVER_STEPS
         self._lr_names: list[str] = []
         writer.add_source(self._take_host_rows)
@@ -125,11 +127,13 @@ class StepRows:
         steps: list[StepEntry] = []
         queued = self._steps
         for _ in range(len(queued)):
+            if not queued:  # emptied by a hand-over that interrupted this one (a signal)
+                break
             grads = queued[0][5]
             if host_only and grads is not None and not _on_host(grads):
                 break  # the training thread reads them (in batches: no sync per step)
             steps.append(queued.popleft())
-        logged = [self._logged.popleft() for _ in range(len(self._logged))]
+        logged = [self._logged.popleft() for _ in range(len(self._logged)) if self._logged]
         out = []
         if steps:
             out.append(self._system(steps))
