@@ -47,6 +47,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py --rounds 2 --out benchmarks/results/overhead.json
 	$(PY) benchmarks/interleaved.py --out benchmarks/results/interleaved.json
+	$(PY) benchmarks/hot_path.py --out benchmarks/results/hot_path.json
 	$(PY) benchmarks/demo_overhead.py --rounds 3 --out benchmarks/results/demo_overhead.json
 	$(PY) benchmarks/writer.py --out benchmarks/results/writer.json
 	$(PY) benchmarks/store_scale.py --rows 1e6 1e7 --sweep 10 100 --out benchmarks/results/store_scale.json

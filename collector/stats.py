@@ -1,9 +1,9 @@
 """Summary statistics of many tensors, reduced on their device, moved to the host once.
 
 Only cheap reductions run on the device: ``sum``, ``dot(x, x)``, ``aminmax`` and
-``count_nonzero`` (on this project's 2-core CPU, per 11M floats: ~1-4 ms each, where
-``std`` costs ~27 ms, ``(x == 0).sum()`` ~47 ms and a float64 ``sum`` ~6 ms); on the
-CPU, small tensors go to NumPy's, cheaper per call (``_reduce_on_cpu``).
+``count_nonzero`` (NumPy's on the CPU; on this project's 2-core CPU, per 11M floats:
+~1-3 ms each, where ``std`` costs ~27 ms, ``(x == 0).sum()`` ~47 ms and a float64
+``sum`` ~6 ms).
 Everything else is derived on the host in float64: ``norm = sqrt(sumsq)``,
 ``std`` from sum and sum of squares, ``abs_max = max(-min, max)``.
 
@@ -85,8 +85,6 @@ def reduce(tensors: Sequence[torch.Tensor], *, negate: bool = False) -> PendingS
         return PendingStats(all_xs, _scatter_rows(full.reduced, all_xs), negate)
     if not xs:
         return PendingStats([], torch.zeros(0, 5, dtype=torch.float64), negate)
-    if all(x.device.type == "cpu" for x in xs):
-        return PendingStats(xs, _reduce_on_cpu(xs), negate)
     # One stack per dtype family instead of one per statistic: at ~5 us an operation,
     # the bookkeeping around the reductions costs as much as they do on a small model.
     parts: list[torch.Tensor] = []
@@ -95,60 +93,26 @@ def reduce(tensors: Sequence[torch.Tensor], *, negate: bool = False) -> PendingS
         low, high = torch.aminmax(flat)
         parts += [flat.sum(), torch.dot(flat, flat), low, high]
     floats = torch.stack(parts).view(len(xs), 4).double()
-    nonzero = torch.stack([torch.count_nonzero(x) for x in xs]).double().unsqueeze(1)
-    return PendingStats(xs, torch.cat([floats, nonzero], dim=1), negate)
+    return PendingStats(xs, torch.cat([floats, _nonzero_counts(xs)], dim=1), negate)
 
 
-NUMPY_MAX = 1 << 16
-"""CPU tensors up to this many elements are reduced by NumPy: ~1 us a call where a torch
-operation costs ~5 us, which is most of a small tensor's cost (a bias, a small layer's
-weight); beyond it torch's ``sum``, ``dot`` and ``aminmax`` are the faster ones (1.6
-against 1.9 ms for the sum, one pass against two for the extremes, on 11M floats). Zeros
-are always counted by NumPy, as ``count_nonzero(a != 0)``: torch's ``count_nonzero``
-on the CPU costs 4.8 ms per 1M floats of a ReLU's output (half zeros), against 0.1 ms."""
+NUMPY_ZEROS_FROM = 1 << 14
+"""CPU tensors of at least this many elements have their zeros counted by NumPy."""
 
 
-SEGMENTS_MAX = 1 << 20
-"""CPU tensors adding up to this many elements are reduced together: copied into one
-buffer (4 MB at most), then each statistic of all of them in one NumPy call."""
-
-
-def _reduce_on_cpu(xs: list[torch.Tensor]) -> torch.Tensor:
-    """The ``[n, 5]`` float64 reductions of CPU tensors, computed now (no device to wait
-    on): all at once when they are small together (``_reduce_segments``), else NumPy on
-    the small ones (float32 sums, as torch's) and torch on the large ones."""
-    if len(xs) > 1 and sum(x.numel() for x in xs) <= SEGMENTS_MAX:
-        return _reduce_segments(xs)
-    rows = np.empty((len(xs), 5), dtype=np.float64)
-    with np.errstate(all="ignore"):  # Inf - Inf in a sum: NaN, as torch gives, no warning
-        for i, x in enumerate(xs):
-            a = x.numpy().reshape(-1)
-            nonzero = np.count_nonzero(a != 0)  # see NUMPY_MAX
-            if x.numel() <= NUMPY_MAX:
-                rows[i] = (a.sum(), np.dot(a, a), a.min(), a.max(), nonzero)
-            else:
-                flat = x.reshape(-1)
-                low, high = torch.aminmax(flat)
-                # CPU tensors: item() reads memory (no device to synchronise with)
-                total, squares = flat.sum().item(), torch.dot(flat, flat).item()
-                rows[i] = (total, squares, low.item(), high.item(), nonzero)  # the same
-    return torch.from_numpy(rows)
-
-
-def _reduce_segments(xs: list[torch.Tensor]) -> torch.Tensor:
-    """The reductions of many small non-empty CPU tensors: one copy into a flat buffer,
-    then one ``reduceat`` per statistic over the tensors' segments (~6 calls instead of 5
-    per tensor, which is most of a small model's cost). Sums accumulate in float64."""
-    flat = torch.cat([x.reshape(-1) for x in xs]).numpy()
-    starts = np.cumsum([0] + [x.numel() for x in xs[:-1]])
-    rows = np.empty((len(xs), 5), dtype=np.float64)
-    with np.errstate(all="ignore"):  # Inf - Inf: NaN, as torch gives, no warning
-        rows[:, 0] = np.add.reduceat(flat, starts, dtype=np.float64)
-        rows[:, 1] = np.add.reduceat(np.square(flat), starts, dtype=np.float64)
-        rows[:, 2] = np.minimum.reduceat(flat, starts)
-        rows[:, 3] = np.maximum.reduceat(flat, starts)
-        rows[:, 4] = np.add.reduceat(flat != 0, starts, dtype=np.int64)
-    return torch.from_numpy(rows)
+def _nonzero_counts(xs: list[torch.Tensor]) -> torch.Tensor:
+    """Each tensor's count of non-zero elements, as a ``[n, 1]`` float64 column. Large
+    CPU tensors by NumPy: torch's ``count_nonzero`` costs 4.6 ms per 1M floats of a
+    ReLU's output (half zeros) on this project's CPU, ``np.count_nonzero(a != 0)``
+    0.1 ms (``benchmarks/hot_path.py``); the same count (NaN is non-zero, -0.0 zero).
+    Below ``NUMPY_ZEROS_FROM`` elements the call's overhead outweighs it."""
+    counts = [
+        torch.tensor(np.count_nonzero(x.numpy() != 0))
+        if x.numel() >= NUMPY_ZEROS_FROM and x.device.type == "cpu"
+        else torch.count_nonzero(x)
+        for x in xs
+    ]
+    return torch.stack(counts).double().unsqueeze(1)
 
 
 def to_host(pending: Sequence[PendingStats]) -> list[HostStats]:
