@@ -120,11 +120,10 @@ class LogRows:
                 label = self._label(key, split)
             names.append(label[0])
             splits.append(label[1])
-            kind = type(value)
-            if kind is float:
-                values.append(value)  # type: ignore[arg-type]
-            elif kind is torch.Tensor or isinstance(value, torch.Tensor):
-                self._tensor(key, value, values, tensors)  # type: ignore[arg-type]
+            if type(value) is float:
+                values.append(value)
+            elif isinstance(value, torch.Tensor):
+                self._tensor(key, value, values, tensors)
             elif isinstance(value, numbers.Real) and not isinstance(value, bool):
                 try:
                     values.append(float(value))

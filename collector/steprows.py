@@ -162,49 +162,50 @@ class StepRows:
         return _rows(Stream.SYSTEM, entries, columns)
 
     def _learning_rates(self, entries: list[StepEntry]) -> Rows | None:
-        counts = [len(e[6]) for e in entries]
-        total = sum(counts)
-        if not total:
+        """The learning-rate rows of the steps: ``lr``, ``lr.group1``... per step."""
+        widest = max(len(e[6]) for e in entries)
+        if not widest:
             return None
-        widest = max(counts)
         if len(self._lr_names) < widest:
             self._lr_names = ["lr" if i == 0 else f"lr.group{i}" for i in range(widest)]
         names = self._lr_names
-        steps, epochs, times = array.array("q"), [], array.array("d")
-        row_names: list[str] = []
-        values = array.array("d")
-        for (step, epoch, wall, _, _, _, lrs), k in zip(entries, counts, strict=True):
-            steps.extend([step] * k)
-            epochs.extend([epoch] * k)
-            times.extend([wall] * k)
-            row_names.extend(names[:k])
-            values.extend(lrs)
-        columns: dict[str, Any] = {"name": row_names, "split": ["train"] * total, "value": values}
-        return Rows(Stream.SCALARS, max(steps), None, 0.0, columns, PerRow(steps, epochs, times))
+        calls: list[LoggedEntry] = [
+            (step, epoch, wall, names[: len(lrs)], ["train"] * len(lrs), lrs)
+            for step, epoch, wall, _, _, _, lrs in entries
+        ]
+        return _scalars(calls)
 
 
 def _rows(stream: Stream, entries: list[Any], columns: dict[str, Any]) -> Rows:
     """Rows with one envelope per entry (``(step, epoch, wall time, ...)`` tuples)."""
-    steps = array.array("q", [e[0] for e in entries])
-    per_row = PerRow(steps, [e[1] for e in entries], array.array("d", [e[2] for e in entries]))
-    return Rows(stream, max(steps), None, 0.0, columns, per_row)
+    return _with_envelopes(stream, columns, entries, [1] * len(entries))
 
 
 def _scalars(entries: list[LoggedEntry]) -> Rows:
-    steps, epochs, times = array.array("q"), [], array.array("d")
+    """The ``scalars`` rows of ``log()`` calls (or of the steps' learning rates)."""
     names: list[str] = []
     splits: list[str | None] = []
     values = array.array("d")
-    for step, epoch, wall, row_names, row_splits, row_values in entries:
-        k = len(row_names)
-        steps.extend([step] * k)
-        epochs.extend([epoch] * k)
-        times.extend([wall] * k)
+    for _, _, _, row_names, row_splits, row_values in entries:
         names.extend(row_names)
         splits.extend(row_splits)
         values.extend(row_values)
     columns: dict[str, Any] = {"name": names, "split": splits, "value": values}
-    return Rows(Stream.SCALARS, max(steps), None, 0.0, columns, PerRow(steps, epochs, times))
+    counts = [len(e[3]) for e in entries]
+    return _with_envelopes(Stream.SCALARS, columns, entries, counts)
+
+
+def _with_envelopes(
+    stream: Stream, columns: dict[str, Any], entries: list[Any], counts: list[int]
+) -> Rows:
+    """Rows whose envelope is entry i's ``(step, epoch, wall time, ...)`` for its
+    ``counts[i]`` rows."""
+    steps, epochs, times = array.array("q"), [], array.array("d")
+    for (step, epoch, wall, *_), k in zip(entries, counts, strict=True):
+        steps.extend([step] * k)
+        epochs.extend([epoch] * k)
+        times.extend([wall] * k)
+    return Rows(stream, max(steps), None, 0.0, columns, PerRow(steps, epochs, times))
 
 
 def _on_host(grads: StepGradients) -> bool:
