@@ -332,7 +332,7 @@ class Collector:
             if full or (stopping.watching and stopping.wants_now(names, splits)):
                 start += self._logged.read()
         else:
-            self._logged.record_values(row_step, row_epoch, time.time(), names, splits, values)
+            self._logged.record_values((row_step, row_epoch, time.time(), names, splits, values))
         self._overhead.every_step(time.perf_counter() - start)
         stopping.raise_if_tripped()
 

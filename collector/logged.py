@@ -53,7 +53,10 @@ Parsed = tuple[list[str], list[str | None], list[float], list[tuple[int, torch.T
 
 WatchLoss = Callable[[list[str], list[str | None], list[float]], None]
 OnValues = Callable[[list[str], list[str | None], list[float], int], None]
-PutRows = Callable[[int, int | None, float, list[str], list[str | None], list[float]], None]
+LoggedEntry = tuple[int, int | None, float, list[str], list[str | None], list[float]]
+"""One call's rows on the host: step, epoch, wall time, names, splits, values."""
+
+PutRows = Callable[[LoggedEntry], None]
 """Where a call's rows go (``collector.steprows.StepRows.logged``)."""
 
 
@@ -189,22 +192,15 @@ class LogRows:
     def record(self, entry: PendingLog) -> None:
         """Queue the rows of a call whose values were read from a device."""
         self.record_values(
-            entry.step, entry.epoch, entry.wall_time, entry.names, entry.splits, entry.values
+            (entry.step, entry.epoch, entry.wall_time, entry.names, entry.splits, entry.values)
         )
 
-    def record_values(
-        self,
-        step: int,
-        epoch: int | None,
-        wall_time: float,
-        names: list[str],
-        splits: list[str | None],
-        values: list[float],
-    ) -> None:
+    def record_values(self, entry: LoggedEntry) -> None:
         """Queue the rows of a call whose values are all on the host."""
+        step, _, _, names, splits, values = entry
         if self._watch_loss is not None:
             self._watch_loss(names, splits, values)
-        self._put_rows(step, epoch, wall_time, names, splits, values)
+        self._put_rows(entry)
         if self.on_values is not None:
             self.on_values(names, splits, values, step)
 

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from collector.gradients import GRADIENT_COLUMNS, StepGradients, host_values
+from collector.logged import LoggedEntry
 from collector.system import TIMING_COLUMNS, Timing, peak_memory_bytes
 from store.records import PerRow, Rows
 from store.schema import Stream
@@ -48,8 +49,6 @@ DEVICE_HANDOVER_STEPS = 16
 StepEntry = tuple[
     int, int | None, float, Timing | None, int | None, StepGradients | None, list[float]
 ]
-# step, epoch, wall time, names, splits, values
-LoggedEntry = tuple[int, int | None, float, list[str], list[str | None], list[float]]
 
 
 class StepRows:
@@ -86,18 +85,10 @@ class StepRows:
         if len(steps) >= self._every:
             self.hand_over()
 
-    def logged(
-        self,
-        step: int,
-        epoch: int | None,
-        wall_time: float,
-        names: list[str],
-        splits: list[str | None],
-        values: list[float],
-    ) -> None:
+    def logged(self, entry: LoggedEntry) -> None:
         """One ``log()`` call's values, on the host."""
         logged = self._logged
-        logged.append((step, epoch, wall_time, names, splits, values))
+        logged.append(entry)
         if len(logged) >= HANDOVER_STEPS:
             self.hand_over()
 
